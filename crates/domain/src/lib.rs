@@ -1,0 +1,16 @@
+//! Pure domain logic of Gridiron.
+//!
+//! Everything here is plain Rust with no I/O: capability processing, the
+//! scheduling policy, the session state machine and the W3C error mapping.
+//! The server, the store and the provisioners sit on top of it.
+
+pub mod capabilities;
+pub mod error;
+pub mod lifecycle;
+pub mod options;
+pub mod queue;
+
+pub use capabilities::{BrowserKind, Stereotype};
+pub use error::{ErrorCode, GridError, Origin};
+pub use lifecycle::{EndReason, SessionState};
+pub use options::GridOptions;

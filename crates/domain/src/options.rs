@@ -1,0 +1,134 @@
+//! Per-session grid options, read from `gridiron:options` in the capabilities.
+
+use crate::capabilities::GRID_OPTIONS_KEY;
+use crate::error::GridError;
+use serde::Serialize;
+use serde_json::{Map, Value};
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+/// What a client may tell the grid about its session.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct GridOptions {
+    /// A display name (test name), kept with the session record.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// Free-form labels, kept with the session record.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub labels: BTreeMap<String, String>,
+    /// End the session after this long without a command.
+    #[serde(rename = "idleTimeout", skip_serializing_if = "Option::is_none", with = "secs")]
+    pub idle_timeout: Option<Duration>,
+    /// End the session this long after it started, whatever it is doing.
+    #[serde(rename = "sessionTimeout", skip_serializing_if = "Option::is_none", with = "secs")]
+    pub session_timeout: Option<Duration>,
+}
+
+mod secs {
+    use serde::Serializer;
+    use std::time::Duration;
+
+    pub fn serialize<S: Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
+        match d {
+            Some(d) => s.serialize_f64(d.as_secs_f64()),
+            None => s.serialize_none(),
+        }
+    }
+}
+
+const KNOWN: &[&str] = &["name", "labels", "idleTimeout", "sessionTimeout"];
+
+impl GridOptions {
+    /// Reads `gridiron:options` from merged capabilities; absent means defaults.
+    pub fn from_capabilities(caps: &Map<String, Value>) -> Result<Self, GridError> {
+        let obj = match caps.get(GRID_OPTIONS_KEY) {
+            None | Some(Value::Null) => return Ok(Self::default()),
+            Some(Value::Object(o)) => o,
+            Some(_) => {
+                return Err(GridError::invalid_argument(format!(
+                    "'{GRID_OPTIONS_KEY}' must be an object"
+                )))
+            }
+        };
+        let mut out = GridOptions::default();
+        for (key, value) in obj {
+            let bad = || {
+                GridError::invalid_argument(format!(
+                    "{GRID_OPTIONS_KEY}.{key} has an invalid value {value}"
+                ))
+            };
+            match key.as_str() {
+                "name" => out.name = Some(value.as_str().ok_or_else(bad)?.to_string()),
+                "labels" => {
+                    for (k, v) in value.as_object().ok_or_else(bad)? {
+                        out.labels
+                            .insert(k.clone(), v.as_str().ok_or_else(bad)?.to_string());
+                    }
+                }
+                "idleTimeout" => out.idle_timeout = Some(seconds(value).ok_or_else(bad)?),
+                "sessionTimeout" => out.session_timeout = Some(seconds(value).ok_or_else(bad)?),
+                other => {
+                    return Err(GridError::invalid_argument(format!(
+                        "unknown grid option {GRID_OPTIONS_KEY}.{other}; known options are {}",
+                        KNOWN.join(", ")
+                    )))
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// The options as JSON, for the session record.
+    pub fn to_json(&self) -> Value {
+        serde_json::to_value(self).unwrap_or(Value::Null)
+    }
+}
+
+fn seconds(v: &Value) -> Option<Duration> {
+    let s = v.as_f64()?;
+    (s.is_finite() && s > 0.0 && s < 1e9).then(|| Duration::from_secs_f64(s))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn parse(v: Value) -> Result<GridOptions, GridError> {
+        GridOptions::from_capabilities(v.as_object().unwrap())
+    }
+
+    #[test]
+    fn absent_options_are_defaults() {
+        assert_eq!(parse(json!({})).unwrap(), GridOptions::default());
+    }
+
+    #[test]
+    fn all_known_options_parse() {
+        let o = parse(json!({"gridiron:options": {
+            "name": "login test", "labels": {"team": "web"}, "idleTimeout": 2, "sessionTimeout": 0.5
+        }}))
+        .unwrap();
+        assert_eq!(o.name.as_deref(), Some("login test"));
+        assert_eq!(o.labels["team"], "web");
+        assert_eq!(o.idle_timeout, Some(Duration::from_secs(2)));
+        assert_eq!(o.session_timeout, Some(Duration::from_millis(500)));
+        let j = o.to_json();
+        assert_eq!(j["idleTimeout"], json!(2.0));
+        assert_eq!(j["labels"]["team"], json!("web"));
+    }
+
+    #[test]
+    fn bad_options_are_invalid_arguments() {
+        for v in [
+            json!({"gridiron:options": 1}),
+            json!({"gridiron:options": {"name": 1}}),
+            json!({"gridiron:options": {"labels": {"a": 1}}}),
+            json!({"gridiron:options": {"idleTimeout": -1}}),
+            json!({"gridiron:options": {"idleTimeout": "10"}}),
+            json!({"gridiron:options": {"idelTimeout": 10}}),
+        ] {
+            assert!(parse(v.clone()).is_err(), "{v}");
+        }
+    }
+}
