@@ -1,0 +1,1011 @@
+#!/usr/bin/env python3
+"""WebDriver overhead benchmark: direct chromedriver vs. the Gridiron grid.
+
+In a single run this script starts one chromedriver and one Gridiron standalone
+node on the local machine and measures, against both targets:
+
+  * new-session latency (sessions created and deleted sequentially),
+  * round-trip latency of cheap commands (GET title, POST execute/sync) over a
+    persistent HTTP/1.1 keep-alive connection,
+  * wall time of N parallel clients (create session, M title commands, delete),
+  * the grid process' own RSS (idle and peak).
+
+Direct and grid measurements are interleaved so machine noise hits both
+equally. Targets are printed as PASS/MISS for information only; the exit code
+is 0 unless something failed (1), or the run was interrupted (130/143).
+
+Only the Python standard library is used. See bench/README.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import ctypes
+import gc
+import http.client
+import json
+import os
+import platform
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from typing import Callable
+
+DEFAULT_GRID_BIN = "/root/.cache/gridiron-target/release/gridiron"
+DEFAULT_CHROMEDRIVER = "/usr/bin/chromedriver"
+DEFAULT_CHROMIUM = "/usr/bin/chromium"
+
+CHROME_ARGS = [
+    "--headless=new",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-dev-shm-usage",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+
+PAGE_TITLE = "gridiron-bench"
+PAGE_URL = "data:text/html,<html><head><title>%s</title></head><body>bench</body></html>" % PAGE_TITLE
+EXEC_BODY = json.dumps({"script": "return 1", "args": []}).encode()
+
+# Informational targets.
+TARGET_CMD_OVERHEAD_P50_MS = 0.3
+TARGET_SESSION_OVERHEAD_P50_MS = 10.0
+TARGET_IDLE_RSS_MB = 20.0
+
+RSS_SAMPLE_INTERVAL_S = 0.05
+
+
+class BenchError(Exception):
+    pass
+
+
+class Terminated(BaseException):
+    """Raised from the SIGTERM handler so that cleanup code runs."""
+
+
+def log(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+# --------------------------------------------------------------------------
+# statistics helpers
+
+
+def percentile(sorted_vals: list[float], p: float) -> float:
+    """Linear-interpolated percentile of an already sorted list (p in 0..100)."""
+    if not sorted_vals:
+        return float("nan")
+    if len(sorted_vals) == 1:
+        return sorted_vals[0]
+    k = (len(sorted_vals) - 1) * (p / 100.0)
+    lo = int(k)
+    hi = min(lo + 1, len(sorted_vals) - 1)
+    return sorted_vals[lo] + (sorted_vals[hi] - sorted_vals[lo]) * (k - lo)
+
+
+def summarize(samples_ms: list[float]) -> dict:
+    s = sorted(samples_ms)
+    return {
+        "n": len(s),
+        "min": s[0] if s else float("nan"),
+        "mean": statistics.fmean(s) if s else float("nan"),
+        "p50": percentile(s, 50),
+        "p95": percentile(s, 95),
+        "p99": percentile(s, 99),
+        "max": s[-1] if s else float("nan"),
+    }
+
+
+# --------------------------------------------------------------------------
+# process helpers
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _pdeathsig(sig: int) -> Callable[[], None] | None:
+    """preexec_fn: deliver `sig` to the child if this script dies abruptly."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+    except OSError:
+        return None
+    pr_set_pdeathsig = 1
+
+    def fn() -> None:
+        libc.prctl(pr_set_pdeathsig, sig, 0, 0, 0)
+
+    return fn
+
+
+def proc_stat(pid: int) -> dict | None:
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            data = f.read().decode(errors="replace")
+    except OSError:
+        return None
+    rest = data[data.rfind(")") + 2:].split()
+    return {
+        "state": rest[0],
+        "ppid": int(rest[1]),
+        "pgrp": int(rest[2]),
+        "sid": int(rest[3]),
+        "start": int(rest[19]),
+        "comm": data[data.find("(") + 1:data.rfind(")")],
+    }
+
+
+def all_procs() -> dict[int, dict]:
+    out = {}
+    for name in os.listdir("/proc"):
+        if name.isdigit():
+            st = proc_stat(int(name))
+            if st is not None:
+                out[int(name)] = st
+    return out
+
+
+def descendants(root: int) -> dict[int, dict]:
+    procs = all_procs()
+    children: dict[int, list[int]] = {}
+    for pid, st in procs.items():
+        children.setdefault(st["ppid"], []).append(pid)
+    out, stack = {}, [root]
+    while stack:
+        for c in children.get(stack.pop(), []):
+            if c not in out:
+                out[c] = procs[c]
+                stack.append(c)
+    return out
+
+
+def still_alive(pid: int, start: int) -> bool:
+    st = proc_stat(pid)
+    return st is not None and st["start"] == start and st["state"] != "Z"
+
+
+def kill_quietly(pid: int, sig: int) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.kill(pid, sig)
+
+
+def killpg_quietly(pgid: int, sig: int) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pgid, sig)
+
+
+def read_rss_kb(pid: int, field: str = "VmRSS") -> int | None:
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith(field + ":"):
+                    return int(line.split()[1])
+    except (OSError, ValueError):
+        return None
+    return None
+
+
+def tail(path: str, lines: int = 40) -> str:
+    try:
+        with open(path, "rb") as f:
+            data = f.read().decode(errors="replace")
+    except OSError:
+        return "(no log)"
+    return "\n".join(data.splitlines()[-lines:])
+
+
+# --------------------------------------------------------------------------
+# HTTP client
+
+
+class NoDelayConnection(http.client.HTTPConnection):
+    """Keep-alive connection with TCP_NODELAY that counts (re)connects."""
+
+    def __init__(self, *a, **kw):
+        super().__init__(*a, **kw)
+        self.connects = 0
+
+    def connect(self):
+        super().connect()
+        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.connects += 1
+
+
+class Client:
+    def __init__(self, base_url: str, timeout: float = 120.0):
+        assert base_url.startswith("http://")
+        hostport = base_url[len("http://"):].rstrip("/")
+        host, port = hostport.rsplit(":", 1)
+        self.conn = NoDelayConnection(host, int(port), timeout=timeout)
+        self.headers_json = {"Content-Type": "application/json; charset=utf-8"}
+
+    def connect(self) -> None:
+        self.conn.connect()
+
+    def close(self) -> None:
+        self.conn.close()
+
+    def raw(self, method: str, path: str, body: bytes | None = None) -> tuple[int, bytes]:
+        headers = self.headers_json if body is not None else {}
+        self.conn.request(method, path, body=body, headers=headers)
+        resp = self.conn.getresponse()
+        data = resp.read()
+        return resp.status, data
+
+    def call(self, method: str, path: str, payload: object | None = None) -> object:
+        body = json.dumps(payload).encode() if payload is not None else None
+        try:
+            status, data = self.raw(method, path, body)
+        except (OSError, http.client.HTTPException) as e:
+            self.conn.close()
+            raise BenchError(f"{method} {path}: {type(e).__name__}: {e}") from None
+        try:
+            doc = json.loads(data) if data else {}
+        except ValueError:
+            doc = None
+        if status >= 300 or not isinstance(doc, dict):
+            raise BenchError(f"{method} {path} -> HTTP {status}: {data[:500]!r}")
+        return doc.get("value")
+
+    # W3C helpers -----------------------------------------------------------
+
+    def new_session(self, caps: dict) -> str:
+        value = self.call("POST", "/session", caps)
+        if isinstance(value, dict) and "sessionId" in value:
+            return value["sessionId"]
+        raise BenchError(f"unexpected new-session response: {value!r}")
+
+    def delete_session(self, sid: str) -> None:
+        self.call("DELETE", f"/session/{sid}")
+
+
+def wait_ready(base_url: str, proc: subprocess.Popen, what: str, log_path: str,
+               timeout: float) -> float:
+    """Poll GET /status until value.ready is true. Returns seconds waited."""
+    t0 = time.monotonic()
+    last = "no response"
+    while time.monotonic() - t0 < timeout:
+        rc = proc.poll()
+        if rc is not None:
+            raise BenchError(f"{what} exited with status {rc} before becoming ready; "
+                             f"log tail:\n{tail(log_path)}")
+        c = Client(base_url, timeout=2.0)
+        try:
+            status, data = c.raw("GET", "/status")
+            if status == 200:
+                value = json.loads(data).get("value") or {}
+                if value.get("ready") is True:
+                    return time.monotonic() - t0
+                last = f"ready={value.get('ready')!r}"
+            else:
+                last = f"HTTP {status}"
+        except (OSError, http.client.HTTPException, ValueError) as e:
+            last = f"{type(e).__name__}: {e}"
+        finally:
+            c.close()
+        time.sleep(0.05)
+    raise BenchError(f"{what} not ready after {timeout:.0f}s ({last}); log tail:\n{tail(log_path)}")
+
+
+# --------------------------------------------------------------------------
+# targets
+
+
+class Target:
+    name = "?"
+    base_url = ""
+
+    def caps(self) -> dict:
+        raise NotImplementedError
+
+    def after_delete(self) -> None:
+        pass
+
+
+class DirectTarget(Target):
+    name = "direct"
+
+    def __init__(self, chromedriver: str, chromium: str, workdir: str):
+        self.chromedriver = chromedriver
+        self.chromium = chromium
+        self.workdir = workdir
+        self.tmpdir = os.path.join(workdir, "tmp")
+        self.profiles = os.path.join(workdir, "profiles")
+        os.makedirs(self.tmpdir)
+        os.makedirs(self.profiles)
+        self.log_path = os.path.join(workdir, "chromedriver.log")
+        self.proc: subprocess.Popen | None = None
+        self._profile_lock = threading.Lock()
+        self._profile_seq = 0
+
+    def start(self, timeout: float) -> None:
+        port = free_port()
+        self.base_url = f"http://127.0.0.1:{port}"
+        env = dict(os.environ, TMPDIR=self.tmpdir)
+        with open(self.log_path, "wb") as logf:
+            self.proc = subprocess.Popen(
+                [self.chromedriver, f"--port={port}"],
+                stdin=subprocess.DEVNULL, stdout=logf, stderr=subprocess.STDOUT,
+                env=env, start_new_session=True, preexec_fn=_pdeathsig(signal.SIGKILL),
+            )
+        self.ready_s = wait_ready(self.base_url, self.proc, "chromedriver", self.log_path, timeout)
+
+    def caps(self) -> dict:
+        with self._profile_lock:
+            self._profile_seq += 1
+            seq = self._profile_seq
+        profile = os.path.join(self.profiles, f"p{seq}")
+        os.makedirs(profile)
+        return {"capabilities": {"alwaysMatch": {
+            "browserName": "chrome",
+            "goog:chromeOptions": {
+                "binary": self.chromium,
+                "args": CHROME_ARGS + [f"--user-data-dir={profile}"],
+            },
+        }}}
+
+    def after_delete(self) -> None:
+        # Profiles of deleted sessions are not needed any more; the browser has
+        # exited by the time DELETE returns. Remove them to keep disk use flat.
+        for name in os.listdir(self.profiles):
+            shutil.rmtree(os.path.join(self.profiles, name), ignore_errors=True)
+
+    def stop(self) -> None:
+        if self.proc is None:
+            return
+        pid = self.proc.pid
+        tree = descendants(pid)
+        killpg_quietly(pid, signal.SIGTERM)
+        try:
+            self.proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            pass
+        killpg_quietly(pid, signal.SIGKILL)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            self.proc.wait(timeout=5)
+        # Anything that moved to another process group (but stayed in our session
+        # or was a known descendant) is swept as well.
+        for p, st in all_procs().items():
+            if st["sid"] == pid and p != os.getpid():
+                kill_quietly(p, signal.SIGKILL)
+        for p, st in tree.items():
+            if still_alive(p, st["start"]):
+                kill_quietly(p, signal.SIGKILL)
+        self.proc = None
+
+
+class GridTarget(Target):
+    name = "grid"
+
+    def __init__(self, grid_bin: str, workdir: str, max_sessions: int):
+        self.grid_bin = grid_bin
+        self.workdir = workdir
+        self.data_dir = os.path.join(workdir, "data")
+        self.tmpdir = os.path.join(workdir, "tmp")
+        os.makedirs(self.data_dir)
+        os.makedirs(self.tmpdir)
+        self.log_path = os.path.join(workdir, "gridiron.log")
+        self.max_sessions = max_sessions
+        self.proc: subprocess.Popen | None = None
+        self.exit_status: int | None = None
+        self.stop_s: float | None = None
+        self.leaked: list[str] = []
+
+    def start(self, timeout: float) -> None:
+        port = free_port()
+        self.base_url = f"http://127.0.0.1:{port}"
+        env = dict(os.environ, TMPDIR=self.tmpdir)
+        cmd = [self.grid_bin, "standalone", "--host", "127.0.0.1", "--port", str(port),
+               "--data-dir", self.data_dir, "--max-sessions", str(self.max_sessions)]
+        with open(self.log_path, "wb") as logf:
+            self.proc = subprocess.Popen(
+                cmd, stdin=subprocess.DEVNULL, stdout=logf, stderr=subprocess.STDOUT,
+                env=env, start_new_session=True, preexec_fn=_pdeathsig(signal.SIGTERM),
+            )
+        self.ready_s = wait_ready(self.base_url, self.proc, "gridiron", self.log_path, timeout)
+
+    def caps(self) -> dict:
+        return {"capabilities": {"alwaysMatch": {"browserName": "chrome"}}}
+
+    def stop(self) -> None:
+        """SIGTERM the grid, wait for exit, then sweep anything it left behind."""
+        if self.proc is None:
+            return
+        pid = self.proc.pid
+        tree = descendants(pid)
+        t0 = time.monotonic()
+        kill_quietly(pid, signal.SIGTERM)
+        try:
+            self.exit_status = self.proc.wait(timeout=30)
+            self.stop_s = time.monotonic() - t0
+        except subprocess.TimeoutExpired:
+            log("gridiron did not exit within 30s of SIGTERM; killing it")
+            killpg_quietly(pid, signal.SIGKILL)
+            kill_quietly(pid, signal.SIGKILL)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self.exit_status = self.proc.wait(timeout=5)
+        # Give orphaned children a moment to exit on their own before calling
+        # them leaked.
+        deadline = time.monotonic() + 3
+        while time.monotonic() < deadline:
+            if not any(still_alive(p, st["start"]) for p, st in tree.items()):
+                break
+            time.sleep(0.1)
+        for p, st in tree.items():
+            if still_alive(p, st["start"]):
+                self.leaked.append(f"{p}:{st['comm']}")
+                kill_quietly(p, signal.SIGKILL)
+        for p, st in all_procs().items():
+            if st["sid"] == pid and p != os.getpid():
+                kill_quietly(p, signal.SIGKILL)
+        self.proc = None
+
+
+# --------------------------------------------------------------------------
+# RSS sampler
+
+
+class RssSampler(threading.Thread):
+    def __init__(self, pid: int, interval: float = RSS_SAMPLE_INTERVAL_S):
+        super().__init__(daemon=True, name="rss-sampler")
+        self.pid = pid
+        self.interval = interval
+        self.samples: list[tuple[float, int]] = []
+        self._stop_evt = threading.Event()
+
+    def run(self) -> None:
+        while not self._stop_evt.is_set():
+            kb = read_rss_kb(self.pid)
+            if kb is None:
+                return
+            self.samples.append((time.monotonic(), kb))
+            self._stop_evt.wait(self.interval)
+
+    def stop(self) -> None:
+        self._stop_evt.set()
+        self.join(timeout=2)
+
+    def max_kb(self, since: float = 0.0, until: float = float("inf")) -> int | None:
+        vals = [kb for t, kb in self.samples if since <= t <= until]
+        return max(vals) if vals else None
+
+
+# --------------------------------------------------------------------------
+# measurements
+
+
+def timed_session(target: Target) -> tuple[float, float]:
+    """Create and delete one session on a fresh connection. Returns (create_ms, delete_ms)."""
+    c = Client(target.base_url)
+    try:
+        c.connect()
+        caps = target.caps()
+        t0 = time.perf_counter_ns()
+        sid = c.new_session(caps)
+        t1 = time.perf_counter_ns()
+        c.delete_session(sid)
+        t2 = time.perf_counter_ns()
+    finally:
+        c.close()
+    target.after_delete()
+    return (t1 - t0) / 1e6, (t2 - t1) / 1e6
+
+
+def bench_sessions(targets: list[Target], n: int) -> dict:
+    log(f"[sessions] warm-up: 1 session per target")
+    for t in targets:
+        timed_session(t)
+    res = {t.name: {"create": [], "delete": []} for t in targets}
+    for i in range(n):
+        # Alternate which target goes first so neither systematically follows
+        # the other's browser teardown.
+        order = targets if i % 2 == 0 else list(reversed(targets))
+        for t in order:
+            c_ms, d_ms = timed_session(t)
+            res[t.name]["create"].append(c_ms)
+            res[t.name]["delete"].append(d_ms)
+        log(f"[sessions] {i + 1}/{n}: " + "  ".join(
+            f"{t.name} {res[t.name]['create'][-1]:.1f} ms" for t in targets))
+    return res
+
+
+class CommandSession:
+    def __init__(self, target: Target):
+        self.target = target
+        self.client = Client(target.base_url)
+        self.client.connect()
+        self.sid = self.client.new_session(target.caps())
+        self.client.call("POST", f"/session/{self.sid}/url", {"url": PAGE_URL})
+        title = self.client.call("GET", f"/session/{self.sid}/title")
+        if title != PAGE_TITLE:
+            raise BenchError(f"{target.name}: unexpected title {title!r}")
+        self.title_path = f"/session/{self.sid}/title"
+        self.exec_path = f"/session/{self.sid}/execute/sync"
+        self.connects_before = self.client.conn.connects
+
+    def close(self) -> None:
+        try:
+            self.client.delete_session(self.sid)
+        finally:
+            self.client.close()
+            self.target.after_delete()
+
+    def run(self, command: str, n: int, out: list[float]) -> None:
+        """Run `n` round trips of `command`, appending latencies (ms) to `out`."""
+        conn = self.client.conn
+        if command == "title":
+            method, path, body, hdrs = "GET", self.title_path, None, {}
+            expect = b'"' + PAGE_TITLE.encode() + b'"'
+        else:
+            method, path, body, hdrs = "POST", self.exec_path, EXEC_BODY, self.client.headers_json
+            expect = b'"value":1'
+        pc = time.perf_counter_ns
+        lat = []
+        append = lat.append
+        bad = None
+        for _ in range(n):
+            t0 = pc()
+            conn.request(method, path, body, hdrs)
+            resp = conn.getresponse()
+            data = resp.read()
+            t1 = pc()
+            append(t1 - t0)
+            if resp.status != 200 or expect not in data:
+                bad = (resp.status, data)
+        if bad is not None:
+            raise BenchError(f"{self.target.name} {command}: unexpected response "
+                             f"HTTP {bad[0]}: {bad[1][:300]!r}")
+        out.extend(x / 1e6 for x in lat)
+
+
+def bench_commands(targets: list[Target], iterations: int, blocks: int, warmup: int) -> dict:
+    sessions = {}
+    try:
+        for t in targets:
+            sessions[t.name] = CommandSession(t)
+        commands = ["title", "execute"]
+        samples = {t.name: {c: [] for c in commands} for t in targets}
+        block_p50 = {t.name: {c: [] for c in commands} for t in targets}
+        log(f"[commands] warm-up: {warmup} of each command per target")
+        for t in targets:
+            for c in commands:
+                sessions[t.name].run(c, warmup, [])
+        for t in targets:
+            sessions[t.name].connects_before = sessions[t.name].client.conn.connects
+        per_block = max(1, iterations // blocks)
+        gc_was = gc.isenabled()
+        gc.disable()
+        try:
+            for b in range(blocks):
+                order = targets if b % 2 == 0 else list(reversed(targets))
+                for c in commands:
+                    for t in order:
+                        blk: list[float] = []
+                        sessions[t.name].run(c, per_block, blk)
+                        samples[t.name][c].extend(blk)
+                        block_p50[t.name][c].append(percentile(sorted(blk), 50))
+                log(f"[commands] block {b + 1}/{blocks}: " + "  ".join(
+                    f"{t.name} title {block_p50[t.name]['title'][-1]:.3f} / "
+                    f"exec {block_p50[t.name]['execute'][-1]:.3f} ms" for t in targets))
+        finally:
+            if gc_was:
+                gc.enable()
+        reconnects = {t.name: sessions[t.name].client.conn.connects - sessions[t.name].connects_before
+                      for t in targets}
+    finally:
+        for s in sessions.values():
+            with contextlib.suppress(Exception):
+                s.close()
+    return {"samples": samples, "block_p50": block_p50, "per_block": per_block,
+            "reconnects": reconnects}
+
+
+def bench_parallel(target: Target, clients: int, commands: int) -> dict:
+    barrier = threading.Barrier(clients + 1)
+    errors: list[str] = []
+    phase = [dict() for _ in range(clients)]
+
+    def worker(i: int) -> None:
+        c = Client(target.base_url)
+        try:
+            c.connect()
+            caps = target.caps()
+            barrier.wait()
+            t0 = time.perf_counter()
+            sid = c.new_session(caps)
+            t1 = time.perf_counter()
+            path = f"/session/{sid}/title"
+            for _ in range(commands):
+                status, data = c.raw("GET", path)
+                if status != 200:
+                    raise BenchError(f"title -> HTTP {status}: {data[:200]!r}")
+            t2 = time.perf_counter()
+            c.delete_session(sid)
+            t3 = time.perf_counter()
+            phase[i] = {"create_s": t1 - t0, "commands_s": t2 - t1, "delete_s": t3 - t2}
+        except threading.BrokenBarrierError:
+            pass
+        except BaseException as e:  # noqa: BLE001 - reported to the main thread
+            errors.append(f"client {i}: {type(e).__name__}: {e}")
+            barrier.abort()
+        finally:
+            c.close()
+
+    threads = [threading.Thread(target=worker, args=(i,), daemon=True, name=f"client-{i}")
+               for i in range(clients)]
+    for th in threads:
+        th.start()
+    started = True
+    try:
+        barrier.wait(timeout=60)
+    except threading.BrokenBarrierError:
+        started = False
+    t0 = time.perf_counter()
+    for th in threads:
+        th.join()
+    wall = time.perf_counter() - t0
+    target.after_delete()
+    if errors:
+        raise BenchError(f"{target.name} parallel: " + "; ".join(errors))
+    if not started:
+        raise BenchError(f"{target.name} parallel: clients did not start within 60s")
+    return {
+        "wall_s": wall,
+        "max_create_s": max(p["create_s"] for p in phase),
+        "max_commands_s": max(p["commands_s"] for p in phase),
+        "mean_command_ms": statistics.fmean(p["commands_s"] for p in phase) / commands * 1000,
+    }
+
+
+def bench_parallel_rounds(targets: list[Target], clients: int, commands: int, rounds: int) -> dict:
+    res = {t.name: [] for t in targets}
+    for r in range(rounds):
+        order = targets if r % 2 == 0 else list(reversed(targets))
+        for t in order:
+            out = bench_parallel(t, clients, commands)
+            res[t.name].append(out)
+            log(f"[parallel] round {r + 1}/{rounds} {t.name}: wall {out['wall_s']:.3f} s")
+    return res
+
+
+# --------------------------------------------------------------------------
+# reporting
+
+
+def fmt(v: float | None, digits: int = 3) -> str:
+    if v is None or v != v:
+        return "-"
+    return f"{v:.{digits}f}"
+
+
+def fmt_delta(v: float | None, digits: int = 3) -> str:
+    if v is None or v != v:
+        return "-"
+    return f"{v:+.{digits}f}"
+
+
+def ratio(g: float | None, d: float | None) -> str:
+    if g is None or d is None or d == 0 or g != g or d != d:
+        return "-"
+    return f"{g / d:.2f}x"
+
+
+def version_of(cmd: list[str]) -> str:
+    try:
+        out = subprocess.run(cmd, capture_output=True, timeout=10, text=True,
+                             stdin=subprocess.DEVNULL)
+        text = (out.stdout or out.stderr).strip().splitlines()
+        return text[0] if text and out.returncode == 0 else "?"
+    except (OSError, subprocess.TimeoutExpired):
+        return "?"
+
+
+def build_report(args, env_info: dict, results: dict) -> tuple[str, dict]:
+    lines: list[str] = []
+    w = lines.append
+    have_grid = "grid" in results["targets"]
+    w("")
+    w("Gridiron WebDriver overhead benchmark")
+    for k, v in env_info.items():
+        w(f"  {k:<14} {v}")
+    cfg = results["config"]
+    w(f"  {'config':<14} sessions={cfg['sessions']}  commands={cfg['iterations']} per target "
+      f"({cfg['blocks']} interleaved blocks of {cfg['per_block']}, warm-up {cfg['warmup']})  "
+      f"parallel={cfg['parallel_clients']}x{cfg['parallel_commands']} x{cfg['parallel_rounds']} round(s)")
+    w("")
+    hdr = f"{'metric':<34}{'direct':>11}{'grid':>11}{'grid-direct':>13}{'grid/direct':>13}"
+    w(hdr)
+    w("-" * len(hdr))
+
+    summary: dict = {}
+
+    def row(label: str, d: float | None, g: float | None, digits: int = 3, key: str | None = None):
+        delta = (g - d) if (g is not None and d is not None) else None
+        w(f"{label:<34}{fmt(d, digits):>11}{fmt(g, digits):>11}"
+          f"{fmt_delta(delta, digits):>13}{ratio(g, d):>13}")
+        if key:
+            summary[key] = {"direct": d, "grid": g, "delta": delta,
+                            "ratio": (g / d) if (g is not None and d) else None}
+
+    sess = results["sessions"]
+    sd = {t: {k: summarize(v) for k, v in sess[t].items()} for t in sess}
+    for p in ("p50", "p95"):
+        row(f"new session {p} (ms)", sd["direct"]["create"][p],
+            sd.get("grid", {}).get("create", {}).get(p), 1, f"new_session_{p}_ms")
+    row("delete session p50 (ms)", sd["direct"]["delete"]["p50"],
+        sd.get("grid", {}).get("delete", {}).get("p50"), 1, "delete_session_p50_ms")
+
+    cmd = results["commands"]
+    cs = {t: {c: summarize(v) for c, v in cmd["samples"][t].items()} for t in cmd["samples"]}
+    labels = {"title": "GET title", "execute": "POST execute/sync"}
+    for c in ("title", "execute"):
+        for p in ("p50", "p95", "p99"):
+            row(f"{labels[c]} {p} (ms)", cs["direct"][c][p],
+                cs.get("grid", {}).get(c, {}).get(p), 3, f"{c}_{p}_ms")
+
+    par = results["parallel"]
+    pm = {t: statistics.median(r["wall_s"] for r in par[t]) for t in par}
+    pc = {t: statistics.median(r["mean_command_ms"] for r in par[t]) for t in par}
+    row(f"{cfg['parallel_clients']} parallel clients wall (s)", pm["direct"], pm.get("grid"), 3,
+        "parallel_wall_s")
+    row("  mean title under load (ms)", pc["direct"], pc.get("grid"), 3,
+        "parallel_mean_title_ms")
+
+    rss = results.get("grid_rss") or {}
+    w("")
+    if rss:
+        w(f"grid RSS (own process, VmRSS)     idle {fmt(rss.get('idle_mb'), 1)} MiB   "
+          f"peak {fmt(rss.get('peak_mb'), 1)} MiB (sampled every {int(RSS_SAMPLE_INTERVAL_S * 1000)} ms, "
+          f"{rss.get('samples')} samples; VmHWM {fmt(rss.get('hwm_mb'), 1)} MiB)")
+
+    if have_grid:
+        w("")
+        w("added latency per command (grid minus direct, ms; difference of percentiles):")
+        for c in ("title", "execute"):
+            d = cs["direct"][c]
+            g = cs["grid"][c]
+            bp = [gv - dv for gv, dv in zip(cmd["block_p50"]["grid"][c], cmd["block_p50"]["direct"][c])]
+            w(f"  {labels[c]:<20} p50 {g['p50'] - d['p50']:+.3f}   p95 {g['p95'] - d['p95']:+.3f}   "
+              f"p99 {g['p99'] - d['p99']:+.3f}   (median of per-block p50 deltas {statistics.median(bp):+.3f})")
+            summary[f"{c}_block_p50_delta_ms"] = statistics.median(bp)
+        rc = cmd["reconnects"]
+        if any(rc.values()):
+            w(f"  note: connection re-opened during measurement: {rc} (keep-alive not honoured)")
+
+        w("")
+        w("targets (informational):")
+        ok_cmd = all(cs["grid"][c]["p50"] - cs["direct"][c]["p50"] < TARGET_CMD_OVERHEAD_P50_MS
+                     for c in ("title", "execute"))
+        w(f"  [{'PASS' if ok_cmd else 'MISS'}] per-command overhead p50 < {TARGET_CMD_OVERHEAD_P50_MS} ms: "
+          + ", ".join(f"{c} {cs['grid'][c]['p50'] - cs['direct'][c]['p50']:+.3f} ms"
+                      for c in ("title", "execute")))
+        s_ov = sd["grid"]["create"]["p50"] - sd["direct"]["create"]["p50"]
+        ok_s = s_ov < TARGET_SESSION_OVERHEAD_P50_MS
+        w(f"  [{'PASS' if ok_s else 'MISS'}] new-session overhead p50 < {TARGET_SESSION_OVERHEAD_P50_MS:g} ms: "
+          f"{s_ov:+.1f} ms")
+        idle = rss.get("idle_mb")
+        ok_r = idle is not None and idle < TARGET_IDLE_RSS_MB
+        w(f"  [{'PASS' if ok_r else 'MISS'}] idle RSS < {TARGET_IDLE_RSS_MB:g} MB: {fmt(idle, 1)} MiB")
+        summary["targets"] = {"command_overhead_p50": ok_cmd, "session_overhead_p50": ok_s,
+                              "idle_rss": ok_r}
+        gs = results.get("grid_shutdown") or {}
+        w("")
+        w(f"grid shutdown: exit status {gs.get('exit_status')} after SIGTERM "
+          f"({fmt(gs.get('stop_s'), 2)} s); leftover processes: {gs.get('leaked') or 'none'}")
+    else:
+        w("")
+        w("grid not measured (--direct-only); targets not evaluated")
+
+    doc = {
+        "environment": env_info,
+        "config": cfg,
+        "summary": summary,
+        "sessions": {t: {k: {"summary": sd[t][k], "samples_ms": sess[t][k]} for k in sess[t]} for t in sess},
+        "commands": {t: cs[t] for t in cs},
+        "commands_block_p50_ms": cmd["block_p50"],
+        "commands_reconnects": cmd["reconnects"],
+        "parallel": par,
+        "grid_rss": rss,
+        "grid_shutdown": results.get("grid_shutdown"),
+    }
+    return "\n".join(lines), doc
+
+
+# --------------------------------------------------------------------------
+# main
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--grid-bin", default=os.environ.get("GRIDIRON_BIN", DEFAULT_GRID_BIN),
+                   help="gridiron binary (env GRIDIRON_BIN); use a release build")
+    p.add_argument("--chromedriver", default=DEFAULT_CHROMEDRIVER)
+    p.add_argument("--chromium", default=DEFAULT_CHROMIUM,
+                   help="browser binary passed to the direct chromedriver")
+    p.add_argument("--sessions", type=int, default=None, help="sequential sessions per target (default 15)")
+    p.add_argument("--iterations", type=int, default=None,
+                   help="measured round trips per command per target (default 2000)")
+    p.add_argument("--blocks", type=int, default=None,
+                   help="interleaved direct/grid blocks the iterations are split into (default 10)")
+    p.add_argument("--warmup", type=int, default=None, help="warm-up round trips per command (default 200)")
+    p.add_argument("--parallel-clients", type=int, default=4)
+    p.add_argument("--parallel-commands", type=int, default=None,
+                   help="title commands per parallel client (default 200)")
+    p.add_argument("--parallel-rounds", type=int, default=None,
+                   help="parallel rounds per target, median reported (default 3)")
+    p.add_argument("--max-sessions", type=int, default=4, help="--max-sessions passed to the grid")
+    p.add_argument("--quick", action="store_true", help="few iterations; a smoke run")
+    p.add_argument("--json", nargs="?", const="-", default=None, metavar="PATH",
+                   help="also emit machine-readable results: to stdout after the table, or to PATH")
+    p.add_argument("--direct-only", action="store_true",
+                   help="measure chromedriver only (no grid); for checking the harness")
+    p.add_argument("--startup-timeout", type=float, default=60.0)
+    a = p.parse_args(argv)
+    quick = a.quick
+    defaults = {
+        "sessions": 3 if quick else 15,
+        "iterations": 200 if quick else 2000,
+        "blocks": 4 if quick else 10,
+        "warmup": 50 if quick else 200,
+        "parallel_commands": 50 if quick else 200,
+        "parallel_rounds": 1 if quick else 3,
+    }
+    for k, v in defaults.items():
+        if getattr(a, k) is None:
+            setattr(a, k, v)
+    for k in ("sessions", "iterations", "blocks", "parallel_clients", "parallel_commands",
+              "parallel_rounds"):
+        if getattr(a, k) < 1:
+            p.error(f"--{k.replace('_', '-')} must be >= 1")
+    if a.warmup < 0:
+        p.error("--warmup must be >= 0")
+    if a.blocks > a.iterations:
+        a.blocks = a.iterations
+    return a
+
+
+def run(args: argparse.Namespace, stack: contextlib.ExitStack) -> int:
+    for path, what in ((args.chromedriver, "chromedriver"), (args.chromium, "chromium")):
+        if not (os.path.isfile(path) and os.access(path, os.X_OK)):
+            raise BenchError(f"{what} not found or not executable: {path}")
+    if not args.direct_only and not (os.path.isfile(args.grid_bin) and os.access(args.grid_bin, os.X_OK)):
+        raise BenchError(f"gridiron binary not found: {args.grid_bin}\n"
+                         f"build it first with `cargo build --release` and/or pass --grid-bin / GRIDIRON_BIN")
+
+    root = tempfile.mkdtemp(prefix="gridiron-bench-")
+    stack.callback(shutil.rmtree, root, ignore_errors=True)
+
+    env_info = {
+        "host": f"{platform.node()} {platform.system()} {platform.release()}",
+        "cpus": str(os.cpu_count()),
+        "loadavg": " ".join(f"{x:.2f}" for x in os.getloadavg()),
+        "python": platform.python_version(),
+        "chromedriver": f"{args.chromedriver} ({version_of([args.chromedriver, '--version'])})",
+        "chromium": args.chromium,
+    }
+    if not args.direct_only:
+        env_info["gridiron"] = f"{args.grid_bin} ({version_of([args.grid_bin, '--version'])})"
+
+    targets: list[Target] = []
+    results: dict = {}
+
+    grid: GridTarget | None = None
+    sampler: RssSampler | None = None
+    if not args.direct_only:
+        os.makedirs(os.path.join(root, "grid"))
+        grid = GridTarget(args.grid_bin, os.path.join(root, "grid"), args.max_sessions)
+        stack.callback(grid.stop)
+        log("starting gridiron ...")
+        grid.start(args.startup_timeout)
+        sampler = RssSampler(grid.proc.pid)
+        sampler.start()
+        stack.callback(sampler.stop)
+        log(f"gridiron ready at {grid.base_url} after {grid.ready_s:.2f} s")
+
+    os.makedirs(os.path.join(root, "direct"))
+    direct = DirectTarget(args.chromedriver, args.chromium, os.path.join(root, "direct"))
+    stack.callback(direct.stop)
+    log("starting chromedriver ...")
+    direct.start(args.startup_timeout)
+    log(f"chromedriver ready at {direct.base_url} after {direct.ready_s:.2f} s")
+    targets.append(direct)
+
+    if grid is not None:
+        # Idle RSS: the grid has been started but has not seen a session yet.
+        t_idle0 = time.monotonic()
+        time.sleep(1.0)
+        idle_kb = sampler.max_kb(since=t_idle0)
+        if idle_kb is None:
+            raise BenchError("could not read gridiron RSS from /proc")
+        targets.append(grid)
+        results["grid_rss_idle_kb"] = idle_kb
+        log(f"gridiron idle RSS {idle_kb / 1024:.1f} MiB")
+
+    cfg = {
+        "quick": args.quick, "sessions": args.sessions, "iterations": args.iterations,
+        "blocks": args.blocks, "warmup": args.warmup, "parallel_clients": args.parallel_clients,
+        "parallel_commands": args.parallel_commands, "parallel_rounds": args.parallel_rounds,
+        "grid_max_sessions": args.max_sessions, "page_url": PAGE_URL,
+        "direct_capabilities_args": CHROME_ARGS + ["--user-data-dir=<fresh temp dir>"],
+    }
+
+    results["sessions"] = bench_sessions(targets, args.sessions)
+    results["commands"] = bench_commands(targets, args.iterations, args.blocks, args.warmup)
+    cfg["per_block"] = results["commands"]["per_block"]
+    cfg["iterations"] = cfg["per_block"] * args.blocks
+    results["parallel"] = bench_parallel_rounds(targets, args.parallel_clients,
+                                                args.parallel_commands, args.parallel_rounds)
+    results["config"] = cfg
+    results["targets"] = [t.name for t in targets]
+
+    if grid is not None:
+        hwm_kb = read_rss_kb(grid.proc.pid, "VmHWM")
+        sampler.stop()
+        peak_kb = sampler.max_kb()
+        results["grid_rss"] = {
+            "idle_mb": results["grid_rss_idle_kb"] / 1024,
+            "peak_mb": peak_kb / 1024 if peak_kb else None,
+            "hwm_mb": hwm_kb / 1024 if hwm_kb else None,
+            "samples": len(sampler.samples),
+        }
+        grid.stop()
+        results["grid_shutdown"] = {"exit_status": grid.exit_status, "stop_s": grid.stop_s,
+                                    "leaked": grid.leaked}
+    direct.stop()
+
+    table, doc = build_report(args, env_info, results)
+    print(table, flush=True)
+    if args.json == "-":
+        print("\n--- json ---")
+        print(json.dumps(doc, indent=2, sort_keys=True), flush=True)
+    elif args.json:
+        with open(args.json, "w") as f:
+            json.dump(doc, f, indent=2, sort_keys=True)
+            f.write("\n")
+        log(f"json written to {args.json}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(sys.argv[1:] if argv is None else argv)
+
+    def on_term(signum, frame):
+        raise Terminated()
+
+    signal.signal(signal.SIGTERM, on_term)
+    stack = contextlib.ExitStack()
+    code = 1
+    try:
+        code = run(args, stack)
+    except BenchError as e:
+        log(f"error: {e}")
+        code = 1
+    except KeyboardInterrupt:
+        log("interrupted")
+        code = 130
+    except Terminated:
+        log("terminated")
+        code = 143
+    finally:
+        # Cleanup must not be cut short by a second Ctrl-C / SIGTERM.
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        stack.close()
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

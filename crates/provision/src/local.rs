@@ -1,0 +1,128 @@
+//! The local provisioner: every session gets its own driver process, browser
+//! profile and temp directory on this host.
+//!
+//! Starting a driver costs tens of milliseconds, so one spare driver per
+//! browser is kept started ahead of demand. It serves nobody until a session
+//! claims it, and the browser itself is still started fresh per session.
+
+use crate::discovery::BrowserInstall;
+use crate::driver::DriverProcess;
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+
+/// Starts and stops session drivers on this host.
+pub struct LocalProvisioner {
+    installs: Vec<BrowserInstall>,
+    /// Root of the grid's files; also the marker every child process carries.
+    data_dir: PathBuf,
+    /// Keep a spare driver per browser.
+    prewarm: bool,
+    spares: Mutex<HashMap<usize, DriverProcess>>,
+    /// Browsers whose spare is being started, so only one start runs at a time.
+    warming: Mutex<HashMap<usize, bool>>,
+    closed: AtomicBool,
+}
+
+impl LocalProvisioner {
+    /// A provisioner for `installs`, with session files under `data_dir/sessions`.
+    pub fn new(installs: Vec<BrowserInstall>, data_dir: &Path, prewarm: bool) -> Arc<Self> {
+        let p = Arc::new(LocalProvisioner {
+            installs,
+            data_dir: data_dir.to_path_buf(),
+            prewarm,
+            spares: Mutex::default(),
+            warming: Mutex::default(),
+            closed: AtomicBool::new(false),
+        });
+        for i in 0..p.installs.len() {
+            p.warm(i);
+        }
+        p
+    }
+
+    /// The browsers this provisioner can start.
+    pub fn installs(&self) -> &[BrowserInstall] {
+        &self.installs
+    }
+
+    /// Where session directories live.
+    pub fn sessions_dir(&self) -> PathBuf {
+        self.data_dir.join("sessions")
+    }
+
+    /// A listening driver for a new session of browser `install`, with a fresh
+    /// session id. The browser starts when the driver gets the new-session request.
+    pub async fn start(self: &Arc<Self>, install: usize) -> Result<DriverProcess, String> {
+        if self.closed.load(Ordering::SeqCst) {
+            return Err("the grid is shutting down".into());
+        }
+        let spare = self.lock_spares().remove(&install);
+        self.warm(install);
+        if let Some(d) = spare {
+            if d.exit_status().is_none() {
+                return Ok(d);
+            }
+            d.shutdown().await;
+        }
+        self.spawn(install).await
+    }
+
+    async fn spawn(&self, install: usize) -> Result<DriverProcess, String> {
+        let inst = self
+            .installs
+            .get(install)
+            .ok_or_else(|| format!("no browser #{install}"))?;
+        let id = uuid::Uuid::new_v4().simple().to_string();
+        let dir = self.sessions_dir().join(&id);
+        DriverProcess::spawn(inst, &id, &dir, &self.data_dir).await
+    }
+
+    /// Starts a spare driver for `install` in the background if none is there.
+    fn warm(self: &Arc<Self>, install: usize) {
+        if !self.prewarm || self.closed.load(Ordering::SeqCst) {
+            return;
+        }
+        {
+            let mut warming = self.warming.lock().unwrap_or_else(|e| e.into_inner());
+            if warming.get(&install).copied().unwrap_or(false)
+                || self.lock_spares().contains_key(&install)
+            {
+                return;
+            }
+            warming.insert(install, true);
+        }
+        let me = self.clone();
+        tokio::spawn(async move {
+            let started = me.spawn(install).await;
+            me.warming
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .insert(install, false);
+            match started {
+                Ok(d) if !me.closed.load(Ordering::SeqCst) => {
+                    let old = me.lock_spares().insert(install, d);
+                    if let Some(old) = old {
+                        old.shutdown().await;
+                    }
+                }
+                Ok(d) => d.shutdown().await,
+                Err(e) => tracing::warn!(error = %e, "could not start a spare driver"),
+            }
+        });
+    }
+
+    fn lock_spares(&self) -> std::sync::MutexGuard<'_, HashMap<usize, DriverProcess>> {
+        self.spares.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Stops starting spares and stops the ones there are.
+    pub async fn close(&self) {
+        self.closed.store(true, Ordering::SeqCst);
+        let spares: Vec<DriverProcess> = self.lock_spares().drain().map(|(_, d)| d).collect();
+        for d in spares {
+            d.shutdown().await;
+        }
+    }
+}

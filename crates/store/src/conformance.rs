@@ -1,0 +1,115 @@
+//! The behaviour every [`Store`] implementation must show. Each implementation's
+//! tests call [`run_all`] with a fresh, empty store.
+
+use crate::{NewSession, Store};
+use gridiron_domain::EndReason;
+use serde_json::json;
+
+fn new(id: &str, at: i64) -> NewSession {
+    NewSession {
+        id: id.into(),
+        browser: "chrome".into(),
+        requested_caps: json!({"alwaysMatch": {"browserName": "chrome"}}),
+        grid_options: json!({"name": id}),
+        created_at: at,
+    }
+}
+
+/// Runs every check against an empty store; panics on the first failure.
+pub async fn run_all(store: &dyn Store) {
+    lifecycle_is_recorded(store).await;
+    first_end_reason_is_kept(store).await;
+    unknown_ids_are_none(store).await;
+    list_is_newest_first(store).await;
+    unfinished_records_are_closed(store).await;
+}
+
+async fn lifecycle_is_recorded(s: &dyn Store) {
+    s.insert(new("life", 1_000), true).await.unwrap();
+    let r = s.get("life").await.unwrap().unwrap();
+    assert_eq!(r.state, "queued");
+    assert_eq!(r.grid_options, json!({"name": "life"}));
+    assert_eq!(r.granted_caps, serde_json::Value::Null);
+    s.mark_provisioning("life").await.unwrap();
+    assert_eq!(s.get("life").await.unwrap().unwrap().state, "provisioning");
+    s.mark_running("life", json!({"browserName": "chrome"}), 1_100)
+        .await
+        .unwrap();
+    let r = s.get("life").await.unwrap().unwrap();
+    assert_eq!(r.state, "running");
+    assert_eq!(r.started_at, Some(1_100));
+    assert_eq!(r.granted_caps["browserName"], "chrome");
+    s.mark_ended("life", EndReason::Quit, 1_200, 7).await.unwrap();
+    let r = s.get("life").await.unwrap().unwrap();
+    assert_eq!(r.state, "ended");
+    assert_eq!(r.end_reason, Some(EndReason::Quit));
+    assert_eq!(r.ended_at, Some(1_200));
+    assert_eq!(r.command_count, 7);
+    assert_eq!(r.requested_caps["alwaysMatch"]["browserName"], "chrome");
+}
+
+async fn first_end_reason_is_kept(s: &dyn Store) {
+    s.insert(new("twice", 2_000), false).await.unwrap();
+    assert_eq!(s.get("twice").await.unwrap().unwrap().state, "provisioning");
+    s.mark_ended("twice", EndReason::DriverCrashed, 2_100, 1)
+        .await
+        .unwrap();
+    s.mark_ended("twice", EndReason::Shutdown, 2_200, 5)
+        .await
+        .unwrap();
+    let r = s.get("twice").await.unwrap().unwrap();
+    assert_eq!(r.end_reason, Some(EndReason::DriverCrashed));
+    assert_eq!(r.ended_at, Some(2_100));
+    // A late "running" must not revive an ended session.
+    s.mark_running("twice", json!({}), 2_300).await.unwrap();
+    assert_eq!(s.get("twice").await.unwrap().unwrap().state, "ended");
+}
+
+async fn unknown_ids_are_none(s: &dyn Store) {
+    assert!(s.get("no-such-session").await.unwrap().is_none());
+    // Writes for unknown ids are harmless no-ops.
+    s.mark_ended("no-such-session", EndReason::Quit, 1, 0)
+        .await
+        .unwrap();
+    assert!(s.get("no-such-session").await.unwrap().is_none());
+}
+
+async fn list_is_newest_first(s: &dyn Store) {
+    for i in 0..3 {
+        s.insert(new(&format!("list{i}"), 10_000 + i), false)
+            .await
+            .unwrap();
+    }
+    let l = s.list(2).await.unwrap();
+    assert_eq!(l.len(), 2);
+    assert_eq!(l[0].id, "list2");
+    assert_eq!(l[1].id, "list1");
+}
+
+async fn unfinished_records_are_closed(s: &dyn Store) {
+    s.insert(new("left-running", 20_000), false).await.unwrap();
+    s.mark_running("left-running", json!({}), 20_001)
+        .await
+        .unwrap();
+    s.insert(new("left-queued", 20_002), true).await.unwrap();
+    let before_ended = s.get("life").await.unwrap().unwrap();
+    let n = s
+        .close_unfinished(EndReason::Shutdown, 30_000)
+        .await
+        .unwrap();
+    // list0..list2 were left provisioning above, plus the two here.
+    assert_eq!(n, 5);
+    for id in ["left-running", "left-queued", "list0"] {
+        let r = s.get(id).await.unwrap().unwrap();
+        assert_eq!(r.state, "ended", "{id}");
+        assert_eq!(r.end_reason, Some(EndReason::Shutdown), "{id}");
+        assert_eq!(r.ended_at, Some(30_000));
+    }
+    assert_eq!(s.get("life").await.unwrap().unwrap(), before_ended);
+    assert_eq!(
+        s.close_unfinished(EndReason::Shutdown, 31_000)
+            .await
+            .unwrap(),
+        0
+    );
+}

@@ -1,0 +1,256 @@
+//! The embedded store: one SQLite file, owned by one thread.
+//!
+//! SQLite connections are not shareable across threads without locking, and
+//! its calls block; a dedicated thread that runs queued jobs in order keeps
+//! the async runtime free and gives the write ordering the trait promises.
+
+use crate::{NewSession, SessionRecord, Store, StoreError, StoreResult};
+use async_trait::async_trait;
+use gridiron_domain::EndReason;
+use rusqlite::{params, Connection, OptionalExtension, Row};
+use serde_json::Value;
+use std::path::Path;
+use std::sync::mpsc;
+use tokio::sync::oneshot;
+
+type Job = Box<dyn FnOnce(&mut Connection) + Send>;
+
+/// Session records in a SQLite file (WAL mode).
+pub struct SqliteStore {
+    jobs: mpsc::Sender<Job>,
+}
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS sessions (
+    id             TEXT PRIMARY KEY,
+    state          TEXT NOT NULL,
+    browser        TEXT NOT NULL,
+    requested_caps TEXT NOT NULL,
+    granted_caps   TEXT,
+    grid_options   TEXT NOT NULL,
+    created_at     INTEGER NOT NULL,
+    started_at     INTEGER,
+    ended_at       INTEGER,
+    end_reason     TEXT,
+    command_count  INTEGER NOT NULL DEFAULT 0
+);
+CREATE INDEX IF NOT EXISTS sessions_created ON sessions(created_at);
+CREATE INDEX IF NOT EXISTS sessions_state ON sessions(state);
+";
+
+impl SqliteStore {
+    /// Opens (creating if needed) the database file at `path`.
+    pub fn open(path: &Path) -> StoreResult<Self> {
+        let err = |e: rusqlite::Error| StoreError {
+            op: "open",
+            message: format!("{}: {e}", path.display()),
+        };
+        let conn = Connection::open(path).map_err(err)?;
+        conn.pragma_update(None, "journal_mode", "WAL").map_err(err)?;
+        conn.pragma_update(None, "synchronous", "NORMAL")
+            .map_err(err)?;
+        conn.busy_timeout(std::time::Duration::from_secs(5))
+            .map_err(err)?;
+        conn.execute_batch(SCHEMA).map_err(err)?;
+        Ok(Self::spawn(conn))
+    }
+
+    /// A private in-memory database, for tests.
+    pub fn in_memory() -> StoreResult<Self> {
+        let conn = Connection::open_in_memory().map_err(|e| StoreError {
+            op: "open",
+            message: e.to_string(),
+        })?;
+        conn.execute_batch(SCHEMA).map_err(|e| StoreError {
+            op: "open",
+            message: e.to_string(),
+        })?;
+        Ok(Self::spawn(conn))
+    }
+
+    fn spawn(mut conn: Connection) -> Self {
+        let (tx, rx) = mpsc::channel::<Job>();
+        std::thread::Builder::new()
+            .name("gridiron-sqlite".into())
+            .spawn(move || {
+                // Ends when the store (the only sender) is dropped.
+                for job in rx {
+                    job(&mut conn);
+                }
+            })
+            .expect("spawn the sqlite thread");
+        SqliteStore { jobs: tx }
+    }
+
+    async fn run<T: Send + 'static>(
+        &self,
+        op: &'static str,
+        f: impl FnOnce(&mut Connection) -> rusqlite::Result<T> + Send + 'static,
+    ) -> StoreResult<T> {
+        let (tx, rx) = oneshot::channel();
+        let gone = || StoreError {
+            op,
+            message: "the store thread has stopped".into(),
+        };
+        self.jobs
+            .send(Box::new(move |c| {
+                let _ = tx.send(f(c));
+            }))
+            .map_err(|_| gone())?;
+        rx.await.map_err(|_| gone())?.map_err(|e| StoreError {
+            op,
+            message: e.to_string(),
+        })
+    }
+}
+
+fn json_col(row: &Row, idx: usize) -> rusqlite::Result<Value> {
+    let s: Option<String> = row.get(idx)?;
+    Ok(s.and_then(|s| serde_json::from_str(&s).ok())
+        .unwrap_or(Value::Null))
+}
+
+const COLUMNS: &str = "id, state, browser, requested_caps, granted_caps, grid_options, created_at, started_at, ended_at, end_reason, command_count";
+
+fn record(row: &Row) -> rusqlite::Result<SessionRecord> {
+    let reason: Option<String> = row.get(9)?;
+    let count: i64 = row.get(10)?;
+    Ok(SessionRecord {
+        id: row.get(0)?,
+        state: row.get(1)?,
+        browser: row.get(2)?,
+        requested_caps: json_col(row, 3)?,
+        granted_caps: json_col(row, 4)?,
+        grid_options: json_col(row, 5)?,
+        created_at: row.get(6)?,
+        started_at: row.get(7)?,
+        ended_at: row.get(8)?,
+        end_reason: reason.as_deref().and_then(EndReason::parse),
+        command_count: count.max(0) as u64,
+    })
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    async fn insert(&self, s: NewSession, queued: bool) -> StoreResult<()> {
+        let state = if queued { "queued" } else { "provisioning" };
+        self.run("insert", move |c| {
+            c.execute(
+                "INSERT INTO sessions (id, state, browser, requested_caps, grid_options, created_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                params![
+                    s.id,
+                    state,
+                    s.browser,
+                    s.requested_caps.to_string(),
+                    s.grid_options.to_string(),
+                    s.created_at
+                ],
+            )
+            .map(drop)
+        })
+        .await
+    }
+
+    async fn mark_provisioning(&self, id: &str) -> StoreResult<()> {
+        let id = id.to_string();
+        self.run("mark_provisioning", move |c| {
+            c.execute(
+                "UPDATE sessions SET state = 'provisioning' WHERE id = ?1 AND state = 'queued'",
+                params![id],
+            )
+            .map(drop)
+        })
+        .await
+    }
+
+    async fn mark_running(&self, id: &str, granted: Value, started_at: i64) -> StoreResult<()> {
+        let id = id.to_string();
+        self.run("mark_running", move |c| {
+            c.execute(
+                "UPDATE sessions SET state = 'running', granted_caps = ?2, started_at = ?3
+                 WHERE id = ?1 AND state IN ('queued', 'provisioning')",
+                params![id, granted.to_string(), started_at],
+            )
+            .map(drop)
+        })
+        .await
+    }
+
+    async fn mark_ended(
+        &self,
+        id: &str,
+        reason: EndReason,
+        ended_at: i64,
+        command_count: u64,
+    ) -> StoreResult<()> {
+        let id = id.to_string();
+        self.run("mark_ended", move |c| {
+            c.execute(
+                "UPDATE sessions SET state = 'ended', end_reason = ?2, ended_at = ?3, command_count = ?4
+                 WHERE id = ?1 AND state != 'ended'",
+                params![id, reason.as_str(), ended_at, command_count as i64],
+            )
+            .map(drop)
+        })
+        .await
+    }
+
+    async fn get(&self, id: &str) -> StoreResult<Option<SessionRecord>> {
+        let id = id.to_string();
+        self.run("get", move |c| {
+            c.query_row(
+                &format!("SELECT {COLUMNS} FROM sessions WHERE id = ?1"),
+                params![id],
+                record,
+            )
+            .optional()
+        })
+        .await
+    }
+
+    async fn list(&self, limit: usize) -> StoreResult<Vec<SessionRecord>> {
+        self.run("list", move |c| {
+            let mut stmt = c.prepare(&format!(
+                "SELECT {COLUMNS} FROM sessions ORDER BY created_at DESC, rowid DESC LIMIT ?1"
+            ))?;
+            let rows = stmt.query_map(params![limit as i64], record)?;
+            rows.collect()
+        })
+        .await
+    }
+
+    async fn close_unfinished(&self, reason: EndReason, ended_at: i64) -> StoreResult<usize> {
+        self.run("close_unfinished", move |c| {
+            c.execute(
+                "UPDATE sessions SET state = 'ended', end_reason = ?1, ended_at = ?2 WHERE state != 'ended'",
+                params![reason.as_str(), ended_at],
+            )
+        })
+        .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn in_memory_store_conforms() {
+        let s = SqliteStore::in_memory().unwrap();
+        crate::conformance::run_all(&s).await;
+    }
+
+    #[tokio::test]
+    async fn file_store_conforms_and_persists() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("gridiron.db");
+        {
+            let s = SqliteStore::open(&path).unwrap();
+            crate::conformance::run_all(&s).await;
+        }
+        let s = SqliteStore::open(&path).unwrap();
+        let r = s.get("life").await.unwrap().unwrap();
+        assert_eq!(r.end_reason, Some(EndReason::Quit));
+    }
+}
