@@ -1,1 +1,59 @@
+//! The Gridiron grid: the W3C router and proxy, the session manager, slots
+//! and queue, and the timeouts that end sessions.
+//!
+//! [`serve`] runs the HTTP side on a bound listener until a shutdown future
+//! resolves; [`Manager`] owns every session.
 
+pub mod config;
+mod http;
+mod manager;
+mod proxy;
+mod routes;
+mod session;
+mod slots;
+
+pub use config::GridConfig;
+pub use manager::{recover, Manager};
+pub use routes::router;
+
+use std::future::Future;
+use std::sync::Arc;
+use tokio::net::TcpListener;
+
+/// Serves the grid on `listener` until `shutdown` resolves, then ends every
+/// session, stops every process it started, and returns.
+pub async fn serve(
+    listener: TcpListener,
+    manager: Arc<Manager>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    use axum::serve::ListenerExt;
+    let listener = listener.tap_io(|tcp| {
+        // Small request/response pairs: never wait for Nagle.
+        let _ = tcp.set_nodelay(true);
+    });
+    let app = router(manager.clone());
+    let (stopped_tx, stopped_rx) = tokio::sync::watch::channel(false);
+    let m = manager.clone();
+    tokio::spawn(async move {
+        shutdown.await;
+        tracing::info!("shutting down: ending sessions");
+        m.shutdown().await;
+        let _ = stopped_tx.send(true);
+    });
+    let stopped = move || {
+        let mut rx = stopped_rx.clone();
+        async move {
+            let _ = rx.wait_for(|s| *s).await;
+        }
+    };
+    let server = axum::serve(listener, app).with_graceful_shutdown(stopped());
+    // Sessions are gone by now; in-flight requests only get a short grace period.
+    tokio::select! {
+        r = server => r,
+        _ = async {
+            stopped().await;
+            tokio::time::sleep(std::time::Duration::from_secs(3)).await;
+        } => Ok(()),
+    }
+}

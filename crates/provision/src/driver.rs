@@ -85,6 +85,9 @@ impl DriverProcess {
         cmd.env(ENV_DATA_DIR, data_dir)
             .env(ENV_SESSION, session_id)
             .env("TMPDIR", &tmp)
+            // Chromium's config and crash database would otherwise land in the user's home.
+            .env("XDG_CONFIG_HOME", dir.join("config"))
+            .env("XDG_CACHE_HOME", dir.join("cache"))
             .current_dir(dir)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -185,19 +188,6 @@ impl DriverProcess {
         lines.iter().cloned().collect::<Vec<_>>().join("\n")
     }
 
-    /// The browser's main process: the driver's child that is not a helper (`--type=`).
-    pub fn browser_pid(&self) -> Option<i32> {
-        let entries = std::fs::read_dir("/proc").ok()?;
-        entries
-            .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())
-            .find(|&pid| {
-                parent_of(pid) == Some(self.pid)
-                    && std::fs::read(format!("/proc/{pid}/cmdline"))
-                        .map(|c| !String::from_utf8_lossy(&c).contains("--type="))
-                        .unwrap_or(false)
-            })
-    }
-
     /// Kills the whole process group at once.
     pub fn kill(&self) {
         let _ = killpg(Pid::from_raw(self.pid), Signal::SIGKILL);
@@ -207,6 +197,7 @@ impl DriverProcess {
     /// the session directory.
     pub async fn shutdown(mut self) {
         self.kill();
+        crate::sweep::kill_with_env(ENV_SESSION, &self.session_id);
         let _ = tokio::time::timeout(
             Duration::from_secs(5),
             self.exit.wait_for(Option::is_some),
@@ -265,6 +256,19 @@ pub fn listening_port(line: &str) -> Option<u16> {
         return addr.rsplit(':').next()?.parse().ok();
     }
     None
+}
+
+/// The browser's main process: the driver's child that is not a helper (`--type=`).
+pub fn browser_pid(driver_pid: i32) -> Option<i32> {
+    let entries = std::fs::read_dir("/proc").ok()?;
+    entries
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())
+        .find(|&pid| {
+            parent_of(pid) == Some(driver_pid)
+                && std::fs::read(format!("/proc/{pid}/cmdline"))
+                    .map(|c| !String::from_utf8_lossy(&c).contains("--type="))
+                    .unwrap_or(false)
+        })
 }
 
 fn parent_of(pid: i32) -> Option<i32> {

@@ -11,7 +11,7 @@ pub mod local;
 pub mod sweep;
 
 pub use discovery::{discover, BrowserInstall, Discovery};
-pub use driver::{DriverExit, DriverProcess};
+pub use driver::{browser_pid, process_alive, DriverExit, DriverProcess};
 pub use local::LocalProvisioner;
 
 /// Environment variable carried by every process the grid starts: the grid's

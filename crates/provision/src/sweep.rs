@@ -6,7 +6,12 @@ use std::path::Path;
 
 /// Pids of processes whose environment has `GRIDIRON_DATA_DIR=<data_dir>`.
 pub fn marked_processes(data_dir: &Path) -> Vec<i32> {
-    let marker = format!("{ENV_DATA_DIR}={}", data_dir.display());
+    processes_with_env(ENV_DATA_DIR, &data_dir.display().to_string())
+}
+
+/// Pids of processes (other than this one) whose environment has `var=value`.
+pub fn processes_with_env(var: &str, value: &str) -> Vec<i32> {
+    let marker = format!("{var}={value}");
     let me = std::process::id() as i32;
     let Ok(entries) = std::fs::read_dir("/proc") else {
         return Vec::new();
@@ -24,8 +29,17 @@ pub fn marked_processes(data_dir: &Path) -> Vec<i32> {
 
 /// Kills every marked process; returns how many there were.
 pub fn kill_marked(data_dir: &Path) -> usize {
-    let pids = marked_processes(data_dir);
-    for &pid in &pids {
+    kill_all(&marked_processes(data_dir))
+}
+
+/// Kills every process carrying `var=value`; returns how many there were.
+/// Catches helpers that left the process group (Chromium's crash handler does).
+pub fn kill_with_env(var: &str, value: &str) -> usize {
+    kill_all(&processes_with_env(var, value))
+}
+
+fn kill_all(pids: &[i32]) -> usize {
+    for &pid in pids {
         let _ = nix::sys::signal::kill(
             nix::unistd::Pid::from_raw(pid),
             nix::sys::signal::Signal::SIGKILL,

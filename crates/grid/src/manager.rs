@@ -1,0 +1,514 @@
+//! The session manager: admits requests, queues them for slots, starts
+//! sessions through the provisioner, ends them (on quit, timeout, crash,
+//! shutdown) and records every step in the store.
+
+use crate::config::GridConfig;
+use crate::session::Session;
+use crate::slots::{NoSlot, SlotPermit, Slots};
+use axum::body::Body;
+use bytes::Bytes;
+use gridiron_domain::capabilities::{driver_capabilities, parse_new_session, select, LaunchDefaults, Selection};
+use gridiron_domain::lifecycle::{SessionEvent, Timeouts};
+use gridiron_domain::queue::Refusal;
+use gridiron_domain::{EndReason, ErrorCode, GridError, GridOptions, Origin, Stereotype};
+use gridiron_provision::{sweep, LocalProvisioner};
+use gridiron_store::{now_ms, NewSession, Store};
+use http_body_util::BodyExt;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+use serde_json::{json, Value};
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, RwLock, Weak};
+use std::time::Duration;
+use tokio::sync::oneshot;
+use tracing::{info, warn};
+
+/// HTTP client used to talk to drivers (pooled keep-alive, no TLS).
+pub type DriverClient = Client<HttpConnector, Body>;
+
+/// Owns every session of this grid.
+pub struct Manager {
+    /// Settings.
+    pub config: GridConfig,
+    store: Arc<dyn Store>,
+    provisioner: Arc<LocalProvisioner>,
+    /// What the configured browsers offer, in preference order.
+    catalog: Vec<Stereotype>,
+    slots: Arc<Slots>,
+    sessions: RwLock<HashMap<String, Arc<Session>>>,
+    /// Pooled connections to the drivers.
+    pub client: DriverClient,
+    shutting_down: AtomicBool,
+    shut_down: AtomicBool,
+}
+
+impl Manager {
+    /// A manager over `provisioner`'s browsers, recording into `store`.
+    /// Starts the timeout watcher.
+    pub fn start(
+        config: GridConfig,
+        store: Arc<dyn Store>,
+        provisioner: Arc<LocalProvisioner>,
+    ) -> Arc<Self> {
+        let mut connector = HttpConnector::new();
+        connector.set_nodelay(true);
+        let client = Client::builder(TokioExecutor::new())
+            .pool_idle_timeout(Duration::from_secs(60))
+            .build(connector);
+        let catalog = provisioner
+            .installs()
+            .iter()
+            .map(|i| i.stereotype.clone())
+            .collect();
+        let m = Arc::new(Manager {
+            slots: Slots::new(config.max_sessions, config.max_queue),
+            config,
+            store,
+            provisioner,
+            catalog,
+            sessions: RwLock::default(),
+            client,
+            shutting_down: AtomicBool::new(false),
+            shut_down: AtomicBool::new(false),
+        });
+        tokio::spawn(watch_timeouts(Arc::downgrade(&m)));
+        m
+    }
+
+    /// The running session with this grid id.
+    pub fn session(&self, id: &str) -> Option<Arc<Session>> {
+        self.sessions
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(id)
+            .cloned()
+    }
+
+    fn all_sessions(&self) -> Vec<Arc<Session>> {
+        self.sessions
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .values()
+            .cloned()
+            .collect()
+    }
+
+    /// The error for a session id that is not running, saying why if the store knows.
+    pub async fn unknown_session(&self, id: &str) -> GridError {
+        match self.store.get(id).await {
+            Ok(Some(rec)) if rec.end_reason.is_some() => GridError::invalid_session(format!(
+                "session {id} has ended ({})",
+                rec.end_reason.map(|r| r.as_str()).unwrap_or_default()
+            )),
+            _ => GridError::invalid_session(format!("no such session: {id}")),
+        }
+    }
+
+    /// Handles `POST /session`: validates, waits for a slot, starts the driver,
+    /// and returns the W3C response body.
+    pub async fn new_session(self: &Arc<Self>, body: Bytes) -> Result<Value, GridError> {
+        let body: Value = serde_json::from_slice(&body)
+            .map_err(|e| GridError::invalid_argument(format!("malformed JSON body: {e}")))?;
+        let request = parse_new_session(&body)?;
+        let selection = select(&request, &self.catalog)?;
+        let options = GridOptions::from_capabilities(&selection.merged)?;
+        let permit = self
+            .slots
+            .acquire(self.config.queue_timeout, |position| {
+                info!(position, "new session request queued")
+            })
+            .await
+            .map_err(|e| self.no_slot_error(e))?;
+        // Starting runs in its own task so a client that leaves mid-start
+        // cannot cancel it half-way; the task tears down what it cannot hand over.
+        let (tx, rx) = oneshot::channel();
+        let me = self.clone();
+        let requested = body.get("capabilities").cloned().unwrap_or(body);
+        tokio::spawn(async move {
+            me.provision(permit, selection, options, requested, tx).await;
+        });
+        rx.await.unwrap_or_else(|_| {
+            Err(GridError::new(
+                ErrorCode::SessionNotCreated,
+                Origin::Grid,
+                "session start was interrupted",
+            ))
+        })
+    }
+
+    fn no_slot_error(&self, e: NoSlot) -> GridError {
+        let msg = match e {
+            NoSlot::Refused(Refusal::QueueFull) => format!(
+                "the queue is full ({} requests already waiting for a free slot); try again later",
+                self.config.max_queue
+            ),
+            NoSlot::Refused(Refusal::ShuttingDown) | NoSlot::Closed => {
+                "the grid is shutting down".to_string()
+            }
+            NoSlot::TimedOut => format!(
+                "timed out after {:?} waiting in the queue for a free slot ({} slots, all busy)",
+                self.config.queue_timeout, self.config.max_sessions
+            ),
+        };
+        GridError::not_created(Origin::Grid, msg)
+    }
+
+    async fn provision(
+        self: Arc<Self>,
+        permit: SlotPermit,
+        selection: Selection,
+        options: GridOptions,
+        requested: Value,
+        reply: oneshot::Sender<Result<Value, GridError>>,
+    ) {
+        let stereotype = &self.catalog[selection.stereotype];
+        let browser = stereotype.kind.driver_browser_name().to_string();
+        let driver = match self.provisioner.start(selection.stereotype).await {
+            Ok(d) => d,
+            Err(e) => {
+                warn!(error = %e, "driver failed to start");
+                let _ = reply.send(Err(GridError::not_created(
+                    Origin::Driver,
+                    format!("the {browser} driver failed to start: {e}"),
+                )));
+                return;
+            }
+        };
+        let id = driver.session_id.clone();
+        self.record(
+            "insert",
+            self.store
+                .insert(
+                    NewSession {
+                        id: id.clone(),
+                        browser: browser.clone(),
+                        requested_caps: requested,
+                        grid_options: options.to_json(),
+                        created_at: now_ms(),
+                    },
+                    false,
+                )
+                .await,
+        );
+        info!(session = %id, browser = %browser, slot = permit.index, "session provisioning");
+        let caps = driver_capabilities(
+            &selection.merged,
+            stereotype,
+            &LaunchDefaults {
+                headless: self.config.headless,
+                profile_dir: driver.dir.join("profile").to_string_lossy().into_owned(),
+            },
+        );
+        let body = json!({"capabilities": {"alwaysMatch": caps, "firstMatch": [{}]}});
+        let answer = tokio::time::timeout(
+            self.config.new_session_timeout,
+            self.post_json(&format!("{}/session", driver.base_url), &body),
+        )
+        .await
+        .unwrap_or_else(|_| {
+            Err(format!(
+                "the driver did not answer within {:?}",
+                self.config.new_session_timeout
+            ))
+        });
+        let (driver_sid, mut value) = match answer.and_then(|(status, v)| granted(status, v)) {
+            Ok(ok) => ok,
+            Err(msg) => {
+                let output = driver.recent_output();
+                driver.shutdown().await;
+                drop(permit);
+                self.record(
+                    "mark_ended",
+                    self.store
+                        .mark_ended(&id, EndReason::FailedToStart, now_ms(), 0)
+                        .await,
+                );
+                warn!(session = %id, error = %msg, "session failed to start");
+                let detail = if output.is_empty() || msg.contains(&output) {
+                    msg
+                } else {
+                    format!("{msg}; driver output: {output}")
+                };
+                let _ = reply.send(Err(GridError::not_created(
+                    Origin::Driver,
+                    format!("the {browser} driver could not start a session: {detail}"),
+                )));
+                return;
+            }
+        };
+        value["sessionId"] = Value::String(id.clone());
+        let granted_caps = value.get("capabilities").cloned().unwrap_or(Value::Null);
+        let timeouts = Timeouts {
+            idle: options.idle_timeout.unwrap_or(self.config.idle_timeout),
+            max_duration: options.session_timeout.or(self.config.session_timeout),
+        };
+        let exit = driver.exit_watch();
+        let started_at = now_ms();
+        let session = Arc::new(Session::new(
+            driver, permit, driver_sid, browser, options, timeouts, started_at,
+        ));
+        self.sessions
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(id.clone(), session);
+        self.record(
+            "mark_running",
+            self.store.mark_running(&id, granted_caps, started_at).await,
+        );
+        info!(session = %id, "session started");
+        let weak = Arc::downgrade(&self);
+        let watched = id.clone();
+        tokio::spawn(async move {
+            let mut exit = exit;
+            let _ = exit.wait_for(Option::is_some).await;
+            if let Some(m) = weak.upgrade() {
+                m.end(&watched, EndReason::DriverCrashed).await;
+            }
+        });
+        if self.shutting_down.load(Ordering::SeqCst) {
+            self.end(&id, EndReason::Shutdown).await;
+            let _ = reply.send(Err(self.no_slot_error(NoSlot::Closed)));
+            return;
+        }
+        if reply.send(Ok(json!({ "value": value }))).is_err() {
+            info!(session = %id, "client left before the session was handed over");
+            self.end(&id, EndReason::ClientGone).await;
+        }
+    }
+
+    async fn post_json(&self, url: &str, body: &Value) -> Result<(u16, Value), String> {
+        let req = hyper::Request::post(url)
+            .header(hyper::header::CONTENT_TYPE, crate::http::JSON)
+            .body(Body::from(body.to_string()))
+            .map_err(|e| e.to_string())?;
+        let resp = self
+            .client
+            .request(req)
+            .await
+            .map_err(|e| format!("driver request failed: {e}"))?;
+        let status = resp.status().as_u16();
+        let bytes = resp
+            .into_body()
+            .collect()
+            .await
+            .map_err(|e| format!("driver response failed: {e}"))?
+            .to_bytes();
+        let v = serde_json::from_slice(&bytes).map_err(|e| {
+            format!(
+                "driver answered status {status} with invalid JSON ({e}): {}",
+                String::from_utf8_lossy(&bytes)
+            )
+        })?;
+        Ok((status, v))
+    }
+
+    fn record(&self, op: &str, r: Result<(), gridiron_store::StoreError>) {
+        if let Err(e) = r {
+            warn!(op, error = %e, "store write failed");
+        }
+    }
+
+    /// Ends a session: stops its processes, returns its slot, records why.
+    /// Only the first call for a session does anything.
+    pub async fn end(&self, id: &str, reason: EndReason) {
+        let Some(session) = self.session(id) else {
+            return;
+        };
+        if !session.apply(SessionEvent::End(reason)) {
+            return;
+        }
+        self.sessions
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(id);
+        if let Some((driver, permit)) = session.take_resources() {
+            driver.shutdown().await;
+            drop(permit);
+        }
+        session.apply(SessionEvent::CleanedUp);
+        let commands = session.command_count();
+        self.record(
+            "mark_ended",
+            self.store.mark_ended(id, reason, now_ms(), commands).await,
+        );
+        info!(session = %id, reason = reason.as_str(), commands, "session ended");
+    }
+
+    /// Ends the session if its browser process has died.
+    pub async fn check_browser(&self, session: &Session) {
+        if session.driver_pid > 0 && !gridiron_provision::process_alive(session.driver_pid) {
+            self.end(&session.id, EndReason::DriverCrashed).await;
+            return;
+        }
+        let pid = match session.browser_pid.get() {
+            Some(p) => *p,
+            None => match gridiron_provision::browser_pid(session.driver_pid) {
+                Some(p) => *session.browser_pid.get_or_init(|| Some(p)),
+                None => return,
+            },
+        };
+        if let Some(pid) = pid {
+            if !gridiron_provision::process_alive(pid) {
+                warn!(session = %session.id, pid, "browser process is gone");
+                self.end(&session.id, EndReason::DriverCrashed).await;
+            }
+        }
+    }
+
+    /// Whether [`Manager::shutdown`] has finished.
+    pub fn is_shut_down(&self) -> bool {
+        self.shut_down.load(Ordering::SeqCst)
+    }
+
+    /// Refuses new work, fails waiters, ends every session and stops every
+    /// process this grid started.
+    pub async fn shutdown(self: &Arc<Self>) {
+        if self.shutting_down.swap(true, Ordering::SeqCst) {
+            while !self.is_shut_down() {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            return;
+        }
+        self.slots.close();
+        let mut ends = tokio::task::JoinSet::new();
+        for s in self.all_sessions() {
+            let m = self.clone();
+            ends.spawn(async move { m.end(&s.id, EndReason::Shutdown).await });
+        }
+        while ends.join_next().await.is_some() {}
+        self.provisioner.close().await;
+        // Anything still carrying our marker (a start that raced shutdown) goes too.
+        let stray = sweep::kill_marked(&self.config.data_dir);
+        if stray > 0 {
+            warn!(stray, "killed processes left after ending sessions");
+        }
+        remove_session_dirs(&self.provisioner.sessions_dir());
+        self.shut_down.store(true, Ordering::SeqCst);
+        info!("all sessions ended");
+    }
+
+    /// The `GET /status` value.
+    pub fn status(&self, uri: &str) -> Value {
+        let (free, capacity, waiting, ready) = self.slots.snapshot();
+        let ready = ready && !self.shutting_down.load(Ordering::SeqCst) && !self.catalog.is_empty();
+        let sessions = self.all_sessions();
+        let stereotypes: Vec<Value> = self
+            .catalog
+            .iter()
+            .map(|s| {
+                json!({
+                    "browserName": s.kind.driver_browser_name(),
+                    "browserVersion": s.version,
+                    "platformName": s.platform,
+                })
+            })
+            .collect();
+        let slots: Vec<Value> = (0..capacity)
+            .map(|i| {
+                let session = sessions.iter().find(|s| s.slot == i).map(|s| {
+                    json!({
+                        "sessionId": s.id,
+                        "browserName": s.browser,
+                        "startedAt": s.started_at_ms,
+                        "name": s.options.name,
+                        "commands": s.command_count(),
+                    })
+                });
+                json!({
+                    "id": format!("slot-{i}"),
+                    "stereotype": stereotypes.first(),
+                    "stereotypes": stereotypes,
+                    "session": session,
+                })
+            })
+            .collect();
+        let message = if self.shutting_down.load(Ordering::SeqCst) {
+            "Gridiron is shutting down".to_string()
+        } else if self.catalog.is_empty() {
+            "Gridiron found no browser it can run; see `gridiron doctor`".to_string()
+        } else if ready {
+            "Gridiron is ready to create new sessions".to_string()
+        } else {
+            format!("Gridiron is at capacity ({capacity} slots busy, {waiting} waiting)")
+        };
+        json!({
+            "ready": ready,
+            "message": message,
+            "build": {"version": env!("CARGO_PKG_VERSION")},
+            "maxSessions": capacity,
+            "sessions": sessions.len(),
+            "freeSlots": free,
+            "queue": waiting,
+            "nodes": [{
+                "id": "local",
+                "uri": uri,
+                "availability": if self.shutting_down.load(Ordering::SeqCst) { "DOWN" } else { "UP" },
+                "maxSessions": capacity,
+                "slots": slots,
+            }],
+        })
+    }
+}
+
+/// Checks a driver's new-session answer; returns the driver's session id and the `value`.
+fn granted(status: u16, v: Value) -> Result<(String, Value), String> {
+    let value = v.get("value").cloned().unwrap_or(Value::Null);
+    match value.get("sessionId").and_then(Value::as_str) {
+        Some(sid) if status == 200 => Ok((sid.to_string(), value)),
+        _ => Err(value
+            .get("message")
+            .and_then(Value::as_str)
+            .map(str::to_string)
+            .unwrap_or_else(|| format!("driver answered status {status}: {v}"))),
+    }
+}
+
+fn remove_session_dirs(dir: &std::path::Path) {
+    if let Ok(entries) = std::fs::read_dir(dir) {
+        for e in entries.flatten() {
+            let _ = std::fs::remove_dir_all(e.path());
+        }
+    }
+}
+
+/// Prepares a data directory left by an earlier process: kills its leftover
+/// processes, removes session files and closes unfinished records.
+pub async fn recover(data_dir: &std::path::Path, store: &dyn Store) -> usize {
+    let killed = sweep::kill_marked(data_dir);
+    if killed > 0 {
+        warn!(killed, "killed processes left by a previous grid process");
+    }
+    remove_session_dirs(&data_dir.join("sessions"));
+    match store.close_unfinished(EndReason::Shutdown, now_ms()).await {
+        Ok(n) => {
+            if n > 0 {
+                info!(closed = n, "closed session records left by a previous grid process");
+            }
+            n
+        }
+        Err(e) => {
+            warn!(error = %e, "could not close unfinished session records");
+            0
+        }
+    }
+}
+
+async fn watch_timeouts(m: Weak<Manager>) {
+    let mut tick = tokio::time::interval(Duration::from_millis(250));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let Some(m) = m.upgrade() else { return };
+        for s in m.all_sessions() {
+            if let Some(reason) = s.timeout_due() {
+                info!(session = %s.id, reason = reason.as_str(), "session timed out");
+                let m = m.clone();
+                tokio::spawn(async move { m.end(&s.id, reason).await });
+            } else {
+                m.check_browser(&s).await;
+            }
+        }
+    }
+}

@@ -1,0 +1,138 @@
+//! Forwarding session commands to the session's driver.
+//!
+//! Bodies are streamed in both directions; only the path is rewritten (grid
+//! session id -> driver session id).
+
+use crate::http;
+use crate::manager::Manager;
+use crate::session::Session;
+use axum::body::Body;
+use axum::http::{header, HeaderMap, HeaderName, Request, Response, Uri};
+use gridiron_domain::{EndReason, ErrorCode, GridError, Origin};
+use http_body_util::Limited;
+use std::sync::Arc;
+
+/// Headers that describe one hop, not the message; never forwarded.
+const HOP_BY_HOP: [HeaderName; 7] = [
+    header::CONNECTION,
+    header::HOST,
+    header::PROXY_AUTHENTICATE,
+    header::PROXY_AUTHORIZATION,
+    header::TE,
+    header::TRAILER,
+    header::UPGRADE,
+];
+
+fn copy_headers(from: &HeaderMap, to: &mut HeaderMap) {
+    for (k, v) in from {
+        if !HOP_BY_HOP.contains(k) && k.as_str() != "keep-alive" {
+            to.append(k.clone(), v.clone());
+        }
+    }
+}
+
+/// Marks a command finished when dropped, including when the client leaves mid-command.
+struct InFlight<'a>(&'a Session);
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.command_done();
+    }
+}
+
+/// Rejects a body whose declared length is over the limit, before reading it.
+pub fn check_length(headers: &HeaderMap, limit: usize) -> Result<(), GridError> {
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    match declared {
+        Some(n) if n > limit as u64 => Err(body_too_large(limit)),
+        _ => Ok(()),
+    }
+}
+
+/// The error for a body over `limit` bytes.
+pub fn body_too_large(limit: usize) -> GridError {
+    GridError::invalid_argument(format!(
+        "request body is larger than the grid's limit of {limit} bytes (--max-body-bytes)"
+    ))
+}
+
+/// Sends one command (`rest` is the path after `/session/{id}`) to the session's driver.
+pub async fn forward(
+    m: &Arc<Manager>,
+    session: Arc<Session>,
+    req: Request<Body>,
+    rest: &str,
+) -> Response<Body> {
+    if let Err(e) = check_length(req.headers(), m.config.max_body_bytes) {
+        return http::error(&e);
+    }
+    let (parts, body) = req.into_parts();
+    let mut target = format!(
+        "{}/session/{}{}",
+        session.driver_url, session.driver_session_id, rest
+    );
+    if let Some(q) = parts.uri.query() {
+        target.push('?');
+        target.push_str(q);
+    }
+    let uri: Uri = match target.parse() {
+        Ok(u) => u,
+        Err(e) => return http::error(&GridError::invalid_argument(format!("bad path: {e}"))),
+    };
+    let mut upstream = Request::new(Body::new(Limited::new(body, m.config.max_body_bytes)));
+    *upstream.method_mut() = parts.method;
+    *upstream.uri_mut() = uri;
+    copy_headers(&parts.headers, upstream.headers_mut());
+
+    session.command_started();
+    let result = {
+        let _in_flight = InFlight(&session);
+        m.client.request(upstream).await
+    };
+    match result {
+        Ok(resp) => {
+            let (parts, body) = resp.into_parts();
+            if parts.status.is_client_error() || parts.status.is_server_error() {
+                // A dead browser shows up as a driver error first: end the session now
+                // so the next command fails fast with a clear reason.
+                m.check_browser(&session).await;
+            }
+            let mut out = Response::new(Body::new(body));
+            *out.status_mut() = parts.status;
+            copy_headers(&parts.headers, out.headers_mut());
+            out
+        }
+        Err(e) => {
+            m.check_browser(&session).await;
+            if m.session(&session.id).is_none() {
+                return http::error(&m.unknown_session(&session.id).await);
+            }
+            let cause = std::error::Error::source(&e)
+                .map(|s| s.to_string())
+                .unwrap_or_default();
+            if cause.contains("larger than") || format!("{e:?}").contains("LengthLimitError") {
+                return http::error(&body_too_large(m.config.max_body_bytes));
+            }
+            http::error(&GridError::new(
+                ErrorCode::UnknownError,
+                Origin::Driver,
+                format!("the session's driver did not answer: {e} {cause}"),
+            ))
+        }
+    }
+}
+
+/// `DELETE /session/{id}`: asks the driver to quit, then ends the session.
+pub async fn quit(m: &Arc<Manager>, session: Arc<Session>, req: Request<Body>) -> Response<Body> {
+    let resp = forward(m, session.clone(), req, "").await;
+    m.end(&session.id, EndReason::Quit).await;
+    if resp.status().is_success() {
+        resp
+    } else {
+        // The driver may already be gone; the session is ended either way.
+        http::ok(serde_json::Value::Null)
+    }
+}

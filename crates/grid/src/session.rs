@@ -1,0 +1,137 @@
+//! A running session as the grid holds it in memory.
+
+use crate::slots::SlotPermit;
+use gridiron_domain::lifecycle::{transition, SessionEvent, Timeouts};
+use gridiron_domain::{EndReason, GridOptions, SessionState};
+use gridiron_provision::DriverProcess;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+/// One running session: where its driver is, its clocks and counters.
+pub struct Session {
+    /// The grid's id, seen by clients.
+    pub id: String,
+    /// The driver's own id for the same session, used on the driver side.
+    pub driver_session_id: String,
+    /// `http://127.0.0.1:PORT` of the session's driver.
+    pub driver_url: String,
+    /// The driver's pid, also its process group.
+    pub driver_pid: i32,
+    /// `chrome` or `firefox`.
+    pub browser: String,
+    /// Options the client gave.
+    pub options: GridOptions,
+    /// Effective timeouts (client overrides applied).
+    pub timeouts: Timeouts,
+    /// When the driver granted it.
+    pub started: Instant,
+    /// Unix ms when the driver granted it.
+    pub started_at_ms: i64,
+    /// Which slot it holds.
+    pub slot: usize,
+    /// Milliseconds after `started` of the last command start or end.
+    last_activity_ms: AtomicU64,
+    /// Commands being proxied right now; a session is never idle while one runs.
+    in_flight: AtomicUsize,
+    /// Commands proxied so far.
+    commands: AtomicU64,
+    /// The browser's main pid, looked up once after start.
+    pub browser_pid: OnceLock<Option<i32>>,
+    state: Mutex<SessionState>,
+    /// The processes and the slot, taken exactly once by whoever ends the session.
+    resources: Mutex<Option<(DriverProcess, SlotPermit)>>,
+}
+
+impl Session {
+    /// A running session around a started driver and its slot.
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        driver: DriverProcess,
+        permit: SlotPermit,
+        driver_session_id: String,
+        browser: String,
+        options: GridOptions,
+        timeouts: Timeouts,
+        started_at_ms: i64,
+    ) -> Self {
+        Session {
+            id: driver.session_id.clone(),
+            driver_session_id,
+            driver_url: driver.base_url.clone(),
+            driver_pid: driver.pid,
+            browser,
+            options,
+            timeouts,
+            started: Instant::now(),
+            started_at_ms,
+            slot: permit.index,
+            last_activity_ms: AtomicU64::new(0),
+            in_flight: AtomicUsize::new(0),
+            commands: AtomicU64::new(0),
+            browser_pid: OnceLock::new(),
+            state: Mutex::new(SessionState::Running),
+            resources: Mutex::new(Some((driver, permit))),
+        }
+    }
+
+    fn touch(&self) {
+        let ms = self.started.elapsed().as_millis() as u64;
+        self.last_activity_ms.store(ms, Ordering::Relaxed);
+    }
+
+    /// A command starts: counts it and marks activity. Ends with [`Session::command_done`].
+    pub fn command_started(&self) {
+        self.commands.fetch_add(1, Ordering::Relaxed);
+        self.in_flight.fetch_add(1, Ordering::Relaxed);
+        self.touch();
+    }
+
+    /// A command finished (or failed).
+    pub fn command_done(&self) {
+        self.touch();
+        self.in_flight.fetch_sub(1, Ordering::Relaxed);
+    }
+
+    /// Commands so far.
+    pub fn command_count(&self) -> u64 {
+        self.commands.load(Ordering::Relaxed)
+    }
+
+    /// Whether a timeout says this session must end now.
+    pub fn timeout_due(&self) -> Option<EndReason> {
+        let age = self.started.elapsed();
+        let last = Duration::from_millis(self.last_activity_ms.load(Ordering::Relaxed));
+        gridiron_domain::lifecycle::timeout_due(
+            self.timeouts,
+            age,
+            age.saturating_sub(last),
+            self.in_flight.load(Ordering::Relaxed) > 0,
+        )
+    }
+
+    /// Current state.
+    pub fn state(&self) -> SessionState {
+        *self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Applies a lifecycle event; `false` if the state machine refuses it.
+    pub fn apply(&self, event: SessionEvent) -> bool {
+        let mut s = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        match transition(*s, event) {
+            Ok(next) => {
+                *s = next;
+                true
+            }
+            Err(_) => false,
+        }
+    }
+
+    /// Takes the driver and slot out, for the one caller that ends the session.
+    pub fn take_resources(&self) -> Option<(DriverProcess, SlotPermit)> {
+        self.resources
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take()
+    }
+}

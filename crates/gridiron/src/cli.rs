@@ -1,0 +1,333 @@
+//! Command-line options, environment variables and the TOML config file.
+//!
+//! Precedence: flag, then `GRIDIRON_*` environment variable, then config file,
+//! then the built-in default.
+
+use clap::{Args, Parser, Subcommand};
+use gridiron_grid::GridConfig;
+use serde::Deserialize;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// A self-hosted browser grid for W3C WebDriver clients.
+#[derive(Parser, Debug)]
+#[command(name = "gridiron", version, about)]
+pub struct Cli {
+    /// What to run.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Subcommands.
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Run the whole grid in one process: W3C endpoint, embedded store, local browsers.
+    Standalone(StandaloneArgs),
+    /// List the browsers and drivers found on this host and what is missing.
+    Doctor,
+}
+
+/// Options of `gridiron standalone`. Every option can also come from the
+/// environment or from the config file (same name, `snake_case` or `kebab-case`).
+#[derive(Args, Debug, Default, Deserialize)]
+#[serde(default, rename_all = "kebab-case", deny_unknown_fields)]
+pub struct StandaloneArgs {
+    /// TOML config file with any of these options.
+    #[arg(long, env = "GRIDIRON_CONFIG")]
+    #[serde(skip)]
+    pub config: Option<PathBuf>,
+    /// Address to listen on [default: 0.0.0.0].
+    #[arg(long, env = "GRIDIRON_HOST")]
+    pub host: Option<String>,
+    /// Port to listen on [default: 4444].
+    #[arg(long, env = "GRIDIRON_PORT")]
+    pub port: Option<u16>,
+    /// Directory for the store, session files and logs [default: ~/.local/share/gridiron].
+    #[arg(long, env = "GRIDIRON_DATA_DIR")]
+    #[serde(alias = "data_dir")]
+    pub data_dir: Option<PathBuf>,
+    /// Sessions that may run at once [default: number of CPUs].
+    #[arg(long, env = "GRIDIRON_MAX_SESSIONS")]
+    #[serde(alias = "max_sessions")]
+    pub max_sessions: Option<usize>,
+    /// Requests that may wait for a slot; more are refused at once [default: 1000].
+    #[arg(long, env = "GRIDIRON_MAX_QUEUE")]
+    #[serde(alias = "max_queue")]
+    pub max_queue: Option<usize>,
+    /// Seconds a request may wait for a slot before it fails [default: 300].
+    #[arg(long, env = "GRIDIRON_QUEUE_TIMEOUT")]
+    #[serde(alias = "queue_timeout")]
+    pub queue_timeout: Option<f64>,
+    /// Seconds without a command after which a session ends [default: 300];
+    /// a session may override it with `gridiron:options.idleTimeout`.
+    #[arg(long, env = "GRIDIRON_IDLE_TIMEOUT")]
+    #[serde(alias = "idle_timeout")]
+    pub idle_timeout: Option<f64>,
+    /// Maximum session duration in seconds [default: none];
+    /// a session may override it with `gridiron:options.sessionTimeout`.
+    #[arg(long, env = "GRIDIRON_SESSION_TIMEOUT")]
+    #[serde(alias = "session_timeout")]
+    pub session_timeout: Option<f64>,
+    /// Largest request body accepted, in bytes [default: 67108864].
+    #[arg(long, env = "GRIDIRON_MAX_BODY_BYTES")]
+    #[serde(alias = "max_body_bytes")]
+    pub max_body_bytes: Option<usize>,
+    /// Seconds the driver may take to start a browser [default: 60].
+    #[arg(long, env = "GRIDIRON_NEW_SESSION_TIMEOUT")]
+    #[serde(alias = "new_session_timeout")]
+    pub new_session_timeout: Option<f64>,
+    /// Start browsers with a visible window unless the client asks for headless.
+    #[arg(long, env = "GRIDIRON_HEADFUL", num_args = 0..=1, default_missing_value = "true")]
+    pub headful: Option<bool>,
+    /// Do not keep a spare driver started ahead of demand.
+    #[arg(long, env = "GRIDIRON_NO_PREWARM", num_args = 0..=1, default_missing_value = "true")]
+    #[serde(alias = "no_prewarm")]
+    pub no_prewarm: Option<bool>,
+    /// Log format: `text` or `json` [default: text]. Levels come from `GRIDIRON_LOG` (e.g. `debug`).
+    #[arg(long, env = "GRIDIRON_LOG_FORMAT")]
+    #[serde(alias = "log_format")]
+    pub log_format: Option<String>,
+}
+
+impl StandaloneArgs {
+    /// Fills options not given on the command line or environment from `file`.
+    fn or(self, file: StandaloneArgs) -> StandaloneArgs {
+        StandaloneArgs {
+            config: self.config,
+            host: self.host.or(file.host),
+            port: self.port.or(file.port),
+            data_dir: self.data_dir.or(file.data_dir),
+            max_sessions: self.max_sessions.or(file.max_sessions),
+            max_queue: self.max_queue.or(file.max_queue),
+            queue_timeout: self.queue_timeout.or(file.queue_timeout),
+            idle_timeout: self.idle_timeout.or(file.idle_timeout),
+            session_timeout: self.session_timeout.or(file.session_timeout),
+            max_body_bytes: self.max_body_bytes.or(file.max_body_bytes),
+            new_session_timeout: self.new_session_timeout.or(file.new_session_timeout),
+            headful: self.headful.or(file.headful),
+            no_prewarm: self.no_prewarm.or(file.no_prewarm),
+            log_format: self.log_format.or(file.log_format),
+        }
+    }
+}
+
+fn seconds(name: &str, v: Option<f64>, default: Duration) -> Result<Duration, String> {
+    match v {
+        None => Ok(default),
+        Some(s) if s.is_finite() && s > 0.0 => Ok(Duration::from_secs_f64(s)),
+        Some(s) => Err(format!("--{name} must be a positive number of seconds, got {s}")),
+    }
+}
+
+fn default_data_dir() -> PathBuf {
+    std::env::var_os("XDG_DATA_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| Path::new(&h).join(".local/share")))
+        .unwrap_or_else(|| PathBuf::from("."))
+        .join("gridiron")
+}
+
+/// Resolved settings of a standalone grid.
+struct Standalone {
+    addr: SocketAddr,
+    grid: GridConfig,
+    json_logs: bool,
+}
+
+fn resolve(args: StandaloneArgs) -> Result<Standalone, String> {
+    let args = match &args.config {
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .map_err(|e| format!("cannot read config {}: {e}", path.display()))?;
+            let file: StandaloneArgs = toml::from_str(&text)
+                .map_err(|e| format!("invalid config {}: {e}", path.display()))?;
+            args.or(file)
+        }
+        None => args,
+    };
+    let host = args.host.unwrap_or_else(|| "0.0.0.0".into());
+    let port = args.port.unwrap_or(4444);
+    let addr: SocketAddr = format!("{host}:{port}")
+        .parse()
+        .or_else(|_| format!("[{host}]:{port}").parse())
+        .map_err(|_| format!("invalid --host {host}"))?;
+    let data_dir = args.data_dir.unwrap_or_else(default_data_dir);
+    std::fs::create_dir_all(&data_dir)
+        .map_err(|e| format!("cannot create data dir {}: {e}", data_dir.display()))?;
+    let data_dir = data_dir
+        .canonicalize()
+        .map_err(|e| format!("data dir {}: {e}", data_dir.display()))?;
+    let cpus = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1);
+    let mut grid = GridConfig::with_defaults(cpus, data_dir);
+    if let Some(n) = args.max_sessions {
+        if n == 0 {
+            return Err("--max-sessions must be at least 1".into());
+        }
+        grid.max_sessions = n;
+    }
+    if let Some(n) = args.max_queue {
+        grid.max_queue = n;
+    }
+    if let Some(n) = args.max_body_bytes {
+        grid.max_body_bytes = n;
+    }
+    grid.queue_timeout = seconds("queue-timeout", args.queue_timeout, grid.queue_timeout)?;
+    grid.idle_timeout = seconds("idle-timeout", args.idle_timeout, grid.idle_timeout)?;
+    grid.new_session_timeout = seconds(
+        "new-session-timeout",
+        args.new_session_timeout,
+        grid.new_session_timeout,
+    )?;
+    if args.session_timeout.is_some() {
+        grid.session_timeout = Some(seconds("session-timeout", args.session_timeout, Duration::ZERO)?);
+    }
+    grid.headless = !args.headful.unwrap_or(false);
+    grid.prewarm = !args.no_prewarm.unwrap_or(false);
+    let json_logs = match args.log_format.as_deref() {
+        None | Some("text") => false,
+        Some("json") => true,
+        Some(other) => return Err(format!("--log-format must be text or json, got {other}")),
+    };
+    Ok(Standalone {
+        addr,
+        grid,
+        json_logs,
+    })
+}
+
+fn init_logs(json: bool) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("GRIDIRON_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let fmt = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_writer(std::io::stderr);
+    if json {
+        fmt.json().init();
+    } else {
+        fmt.init();
+    }
+}
+
+/// Holds an exclusive lock on the data dir, so two grids never share one
+/// (each would kill the other's processes as leftovers).
+fn lock_data_dir(dir: &Path) -> Result<std::fs::File, String> {
+    use std::os::fd::AsRawFd;
+    let path = dir.join("gridiron.lock");
+    let f = std::fs::File::create(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+    // SAFETY: flock on a file descriptor we own.
+    if unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+        return Err(format!(
+            "another gridiron process uses the data dir {} (choose another with --data-dir)",
+            dir.display()
+        ));
+    }
+    Ok(f)
+}
+
+/// Runs `gridiron standalone` until Ctrl-C or SIGTERM.
+pub fn run_standalone(args: StandaloneArgs) -> Result<(), String> {
+    let s = resolve(args)?;
+    init_logs(s.json_logs);
+    let _lock = lock_data_dir(&s.grid.data_dir)?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| e.to_string())?;
+    rt.block_on(async move {
+        let store = gridiron_store::SqliteStore::open(&s.grid.data_dir.join("gridiron.db"))
+            .map_err(|e| e.to_string())?;
+        let store: Arc<dyn gridiron_store::Store> = Arc::new(store);
+        gridiron_grid::recover(&s.grid.data_dir, store.as_ref()).await;
+        let found = gridiron_provision::discover();
+        if found.installs.is_empty() {
+            tracing::warn!("no browser with its driver was found; run `gridiron doctor`");
+        }
+        for i in &found.installs {
+            tracing::info!(
+                browser = i.stereotype.kind.driver_browser_name(),
+                version = %i.stereotype.version,
+                driver = %i.driver.display(),
+                "browser available"
+            );
+        }
+        let listener = tokio::net::TcpListener::bind(s.addr)
+            .await
+            .map_err(|e| format!("cannot listen on {}: {e}", s.addr))?;
+        let provisioner =
+            gridiron_provision::LocalProvisioner::new(found.installs, &s.grid.data_dir, s.grid.prewarm);
+        tracing::info!(
+            addr = %listener.local_addr().map_err(|e| e.to_string())?,
+            max_sessions = s.grid.max_sessions,
+            data_dir = %s.grid.data_dir.display(),
+            "gridiron standalone listening"
+        );
+        let manager = gridiron_grid::Manager::start(s.grid, store, provisioner);
+        gridiron_grid::serve(listener, manager, shutdown_signal())
+            .await
+            .map_err(|e| e.to_string())
+    })?;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = match signal(SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(_) => return std::future::pending().await,
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {},
+        _ = term.recv() => {},
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flags_win_over_the_file() {
+        let flags = StandaloneArgs {
+            port: Some(5555),
+            ..Default::default()
+        };
+        let file: StandaloneArgs =
+            toml::from_str("port = 1\nmax-sessions = 3\nqueue_timeout = 2.5").unwrap();
+        let merged = flags.or(file);
+        assert_eq!(merged.port, Some(5555));
+        assert_eq!(merged.max_sessions, Some(3));
+        assert_eq!(merged.queue_timeout, Some(2.5));
+    }
+
+    #[test]
+    fn unknown_file_keys_are_rejected() {
+        assert!(toml::from_str::<StandaloneArgs>("prot = 1").is_err());
+    }
+
+    #[test]
+    fn bad_values_are_rejected() {
+        let dir = std::env::temp_dir().join(format!("gridiron-cli-{}", std::process::id()));
+        let args = |f: fn(&mut StandaloneArgs)| {
+            let mut a = StandaloneArgs {
+                data_dir: Some(dir.clone()),
+                ..Default::default()
+            };
+            f(&mut a);
+            a
+        };
+        assert!(resolve(args(|a| a.queue_timeout = Some(-1.0))).is_err());
+        assert!(resolve(args(|a| a.max_sessions = Some(0))).is_err());
+        assert!(resolve(args(|a| a.host = Some("not a host".into()))).is_err());
+        assert!(resolve(args(|a| a.log_format = Some("xml".into()))).is_err());
+        let ok = resolve(args(|a| a.session_timeout = Some(30.0))).unwrap();
+        assert_eq!(ok.grid.session_timeout, Some(Duration::from_secs(30)));
+        assert_eq!(ok.addr.port(), 4444);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
