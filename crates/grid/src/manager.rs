@@ -313,16 +313,28 @@ impl Manager {
     /// Ends a session: stops its processes, returns its slot, records why.
     /// Only the first call for a session does anything.
     pub async fn end(&self, id: &str, reason: EndReason) {
-        let Some(session) = self.session(id) else {
-            return;
-        };
+        if let Some(session) = self.begin_end(id, reason) {
+            self.finish_end(&session, reason).await;
+        }
+    }
+
+    /// First half of ending: claims the session for `reason` and unlists it, so
+    /// new commands fail at once and no other end can start. `None` if it is
+    /// not running or already ending.
+    pub fn begin_end(&self, id: &str, reason: EndReason) -> Option<Arc<Session>> {
+        let session = self.session(id)?;
         if !session.apply(SessionEvent::End(reason)) {
-            return;
+            return None;
         }
         self.sessions
             .write()
             .unwrap_or_else(|e| e.into_inner())
             .remove(id);
+        Some(session)
+    }
+
+    /// Second half of ending: stops the processes, returns the slot, records it.
+    pub async fn finish_end(&self, session: &Session, reason: EndReason) {
         if let Some((driver, permit)) = session.take_resources() {
             driver.shutdown().await;
             drop(permit);
@@ -331,9 +343,11 @@ impl Manager {
         let commands = session.command_count();
         self.record(
             "mark_ended",
-            self.store.mark_ended(id, reason, now_ms(), commands).await,
+            self.store
+                .mark_ended(&session.id, reason, now_ms(), commands)
+                .await,
         );
-        info!(session = %id, reason = reason.as_str(), commands, "session ended");
+        info!(session = %session.id, reason = reason.as_str(), commands, "session ended");
     }
 
     /// Ends the session if its browser process has died.

@@ -127,8 +127,12 @@ pub async fn forward(
 
 /// `DELETE /session/{id}`: asks the driver to quit, then ends the session.
 pub async fn quit(m: &Arc<Manager>, session: Arc<Session>, req: Request<Body>) -> Response<Body> {
+    // Claim the end first: the browser closing during DELETE is not a crash.
+    let Some(session) = m.begin_end(&session.id, EndReason::Quit) else {
+        return http::error(&m.unknown_session(&session.id).await);
+    };
     let resp = forward(m, session.clone(), req, "").await;
-    m.end(&session.id, EndReason::Quit).await;
+    m.finish_end(&session, EndReason::Quit).await;
     if resp.status().is_success() {
         resp
     } else {
