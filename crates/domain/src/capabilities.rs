@@ -229,7 +229,9 @@ pub fn select(req: &CapabilityRequest, catalog: &[Stereotype]) -> Result<Selecti
     Err(GridError::new(
         ErrorCode::SessionNotCreated,
         Origin::Client,
-        format!("no configured browser matches the requested capabilities; this grid offers: {offered}"),
+        format!(
+            "no configured browser matches the requested capabilities; this grid offers: {offered}"
+        ),
     ))
 }
 
@@ -333,8 +335,7 @@ pub fn driver_capabilities(
             opts.entry("binary")
                 .or_insert_with(|| Value::String(s.binary.clone()));
             let mut args = string_list(opts.get("args"));
-            if defaults.headless && !args.iter().any(|a| a == "-headless" || a == "--headless")
-            {
+            if defaults.headless && !args.iter().any(|a| a == "-headless" || a == "--headless") {
                 args.push("-headless".into());
             }
             opts.insert(
@@ -530,8 +531,18 @@ mod tests {
         let opts = &caps["goog:chromeOptions"];
         assert_eq!(opts["binary"], json!("/opt/chrome"));
         let args = opts["args"].as_array().unwrap();
-        assert_eq!(args.iter().filter(|a| a.as_str().unwrap().starts_with("--headless")).count(), 1);
-        assert_eq!(args.iter().filter(|a| a.as_str().unwrap().starts_with("--user-data-dir")).count(), 1);
+        assert_eq!(
+            args.iter()
+                .filter(|a| a.as_str().unwrap().starts_with("--headless"))
+                .count(),
+            1
+        );
+        assert_eq!(
+            args.iter()
+                .filter(|a| a.as_str().unwrap().starts_with("--user-data-dir"))
+                .count(),
+            1
+        );
         assert!(args.contains(&json!("--user-data-dir=/mine")));
     }
 

@@ -163,7 +163,10 @@ mod tests {
         let v = e.to_json();
         assert_eq!(v["value"]["error"], "invalid session id");
         assert_eq!(v["value"]["message"], "no such session: abc");
-        assert!(v["value"]["stacktrace"].as_str().unwrap().contains("client"));
+        assert!(v["value"]["stacktrace"]
+            .as_str()
+            .unwrap()
+            .contains("client"));
         assert_eq!(e.http_status(), 404);
     }
 }

@@ -193,7 +193,10 @@ mod tests {
     fn first_end_reason_wins() {
         let s = transition(S::Running, E::End(R::DriverCrashed)).unwrap();
         assert!(transition(s, E::End(R::IdleTimeout)).is_err());
-        assert_eq!(transition(s, E::CleanedUp).unwrap(), S::Ended(R::DriverCrashed));
+        assert_eq!(
+            transition(s, E::CleanedUp).unwrap(),
+            S::Ended(R::DriverCrashed)
+        );
     }
 
     #[test]
@@ -234,7 +237,11 @@ mod tests {
         let s = Duration::from_secs;
         assert_eq!(timeout_due(t, s(5), s(5), false), None);
         assert_eq!(timeout_due(t, s(20), s(10), false), Some(R::IdleTimeout));
-        assert_eq!(timeout_due(t, s(20), s(30), true), None, "a running command is not idle");
+        assert_eq!(
+            timeout_due(t, s(20), s(30), true),
+            None,
+            "a running command is not idle"
+        );
         assert_eq!(timeout_due(t, s(60), s(0), true), Some(R::MaxDuration));
         let no_max = Timeouts {
             max_duration: None,

@@ -17,10 +17,18 @@ pub struct GridOptions {
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub labels: BTreeMap<String, String>,
     /// End the session after this long without a command.
-    #[serde(rename = "idleTimeout", skip_serializing_if = "Option::is_none", with = "secs")]
+    #[serde(
+        rename = "idleTimeout",
+        skip_serializing_if = "Option::is_none",
+        with = "secs"
+    )]
     pub idle_timeout: Option<Duration>,
     /// End the session this long after it started, whatever it is doing.
-    #[serde(rename = "sessionTimeout", skip_serializing_if = "Option::is_none", with = "secs")]
+    #[serde(
+        rename = "sessionTimeout",
+        skip_serializing_if = "Option::is_none",
+        with = "secs"
+    )]
     pub session_timeout: Option<Duration>,
 }
 

@@ -24,8 +24,7 @@ pub fn ok(value: Value) -> Response<Body> {
 
 /// The W3C error response for `e`.
 pub fn error(e: &GridError) -> Response<Body> {
-    let status =
-        StatusCode::from_u16(e.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let status = StatusCode::from_u16(e.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     json(status, &e.to_json())
 }
 

@@ -7,7 +7,9 @@ use crate::session::Session;
 use crate::slots::{NoSlot, SlotPermit, Slots};
 use axum::body::Body;
 use bytes::Bytes;
-use gridiron_domain::capabilities::{driver_capabilities, parse_new_session, select, LaunchDefaults, Selection};
+use gridiron_domain::capabilities::{
+    driver_capabilities, parse_new_session, select, LaunchDefaults, Selection,
+};
 use gridiron_domain::lifecycle::{SessionEvent, Timeouts};
 use gridiron_domain::queue::Refusal;
 use gridiron_domain::{EndReason, ErrorCode, GridError, GridOptions, Origin, Stereotype};
@@ -127,7 +129,8 @@ impl Manager {
         let me = self.clone();
         let requested = body.get("capabilities").cloned().unwrap_or(body);
         tokio::spawn(async move {
-            me.provision(permit, selection, options, requested, tx).await;
+            me.provision(permit, selection, options, requested, tx)
+                .await;
         });
         rx.await.unwrap_or_else(|_| {
             Err(GridError::new(
@@ -498,7 +501,10 @@ pub async fn recover(data_dir: &std::path::Path, store: &dyn Store) -> usize {
     match store.close_unfinished(EndReason::Shutdown, now_ms()).await {
         Ok(n) => {
             if n > 0 {
-                info!(closed = n, "closed session records left by a previous grid process");
+                info!(
+                    closed = n,
+                    "closed session records left by a previous grid process"
+                );
             }
             n
         }

@@ -14,10 +14,7 @@ use std::sync::Arc;
 /// The grid's router, with its W3C routes mounted at `/` and `/wd/hub`.
 pub fn router(m: Arc<Manager>) -> Router {
     let w3c = Router::new()
-        .route(
-            "/status",
-            get(status).fallback(unknown_method),
-        )
+        .route("/status", get(status).fallback(unknown_method))
         .route("/session", post(new_session).fallback(unknown_method))
         .route("/session/{id}", any(session_command))
         .route("/session/{id}/{*rest}", any(session_command));

@@ -217,7 +217,8 @@ mod tests {
         let slots = Slots::new(1, 1);
         let _held = slots.acquire(LONG, |_| {}).await.unwrap();
         let s = slots.clone();
-        let waiting = tokio::spawn(async move { s.acquire(Duration::from_millis(200), |_| {}).await.err() });
+        let waiting =
+            tokio::spawn(async move { s.acquire(Duration::from_millis(200), |_| {}).await.err() });
         tokio::time::sleep(Duration::from_millis(50)).await;
         let refused = slots.acquire(LONG, |_| {}).await.err();
         assert_eq!(refused, Some(NoSlot::Refused(Refusal::QueueFull)));

@@ -24,7 +24,7 @@ pub struct Cli {
 #[derive(Subcommand, Debug)]
 pub enum Command {
     /// Run the whole grid in one process: W3C endpoint, embedded store, local browsers.
-    Standalone(StandaloneArgs),
+    Standalone(Box<StandaloneArgs>),
     /// List the browsers and drivers found on this host and what is missing.
     Doctor,
 }
@@ -117,7 +117,9 @@ fn seconds(name: &str, v: Option<f64>, default: Duration) -> Result<Duration, St
     match v {
         None => Ok(default),
         Some(s) if s.is_finite() && s > 0.0 => Ok(Duration::from_secs_f64(s)),
-        Some(s) => Err(format!("--{name} must be a positive number of seconds, got {s}")),
+        Some(s) => Err(format!(
+            "--{name} must be a positive number of seconds, got {s}"
+        )),
     }
 }
 
@@ -183,7 +185,11 @@ fn resolve(args: StandaloneArgs) -> Result<Standalone, String> {
         grid.new_session_timeout,
     )?;
     if args.session_timeout.is_some() {
-        grid.session_timeout = Some(seconds("session-timeout", args.session_timeout, Duration::ZERO)?);
+        grid.session_timeout = Some(seconds(
+            "session-timeout",
+            args.session_timeout,
+            Duration::ZERO,
+        )?);
     }
     grid.headless = !args.headful.unwrap_or(false);
     grid.prewarm = !args.no_prewarm.unwrap_or(false);
@@ -258,8 +264,11 @@ pub fn run_standalone(args: StandaloneArgs) -> Result<(), String> {
         let listener = tokio::net::TcpListener::bind(s.addr)
             .await
             .map_err(|e| format!("cannot listen on {}: {e}", s.addr))?;
-        let provisioner =
-            gridiron_provision::LocalProvisioner::new(found.installs, &s.grid.data_dir, s.grid.prewarm);
+        let provisioner = gridiron_provision::LocalProvisioner::new(
+            found.installs,
+            &s.grid.data_dir,
+            s.grid.prewarm,
+        );
         tracing::info!(
             addr = %listener.local_addr().map_err(|e| e.to_string())?,
             max_sessions = s.grid.max_sessions,

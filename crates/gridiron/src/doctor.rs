@@ -5,12 +5,21 @@ use std::process::ExitCode;
 /// Prints every browser and driver looked for; fails when no browser can run.
 pub fn run() -> ExitCode {
     let found = gridiron_provision::discover();
-    println!("Gridiron {} on {}", env!("CARGO_PKG_VERSION"), std::env::consts::OS);
+    println!(
+        "Gridiron {} on {}",
+        env!("CARGO_PKG_VERSION"),
+        std::env::consts::OS
+    );
     println!();
     for c in &found.components {
         match &c.found {
             Some((path, version)) => {
-                println!("  ok       {:<13} {:<18} {}", c.name, version, path.display())
+                println!(
+                    "  ok       {:<13} {:<18} {}",
+                    c.name,
+                    version,
+                    path.display()
+                )
             }
             None => println!("  missing  {:<13} install: {}", c.name, c.install_hint),
         }

@@ -9,7 +9,7 @@ fn main() -> std::process::ExitCode {
     let cli = cli::Cli::parse();
     match cli.command {
         cli::Command::Doctor => doctor::run(),
-        cli::Command::Standalone(args) => match cli::run_standalone(args) {
+        cli::Command::Standalone(args) => match cli::run_standalone(*args) {
             Ok(()) => std::process::ExitCode::SUCCESS,
             Err(e) => {
                 eprintln!("gridiron: {e}");

@@ -41,7 +41,13 @@ impl Grid {
             .port();
         let log = std::fs::File::create(data_dir.join("grid.log")).unwrap();
         let child = Command::new(env!("CARGO_BIN_EXE_gridiron"))
-            .args(["standalone", "--host", "127.0.0.1", "--port", &port.to_string()])
+            .args([
+                "standalone",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                &port.to_string(),
+            ])
             .arg("--data-dir")
             .arg(&data_dir)
             .args(extra)
@@ -190,9 +196,15 @@ pub fn http(port: u16, method: &str, path: &str, body: Option<&str>) -> (u16, St
         .nth(1)
         .and_then(|s| s.parse().ok())
         .unwrap_or(0);
-    let body = text.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
+    let body = text
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
     // Decode a chunked body well enough for JSON checks.
-    let body = if text.to_ascii_lowercase().contains("transfer-encoding: chunked") {
+    let body = if text
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked")
+    {
         dechunk(&body)
     } else {
         body

@@ -44,13 +44,26 @@ fn webdriver_commands_work_through_the_grid() {
         // Elements, typing, clicking.
         let input = c.find(Locator::Id("name")).await.unwrap();
         input.send_keys("grid").await.unwrap();
-        c.find(Locator::Id("go")).await.unwrap().click().await.unwrap();
+        c.find(Locator::Id("go"))
+            .await
+            .unwrap()
+            .click()
+            .await
+            .unwrap();
         assert_eq!(
-            c.find(Locator::Css("#out")).await.unwrap().text().await.unwrap(),
+            c.find(Locator::Css("#out"))
+                .await
+                .unwrap()
+                .text()
+                .await
+                .unwrap(),
             "Hi grid"
         );
         // Scripts.
-        let v = c.execute("return arguments[0] + 1", vec![json!(41)]).await.unwrap();
+        let v = c
+            .execute("return arguments[0] + 1", vec![json!(41)])
+            .await
+            .unwrap();
         assert_eq!(v, json!(42));
         // Screenshots are PNGs.
         let png = c.screenshot().await.unwrap();
@@ -58,12 +71,19 @@ fn webdriver_commands_work_through_the_grid() {
         // Frames.
         c.clone().enter_frame(0).await.unwrap();
         assert_eq!(
-            c.find(Locator::Id("inner")).await.unwrap().text().await.unwrap(),
+            c.find(Locator::Id("inner"))
+                .await
+                .unwrap()
+                .text()
+                .await
+                .unwrap(),
             "inside the frame"
         );
         c.clone().enter_parent_frame().await.unwrap();
         // Cookies.
-        c.goto(&format!("http://127.0.0.1:{pages}/setcookie")).await.unwrap();
+        c.goto(&format!("http://127.0.0.1:{pages}/setcookie"))
+            .await
+            .unwrap();
         let cookie = c.get_named_cookie("from_server").await.unwrap();
         assert_eq!(cookie.value(), "yes");
         // Windows.
@@ -75,11 +95,15 @@ fn webdriver_commands_work_through_the_grid() {
         c.switch_to_window(first).await.unwrap();
         c.close().await.unwrap();
     });
-    let rows = grid.store_value("SELECT count(*), min(end_reason), min(command_count) FROM sessions");
+    let rows =
+        grid.store_value("SELECT count(*), min(end_reason), min(command_count) FROM sessions");
     let parts: Vec<&str> = rows.split('|').collect();
     assert_eq!(parts[0], "1");
     assert_eq!(parts[1], "quit");
-    assert!(parts[2].parse::<u32>().unwrap() > 10, "commands counted: {rows}");
+    assert!(
+        parts[2].parse::<u32>().unwrap() > 10,
+        "commands counted: {rows}"
+    );
 }
 
 #[test]
@@ -95,10 +119,16 @@ fn parallel_sessions_beyond_capacity_all_complete_without_sharing_cookies() {
                 let c = connect(&url, json!({})).await;
                 c.goto(&format!("http://127.0.0.1:{pages}/")).await.unwrap();
                 let cookies = c.get_all_cookies().await.unwrap();
-                assert!(cookies.is_empty(), "a fresh session sees no cookies: {cookies:?}");
-                c.execute(&format!("document.cookie = 'who=client{i}; path=/'"), vec![])
-                    .await
-                    .unwrap();
+                assert!(
+                    cookies.is_empty(),
+                    "a fresh session sees no cookies: {cookies:?}"
+                );
+                c.execute(
+                    &format!("document.cookie = 'who=client{i}; path=/'"),
+                    vec![],
+                )
+                .await
+                .unwrap();
                 tokio::time::sleep(Duration::from_millis(300)).await;
                 let mine = c.get_named_cookie("who").await.unwrap();
                 assert_eq!(mine.value(), format!("client{i}"));
@@ -140,7 +170,9 @@ fn killed_driver_ends_the_session_and_frees_the_slot() {
         libc::kill(pid, libc::SIGKILL);
     }
     eventually(Duration::from_secs(5), "session ends", || {
-        grid.store_value(&format!("SELECT end_reason FROM sessions WHERE id = '{id}'")) == "driver_crashed"
+        grid.store_value(&format!(
+            "SELECT end_reason FROM sessions WHERE id = '{id}'"
+        )) == "driver_crashed"
     });
     let t = Instant::now();
     let (status, body) = grid.request("GET", &format!("/session/{id}/title"), None);
@@ -148,7 +180,10 @@ fn killed_driver_ends_the_session_and_frees_the_slot() {
     assert_eq!(status, 404, "{body}");
     assert!(body.contains("invalid session id"), "{body}");
     assert!(body.contains("driver_crashed"), "{body}");
-    assert!(grid.session_processes(&id).is_empty(), "the browser died with the driver");
+    assert!(
+        grid.session_processes(&id).is_empty(),
+        "the browser died with the driver"
+    );
     // The only slot is free again.
     let (status, body) = grid.request("POST", "/session", Some(r#"{"capabilities":{}}"#));
     assert_eq!(status, 200, "{body}");
@@ -189,7 +224,10 @@ fn client_that_leaves_the_queue_gets_no_session() {
     std::thread::sleep(Duration::from_secs(2));
     let (_, st) = grid.request("GET", "/status", None);
     let st: Value = serde_json::from_str(&st).unwrap();
-    assert_eq!(st["value"]["sessions"], 0, "no session was started for the departed client");
+    assert_eq!(
+        st["value"]["sessions"], 0,
+        "no session was started for the departed client"
+    );
     assert_eq!(grid.store_value("SELECT count(*) FROM sessions"), "1");
 }
 
@@ -208,7 +246,9 @@ fn sigterm_ends_sessions_and_leaves_nothing() {
     grid.assert_clean();
     for id in ids {
         assert_eq!(
-            grid.store_value(&format!("SELECT state, end_reason FROM sessions WHERE id = '{id}'")),
+            grid.store_value(&format!(
+                "SELECT state, end_reason FROM sessions WHERE id = '{id}'"
+            )),
             "ended|shutdown"
         );
     }
@@ -221,23 +261,56 @@ fn errors_have_the_w3c_shape() {
         assert_eq!(status, want_status, "{body}");
         let v: Value = serde_json::from_str(&body).unwrap_or_else(|e| panic!("{e}: {body}"));
         assert_eq!(v["value"]["error"], want_error, "{body}");
-        assert!(v["value"]["message"].as_str().is_some_and(|m| !m.is_empty()));
+        assert!(v["value"]["message"]
+            .as_str()
+            .is_some_and(|m| !m.is_empty()));
         assert!(v["value"]["stacktrace"].is_string());
     };
-    check(grid.request("POST", "/session", Some("{not json")), 400, "invalid argument");
-    check(grid.request("POST", "/session", Some(r#"{"capabilities":5}"#)), 400, "invalid argument");
+    check(
+        grid.request("POST", "/session", Some("{not json")),
+        400,
+        "invalid argument",
+    );
+    check(
+        grid.request("POST", "/session", Some(r#"{"capabilities":5}"#)),
+        400,
+        "invalid argument",
+    );
     let t = Instant::now();
     check(
-        grid.request("POST", "/session", Some(r#"{"capabilities":{"alwaysMatch":{"browserName":"netscape"}}}"#)),
+        grid.request(
+            "POST",
+            "/session",
+            Some(r#"{"capabilities":{"alwaysMatch":{"browserName":"netscape"}}}"#),
+        ),
         500,
         "session not created",
     );
-    assert!(t.elapsed() < Duration::from_secs(2), "impossible requests fail at once");
-    check(grid.request("GET", "/session/deadbeef/title", None), 404, "invalid session id");
-    check(grid.request("GET", "/no/such/route", None), 404, "unknown command");
-    check(grid.request("PUT", "/session", Some("{}")), 405, "unknown method");
+    assert!(
+        t.elapsed() < Duration::from_secs(2),
+        "impossible requests fail at once"
+    );
+    check(
+        grid.request("GET", "/session/deadbeef/title", None),
+        404,
+        "invalid session id",
+    );
+    check(
+        grid.request("GET", "/no/such/route", None),
+        404,
+        "unknown command",
+    );
+    check(
+        grid.request("PUT", "/session", Some("{}")),
+        405,
+        "unknown method",
+    );
     let big = format!(r#"{{"capabilities":{{}},"pad":"{}"}}"#, "x".repeat(4096));
-    check(grid.request("POST", "/session", Some(&big)), 400, "invalid argument");
+    check(
+        grid.request("POST", "/session", Some(&big)),
+        400,
+        "invalid argument",
+    );
     // Still healthy afterwards.
     assert_eq!(http(grid.port, "GET", "/status", None).0, 200);
 }

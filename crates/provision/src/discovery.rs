@@ -49,7 +49,12 @@ const WANTED: &[Wanted] = &[
     Wanted {
         kind: BrowserKind::Chromium,
         browser: "chromium",
-        browser_bins: &["chromium", "chromium-browser", "google-chrome", "google-chrome-stable"],
+        browser_bins: &[
+            "chromium",
+            "chromium-browser",
+            "google-chrome",
+            "google-chrome-stable",
+        ],
         browser_hint: "apt-get install -y chromium",
         driver: "chromedriver",
         driver_bins: &["chromedriver"],
@@ -130,7 +135,11 @@ fn version_of(bin: &Path) -> Option<String> {
 pub fn parse_version(text: &str) -> Option<String> {
     text.split_whitespace()
         .map(|w| w.trim_matches(|c: char| !c.is_ascii_digit() && c != '.'))
-        .find(|w| w.contains('.') && w.split('.').all(|p| !p.is_empty() && p.chars().all(|c| c.is_ascii_digit())))
+        .find(|w| {
+            w.contains('.')
+                && w.split('.')
+                    .all(|p| !p.is_empty() && p.chars().all(|c| c.is_ascii_digit()))
+        })
         .map(str::to_string)
 }
 
@@ -141,15 +150,23 @@ mod tests {
     #[test]
     fn versions_are_read_from_version_lines() {
         assert_eq!(
-            parse_version("Chromium 156.0.8078.108 built on Debian GNU/Linux 12 (bookworm)").as_deref(),
+            parse_version("Chromium 156.0.8078.108 built on Debian GNU/Linux 12 (bookworm)")
+                .as_deref(),
             Some("156.0.8078.108")
         );
         assert_eq!(
-            parse_version("ChromeDriver 156.0.8078.108 (730482a9-refs/branch-heads/8078@{#2244})").as_deref(),
+            parse_version("ChromeDriver 156.0.8078.108 (730482a9-refs/branch-heads/8078@{#2244})")
+                .as_deref(),
             Some("156.0.8078.108")
         );
-        assert_eq!(parse_version("Mozilla Firefox 128.5.0esr").as_deref(), Some("128.5.0"));
-        assert_eq!(parse_version("geckodriver 0.36.0").as_deref(), Some("0.36.0"));
+        assert_eq!(
+            parse_version("Mozilla Firefox 128.5.0esr").as_deref(),
+            Some("128.5.0")
+        );
+        assert_eq!(
+            parse_version("geckodriver 0.36.0").as_deref(),
+            Some("0.36.0")
+        );
         assert_eq!(parse_version("no version here"), None);
     }
 }

@@ -106,7 +106,10 @@ impl DriverProcess {
         let mut child = cmd
             .spawn()
             .map_err(|e| format!("cannot start {}: {e}", install.driver.display()))?;
-        let pid = child.id().map(|p| p as i32).ok_or("driver exited at once")?;
+        let pid = child
+            .id()
+            .map(|p| p as i32)
+            .ok_or("driver exited at once")?;
         let output = Arc::new(Mutex::new(VecDeque::with_capacity(KEEP_LINES)));
         let (lines_tx, mut lines_rx) = mpsc::unbounded_channel();
         if let Some(out) = child.stdout.take() {
@@ -167,7 +170,11 @@ impl DriverProcess {
             Err(e) => {
                 let out = proc.recent_output();
                 proc.shutdown().await;
-                Err(if out.is_empty() { e } else { format!("{e}: {out}") })
+                Err(if out.is_empty() {
+                    e
+                } else {
+                    format!("{e}: {out}")
+                })
             }
         }
     }
@@ -198,11 +205,8 @@ impl DriverProcess {
     pub async fn shutdown(mut self) {
         self.kill();
         crate::sweep::kill_with_env(ENV_SESSION, &self.session_id);
-        let _ = tokio::time::timeout(
-            Duration::from_secs(5),
-            self.exit.wait_for(Option::is_some),
-        )
-        .await;
+        let _ =
+            tokio::time::timeout(Duration::from_secs(5), self.exit.wait_for(Option::is_some)).await;
         // Helpers that were mid-exit may still hold files for a moment.
         for _ in 0..3 {
             match tokio::fs::remove_dir_all(&self.dir).await {
@@ -283,14 +287,14 @@ pub fn process_alive(pid: i32) -> bool {
     let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
         return false;
     };
-    let state = stat
-        .rfind(')')
-        .and_then(|i| stat[i + 2..].chars().next());
+    let state = stat.rfind(')').and_then(|i| stat[i + 2..].chars().next());
     !matches!(state, None | Some('Z') | Some('X') | Some('x'))
 }
 
 fn free_port() -> std::io::Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
 }
 
 #[cfg(test)]

@@ -39,7 +39,9 @@ async fn lifecycle_is_recorded(s: &dyn Store) {
     assert_eq!(r.state, "running");
     assert_eq!(r.started_at, Some(1_100));
     assert_eq!(r.granted_caps["browserName"], "chrome");
-    s.mark_ended("life", EndReason::Quit, 1_200, 7).await.unwrap();
+    s.mark_ended("life", EndReason::Quit, 1_200, 7)
+        .await
+        .unwrap();
     let r = s.get("life").await.unwrap().unwrap();
     assert_eq!(r.state, "ended");
     assert_eq!(r.end_reason, Some(EndReason::Quit));

@@ -84,7 +84,8 @@ pub trait Store: Send + Sync + 'static {
     /// Records that a queued request got its slot.
     async fn mark_provisioning(&self, id: &str) -> StoreResult<()>;
     /// Records that the driver granted the session.
-    async fn mark_running(&self, id: &str, granted_caps: Value, started_at: i64) -> StoreResult<()>;
+    async fn mark_running(&self, id: &str, granted_caps: Value, started_at: i64)
+        -> StoreResult<()>;
     /// Records the end of a session; a second call for the same id keeps the first reason.
     async fn mark_ended(
         &self,

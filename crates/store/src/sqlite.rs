@@ -46,7 +46,8 @@ impl SqliteStore {
             message: format!("{}: {e}", path.display()),
         };
         let conn = Connection::open(path).map_err(err)?;
-        conn.pragma_update(None, "journal_mode", "WAL").map_err(err)?;
+        conn.pragma_update(None, "journal_mode", "WAL")
+            .map_err(err)?;
         conn.pragma_update(None, "synchronous", "NORMAL")
             .map_err(err)?;
         conn.busy_timeout(std::time::Duration::from_secs(5))
