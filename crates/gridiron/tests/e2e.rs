@@ -314,3 +314,104 @@ fn errors_have_the_w3c_shape() {
     // Still healthy afterwards.
     assert_eq!(http(grid.port, "GET", "/status", None).0, 200);
 }
+
+#[test]
+fn driver_start_failure_is_reported_and_frees_the_slot() {
+    let grid = Grid::start(&["--max-sessions", "1"]);
+    let (status, body) = grid.request(
+        "POST",
+        "/session",
+        Some(r#"{"capabilities":{"alwaysMatch":{"goog:chromeOptions":{"binary":"/nonexistent/chrome"}}}}"#),
+    );
+    assert_eq!(status, 500, "{body}");
+    let v: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(v["value"]["error"], "session not created");
+    let msg = v["value"]["message"].as_str().unwrap();
+    assert!(
+        msg.contains("/nonexistent/chrome"),
+        "the driver's own message: {msg}"
+    );
+    assert_eq!(
+        grid.store_value("SELECT end_reason FROM sessions"),
+        "failed_to_start"
+    );
+    // The slot came back: status is ready and a normal session starts.
+    let (_, st) = grid.request("GET", "/status", None);
+    assert_eq!(
+        serde_json::from_str::<Value>(&st).unwrap()["value"]["ready"],
+        true
+    );
+    let (status, body) = grid.request("POST", "/session", Some(r#"{"capabilities":{}}"#));
+    assert_eq!(status, 200, "{body}");
+    let v: Value = serde_json::from_str(&body).unwrap();
+    let (_, st) = grid.request("GET", "/status", None);
+    assert_eq!(
+        serde_json::from_str::<Value>(&st).unwrap()["value"]["ready"],
+        false,
+        "the only slot is busy"
+    );
+    let id = v["value"]["sessionId"].as_str().unwrap();
+    assert_eq!(
+        grid.request("DELETE", &format!("/session/{id}"), None).0,
+        200
+    );
+}
+
+#[test]
+fn client_that_leaves_during_start_leaves_no_session() {
+    use std::io::Write;
+    let grid = Grid::start(&["--max-sessions", "1"]);
+    let body = r#"{"capabilities":{}}"#;
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", grid.port)).unwrap();
+    write!(
+        s,
+        "POST /session HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    // The browser takes longer than this to start, so the client is gone before the hand-over.
+    std::thread::sleep(Duration::from_millis(150));
+    drop(s);
+    eventually(
+        Duration::from_secs(30),
+        "session ended as client_gone",
+        || grid.store_value("SELECT end_reason FROM sessions") == "client_gone",
+    );
+    eventually(Duration::from_secs(5), "its processes are gone", || {
+        let id = grid.store_value("SELECT id FROM sessions");
+        grid.session_processes(&id).is_empty()
+    });
+    let (_, st) = grid.request("GET", "/status", None);
+    let st: Value = serde_json::from_str(&st).unwrap();
+    assert_eq!(st["value"]["sessions"], 0);
+    assert_eq!(st["value"]["ready"], true);
+}
+
+#[test]
+fn idle_sessions_end_and_report_why() {
+    let grid = Grid::start(&["--max-sessions", "1"]);
+    let (status, body) = grid.request(
+        "POST",
+        "/session",
+        Some(r#"{"capabilities":{"alwaysMatch":{"gridiron:options":{"idleTimeout":1,"name":"idle"}}}}"#),
+    );
+    assert_eq!(status, 200, "{body}");
+    let v: Value = serde_json::from_str(&body).unwrap();
+    assert!(v["value"]["capabilities"].get("gridiron:options").is_none());
+    let id = v["value"]["sessionId"].as_str().unwrap().to_string();
+    eventually(Duration::from_secs(5), "idle session ends", || {
+        grid.store_value(&format!(
+            "SELECT end_reason FROM sessions WHERE id = '{id}'"
+        )) == "idle_timeout"
+    });
+    let (status, body) = grid.request("GET", &format!("/session/{id}/title"), None);
+    assert_eq!(status, 404);
+    assert!(body.contains("idle_timeout"), "{body}");
+    assert!(grid.session_processes(&id).is_empty());
+    assert_eq!(
+        grid.store_value(&format!(
+            "SELECT grid_options FROM sessions WHERE id = '{id}'"
+        )),
+        r#"{"idleTimeout":1.0,"name":"idle"}"#
+    );
+}
