@@ -64,6 +64,9 @@ TARGET_IDLE_RSS_MB = 20.0
 
 RSS_SAMPLE_INTERVAL_S = 0.05
 
+# Logs of the processes started by this run, shown (tail) when the run fails.
+_LOGS: list[tuple[str, str]] = []
+
 
 class BenchError(Exception):
     pass
@@ -397,6 +400,7 @@ class GridTarget(Target):
         os.makedirs(self.data_dir)
         os.makedirs(self.tmpdir)
         self.log_path = os.path.join(workdir, "gridiron.log")
+        _LOGS.append(("gridiron", self.log_path))
         self.max_sessions = max_sessions
         self.proc: subprocess.Popen | None = None
         self.exit_status: int | None = None
@@ -966,6 +970,7 @@ def run(args: argparse.Namespace, stack: contextlib.ExitStack) -> int:
                                     "leaked": grid.leaked}
     direct.stop()
 
+    env_info["loadavg_end"] = " ".join(f"{x:.2f}" for x in os.getloadavg())
     table, doc = build_report(args, env_info, results)
     print(table, flush=True)
     if args.json == "-":
@@ -992,6 +997,9 @@ def main(argv: list[str] | None = None) -> int:
         code = run(args, stack)
     except BenchError as e:
         log(f"error: {e}")
+        for name, path in _LOGS:
+            if os.path.exists(path):
+                log(f"--- last lines of the {name} log ---\n{tail(path, 25)}")
         code = 1
     except KeyboardInterrupt:
         log("interrupted")

@@ -309,22 +309,7 @@ pub fn driver_capabilities(
             let opts = vendor_object(&mut caps, "goog:chromeOptions");
             opts.entry("binary")
                 .or_insert_with(|| Value::String(s.binary.clone()));
-            let mut args = string_list(opts.get("args"));
-            let has = |args: &[String], switch: &str| {
-                args.iter()
-                    .any(|a| a == switch || a.starts_with(&format!("{switch}=")))
-            };
-            if defaults.headless && !has(&args, "--headless") {
-                args.push("--headless=new".into());
-            }
-            for d in CHROMIUM_DEFAULT_ARGS {
-                if !has(&args, d) {
-                    args.push((*d).into());
-                }
-            }
-            if !has(&args, "--user-data-dir") {
-                args.push(format!("--user-data-dir={}", defaults.profile_dir));
-            }
+            let args = chromium_args(string_list(opts.get("args")), defaults);
             opts.insert(
                 "args".into(),
                 Value::Array(args.into_iter().map(Value::String).collect()),
@@ -345,6 +330,72 @@ pub fn driver_capabilities(
         }
     }
     caps
+}
+
+/// Chromium switches for a grid session: the client's `args` first, then each
+/// grid default whose switch the client did not set itself.
+pub fn chromium_args(mut args: Vec<String>, defaults: &LaunchDefaults) -> Vec<String> {
+    let has = |args: &[String], switch: &str| {
+        args.iter()
+            .any(|a| a == switch || a.starts_with(&format!("{switch}=")))
+    };
+    if defaults.headless && !has(&args, "--headless") {
+        args.push("--headless=new".into());
+    }
+    for d in CHROMIUM_DEFAULT_ARGS {
+        if !has(&args, d) {
+            args.push((*d).into());
+        }
+    }
+    if !has(&args, "--user-data-dir") {
+        args.push(format!("--user-data-dir={}", defaults.profile_dir));
+    }
+    args
+}
+
+/// Where a session's websockets really are, found in the driver's answer.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct WebSocketTargets {
+    /// DevTools HTTP base of the browser (`http://127.0.0.1:PORT`), for CDP.
+    pub cdp_http: Option<String>,
+    /// The driver's BiDi websocket URL.
+    pub bidi: Option<String>,
+}
+
+/// Rewrites the websocket URLs in granted capabilities so clients reach them
+/// through the grid at `ws_base`, and returns where they really point.
+/// Adds `se:cdp` and `se:cdpVersion` for Chromium sessions.
+pub fn route_websockets(
+    caps: &mut Map<String, Value>,
+    ws_base: &str,
+    grid_id: &str,
+) -> WebSocketTargets {
+    let mut targets = WebSocketTargets::default();
+    let debugger = caps
+        .get("goog:chromeOptions")
+        .and_then(|o| o.get("debuggerAddress"))
+        .and_then(Value::as_str)
+        .map(|a| a.replacen("localhost:", "127.0.0.1:", 1));
+    if let Some(addr) = debugger {
+        targets.cdp_http = Some(format!("http://{addr}"));
+        caps.insert(
+            "se:cdp".into(),
+            Value::String(format!("{ws_base}/session/{grid_id}/se/cdp")),
+        );
+        let version = caps
+            .get("browserVersion")
+            .cloned()
+            .unwrap_or(Value::String(String::new()));
+        caps.insert("se:cdpVersion".into(), version);
+    }
+    if let Some(url) = caps.get("webSocketUrl").and_then(Value::as_str) {
+        targets.bidi = Some(url.to_string());
+        caps.insert(
+            "webSocketUrl".into(),
+            Value::String(format!("{ws_base}/session/{grid_id}/se/bidi")),
+        );
+    }
+    targets
 }
 
 fn vendor_object<'a>(caps: &'a mut Map<String, Value>, key: &str) -> &'a mut Map<String, Value> {
@@ -544,6 +595,36 @@ mod tests {
             1
         );
         assert!(args.contains(&json!("--user-data-dir=/mine")));
+    }
+
+    #[test]
+    fn websockets_are_routed_through_the_grid() {
+        let mut caps = json!({
+            "browserVersion": "156.0.1",
+            "goog:chromeOptions": {"debuggerAddress": "localhost:39001"},
+            "webSocketUrl": "ws://127.0.0.1:9515/session/drv"
+        })
+        .as_object()
+        .unwrap()
+        .clone();
+        let t = route_websockets(&mut caps, "ws://grid.example:4444", "g1");
+        assert_eq!(t.cdp_http.as_deref(), Some("http://127.0.0.1:39001"));
+        assert_eq!(t.bidi.as_deref(), Some("ws://127.0.0.1:9515/session/drv"));
+        assert_eq!(
+            caps["se:cdp"],
+            json!("ws://grid.example:4444/session/g1/se/cdp")
+        );
+        assert_eq!(caps["se:cdpVersion"], json!("156.0.1"));
+        assert_eq!(
+            caps["webSocketUrl"],
+            json!("ws://grid.example:4444/session/g1/se/bidi")
+        );
+        let mut plain = Map::new();
+        assert_eq!(
+            route_websockets(&mut plain, "ws://g", "x"),
+            WebSocketTargets::default()
+        );
+        assert!(plain.is_empty());
     }
 
     #[test]

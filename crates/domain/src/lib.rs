@@ -5,9 +5,11 @@
 //! The server, the store and the provisioners sit on top of it.
 
 pub mod capabilities;
+pub mod cdp;
 pub mod error;
 pub mod lifecycle;
 pub mod options;
+pub mod public_url;
 pub mod queue;
 
 pub use capabilities::{BrowserKind, Stereotype};

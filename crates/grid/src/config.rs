@@ -24,6 +24,9 @@ pub struct GridConfig {
     pub headless: bool,
     /// Keep a spare driver started per browser to make session starts fast.
     pub prewarm: bool,
+    /// The URL clients use to reach the grid, written into CDP/BiDi URLs;
+    /// `None` to derive it from each request's headers.
+    pub public_url: Option<String>,
     /// Where the store, session files and logs live (absolute).
     pub data_dir: PathBuf,
 }
@@ -41,6 +44,7 @@ impl GridConfig {
             new_session_timeout: Duration::from_secs(60),
             headless: true,
             prewarm: true,
+            public_url: None,
             data_dir,
         }
     }

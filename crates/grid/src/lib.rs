@@ -11,6 +11,7 @@ mod proxy;
 mod routes;
 mod session;
 mod slots;
+mod tunnel;
 
 pub use config::GridConfig;
 pub use manager::{recover, Manager};

@@ -3,16 +3,21 @@
 //! shutdown) and records every step in the store.
 
 use crate::config::GridConfig;
-use crate::session::Session;
+use crate::session::{Launched, Session};
 use crate::slots::{NoSlot, SlotPermit, Slots};
 use axum::body::Body;
 use bytes::Bytes;
 use gridiron_domain::capabilities::{
-    driver_capabilities, parse_new_session, select, LaunchDefaults, Selection,
+    driver_capabilities, parse_new_session, route_websockets, select, LaunchDefaults, Selection,
+    WebSocketTargets,
 };
+use gridiron_domain::cdp::CdpRequest;
 use gridiron_domain::lifecycle::{SessionEvent, Timeouts};
+use gridiron_domain::public_url::websocket_base;
 use gridiron_domain::queue::Refusal;
-use gridiron_domain::{EndReason, ErrorCode, GridError, GridOptions, Origin, Stereotype};
+use gridiron_domain::{
+    BrowserKind, EndReason, ErrorCode, GridError, GridOptions, Origin, Stereotype,
+};
 use gridiron_provision::{sweep, LocalProvisioner};
 use gridiron_store::{now_ms, NewSession, Store};
 use http_body_util::BodyExt;
@@ -110,7 +115,11 @@ impl Manager {
 
     /// Handles `POST /session`: validates, waits for a slot, starts the driver,
     /// and returns the W3C response body.
-    pub async fn new_session(self: &Arc<Self>, body: Bytes) -> Result<Value, GridError> {
+    pub async fn new_session(
+        self: &Arc<Self>,
+        body: Bytes,
+        public_base: String,
+    ) -> Result<Value, GridError> {
         let body: Value = serde_json::from_slice(&body)
             .map_err(|e| GridError::invalid_argument(format!("malformed JSON body: {e}")))?;
         let request = parse_new_session(&body)?;
@@ -129,7 +138,7 @@ impl Manager {
         let me = self.clone();
         let requested = body.get("capabilities").cloned().unwrap_or(body);
         tokio::spawn(async move {
-            me.provision(permit, selection, options, requested, tx)
+            me.provision(permit, selection, options, requested, public_base, tx)
                 .await;
         });
         rx.await.unwrap_or_else(|_| {
@@ -164,6 +173,7 @@ impl Manager {
         selection: Selection,
         options: GridOptions,
         requested: Value,
+        public_base: String,
         reply: oneshot::Sender<Result<Value, GridError>>,
     ) {
         let stereotype = &self.catalog[selection.stereotype];
@@ -207,7 +217,7 @@ impl Manager {
         let body = json!({"capabilities": {"alwaysMatch": caps, "firstMatch": [{}]}});
         let answer = tokio::time::timeout(
             self.config.new_session_timeout,
-            self.post_json(&format!("{}/session", driver.base_url), &body),
+            self.post_json(&format!("{}/session", driver.endpoint), &body),
         )
         .await
         .unwrap_or_else(|_| {
@@ -242,26 +252,61 @@ impl Manager {
             }
         };
         value["sessionId"] = Value::String(id.clone());
+        let mut targets = WebSocketTargets::default();
+        if let Some(caps) = value.get_mut("capabilities").and_then(Value::as_object_mut) {
+            targets = route_websockets(caps, &websocket_base(&public_base), &id);
+        }
         let granted_caps = value.get("capabilities").cloned().unwrap_or(Value::Null);
-        let timeouts = Timeouts {
+        let timeouts = self.timeouts(&options);
+        let launched = Launched {
+            driver,
+            permit,
+            driver_session_id: driver_sid,
+            browser,
+            options,
+            timeouts,
+            started_at_ms: now_ms(),
+            targets,
+        };
+        if let Err(e) = self.register(launched, granted_caps).await {
+            let _ = reply.send(Err(e));
+            return;
+        }
+        if reply.send(Ok(json!({ "value": value }))).is_err() {
+            info!(session = %id, "client left before the session was handed over");
+            self.end(&id, EndReason::ClientGone).await;
+        }
+    }
+
+    fn timeouts(&self, options: &GridOptions) -> Timeouts {
+        Timeouts {
             idle: options.idle_timeout.unwrap_or(self.config.idle_timeout),
             max_duration: options.session_timeout.or(self.config.session_timeout),
-        };
-        let exit = driver.exit_watch();
-        let started_at = now_ms();
-        let session = Arc::new(Session::new(
-            driver, permit, driver_sid, browser, options, timeouts, started_at,
-        ));
+        }
+    }
+
+    /// Makes a launched session visible: listed, recorded as running, and
+    /// watched for its process exiting.
+    async fn register(
+        self: &Arc<Self>,
+        launched: Launched,
+        granted_caps: Value,
+    ) -> Result<Arc<Session>, GridError> {
+        let exit = launched.driver.exit_watch();
+        let session = Arc::new(Session::new(launched));
+        let id = session.id.clone();
         self.sessions
             .write()
             .unwrap_or_else(|e| e.into_inner())
-            .insert(id.clone(), session);
+            .insert(id.clone(), session.clone());
         self.record(
             "mark_running",
-            self.store.mark_running(&id, granted_caps, started_at).await,
+            self.store
+                .mark_running(&id, granted_caps, session.started_at_ms)
+                .await,
         );
         info!(session = %id, "session started");
-        let weak = Arc::downgrade(&self);
+        let weak = Arc::downgrade(self);
         let watched = id.clone();
         tokio::spawn(async move {
             let mut exit = exit;
@@ -272,13 +317,103 @@ impl Manager {
         });
         if self.shutting_down.load(Ordering::SeqCst) {
             self.end(&id, EndReason::Shutdown).await;
-            let _ = reply.send(Err(self.no_slot_error(NoSlot::Closed)));
-            return;
+            return Err(self.no_slot_error(NoSlot::Closed));
         }
-        if reply.send(Ok(json!({ "value": value }))).is_err() {
-            info!(session = %id, "client left before the session was handed over");
-            self.end(&id, EndReason::ClientGone).await;
-        }
+        Ok(session)
+    }
+
+    /// Starts a CDP-only session: a bare Chromium for a Puppeteer or Playwright
+    /// client, with the same slots, queue, timeouts and records as WebDriver sessions.
+    pub async fn new_cdp_session(
+        self: &Arc<Self>,
+        request: CdpRequest,
+    ) -> Result<Arc<Session>, GridError> {
+        let install = self
+            .catalog
+            .iter()
+            .position(|s| s.kind == BrowserKind::Chromium)
+            .ok_or_else(|| {
+                GridError::not_created(
+                    Origin::Client,
+                    "CDP sessions need Chromium, and this grid has none (see `gridiron doctor`)",
+                )
+            })?;
+        let permit = self
+            .slots
+            .acquire(self.config.queue_timeout, |position| {
+                info!(position, "new CDP session request queued")
+            })
+            .await
+            .map_err(|e| self.no_slot_error(e))?;
+        let (tx, rx) = oneshot::channel();
+        let me = self.clone();
+        tokio::spawn(async move {
+            let result = me.launch_cdp(permit, install, request).await;
+            if let Err(Ok(session)) = tx.send(result) {
+                info!(session = %session.id, "client left before the session was handed over");
+                me.end(&session.id, EndReason::ClientGone).await;
+            }
+        });
+        rx.await.unwrap_or_else(|_| {
+            Err(GridError::not_created(
+                Origin::Grid,
+                "session start was interrupted",
+            ))
+        })
+    }
+
+    async fn launch_cdp(
+        self: &Arc<Self>,
+        permit: SlotPermit,
+        install: usize,
+        request: CdpRequest,
+    ) -> Result<Arc<Session>, GridError> {
+        let headless = request.headless.unwrap_or(self.config.headless);
+        let browser = self
+            .provisioner
+            .start_browser(install, request.args.clone(), headless)
+            .await
+            .map_err(|e| {
+                GridError::not_created(Origin::Driver, format!("chromium failed to start: {e}"))
+            })?;
+        let id = browser.session_id.clone();
+        let requested = json!({"cdp": request.args, "headless": headless});
+        self.record(
+            "insert",
+            self.store
+                .insert(
+                    NewSession {
+                        id: id.clone(),
+                        browser: "chrome".into(),
+                        requested_caps: requested,
+                        grid_options: request.options.to_json(),
+                        created_at: now_ms(),
+                    },
+                    false,
+                )
+                .await,
+        );
+        // ws://127.0.0.1:PORT/devtools/browser/ID -> http://127.0.0.1:PORT
+        let cdp_http = browser
+            .endpoint
+            .strip_prefix("ws://")
+            .and_then(|r| r.split('/').next())
+            .map(|hostport| format!("http://{hostport}"));
+        let granted = json!({"browserName": "chrome", "webSocketDebuggerUrl": browser.endpoint});
+        let launched = Launched {
+            timeouts: self.timeouts(&request.options),
+            driver: browser,
+            permit,
+            driver_session_id: String::new(),
+            browser: "chrome".into(),
+            options: request.options,
+            started_at_ms: now_ms(),
+            targets: WebSocketTargets {
+                cdp_http,
+                bidi: None,
+            },
+        };
+        self.register(launched, granted).await
     }
 
     async fn post_json(&self, url: &str, body: &Value) -> Result<(u16, Value), String> {
@@ -286,6 +421,26 @@ impl Manager {
             .header(hyper::header::CONTENT_TYPE, crate::http::JSON)
             .body(Body::from(body.to_string()))
             .map_err(|e| e.to_string())?;
+        self.json_request(req).await
+    }
+
+    /// `GET url`, expecting JSON.
+    pub async fn get_json(&self, url: &str) -> Result<(u16, Value), String> {
+        let req = hyper::Request::get(url)
+            .body(Body::empty())
+            .map_err(|e| e.to_string())?;
+        self.json_request(req).await
+    }
+
+    /// The version of the Chromium this grid runs, if it has one.
+    pub fn chromium_version(&self) -> Option<String> {
+        self.catalog
+            .iter()
+            .find(|s| s.kind == BrowserKind::Chromium)
+            .map(|s| s.version.clone())
+    }
+
+    async fn json_request(&self, req: hyper::Request<Body>) -> Result<(u16, Value), String> {
         let resp = self
             .client
             .request(req)

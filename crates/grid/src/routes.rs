@@ -3,11 +3,13 @@
 use crate::http::{self, GridErrorResponse};
 use crate::manager::Manager;
 use crate::proxy;
+use crate::tunnel;
 use axum::body::Body;
-use axum::extract::State;
+use axum::extract::{Query, State};
 use axum::http::{header, Method, Request, Response, StatusCode};
 use axum::routing::{any, get, post};
 use axum::Router;
+use gridiron_domain::public_url::RequestAddress;
 use gridiron_domain::{ErrorCode, GridError, Origin};
 use std::sync::Arc;
 
@@ -18,8 +20,16 @@ pub fn router(m: Arc<Manager>) -> Router {
         .route("/session", post(new_session).fallback(unknown_method))
         .route("/session/{id}", any(session_command))
         .route("/session/{id}/{*rest}", any(session_command));
+    let cdp = Router::new()
+        .route("/cdp", get(cdp_session).fallback(unknown_method))
+        .route("/json/version", get(json_version))
+        .route("/json/version/", get(json_version))
+        .route("/json/list", get(json_list))
+        .route("/json/list/", get(json_list))
+        .route("/json", get(json_list));
     Router::new()
         .merge(w3c.clone())
+        .merge(cdp)
         .nest("/wd/hub", w3c)
         .fallback(unknown_command)
         .with_state(m)
@@ -34,22 +44,35 @@ async fn status(State(m): State<Arc<Manager>>, req: Request<Body>) -> Response<B
     http::ok(m.status(&format!("http://{host}")))
 }
 
+/// The grid's public base URL as this request sees it.
+fn public_base(m: &Manager, parts: &axum::http::request::Parts) -> String {
+    let h = |name: &str| parts.headers.get(name).and_then(|v| v.to_str().ok());
+    gridiron_domain::public_url::public_base(
+        m.config.public_url.as_deref(),
+        RequestAddress {
+            host: h("host"),
+            forwarded_host: h("x-forwarded-host"),
+            forwarded_proto: h("x-forwarded-proto"),
+            forwarded: h("forwarded"),
+        },
+    )
+}
+
 async fn new_session(
     State(m): State<Arc<Manager>>,
     req: Request<Body>,
 ) -> Result<Response<Body>, GridErrorResponse> {
     let limit = m.config.max_body_bytes;
     proxy::check_length(req.headers(), limit)?;
-    let body = axum::body::to_bytes(req.into_body(), limit)
-        .await
-        .map_err(|e| {
-            if format!("{e:?}").contains("LengthLimit") {
-                proxy::body_too_large(limit)
-            } else {
-                GridError::invalid_argument(format!("could not read the request body: {e}"))
-            }
-        })?;
-    let value = m.new_session(body).await?;
+    let (parts, body) = req.into_parts();
+    let body = axum::body::to_bytes(body, limit).await.map_err(|e| {
+        if format!("{e:?}").contains("LengthLimit") {
+            proxy::body_too_large(limit)
+        } else {
+            GridError::invalid_argument(format!("could not read the request body: {e}"))
+        }
+    })?;
+    let value = m.new_session(body, public_base(&m, &parts)).await?;
     Ok(http::json(StatusCode::OK, &value))
 }
 
@@ -71,11 +94,135 @@ async fn session_command(State(m): State<Arc<Manager>>, req: Request<Body>) -> R
     let Some(session) = m.session(id) else {
         return http::error(&m.unknown_session(id).await);
     };
-    if rest.is_empty() && req.method() == Method::DELETE {
-        proxy::quit(&m, session, req).await
-    } else {
-        proxy::forward(&m, session, req, rest).await
+    match rest {
+        "" if req.method() == Method::DELETE => proxy::quit(&m, session, req).await,
+        // BiDi clients may use the URL the driver gave, which is the session's own path.
+        "" | "/se/bidi" if tunnel::is_upgrade(&req) || rest == "/se/bidi" => {
+            let Some(target) = session.bidi_url.clone() else {
+                return http::error(&GridError::invalid_argument(
+                    "this session has no BiDi websocket; ask for the capability webSocketUrl: true",
+                ));
+            };
+            open_tunnel(&m, session, req, target).await
+        }
+        "/se/cdp" => {
+            let Some(cdp_http) = session.cdp_http.clone() else {
+                return http::error(&GridError::invalid_argument(
+                    "CDP is only available for Chromium sessions",
+                ));
+            };
+            match browser_websocket(&m, &cdp_http).await {
+                Ok(target) => open_tunnel(&m, session, req, target).await,
+                Err(e) => http::error(&e),
+            }
+        }
+        _ => proxy::forward(&m, session, req, rest).await,
     }
+}
+
+/// Tunnels a websocket for a session; an open tunnel keeps the session from idling.
+async fn open_tunnel(
+    m: &Arc<Manager>,
+    session: Arc<crate::session::Session>,
+    req: Request<Body>,
+    target: String,
+) -> Response<Body> {
+    if !tunnel::is_upgrade(&req) {
+        return http::error(&GridError::invalid_argument(
+            "this endpoint needs a websocket upgrade (Upgrade: websocket)",
+        ));
+    }
+    session.tunnel_opened();
+    let s = session.clone();
+    let resp = tunnel::open(req, &target, async move { s.command_done() }).await;
+    if resp.status() != StatusCode::SWITCHING_PROTOCOLS {
+        session.command_done();
+        m.check_browser(&session).await;
+    }
+    resp
+}
+
+/// The browser-level DevTools websocket URL, from `/json/version` of the browser.
+async fn browser_websocket(m: &Manager, cdp_http: &str) -> Result<String, GridError> {
+    let (status, v) = m
+        .get_json(&format!("{cdp_http}/json/version"))
+        .await
+        .map_err(|e| GridError::new(ErrorCode::UnknownError, Origin::Driver, e))?;
+    v.get("webSocketDebuggerUrl")
+        .and_then(serde_json::Value::as_str)
+        .map(str::to_string)
+        .ok_or_else(|| {
+            GridError::new(
+                ErrorCode::UnknownError,
+                Origin::Driver,
+                format!(
+                    "the browser's /json/version (status {status}) has no webSocketDebuggerUrl"
+                ),
+            )
+        })
+}
+
+/// `GET /cdp?browser=chromium&headless=false&--window-size=800,600&idleTimeout=60`:
+/// a fresh browser for a CDP client, tunnelled; it ends when the client disconnects.
+async fn cdp_session(
+    State(m): State<Arc<Manager>>,
+    Query(params): Query<Vec<(String, String)>>,
+    req: Request<Body>,
+) -> Response<Body> {
+    if !tunnel::is_upgrade(&req) {
+        return http::error(&GridError::invalid_argument(
+            "connect a CDP client (Puppeteer, Playwright) with a websocket to this URL",
+        ));
+    }
+    let request = match gridiron_domain::cdp::parse_query(&params) {
+        Ok(r) => r,
+        Err(e) => return http::error(&e),
+    };
+    let session = match m.new_cdp_session(request).await {
+        Ok(s) => s,
+        Err(e) => return http::error(&e),
+    };
+    let target = session.driver_url.clone();
+    session.tunnel_opened();
+    let (m2, s2) = (m.clone(), session.clone());
+    let resp = tunnel::open(req, &target, async move {
+        s2.command_done();
+        // The client hung up: the browser was only for it.
+        m2.end(&s2.id, gridiron_domain::EndReason::Quit).await;
+    })
+    .await;
+    if resp.status() != StatusCode::SWITCHING_PROTOCOLS {
+        m.end(&session.id, gridiron_domain::EndReason::FailedToStart)
+            .await;
+    }
+    resp
+}
+
+/// `GET /json/version`: lets `connectOverCDP("http://grid:4444")` find the websocket,
+/// which starts a fresh browser per connection.
+async fn json_version(State(m): State<Arc<Manager>>, req: Request<Body>) -> Response<Body> {
+    let (parts, _) = req.into_parts();
+    let base = gridiron_domain::public_url::websocket_base(&public_base(&m, &parts));
+    let query = parts
+        .uri
+        .query()
+        .map(|q| format!("?{q}"))
+        .unwrap_or_default();
+    let version = m.chromium_version().unwrap_or_default();
+    http::json(
+        StatusCode::OK,
+        &serde_json::json!({
+            "Browser": format!("Chrome/{version}"),
+            "Protocol-Version": "1.3",
+            "User-Agent": format!("Gridiron/{}", env!("CARGO_PKG_VERSION")),
+            "webSocketDebuggerUrl": format!("{base}/cdp{query}"),
+        }),
+    )
+}
+
+/// `GET /json/list`: no page exists until a client connects.
+async fn json_list() -> Response<Body> {
+    http::json(StatusCode::OK, &serde_json::json!([]))
 }
 
 async fn unknown_command() -> Response<Body> {

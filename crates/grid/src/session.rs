@@ -36,6 +36,10 @@ pub struct Session {
     in_flight: AtomicUsize,
     /// Commands proxied so far.
     commands: AtomicU64,
+    /// DevTools HTTP base of the browser, for CDP tunnels.
+    pub cdp_http: Option<String>,
+    /// The driver's BiDi websocket, for BiDi tunnels.
+    pub bidi_url: Option<String>,
     /// The browser's main pid, looked up once after start.
     pub browser_pid: OnceLock<Option<i32>>,
     state: Mutex<SessionState>,
@@ -43,22 +47,45 @@ pub struct Session {
     resources: Mutex<Option<(DriverProcess, SlotPermit)>>,
 }
 
+/// What a session is made of once its browser is up.
+pub struct Launched {
+    /// The driver (or, for CDP sessions, the browser) process.
+    pub driver: DriverProcess,
+    /// The slot it holds.
+    pub permit: SlotPermit,
+    /// The driver's session id (empty for CDP sessions).
+    pub driver_session_id: String,
+    /// `chrome` or `firefox`.
+    pub browser: String,
+    /// Client options.
+    pub options: GridOptions,
+    /// Effective timeouts.
+    pub timeouts: Timeouts,
+    /// Unix ms of the start.
+    pub started_at_ms: i64,
+    /// Where its websockets really are.
+    pub targets: gridiron_domain::capabilities::WebSocketTargets,
+}
+
 impl Session {
-    /// A running session around a started driver and its slot.
-    #[allow(clippy::too_many_arguments)]
-    pub fn new(
-        driver: DriverProcess,
-        permit: SlotPermit,
-        driver_session_id: String,
-        browser: String,
-        options: GridOptions,
-        timeouts: Timeouts,
-        started_at_ms: i64,
-    ) -> Self {
+    /// A running session from its launched parts.
+    pub fn new(l: Launched) -> Self {
+        let Launched {
+            driver,
+            permit,
+            driver_session_id,
+            browser,
+            options,
+            timeouts,
+            started_at_ms,
+            targets,
+        } = l;
         Session {
+            cdp_http: targets.cdp_http,
+            bidi_url: targets.bidi,
             id: driver.session_id.clone(),
             driver_session_id,
-            driver_url: driver.base_url.clone(),
+            driver_url: driver.endpoint.clone(),
             driver_pid: driver.pid,
             browser,
             options,
@@ -87,7 +114,13 @@ impl Session {
         self.touch();
     }
 
-    /// A command finished (or failed).
+    /// A websocket tunnel opened: the session is busy until it closes.
+    pub fn tunnel_opened(&self) {
+        self.in_flight.fetch_add(1, Ordering::Relaxed);
+        self.touch();
+    }
+
+    /// A command finished (or failed), or a tunnel closed.
     pub fn command_done(&self) {
         self.touch();
         self.in_flight.fetch_sub(1, Ordering::Relaxed);

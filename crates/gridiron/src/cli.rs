@@ -85,6 +85,11 @@ pub struct StandaloneArgs {
     #[arg(long, env = "GRIDIRON_NO_PREWARM", num_args = 0..=1, default_missing_value = "true")]
     #[serde(alias = "no_prewarm")]
     pub no_prewarm: Option<bool>,
+    /// The URL clients use to reach the grid (e.g. behind a proxy), written into
+    /// CDP and BiDi websocket URLs [default: from each request's Host / X-Forwarded-* / Forwarded].
+    #[arg(long, env = "GRIDIRON_PUBLIC_URL")]
+    #[serde(alias = "public_url")]
+    pub public_url: Option<String>,
     /// Log format: `text` or `json` [default: text]. Levels come from `GRIDIRON_LOG` (e.g. `debug`).
     #[arg(long, env = "GRIDIRON_LOG_FORMAT")]
     #[serde(alias = "log_format")]
@@ -108,6 +113,7 @@ impl StandaloneArgs {
             new_session_timeout: self.new_session_timeout.or(file.new_session_timeout),
             headful: self.headful.or(file.headful),
             no_prewarm: self.no_prewarm.or(file.no_prewarm),
+            public_url: self.public_url.or(file.public_url),
             log_format: self.log_format.or(file.log_format),
         }
     }
@@ -193,6 +199,14 @@ fn resolve(args: StandaloneArgs) -> Result<Standalone, String> {
     }
     grid.headless = !args.headful.unwrap_or(false);
     grid.prewarm = !args.no_prewarm.unwrap_or(false);
+    if let Some(u) = args.public_url {
+        if !(u.starts_with("http://") || u.starts_with("https://")) {
+            return Err(format!(
+                "--public-url must start with http:// or https://, got {u}"
+            ));
+        }
+        grid.public_url = Some(u);
+    }
     let json_logs = match args.log_format.as_deref() {
         None | Some("text") => false,
         Some("json") => true,

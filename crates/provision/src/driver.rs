@@ -45,8 +45,9 @@ const START_TIMEOUT: Duration = Duration::from_secs(30);
 pub struct DriverProcess {
     /// The grid session id this driver serves (set at spawn, so its processes carry it).
     pub session_id: String,
-    /// `http://127.0.0.1:PORT`, where the driver listens.
-    pub base_url: String,
+    /// Where the process listens: a driver's `http://127.0.0.1:PORT`, or a
+    /// browser's DevTools websocket URL.
+    pub endpoint: String,
     /// The driver's pid, which is also its process group id.
     pub pid: i32,
     /// The session directory: profile, temp files, driver log.
@@ -66,22 +67,68 @@ impl DriverProcess {
         dir: &Path,
         data_dir: &Path,
     ) -> Result<DriverProcess, String> {
-        let tmp = dir.join("tmp");
-        std::fs::create_dir_all(&tmp)
-            .map_err(|e| format!("cannot create {}: {e}", tmp.display()))?;
         let kind = install.stereotype.kind;
-        let mut cmd = Command::new(&install.driver);
-        match kind {
-            BrowserKind::Chromium => {
-                cmd.arg("--port=0")
-                    .arg(format!("--log-path={}", dir.join("driver.log").display()));
-            }
+        let args = match kind {
+            BrowserKind::Chromium => vec![
+                "--port=0".to_string(),
+                format!("--log-path={}", dir.join("driver.log").display()),
+            ],
             BrowserKind::Firefox => {
                 // geckodriver opens its BiDi websocket on 9222 unless told otherwise.
                 let ws = free_port().map_err(|e| format!("no free port: {e}"))?;
-                cmd.args(["--port", "0", "--websocket-port", &ws.to_string()]);
+                vec![
+                    "--port".into(),
+                    "0".into(),
+                    "--websocket-port".into(),
+                    ws.to_string(),
+                ]
             }
-        }
+        };
+        let ready = |line: &str| listening_port(line).map(|p| format!("http://127.0.0.1:{p}"));
+        Self::spawn_process(
+            &install.driver,
+            &args,
+            ready,
+            kind,
+            session_id,
+            dir,
+            data_dir,
+        )
+        .await
+    }
+
+    /// Starts a Chromium browser itself (no driver) with `args`, for clients
+    /// that speak CDP; its endpoint is the browser's DevTools websocket URL.
+    pub async fn spawn_browser(
+        install: &BrowserInstall,
+        args: &[String],
+        session_id: &str,
+        dir: &Path,
+        data_dir: &Path,
+    ) -> Result<DriverProcess, String> {
+        let binary = PathBuf::from(&install.stereotype.binary);
+        let ready = |line: &str| {
+            line.split_once("DevTools listening on ")
+                .map(|(_, url)| url.trim().to_string())
+        };
+        let kind = install.stereotype.kind;
+        Self::spawn_process(&binary, args, ready, kind, session_id, dir, data_dir).await
+    }
+
+    async fn spawn_process(
+        program: &Path,
+        args: &[String],
+        ready: impl Fn(&str) -> Option<String>,
+        kind: BrowserKind,
+        session_id: &str,
+        dir: &Path,
+        data_dir: &Path,
+    ) -> Result<DriverProcess, String> {
+        let tmp = dir.join("tmp");
+        std::fs::create_dir_all(&tmp)
+            .map_err(|e| format!("cannot create {}: {e}", tmp.display()))?;
+        let mut cmd = Command::new(program);
+        cmd.args(args);
         cmd.env(ENV_DATA_DIR, data_dir)
             .env(ENV_SESSION, session_id)
             .env("TMPDIR", &tmp)
@@ -105,7 +152,7 @@ impl DriverProcess {
         }
         let mut child = cmd
             .spawn()
-            .map_err(|e| format!("cannot start {}: {e}", install.driver.display()))?;
+            .map_err(|e| format!("cannot start {}: {e}", program.display()))?;
         let pid = child
             .id()
             .map(|p| p as i32)
@@ -138,7 +185,7 @@ impl DriverProcess {
         });
         let mut proc = DriverProcess {
             session_id: session_id.to_string(),
-            base_url: String::new(),
+            endpoint: String::new(),
             pid,
             dir: dir.to_path_buf(),
             kind,
@@ -146,11 +193,11 @@ impl DriverProcess {
             output,
         };
         let mut exit = proc.exit.clone();
-        let port = tokio::time::timeout(START_TIMEOUT, async {
+        let endpoint = tokio::time::timeout(START_TIMEOUT, async {
             loop {
                 tokio::select! {
                     line = lines_rx.recv() => match line {
-                        Some(l) => if let Some(p) = listening_port(&l) { return Ok(p) },
+                        Some(l) => if let Some(p) = ready(&l) { return Ok(p) },
                         None => return Err("driver closed its output before listening".to_string()),
                     },
                     status = exit.wait_for(Option::is_some) => {
@@ -162,9 +209,9 @@ impl DriverProcess {
         })
         .await
         .unwrap_or_else(|_| Err(format!("driver did not listen within {START_TIMEOUT:?}")));
-        match port {
-            Ok(p) => {
-                proc.base_url = format!("http://127.0.0.1:{p}");
+        match endpoint {
+            Ok(e) => {
+                proc.endpoint = e;
                 Ok(proc)
             }
             Err(e) => {

@@ -79,6 +79,33 @@ impl LocalProvisioner {
         DriverProcess::spawn(inst, &id, &dir, &self.data_dir).await
     }
 
+    /// A Chromium browser started directly with `args` (plus the grid's
+    /// defaults), for a CDP client; fresh profile and session id.
+    pub async fn start_browser(
+        &self,
+        install: usize,
+        args: Vec<String>,
+        headless: bool,
+    ) -> Result<DriverProcess, String> {
+        if self.closed.load(Ordering::SeqCst) {
+            return Err("the grid is shutting down".into());
+        }
+        let inst = self
+            .installs
+            .get(install)
+            .ok_or_else(|| format!("no browser #{install}"))?;
+        let id = uuid::Uuid::new_v4().simple().to_string();
+        let dir = self.sessions_dir().join(&id);
+        let defaults = gridiron_domain::capabilities::LaunchDefaults {
+            headless,
+            profile_dir: dir.join("profile").to_string_lossy().into_owned(),
+        };
+        let mut args = gridiron_domain::capabilities::chromium_args(args, &defaults);
+        args.push("--remote-debugging-port=0".into());
+        args.push("about:blank".into());
+        DriverProcess::spawn_browser(inst, &args, &id, &dir, &self.data_dir).await
+    }
+
     /// Starts a spare driver for `install` in the background if none is there.
     fn warm(self: &Arc<Self>, install: usize) {
         if !self.prewarm || self.closed.load(Ordering::SeqCst) {

@@ -1,0 +1,97 @@
+//! Websocket tunnels (CDP, BiDi): the client's upgrade request is passed to
+//! the browser or driver, and once both sides have switched protocols the
+//! bytes are copied in both directions without looking at frames.
+
+use crate::http;
+use axum::body::Body;
+use axum::http::{header, HeaderValue, Request, Response, StatusCode, Uri};
+use gridiron_domain::{ErrorCode, GridError, Origin};
+use hyper_util::rt::TokioIo;
+use std::future::Future;
+
+/// Whether a request asks for a websocket upgrade.
+pub fn is_upgrade(req: &Request<Body>) -> bool {
+    req.headers()
+        .get(header::UPGRADE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.eq_ignore_ascii_case("websocket"))
+}
+
+fn upstream_error(message: String) -> Response<Body> {
+    http::error(&GridError::new(
+        ErrorCode::UnknownError,
+        Origin::Driver,
+        message,
+    ))
+}
+
+/// Connects the client's websocket to `target` (`ws://127.0.0.1:PORT/path`).
+/// `on_close` runs when the tunnel ends, whichever side closed it.
+pub async fn open(
+    mut req: Request<Body>,
+    target: &str,
+    on_close: impl Future<Output = ()> + Send + 'static,
+) -> Response<Body> {
+    if !is_upgrade(&req) {
+        return http::error(&GridError::invalid_argument(
+            "this endpoint needs a websocket upgrade (Upgrade: websocket)",
+        ));
+    }
+    let uri: Uri = match target.replacen("ws://", "http://", 1).parse() {
+        Ok(u) => u,
+        Err(e) => return upstream_error(format!("bad upstream websocket URL {target}: {e}")),
+    };
+    let Some(authority) = uri.authority().cloned() else {
+        return upstream_error(format!("upstream websocket URL has no host: {target}"));
+    };
+    let stream = match tokio::net::TcpStream::connect(authority.as_str()).await {
+        Ok(s) => s,
+        Err(e) => return upstream_error(format!("cannot reach {authority}: {e}")),
+    };
+    let _ = stream.set_nodelay(true);
+    let (mut sender, conn) = match hyper::client::conn::http1::handshake(TokioIo::new(stream)).await
+    {
+        Ok(x) => x,
+        Err(e) => return upstream_error(format!("handshake with {authority} failed: {e}")),
+    };
+    tokio::spawn(conn.with_upgrades());
+
+    let mut up = Request::builder()
+        .method("GET")
+        .uri(uri.path_and_query().map(|p| p.as_str()).unwrap_or("/"))
+        .body(Body::empty())
+        .expect("valid request");
+    for (k, v) in req.headers() {
+        // Browsers refuse DevTools connections whose Host is not local, or that carry an Origin.
+        if k != header::HOST && k != header::ORIGIN {
+            up.headers_mut().append(k.clone(), v.clone());
+        }
+    }
+    if let Ok(h) = HeaderValue::from_str(authority.as_str()) {
+        up.headers_mut().insert(header::HOST, h);
+    }
+    let client_upgrade = hyper::upgrade::on(&mut req);
+    let mut resp = match sender.send_request(up).await {
+        Ok(r) => r,
+        Err(e) => return upstream_error(format!("websocket request to {authority} failed: {e}")),
+    };
+    if resp.status() != StatusCode::SWITCHING_PROTOCOLS {
+        return upstream_error(format!(
+            "{authority} refused the websocket with status {}",
+            resp.status()
+        ));
+    }
+    let upstream_upgrade = hyper::upgrade::on(&mut resp);
+    let mut out = Response::new(Body::empty());
+    *out.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
+    *out.headers_mut() = resp.headers().clone();
+    tokio::spawn(async move {
+        if let (Ok(client), Ok(upstream)) = (client_upgrade.await, upstream_upgrade.await) {
+            let mut client = TokioIo::new(client);
+            let mut upstream = TokioIo::new(upstream);
+            let _ = tokio::io::copy_bidirectional(&mut client, &mut upstream).await;
+        }
+        on_close.await;
+    });
+    out
+}

@@ -1,0 +1,472 @@
+"""Helpers to run a Gridiron grid under test and to observe it from outside.
+
+Everything here is bounded in time: every wait has a deadline and every HTTP
+request has a socket timeout, so a hung grid fails a test instead of hanging CI.
+"""
+
+import http.client
+import json
+import os
+import shutil
+import signal
+import socket
+import sqlite3
+import subprocess
+import tempfile
+import time
+
+from selenium import webdriver
+from selenium.webdriver.chrome.options import Options as ChromeOptions
+from selenium.webdriver.remote.client_config import ClientConfig
+
+DEFAULT_BIN = "/root/.cache/gridiron-target/debug/gridiron"
+READY_TIMEOUT = 30.0
+STOP_TIMEOUT = 10.0
+LEAK_TIMEOUT = 5.0
+
+# Every grid started in this pytest process, in start order.
+GRIDS = []
+
+
+class GridError(AssertionError):
+    """A grid misbehaved (did not start, did not stop, leaked processes...)."""
+
+
+def find_binary():
+    """Path of the gridiron binary, or None when it has not been built yet."""
+    explicit = os.environ.get("GRIDIRON_BIN")
+    if explicit:
+        return explicit if os.path.isfile(explicit) else None
+    candidates = [DEFAULT_BIN]
+    target = os.environ.get("CARGO_TARGET_DIR")
+    if target:
+        candidates.append(os.path.join(target, "debug", "gridiron"))
+    for path in candidates:
+        if os.path.isfile(path) and os.access(path, os.X_OK):
+            return path
+    return None
+
+
+def free_port():
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_until(predicate, timeout, interval=0.1, what="condition"):
+    """Poll predicate() until it returns a truthy value; return that value.
+
+    Raises AssertionError naming `what` (and the last value seen) on timeout.
+    """
+    deadline = time.monotonic() + timeout
+    last = None
+    while True:
+        last = predicate()
+        if last:
+            return last
+        if time.monotonic() >= deadline:
+            raise AssertionError(f"timed out after {timeout:.1f}s waiting for {what}; last value: {last!r}")
+        time.sleep(interval)
+
+
+# --------------------------------------------------------------------------
+# Processes
+# --------------------------------------------------------------------------
+
+
+class Proc:
+    def __init__(self, pid, comm, cmdline, env):
+        self.pid = pid
+        self.comm = comm
+        self.cmdline = cmdline  # list of str
+        self.env = env  # dict str -> str
+
+    @property
+    def session(self):
+        return self.env.get("GRIDIRON_SESSION", "")
+
+    @property
+    def cmd_text(self):
+        return " ".join(self.cmdline)
+
+    def is_chromedriver(self):
+        return self.comm == "chromedriver"
+
+    def is_chromium(self):
+        return self.comm == "chromium" or (bool(self.cmdline) and self.cmdline[0].startswith("/usr/lib/chromium/chromium"))
+
+    def is_chromium_main(self):
+        return self.is_chromium() and "--type=" not in self.cmd_text
+
+    def is_spare(self):
+        """A pre-started chromedriver that does not belong to any session yet."""
+        return self.is_chromedriver() and not self.session
+
+    def __repr__(self):
+        text = self.cmd_text
+        if len(text) > 140:
+            text = text[:140] + "..."
+        return f"<pid {self.pid} {self.comm!r} session={self.session!r} cmd={text!r}>"
+
+
+def _read(path, mode="rb"):
+    with open(path, mode) as f:
+        return f.read()
+
+
+def scan_processes(data_dir):
+    """All live processes whose environment has GRIDIRON_DATA_DIR=<data_dir> exactly."""
+    marker = f"GRIDIRON_DATA_DIR={data_dir}".encode()
+    me = os.getpid()
+    found = []
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
+            continue
+        pid = int(name)
+        if pid == me:
+            continue
+        try:
+            raw_env = _read(f"/proc/{pid}/environ")
+        except OSError:
+            continue
+        entries = raw_env.split(b"\0")
+        if marker not in entries:
+            continue
+        try:
+            comm = _read(f"/proc/{pid}/comm").decode(errors="replace").strip()
+            cmdline = [a.decode(errors="replace") for a in _read(f"/proc/{pid}/cmdline").split(b"\0") if a]
+        except OSError:
+            continue
+        env = {}
+        for entry in entries:
+            if b"=" in entry:
+                k, v = entry.split(b"=", 1)
+                env[k.decode(errors="replace")] = v.decode(errors="replace")
+        found.append(Proc(pid, comm, cmdline, env))
+    return found
+
+
+def kill_pids(pids, sig=signal.SIGKILL):
+    for pid in pids:
+        try:
+            os.kill(pid, sig)
+        except ProcessLookupError:
+            pass
+
+
+# --------------------------------------------------------------------------
+# Raw HTTP
+# --------------------------------------------------------------------------
+
+
+class Response:
+    def __init__(self, status, headers, body):
+        self.status = status
+        self.headers = headers  # dict with lower-cased names
+        self.body = body
+
+    @property
+    def content_type(self):
+        return self.headers.get("content-type", "")
+
+    def json(self):
+        return json.loads(self.body.decode("utf-8"))
+
+    @property
+    def value(self):
+        return self.json()["value"]
+
+    def __repr__(self):
+        body = self.body[:600]
+        return f"<HTTP {self.status} {self.content_type!r} {body!r}>"
+
+
+def http_request(port, method, path, body=None, headers=None, timeout=30.0):
+    """One HTTP request on a fresh connection. `body` may be bytes, str or a JSON-able object."""
+    if body is not None and not isinstance(body, (bytes, str)):
+        body = json.dumps(body)
+    if isinstance(body, str):
+        body = body.encode("utf-8")
+    hdrs = {"Connection": "close"}
+    if body is not None:
+        hdrs["Content-Type"] = "application/json; charset=utf-8"
+    if headers:
+        hdrs.update(headers)
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+    try:
+        conn.request(method, path, body=body, headers=hdrs)
+        resp = conn.getresponse()
+        data = resp.read()
+        return Response(resp.status, {k.lower(): v for k, v in resp.getheaders()}, data)
+    finally:
+        conn.close()
+
+
+def chrome_caps(browser_name="chrome", grid_options=None):
+    always = {"browserName": browser_name}
+    if grid_options is not None:
+        always["gridiron:options"] = grid_options
+    return {"capabilities": {"alwaysMatch": always, "firstMatch": [{}]}}
+
+
+# --------------------------------------------------------------------------
+# The grid
+# --------------------------------------------------------------------------
+
+
+class Grid:
+    """One `gridiron standalone` process with its own port and data dir."""
+
+    def __init__(self, binary, **options):
+        self.binary = binary
+        self.options = options
+        self.port = free_port()
+        self.data_dir = os.path.realpath(tempfile.mkdtemp(prefix="gridiron-test-"))
+        self.log_path = os.path.join(self.data_dir, "grid.log")
+        self.db_path = os.path.join(self.data_dir, "gridiron.db")
+        self.sessions_dir = os.path.join(self.data_dir, "sessions")
+        self.proc = None
+        self.stopped = False  # stop() was called (exit is expected)
+        self.exit_code = None
+        self._log_file = None
+
+    # ---- lifecycle -------------------------------------------------------
+
+    @property
+    def url(self):
+        return f"http://127.0.0.1:{self.port}"
+
+    def command_line(self):
+        cmd = [self.binary, "standalone", "--host", "127.0.0.1", "--port", str(self.port), "--data-dir", self.data_dir]
+        for key, value in self.options.items():
+            cmd += ["--" + key.replace("_", "-"), str(value)]
+        return cmd
+
+    def start(self):
+        env = dict(os.environ)
+        env.setdefault("NO_COLOR", "1")
+        env.setdefault("RUST_BACKTRACE", "1")
+        self._log_file = open(self.log_path, "ab")
+        self._log_file.write(("$ " + " ".join(self.command_line()) + "\n").encode())
+        self._log_file.flush()
+        self.proc = subprocess.Popen(
+            self.command_line(),
+            stdin=subprocess.DEVNULL,
+            stdout=self._log_file,
+            stderr=self._log_file,
+            env=env,
+            start_new_session=True,
+        )
+        GRIDS.append(self)
+        self.wait_ready()
+        return self
+
+    def wait_ready(self, timeout=READY_TIMEOUT):
+        deadline = time.monotonic() + timeout
+        last = None
+        while time.monotonic() < deadline:
+            code = self.proc.poll()
+            if code is not None:
+                raise GridError(f"grid exited with code {code} before becoming ready\n{self.log_tail()}")
+            try:
+                resp = http_request(self.port, "GET", "/status", timeout=2)
+                last = resp
+                if resp.status == 200 and resp.json().get("value", {}).get("ready") is True:
+                    return
+            except (OSError, ValueError, http.client.HTTPException) as e:
+                last = e
+            time.sleep(0.1)
+        raise GridError(f"grid not ready after {timeout}s (last: {last!r})\n{self.log_tail()}")
+
+    def running(self):
+        return self.proc is not None and self.proc.poll() is None
+
+    def signal(self, sig):
+        self.proc.send_signal(sig)
+
+    def terminate(self, timeout=STOP_TIMEOUT):
+        """SIGTERM the grid and wait for it. Returns (exit code, seconds taken)."""
+        self.stopped = True
+        start = time.monotonic()
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+        try:
+            code = self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(timeout=10)
+            self.exit_code = "killed"
+            raise GridError(f"grid did not exit within {timeout}s of SIGTERM (SIGKILLed)\n{self.log_tail()}")
+        self.exit_code = code
+        return code, time.monotonic() - start
+
+    def stop(self):
+        """Stop the grid (if still running) and verify it left nothing behind."""
+        problems = []
+        if not self.stopped:
+            unexpected = self.proc.poll()
+            if unexpected is not None:
+                problems.append(f"grid had already exited with code {unexpected}")
+            try:
+                code, _ = self.terminate()
+                if unexpected is None and code != 0:
+                    problems.append(f"grid exited with code {code} after SIGTERM")
+            except GridError as e:
+                problems.append(str(e).splitlines()[0])
+        leaked = self.wait_no_processes()
+        if leaked:
+            kill_pids([p.pid for p in leaked])
+            problems.append(f"processes left behind after grid exit: {leaked}")
+        if self._log_file:
+            self._log_file.close()
+            self._log_file = None
+        if problems:
+            raise GridError("; ".join(problems) + "\n" + self.log_tail())
+
+    def wait_no_processes(self, timeout=LEAK_TIMEOUT):
+        """Poll until no process carries this grid's marker; return what is left."""
+        deadline = time.monotonic() + timeout
+        while True:
+            left = self.processes()
+            if not left or time.monotonic() >= deadline:
+                return left
+            time.sleep(0.1)
+
+    def cleanup_files(self):
+        shutil.rmtree(self.data_dir, ignore_errors=True)
+
+    # ---- logs --------------------------------------------------------------
+
+    def log_size(self):
+        try:
+            return os.path.getsize(self.log_path)
+        except OSError:
+            return 0
+
+    def log_text(self, offset=0, limit=40000):
+        try:
+            with open(self.log_path, "rb") as f:
+                f.seek(offset)
+                data = f.read()
+        except OSError:
+            return ""
+        text = data.decode("utf-8", errors="replace")
+        if len(text) > limit:
+            text = "[... log truncated ...]\n" + text[-limit:]
+        return text
+
+    def log_tail(self, lines=60):
+        text = self.log_text()
+        tail = "\n".join(text.splitlines()[-lines:])
+        return f"--- grid log ({self.log_path}) ---\n{tail}\n--- end grid log ---"
+
+    # ---- HTTP --------------------------------------------------------------
+
+    def request(self, method, path, body=None, headers=None, timeout=30.0):
+        return http_request(self.port, method, path, body=body, headers=headers, timeout=timeout)
+
+    def status(self):
+        resp = self.request("GET", "/status", timeout=5)
+        assert resp.status == 200, resp
+        return resp.json()["value"]
+
+    def new_session_raw(self, caps=None, timeout=60.0, prefix=""):
+        resp = self.request("POST", prefix + "/session", body=caps or chrome_caps(), timeout=timeout)
+        assert resp.status == 200, f"new session failed: {resp!r}\n{self.log_tail()}"
+        value = resp.value
+        assert isinstance(value.get("sessionId"), str) and value["sessionId"], value
+        return value["sessionId"]
+
+    def delete_session_raw(self, session_id, timeout=30.0):
+        return self.request("DELETE", f"/session/{session_id}", timeout=timeout)
+
+    def remote(self, path="", grid_options=None, browser_name=None, timeout=90):
+        """A selenium Remote driver through this grid (plain ChromeOptions)."""
+        url = self.url + path
+        options = ChromeOptions()
+        if browser_name:
+            options.set_capability("browserName", browser_name)
+        if grid_options is not None:
+            options.set_capability("gridiron:options", grid_options)
+        config = ClientConfig(remote_server_addr=url, timeout=timeout)
+        return webdriver.Remote(command_executor=url, options=options, client_config=config)
+
+    # ---- store -------------------------------------------------------------
+
+    def db_rows(self, where="1=1", args=()):
+        """Rows of the sessions table as dicts. Raises sqlite3.Error if unreadable."""
+        conn = sqlite3.connect(f"file:{self.db_path}?mode=ro", uri=True, timeout=2)
+        try:
+            conn.row_factory = sqlite3.Row
+            cur = conn.execute(f"SELECT * FROM sessions WHERE {where}", args)
+            return [dict(r) for r in cur.fetchall()]
+        finally:
+            conn.close()
+
+    def db_row(self, session_id):
+        rows = self.db_rows("id = ?", (session_id,))
+        return rows[0] if rows else None
+
+    def wait_row(self, session_id, predicate=lambda r: True, timeout=5.0, what=None):
+        """Poll the store until the row for session_id exists and satisfies predicate."""
+        state = {"last": None}
+
+        def check():
+            try:
+                row = self.db_row(session_id)
+            except sqlite3.Error as e:
+                state["last"] = f"sqlite error: {e}"
+                return None
+            state["last"] = row
+            return row if row is not None and predicate(row) else None
+
+        try:
+            return wait_until(check, timeout, interval=0.1, what=what or f"store row for {session_id}")
+        except AssertionError as e:
+            raise AssertionError(f"{e}\nlast row/error: {state['last']!r}") from None
+
+    def wait_ended(self, session_id, reason=None, timeout=5.0):
+        row = self.wait_row(
+            session_id,
+            lambda r: r.get("state") == "ended",
+            timeout=timeout,
+            what=f"session {session_id} to be 'ended' in the store",
+        )
+        if reason is not None:
+            assert row["end_reason"] == reason, f"end_reason {row['end_reason']!r} != {reason!r}: {row!r}"
+        return row
+
+    # ---- processes -----------------------------------------------------------
+
+    def processes(self):
+        return scan_processes(self.data_dir)
+
+    def session_processes(self, session_id):
+        return [p for p in self.processes() if p.session == session_id]
+
+    def non_spare_processes(self):
+        return [p for p in self.processes() if not p.is_spare()]
+
+    def chromedriver_of(self, session_id, timeout=5.0):
+        found = wait_until(
+            lambda: [p for p in self.session_processes(session_id) if p.is_chromedriver()],
+            timeout,
+            what=f"chromedriver process of session {session_id}",
+        )
+        assert len(found) == 1, f"expected one chromedriver for {session_id}, got {found}"
+        return found[0]
+
+    def chromium_main_of(self, session_id, timeout=5.0):
+        found = wait_until(
+            lambda: [p for p in self.session_processes(session_id) if p.is_chromium_main()],
+            timeout,
+            what=f"chromium main process of session {session_id}",
+        )
+        assert len(found) == 1, f"expected one chromium main process for {session_id}, got {found}"
+        return found[0]
+
+    def session_dirs(self):
+        try:
+            return sorted(os.listdir(self.sessions_dir))
+        except FileNotFoundError:
+            return []

@@ -1,0 +1,186 @@
+"""Local test pages served from a background http.server thread on 127.0.0.1.
+
+The browser under test never needs the internet: every page the suite loads
+comes from here.
+"""
+
+import html
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import urlsplit
+
+INDEX = """<!doctype html>
+<html><head><title>Gridiron Index</title></head>
+<body>
+  <h1 id="heading">Welcome to the index</h1>
+  <p class="intro">This page exists for navigation tests.</p>
+  <ul id="items">
+    <li class="item">alpha</li>
+    <li class="item">beta</li>
+    <li class="item">gamma</li>
+  </ul>
+  <a id="to-second" href="/second.html">second page</a>
+  <a id="to-form" href="/form.html">form page</a>
+  <button id="btn" onclick="document.getElementById('out').textContent='clicked ' + (++window.clicks)">Click me</button>
+  <div id="out">not clicked</div>
+  <script>window.clicks = 0;</script>
+</body></html>
+"""
+
+SECOND = """<!doctype html>
+<html><head><title>Second Page</title></head>
+<body><h1 id="heading">Second</h1><a id="to-index" href="/index.html">back to index</a></body></html>
+"""
+
+FORM = """<!doctype html>
+<html><head><title>Form Page</title></head>
+<body>
+  <form id="f" onsubmit="return false;">
+    <label>Name <input id="name" name="name" type="text" value=""></label>
+    <label>Prefilled <input id="prefilled" type="text" value="keep me"></label>
+    <textarea id="bio" name="bio"></textarea>
+    <label><input id="agree" type="checkbox"> agree</label>
+    <select id="color">
+      <option value="red">Red</option>
+      <option value="green">Green</option>
+      <option value="blue">Blue</option>
+    </select>
+    <button id="submit" type="button" onclick="
+      var r = document.getElementById('name').value + '|' +
+              document.getElementById('bio').value + '|' +
+              document.getElementById('agree').checked + '|' +
+              document.getElementById('color').value;
+      document.getElementById('result').textContent = r;">Submit</button>
+  </form>
+  <div id="result"></div>
+</body></html>
+"""
+
+FRAMES = """<!doctype html>
+<html><head><title>Frames Page</title></head>
+<body>
+  <p id="outer-text">outer document</p>
+  <iframe id="inner-frame" name="inner" src="/frame_inner.html" width="400" height="200"></iframe>
+</body></html>
+"""
+
+FRAME_INNER = """<!doctype html>
+<html><head><title>Inner Frame</title></head>
+<body>
+  <p id="inner-text">inside the frame</p>
+  <button id="inner-btn" onclick="document.getElementById('inner-text').textContent='frame clicked'">go</button>
+  <iframe id="nested-frame" src="/frame_nested.html" width="200" height="80"></iframe>
+</body></html>
+"""
+
+FRAME_NESTED = """<!doctype html>
+<html><head><title>Nested Frame</title></head>
+<body><p id="nested-text">deepest</p></body></html>
+"""
+
+ALERTS = """<!doctype html>
+<html><head><title>Alerts Page</title></head>
+<body>
+  <button id="alert" onclick="alert('Hello from alert'); document.getElementById('alert-result').textContent='alert closed';">alert</button>
+  <button id="confirm" onclick="document.getElementById('confirm-result').textContent = String(confirm('Are you sure?'));">confirm</button>
+  <button id="prompt" onclick="var v = prompt('Your name?', 'nobody'); document.getElementById('prompt-result').textContent = (v === null ? 'null' : v);">prompt</button>
+  <div id="alert-result"></div>
+  <div id="confirm-result"></div>
+  <div id="prompt-result"></div>
+</body></html>
+"""
+
+WINDOWS = """<!doctype html>
+<html><head><title>Windows Page</title></head>
+<body>
+  <a id="open-blank" href="/second.html" target="_blank">open second page in a new window</a>
+</body></html>
+"""
+
+COOKIES = """<!doctype html>
+<html><head><title>Cookies Page</title></head>
+<body><p id="cookie-header">{cookie_header}</p></body></html>
+"""
+
+PAGES = {
+    "/": INDEX,
+    "/index.html": INDEX,
+    "/second.html": SECOND,
+    "/form.html": FORM,
+    "/frames.html": FRAMES,
+    "/frame_inner.html": FRAME_INNER,
+    "/frame_nested.html": FRAME_NESTED,
+    "/alerts.html": ALERTS,
+    "/windows.html": WINDOWS,
+}
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, *args):  # keep the test output quiet
+        pass
+
+    def _send(self, status, body, extra_headers=()):
+        data = body.encode("utf-8")
+        self.send_response(status)
+        self.send_header("Content-Type", "text/html; charset=utf-8")
+        self.send_header("Content-Length", str(len(data)))
+        self.send_header("Cache-Control", "no-store")
+        for name, value in extra_headers:
+            self.send_header(name, value)
+        self.end_headers()
+        self.wfile.write(data)
+
+    def do_GET(self):
+        path = urlsplit(self.path).path
+        if path == "/favicon.ico":
+            self.send_response(204)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return
+        if path == "/cookies.html":
+            # Shows the Cookie header the browser sent and sets a cookie.
+            cookie_header = html.escape(self.headers.get("Cookie", ""))
+            self._send(
+                200,
+                COOKIES.format(cookie_header=cookie_header),
+                [("Set-Cookie", "server_cookie=from_server; Path=/")],
+            )
+            return
+        if path == "/echo-cookies.html":
+            # Shows the Cookie header without setting anything.
+            cookie_header = html.escape(self.headers.get("Cookie", ""))
+            self._send(200, COOKIES.format(cookie_header=cookie_header))
+            return
+        body = PAGES.get(path)
+        if body is None:
+            self._send(404, "<!doctype html><title>Not Found</title><p>not found</p>")
+            return
+        self._send(200, body)
+
+
+class PageServer:
+    def __init__(self):
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
+        self.httpd.daemon_threads = True
+        self.port = self.httpd.server_address[1]
+        self.thread = threading.Thread(target=self.httpd.serve_forever, name="page-server", daemon=True)
+
+    def start(self):
+        self.thread.start()
+        return self
+
+    def stop(self):
+        self.httpd.shutdown()
+        self.httpd.server_close()
+        self.thread.join(timeout=5)
+
+    @property
+    def base(self):
+        return f"http://127.0.0.1:{self.port}"
+
+    def url(self, path):
+        if not path.startswith("/"):
+            path = "/" + path
+        return self.base + path
