@@ -98,10 +98,6 @@ class Proc:
     def is_chromium_main(self):
         return self.is_chromium() and "--type=" not in self.cmd_text
 
-    def is_spare(self):
-        """A pre-started chromedriver that does not belong to any session yet."""
-        return self.is_chromedriver() and not self.session
-
     def __repr__(self):
         text = self.cmd_text
         if len(text) > 140:
@@ -425,6 +421,17 @@ class Grid:
         except AssertionError as e:
             raise AssertionError(f"{e}\nlast row/error: {state['last']!r}") from None
 
+    def wait_row_matching(self, where, args=(), timeout=5.0):
+        """Poll the store until at least one row matches `where`; return the rows."""
+
+        def check():
+            try:
+                return self.db_rows(where, args) or None
+            except sqlite3.Error:
+                return None
+
+        return wait_until(check, timeout, what=f"store rows matching {where!r}")
+
     def wait_ended(self, session_id, reason=None, timeout=5.0):
         row = self.wait_row(
             session_id,
@@ -444,8 +451,31 @@ class Grid:
     def session_processes(self, session_id):
         return [p for p in self.processes() if p.session == session_id]
 
-    def non_spare_processes(self):
-        return [p for p in self.processes() if not p.is_spare()]
+    def known_session_ids(self):
+        try:
+            return {r["id"] for r in self.db_rows()}
+        except sqlite3.Error:
+            return set()
+
+    def split_processes(self):
+        """(session processes, spare chromedrivers) of this grid.
+
+        A spare is a pre-started chromedriver that no session owns yet: it has
+        no GRIDIRON_SESSION (or an id the store does not know) and no browser.
+        """
+        procs = self.processes()
+        known = self.known_session_ids()
+        with_browser = {p.session for p in procs if not p.is_chromedriver()}
+        spares, busy = [], []
+        for p in procs:
+            if p.is_chromedriver() and (not p.session or (p.session not in known and p.session not in with_browser)):
+                spares.append(p)
+            else:
+                busy.append(p)
+        return busy, spares
+
+    def busy_processes(self):
+        return self.split_processes()[0]
 
     def chromedriver_of(self, session_id, timeout=5.0):
         found = wait_until(

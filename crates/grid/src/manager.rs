@@ -557,6 +557,7 @@ impl Manager {
             warn!(stray, "killed processes left after ending sessions");
         }
         remove_session_dirs(&self.provisioner.sessions_dir());
+        sweep::remove_tmp_dirs(&self.config.data_dir);
         self.shut_down.store(true, Ordering::SeqCst);
         info!("all sessions ended");
     }
@@ -653,6 +654,7 @@ pub async fn recover(data_dir: &std::path::Path, store: &dyn Store) -> usize {
         warn!(killed, "killed processes left by a previous grid process");
     }
     remove_session_dirs(&data_dir.join("sessions"));
+    sweep::remove_tmp_dirs(data_dir);
     match store.close_unfinished(EndReason::Shutdown, now_ms()).await {
         Ok(n) => {
             if n > 0 {

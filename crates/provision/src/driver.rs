@@ -54,6 +54,8 @@ pub struct DriverProcess {
     pub dir: PathBuf,
     /// Which kind of browser the driver runs.
     pub kind: BrowserKind,
+    /// The processes' TMPDIR (see [`crate::sweep::session_tmp_dir`]).
+    tmp: PathBuf,
     exit: watch::Receiver<Option<DriverExit>>,
     output: Arc<Mutex<VecDeque<String>>>,
 }
@@ -124,9 +126,11 @@ impl DriverProcess {
         dir: &Path,
         data_dir: &Path,
     ) -> Result<DriverProcess, String> {
-        let tmp = dir.join("tmp");
-        std::fs::create_dir_all(&tmp)
-            .map_err(|e| format!("cannot create {}: {e}", tmp.display()))?;
+        let tmp = crate::sweep::session_tmp_dir(data_dir, session_id);
+        for d in [dir, &tmp] {
+            std::fs::create_dir_all(d)
+                .map_err(|e| format!("cannot create {}: {e}", d.display()))?;
+        }
         let mut cmd = Command::new(program);
         cmd.args(args);
         cmd.env(ENV_DATA_DIR, data_dir)
@@ -189,6 +193,7 @@ impl DriverProcess {
             pid,
             dir: dir.to_path_buf(),
             kind,
+            tmp: tmp.clone(),
             exit: exit_rx,
             output,
         };
@@ -255,13 +260,15 @@ impl DriverProcess {
         let _ =
             tokio::time::timeout(Duration::from_secs(5), self.exit.wait_for(Option::is_some)).await;
         // Helpers that were mid-exit may still hold files for a moment.
-        for _ in 0..3 {
-            match tokio::fs::remove_dir_all(&self.dir).await {
-                Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                    self.kill();
+        for d in [&self.dir, &self.tmp] {
+            for _ in 0..3 {
+                match tokio::fs::remove_dir_all(d).await {
+                    Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                        self.kill();
+                    }
+                    _ => break,
                 }
-                _ => break,
             }
         }
         self.dir = PathBuf::new();
@@ -274,6 +281,7 @@ impl Drop for DriverProcess {
         if !self.dir.as_os_str().is_empty() {
             self.kill();
             let _ = std::fs::remove_dir_all(&self.dir);
+            let _ = std::fs::remove_dir_all(&self.tmp);
         }
     }
 }

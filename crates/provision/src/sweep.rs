@@ -48,8 +48,58 @@ fn kill_all(pids: &[i32]) -> usize {
     pids.len()
 }
 
+/// The TMPDIR of a session's processes: `$TMPDIR/gridiron-<grid tag>-<id prefix>`.
+///
+/// Kept short and outside the data dir on purpose: Chromium puts Unix sockets
+/// in TMPDIR, and socket paths may not exceed 108 bytes, whatever the length
+/// of the data dir path.
+pub fn session_tmp_dir(data_dir: &Path, session_id: &str) -> std::path::PathBuf {
+    let short = &session_id[..session_id.len().min(12)];
+    std::env::temp_dir().join(format!("{}{short}", tmp_prefix(data_dir)))
+}
+
+/// Removes every session TMPDIR of the grid with this data dir; returns how many.
+pub fn remove_tmp_dirs(data_dir: &Path) -> usize {
+    let prefix = tmp_prefix(data_dir);
+    let Ok(entries) = std::fs::read_dir(std::env::temp_dir()) else {
+        return 0;
+    };
+    entries
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().starts_with(&prefix))
+        .filter(|e| std::fs::remove_dir_all(e.path()).is_ok())
+        .count()
+}
+
+/// `gridiron-XXXXXXXX-`: a stable (FNV-1a) tag of the data dir, so grids with
+/// different data dirs never touch each other's temp dirs.
+fn tmp_prefix(data_dir: &Path) -> String {
+    let mut h: u32 = 0x811c_9dc5;
+    for b in data_dir.as_os_str().as_encoded_bytes() {
+        h = (h ^ u32::from(*b)).wrapping_mul(0x0100_0193);
+    }
+    format!("gridiron-{h:08x}-")
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn tmp_dirs_are_short_tagged_and_removable() {
+        let data = Path::new(
+            "/a/very/long/data/dir/that/would/overflow/a/unix/socket/path/if/it/were/used/for/tmp",
+        );
+        let other = Path::new("/another/grid");
+        let id = "0123456789abcdef0123456789abcdef";
+        let t = session_tmp_dir(data, id);
+        assert!(t.to_string_lossy().len() < 60, "{t:?}");
+        assert_ne!(session_tmp_dir(other, id), t);
+        std::fs::create_dir_all(t.join("inner")).unwrap();
+        std::fs::create_dir_all(session_tmp_dir(other, id)).unwrap();
+        assert_eq!(remove_tmp_dirs(data), 1);
+        assert!(!t.exists());
+        assert_eq!(remove_tmp_dirs(other), 1);
+    }
+
     use super::*;
 
     #[test]
