@@ -87,11 +87,36 @@ pub async fn open(
     *out.headers_mut() = resp.headers().clone();
     tokio::spawn(async move {
         if let (Ok(client), Ok(upstream)) = (client_upgrade.await, upstream_upgrade.await) {
-            let mut client = TokioIo::new(client);
-            let mut upstream = TokioIo::new(upstream);
-            let _ = tokio::io::copy_bidirectional(&mut client, &mut upstream).await;
+            splice(client, upstream).await;
         }
         on_close.await;
     });
     out
+}
+
+/// Either end of a tunnel.
+trait Io: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send {}
+impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send> Io for T {}
+
+/// The bare TCP socket under an upgraded connection when hyper hands it back
+/// (skipping its wrapper on every read and write), with the bytes hyper had
+/// already read past the handshake, which belong to the other side.
+fn unwrap_io(up: hyper::upgrade::Upgraded) -> (Box<dyn Io>, bytes::Bytes) {
+    match up.downcast::<TokioIo<tokio::net::TcpStream>>() {
+        Ok(parts) => (Box::new(parts.io.into_inner()), parts.read_buf),
+        Err(up) => (Box::new(TokioIo::new(up)), bytes::Bytes::new()),
+    }
+}
+
+/// Copies bytes both ways until either side closes.
+async fn splice(client: hyper::upgrade::Upgraded, upstream: hyper::upgrade::Upgraded) {
+    use tokio::io::AsyncWriteExt;
+    let (mut client, client_early) = unwrap_io(client);
+    let (mut upstream, upstream_early) = unwrap_io(upstream);
+    if upstream.write_all(&client_early).await.is_err()
+        || client.write_all(&upstream_early).await.is_err()
+    {
+        return;
+    }
+    let _ = tokio::io::copy_bidirectional(&mut client, &mut upstream).await;
 }
