@@ -392,13 +392,15 @@ class DirectTarget(Target):
 class GridTarget(Target):
     name = "grid"
 
-    def __init__(self, grid_bin: str, workdir: str, max_sessions: int):
+    def __init__(self, grid_bin: str, workdir: str, tmpdir: str, max_sessions: int):
         self.grid_bin = grid_bin
         self.workdir = workdir
         self.data_dir = os.path.join(workdir, "data")
-        self.tmpdir = os.path.join(workdir, "tmp")
+        # The grid's own TMPDIR. Kept short on purpose: Chromium puts its
+        # SingletonSocket below the temp dir it inherits, and a Unix socket path
+        # must fit in 107 bytes, so a long TMPDIR makes the browser exit at start.
+        self.tmpdir = tmpdir
         os.makedirs(self.data_dir)
-        os.makedirs(self.tmpdir)
         self.log_path = os.path.join(workdir, "gridiron.log")
         _LOGS.append(("gridiron", self.log_path))
         self.max_sessions = max_sessions
@@ -406,6 +408,7 @@ class GridTarget(Target):
         self.exit_status: int | None = None
         self.stop_s: float | None = None
         self.leaked: list[str] = []
+        self.leftover_tmp: list[str] = []
 
     def start(self, timeout: float) -> None:
         port = free_port()
@@ -454,6 +457,9 @@ class GridTarget(Target):
         for p, st in all_procs().items():
             if st["sid"] == pid and p != os.getpid():
                 kill_quietly(p, signal.SIGKILL)
+        # Whatever is still in the grid's TMPDIR was not cleaned up by the grid.
+        with contextlib.suppress(OSError):
+            self.leftover_tmp = sorted(os.listdir(self.tmpdir))
         self.proc = None
 
 
@@ -807,7 +813,8 @@ def build_report(args, env_info: dict, results: dict) -> tuple[str, dict]:
         gs = results.get("grid_shutdown") or {}
         w("")
         w(f"grid shutdown: exit status {gs.get('exit_status')} after SIGTERM "
-          f"({fmt(gs.get('stop_s'), 2)} s); leftover processes: {gs.get('leaked') or 'none'}")
+          f"({fmt(gs.get('stop_s'), 2)} s); leftover processes: {gs.get('leaked') or 'none'}; "
+          f"leftover entries in its TMPDIR: {gs.get('leftover_tmp') or 'none'}")
     else:
         w("")
         w("grid not measured (--direct-only); targets not evaluated")
@@ -857,6 +864,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--direct-only", action="store_true",
                    help="measure chromedriver only (no grid); for checking the harness")
     p.add_argument("--startup-timeout", type=float, default=60.0)
+    p.add_argument("--keep-temp", action="store_true",
+                   help="keep the temporary directory (process logs, grid data dir) for diagnosis")
     a = p.parse_args(argv)
     quick = a.quick
     defaults = {
@@ -890,7 +899,11 @@ def run(args: argparse.Namespace, stack: contextlib.ExitStack) -> int:
                          f"build it first with `cargo build --release` and/or pass --grid-bin / GRIDIRON_BIN")
 
     root = tempfile.mkdtemp(prefix="gridiron-bench-")
-    stack.callback(shutil.rmtree, root, ignore_errors=True)
+    if args.keep_temp:
+        stack.callback(log, f"kept temporary files (logs, grid data dir) in {root} "
+                            f"(grid TMPDIR: {tempfile.gettempdir()}/gb-*)")
+    else:
+        stack.callback(shutil.rmtree, root, ignore_errors=True)
 
     env_info = {
         "host": f"{platform.node()} {platform.system()} {platform.release()}",
@@ -910,7 +923,10 @@ def run(args: argparse.Namespace, stack: contextlib.ExitStack) -> int:
     sampler: RssSampler | None = None
     if not args.direct_only:
         os.makedirs(os.path.join(root, "grid"))
-        grid = GridTarget(args.grid_bin, os.path.join(root, "grid"), args.max_sessions)
+        grid_tmp = tempfile.mkdtemp(prefix="gb-")
+        if not args.keep_temp:
+            stack.callback(shutil.rmtree, grid_tmp, ignore_errors=True)
+        grid = GridTarget(args.grid_bin, os.path.join(root, "grid"), grid_tmp, args.max_sessions)
         stack.callback(grid.stop)
         log("starting gridiron ...")
         grid.start(args.startup_timeout)
@@ -967,7 +983,7 @@ def run(args: argparse.Namespace, stack: contextlib.ExitStack) -> int:
         }
         grid.stop()
         results["grid_shutdown"] = {"exit_status": grid.exit_status, "stop_s": grid.stop_s,
-                                    "leaked": grid.leaked}
+                                    "leaked": grid.leaked, "leftover_tmp": grid.leftover_tmp}
     direct.stop()
 
     env_info["loadavg_end"] = " ".join(f"{x:.2f}" for x in os.getloadavg())

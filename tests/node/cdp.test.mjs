@@ -119,3 +119,27 @@ test('forwarded host is used in se:cdp', async () => {
   const d = await request(grid.port, 'DELETE', `/session/${v.sessionId}`);
   assert.equal(d.status, 200);
 });
+
+test('several CDP connections to one WebDriver session at once', async () => {
+  const r = await request(grid.port, 'POST', '/session', {
+    body: JSON.stringify({ capabilities: { alwaysMatch: { browserName: 'chrome' } } }),
+    headers: { 'Content-Type': 'application/json' },
+  });
+  assert.equal(r.status, 200, r.body);
+  const v = JSON.parse(r.body).value;
+  const endpoint = v.capabilities['se:cdp'];
+  assert.equal(endpoint, `ws://127.0.0.1:${grid.port}/session/${v.sessionId}/se/cdp`);
+  const a = await puppeteer.connect({ browserWSEndpoint: endpoint });
+  const b = await puppeteer.connect({ browserWSEndpoint: endpoint });
+  const [pa, pb] = await Promise.all([a.newPage(), b.newPage()]);
+  await Promise.all([pa.goto(pages.url), pb.goto(pages.url)]);
+  assert.deepEqual(await Promise.all([pa.title(), pb.title()]), ['Gridiron page', 'Gridiron page']);
+  // Both see the same browser: each connection lists the other's page too.
+  assert.ok((await a.pages()).length >= 2);
+  await a.disconnect();
+  assert.equal(await pb.evaluate(() => 1 + 1), 2, 'closing one connection leaves the other working');
+  await b.disconnect();
+  const d = await request(grid.port, 'DELETE', `/session/${v.sessionId}`);
+  assert.equal(d.status, 200);
+  await idle();
+});
