@@ -208,14 +208,16 @@ def grid_hygiene(request):
         while True:
             busy, spares = g.split_processes()
             stale_dirs = _dirs_of_ended_sessions(g)
-            clean = not busy and len(spares) <= 1 and not stale_dirs
+            spare_kinds = [p.comm for p in spares]
+            doubled = sorted({k for k in spare_kinds if spare_kinds.count(k) > 1})
+            clean = not busy and not doubled and not stale_dirs
             if clean or time.monotonic() >= deadline:
                 break
             time.sleep(0.1)
         if busy:
             problems.append(f"grid {g.url}: session processes still alive after the test: {busy}")
-        if len(spares) > 1:
-            problems.append(f"grid {g.url}: more than one spare chromedriver: {spares}")
+        if doubled:
+            problems.append(f"grid {g.url}: more than one spare driver of a kind: {spares}")
         if stale_dirs:
             problems.append(f"grid {g.url}: files of ended sessions not removed: {stale_dirs}")
     if problems:

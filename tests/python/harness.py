@@ -92,6 +92,9 @@ class Proc:
     def is_chromedriver(self):
         return self.comm == "chromedriver"
 
+    def is_driver(self):
+        return self.comm.endswith("driver")
+
     def is_chromium(self):
         return self.comm == "chromium" or (bool(self.cmdline) and self.cmdline[0].startswith("/usr/lib/chromium/chromium"))
 
@@ -458,17 +461,21 @@ class Grid:
             return set()
 
     def split_processes(self):
-        """(session processes, spare chromedrivers) of this grid.
+        """(session processes, spare drivers) of this grid.
 
-        A spare is a pre-started chromedriver that no session owns yet: it has
-        no GRIDIRON_SESSION (or an id the store does not know) and no browser.
+        A spare is a pre-started driver (chromedriver, geckodriver...) that no
+        session owns yet: it has no GRIDIRON_SESSION, or an id the store does
+        not know and that no other process (no browser) shares.
         """
         procs = self.processes()
         known = self.known_session_ids()
-        with_browser = {p.session for p in procs if not p.is_chromedriver()}
+        per_session = {}
+        for p in procs:
+            per_session[p.session] = per_session.get(p.session, 0) + 1
         spares, busy = [], []
         for p in procs:
-            if p.is_chromedriver() and (not p.session or (p.session not in known and p.session not in with_browser)):
+            lone = not p.session or (p.session not in known and per_session[p.session] == 1)
+            if p.is_driver() and lone:
                 spares.append(p)
             else:
                 busy.append(p)
