@@ -32,14 +32,22 @@ pub struct Grid {
 impl Grid {
     /// Starts `gridiron standalone` with extra flags and waits until `/status` answers.
     pub fn start(extra: &[&str]) -> Grid {
-        let tmp = tempfile::tempdir().unwrap();
+        Self::start_in(tempfile::tempdir().unwrap(), extra)
+    }
+
+    /// Like [`Grid::start`], on a given data directory.
+    pub fn start_in(tmp: tempfile::TempDir, extra: &[&str]) -> Grid {
         let data_dir = tmp.path().canonicalize().unwrap();
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .unwrap()
             .local_addr()
             .unwrap()
             .port();
-        let log = std::fs::File::create(data_dir.join("grid.log")).unwrap();
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(data_dir.join("grid.log"))
+            .unwrap();
         let child = Command::new(env!("CARGO_BIN_EXE_gridiron"))
             .args([
                 "standalone",
@@ -97,6 +105,16 @@ impl Grid {
             .iter()
             .find(|p| comm(**p) == "chromedriver")
             .expect("the session has a chromedriver")
+    }
+
+    /// Kills the grid process alone with SIGKILL (its children are left to fend
+    /// for themselves) and hands back its data directory.
+    pub fn kill_hard(mut self) -> tempfile::TempDir {
+        let mut child = self.child.take().expect("running");
+        child.kill().unwrap();
+        child.wait().unwrap();
+        let tmp = std::mem::replace(&mut self._tmp, tempfile::tempdir().unwrap());
+        tmp
     }
 
     /// Sends SIGTERM and waits for the exit; returns whether it exited successfully.

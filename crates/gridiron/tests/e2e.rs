@@ -415,3 +415,59 @@ fn idle_sessions_end_and_report_why() {
         r#"{"idleTimeout":1.0,"name":"idle"}"#
     );
 }
+
+#[test]
+fn a_restart_after_kill_9_closes_records_and_kills_leftovers() {
+    let grid = Grid::start(&["--max-sessions", "1"]);
+    let (status, body) = grid.request("POST", "/session", Some(r#"{"capabilities":{}}"#));
+    assert_eq!(status, 200, "{body}");
+    let v: Value = serde_json::from_str(&body).unwrap();
+    let id = v["value"]["sessionId"].as_str().unwrap().to_string();
+    let data_dir = grid.data_dir.clone();
+    let tmp = grid.kill_hard();
+    // The driver dies with the grid (parent-death signal); the browser may linger.
+    assert_eq!(
+        grid_store(
+            &data_dir,
+            &format!("SELECT state FROM sessions WHERE id = '{id}'")
+        ),
+        "running"
+    );
+    let grid = Grid::start_in(tmp, &["--max-sessions", "1"]);
+    assert!(
+        common::processes_with_env(&format!("GRIDIRON_SESSION={id}")).is_empty(),
+        "leftovers of the killed grid are gone"
+    );
+    assert_eq!(
+        grid.store_value(&format!(
+            "SELECT state, end_reason FROM sessions WHERE id = '{id}'"
+        )),
+        "ended|shutdown"
+    );
+    let left = data_dir.join("sessions").join(&id);
+    assert!(
+        !left.exists(),
+        "{:?}\n{}",
+        std::fs::read_dir(&left).map(|d| d.flatten().map(|e| e.path()).collect::<Vec<_>>()),
+        grid.log()
+    );
+    // And the new grid works.
+    let (status, body) = grid.request("POST", "/session", Some(r#"{"capabilities":{}}"#));
+    assert_eq!(status, 200, "{body}");
+    let v: Value = serde_json::from_str(&body).unwrap();
+    let id2 = v["value"]["sessionId"].as_str().unwrap();
+    assert_eq!(
+        grid.request("DELETE", &format!("/session/{id2}"), None).0,
+        200
+    );
+}
+
+fn grid_store(data_dir: &std::path::Path, sql: &str) -> String {
+    let out = std::process::Command::new("python3")
+        .args(["-c", "import sqlite3,sys; c=sqlite3.connect('file:'+sys.argv[1]+'?mode=ro', uri=True); r=c.execute(sys.argv[2]).fetchone(); print('' if r is None else '|'.join(str(x) for x in r))"])
+        .arg(data_dir.join("gridiron.db"))
+        .arg(sql)
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}

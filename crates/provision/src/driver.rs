@@ -256,7 +256,10 @@ impl DriverProcess {
     /// the session directory.
     pub async fn shutdown(mut self) {
         self.kill();
-        crate::sweep::kill_with_env(ENV_SESSION, &self.session_id);
+        // Helpers outside the group (Chromium's crash handler) carry the session marker.
+        let id = self.session_id.clone();
+        let _ = tokio::task::spawn_blocking(move || crate::sweep::kill_with_env(ENV_SESSION, &id))
+            .await;
         let _ =
             tokio::time::timeout(Duration::from_secs(5), self.exit.wait_for(Option::is_some)).await;
         // Helpers that were mid-exit may still hold files for a moment.

@@ -38,12 +38,20 @@ pub fn kill_with_env(var: &str, value: &str) -> usize {
     kill_all(&processes_with_env(var, value))
 }
 
+/// SIGKILLs `pids` and waits (up to 2 s) until they are gone, so that their
+/// files can be removed without racing a process that is still exiting.
 fn kill_all(pids: &[i32]) -> usize {
     for &pid in pids {
         let _ = nix::sys::signal::kill(
             nix::unistd::Pid::from_raw(pid),
             nix::sys::signal::Signal::SIGKILL,
         );
+    }
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
+    while pids.iter().any(|&p| crate::driver::process_alive(p))
+        && std::time::Instant::now() < deadline
+    {
+        std::thread::sleep(std::time::Duration::from_millis(10));
     }
     pids.len()
 }
