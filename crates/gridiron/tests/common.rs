@@ -113,8 +113,7 @@ impl Grid {
         let mut child = self.child.take().expect("running");
         child.kill().unwrap();
         child.wait().unwrap();
-        let tmp = std::mem::replace(&mut self._tmp, tempfile::tempdir().unwrap());
-        tmp
+        std::mem::replace(&mut self._tmp, tempfile::tempdir().unwrap())
     }
 
     /// Sends SIGTERM and waits for the exit; returns whether it exited successfully.
