@@ -4,8 +4,12 @@
 //! [`conformance`] holds the test suite every implementation must pass.
 
 pub mod conformance;
+#[cfg(feature = "redis")]
+mod redis_store;
 mod sqlite;
 
+#[cfg(feature = "redis")]
+pub use redis_store::RedisStore;
 pub use sqlite::SqliteStore;
 
 use async_trait::async_trait;

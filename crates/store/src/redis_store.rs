@@ -1,0 +1,253 @@
+//! The Redis store: session records shared by every process of a grid.
+//!
+//! Layout under a namespace `NS` (default `gridiron`):
+//! `NS:session:ID` a hash per session, `NS:sessions` a sorted set of ids by
+//! creation time, `NS:unfinished` the set of ids not yet ended. Conditional
+//! updates run as Lua scripts so they are atomic across processes.
+
+use crate::{NewSession, SessionRecord, Store, StoreError, StoreResult};
+use async_trait::async_trait;
+use gridiron_domain::EndReason;
+use redis::aio::ConnectionManager;
+use redis::{AsyncCommands, Script};
+use serde_json::Value;
+use std::collections::HashMap;
+
+/// Session records in Redis.
+#[derive(Clone)]
+pub struct RedisStore {
+    conn: ConnectionManager,
+    ns: String,
+}
+
+fn err(op: &'static str) -> impl Fn(redis::RedisError) -> StoreError {
+    move |e| StoreError {
+        op,
+        message: e.to_string(),
+    }
+}
+
+// Moves a session forward only from the given states: KEYS[1] the hash,
+// ARGV[1] new state, ARGV[2] comma-separated allowed states, then field/value pairs.
+const ADVANCE: &str = r#"
+local state = redis.call('HGET', KEYS[1], 'state')
+if not state then return 0 end
+local allowed = false
+for s in string.gmatch(ARGV[2], '[^,]+') do
+  if s == state then allowed = true end
+end
+if not allowed then return 0 end
+redis.call('HSET', KEYS[1], 'state', ARGV[1])
+for i = 3, #ARGV, 2 do
+  redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1])
+end
+return 1
+"#;
+
+// Ends a session unless it already ended: KEYS[1] hash, KEYS[2] unfinished set,
+// ARGV[1] id, ARGV[2] reason, ARGV[3] ended_at, ARGV[4] command count ('' keeps it).
+const END: &str = r#"
+local state = redis.call('HGET', KEYS[1], 'state')
+if not state or state == 'ended' then return 0 end
+redis.call('HSET', KEYS[1], 'state', 'ended', 'end_reason', ARGV[2], 'ended_at', ARGV[3])
+if ARGV[4] ~= '' then redis.call('HSET', KEYS[1], 'command_count', ARGV[4]) end
+redis.call('SREM', KEYS[2], ARGV[1])
+return 1
+"#;
+
+impl RedisStore {
+    /// Connects to `url` (`redis://host:port/db`); keys live under `namespace`.
+    /// The connection reconnects by itself after Redis restarts.
+    pub async fn connect(url: &str, namespace: &str) -> StoreResult<Self> {
+        let client = redis::Client::open(url).map_err(err("connect"))?;
+        let conn = ConnectionManager::new(client)
+            .await
+            .map_err(err("connect"))?;
+        Ok(RedisStore {
+            conn,
+            ns: namespace.to_string(),
+        })
+    }
+
+    fn key(&self, id: &str) -> String {
+        format!("{}:session:{id}", self.ns)
+    }
+
+    fn index(&self) -> String {
+        format!("{}:sessions", self.ns)
+    }
+
+    fn unfinished(&self) -> String {
+        format!("{}:unfinished", self.ns)
+    }
+
+    async fn advance(
+        &self,
+        op: &'static str,
+        id: &str,
+        to: &str,
+        from: &str,
+        fields: &[(&str, String)],
+    ) -> StoreResult<()> {
+        let script = Script::new(ADVANCE);
+        let mut inv = script.key(self.key(id));
+        inv.arg(to).arg(from);
+        for (k, v) in fields {
+            inv.arg(*k).arg(v);
+        }
+        let _: i64 = inv
+            .invoke_async(&mut self.conn.clone())
+            .await
+            .map_err(err(op))?;
+        Ok(())
+    }
+
+    async fn end(
+        &self,
+        op: &'static str,
+        id: &str,
+        reason: EndReason,
+        ended_at: i64,
+        commands: Option<u64>,
+    ) -> StoreResult<bool> {
+        let n: i64 = Script::new(END)
+            .key(self.key(id))
+            .key(self.unfinished())
+            .arg(id)
+            .arg(reason.as_str())
+            .arg(ended_at)
+            .arg(commands.map(|c| c.to_string()).unwrap_or_default())
+            .invoke_async(&mut self.conn.clone())
+            .await
+            .map_err(err(op))?;
+        Ok(n == 1)
+    }
+}
+
+fn record(h: HashMap<String, String>) -> Option<SessionRecord> {
+    let json = |k: &str| {
+        h.get(k)
+            .and_then(|s| serde_json::from_str(s).ok())
+            .unwrap_or(Value::Null)
+    };
+    let int = |k: &str| h.get(k).and_then(|s| s.parse::<i64>().ok());
+    Some(SessionRecord {
+        id: h.get("id")?.clone(),
+        state: h.get("state")?.clone(),
+        browser: h.get("browser").cloned().unwrap_or_default(),
+        requested_caps: json("requested_caps"),
+        granted_caps: json("granted_caps"),
+        grid_options: json("grid_options"),
+        created_at: int("created_at").unwrap_or(0),
+        started_at: int("started_at"),
+        ended_at: int("ended_at"),
+        end_reason: h.get("end_reason").and_then(|r| EndReason::parse(r)),
+        command_count: int("command_count").unwrap_or(0).max(0) as u64,
+    })
+}
+
+#[async_trait]
+impl Store for RedisStore {
+    async fn insert(&self, s: NewSession, queued: bool) -> StoreResult<()> {
+        let key = self.key(&s.id);
+        let fields = [
+            ("id", s.id.clone()),
+            (
+                "state",
+                if queued { "queued" } else { "provisioning" }.to_string(),
+            ),
+            ("browser", s.browser.clone()),
+            ("requested_caps", s.requested_caps.to_string()),
+            ("grid_options", s.grid_options.to_string()),
+            ("created_at", s.created_at.to_string()),
+            ("command_count", "0".to_string()),
+        ];
+        redis::pipe()
+            .atomic()
+            .hset_multiple(&key, &fields)
+            .zadd(self.index(), &s.id, s.created_at)
+            .sadd(self.unfinished(), &s.id)
+            .exec_async(&mut self.conn.clone())
+            .await
+            .map_err(err("insert"))
+    }
+
+    async fn mark_provisioning(&self, id: &str) -> StoreResult<()> {
+        self.advance("mark_provisioning", id, "provisioning", "queued", &[])
+            .await
+    }
+
+    async fn mark_running(&self, id: &str, granted: Value, started_at: i64) -> StoreResult<()> {
+        self.advance(
+            "mark_running",
+            id,
+            "running",
+            "queued,provisioning",
+            &[
+                ("granted_caps", granted.to_string()),
+                ("started_at", started_at.to_string()),
+            ],
+        )
+        .await
+    }
+
+    async fn mark_ended(
+        &self,
+        id: &str,
+        reason: EndReason,
+        ended_at: i64,
+        command_count: u64,
+    ) -> StoreResult<()> {
+        self.end("mark_ended", id, reason, ended_at, Some(command_count))
+            .await
+            .map(drop)
+    }
+
+    async fn get(&self, id: &str) -> StoreResult<Option<SessionRecord>> {
+        let h: HashMap<String, String> = self
+            .conn
+            .clone()
+            .hgetall(self.key(id))
+            .await
+            .map_err(err("get"))?;
+        Ok(record(h))
+    }
+
+    async fn list(&self, limit: usize) -> StoreResult<Vec<SessionRecord>> {
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        let ids: Vec<String> = self
+            .conn
+            .clone()
+            .zrevrange(self.index(), 0, limit as isize - 1)
+            .await
+            .map_err(err("list"))?;
+        let mut out = Vec::with_capacity(ids.len());
+        for id in ids {
+            if let Some(r) = self.get(&id).await? {
+                out.push(r);
+            }
+        }
+        Ok(out)
+    }
+
+    async fn close_unfinished(&self, reason: EndReason, ended_at: i64) -> StoreResult<usize> {
+        let ids: Vec<String> = self
+            .conn
+            .clone()
+            .smembers(self.unfinished())
+            .await
+            .map_err(err("close_unfinished"))?;
+        let mut closed = 0;
+        for id in ids {
+            if self
+                .end("close_unfinished", &id, reason, ended_at, None)
+                .await?
+            {
+                closed += 1;
+            }
+        }
+        Ok(closed)
+    }
+}
