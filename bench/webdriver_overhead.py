@@ -392,8 +392,10 @@ class DirectTarget(Target):
 class GridTarget(Target):
     name = "grid"
 
-    def __init__(self, grid_bin: str, workdir: str, tmpdir: str, max_sessions: int):
+    def __init__(self, grid_bin: str, workdir: str, tmpdir: str, max_sessions: int,
+                 extra_args: list[str] | None = None):
         self.grid_bin = grid_bin
+        self.extra_args = list(extra_args or [])
         self.workdir = workdir
         self.data_dir = os.path.join(workdir, "data")
         # The grid's own TMPDIR. Kept short on purpose: Chromium puts its
@@ -416,6 +418,7 @@ class GridTarget(Target):
         env = dict(os.environ, TMPDIR=self.tmpdir)
         cmd = [self.grid_bin, "standalone", "--host", "127.0.0.1", "--port", str(port),
                "--data-dir", self.data_dir, "--max-sessions", str(self.max_sessions)]
+        cmd += self.extra_args
         with open(self.log_path, "wb") as logf:
             self.proc = subprocess.Popen(
                 cmd, stdin=subprocess.DEVNULL, stdout=logf, stderr=subprocess.STDOUT,
@@ -734,6 +737,8 @@ def build_report(args, env_info: dict, results: dict) -> tuple[str, dict]:
     w(f"  {'config':<14} sessions={cfg['sessions']}  commands={cfg['iterations']} per target "
       f"({cfg['blocks']} interleaved blocks of {cfg['per_block']}, warm-up {cfg['warmup']})  "
       f"parallel={cfg['parallel_clients']}x{cfg['parallel_commands']} x{cfg['parallel_rounds']} round(s)")
+    if cfg.get("grid_extra_args"):
+        w(f"  {'grid args':<14} {' '.join(cfg['grid_extra_args'])}")
     w("")
     hdr = f"{'metric':<34}{'direct':>11}{'grid':>11}{'grid-direct':>13}{'grid/direct':>13}"
     w(hdr)
@@ -839,31 +844,33 @@ def build_report(args, env_info: dict, results: dict) -> tuple[str, dict]:
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--grid-bin", default=os.environ.get("GRIDIRON_BIN", DEFAULT_GRID_BIN),
-                   help="gridiron binary (env GRIDIRON_BIN); use a release build")
-    p.add_argument("--chromedriver", default=DEFAULT_CHROMEDRIVER)
+                   help=f"gridiron binary, a release build (env GRIDIRON_BIN; default {DEFAULT_GRID_BIN})")
+    p.add_argument("--chromedriver", default=DEFAULT_CHROMEDRIVER, help=f"default {DEFAULT_CHROMEDRIVER}")
     p.add_argument("--chromium", default=DEFAULT_CHROMIUM,
-                   help="browser binary passed to the direct chromedriver")
+                   help=f"browser binary passed to the direct chromedriver (default {DEFAULT_CHROMIUM})")
     p.add_argument("--sessions", type=int, default=None, help="sequential sessions per target (default 15)")
     p.add_argument("--iterations", type=int, default=None,
                    help="measured round trips per command per target (default 2000)")
     p.add_argument("--blocks", type=int, default=None,
                    help="interleaved direct/grid blocks the iterations are split into (default 10)")
     p.add_argument("--warmup", type=int, default=None, help="warm-up round trips per command (default 200)")
-    p.add_argument("--parallel-clients", type=int, default=4)
+    p.add_argument("--parallel-clients", type=int, default=4, help="(default 4)")
     p.add_argument("--parallel-commands", type=int, default=None,
                    help="title commands per parallel client (default 200)")
     p.add_argument("--parallel-rounds", type=int, default=None,
                    help="parallel rounds per target, median reported (default 3)")
-    p.add_argument("--max-sessions", type=int, default=4, help="--max-sessions passed to the grid")
+    p.add_argument("--max-sessions", type=int, default=4, help="--max-sessions passed to the grid (default 4)")
+    p.add_argument("--grid-arg", action="append", default=[], metavar="ARG",
+                   help="extra argument for `gridiron standalone` (repeatable), e.g. --grid-arg=--no-prewarm")
     p.add_argument("--quick", action="store_true", help="few iterations; a smoke run")
     p.add_argument("--json", nargs="?", const="-", default=None, metavar="PATH",
                    help="also emit machine-readable results: to stdout after the table, or to PATH")
     p.add_argument("--direct-only", action="store_true",
                    help="measure chromedriver only (no grid); for checking the harness")
-    p.add_argument("--startup-timeout", type=float, default=60.0)
+    p.add_argument("--startup-timeout", type=float, default=60.0,
+                   help="seconds to wait for GET /status to report ready (default 60)")
     p.add_argument("--keep-temp", action="store_true",
                    help="keep the temporary directory (process logs, grid data dir) for diagnosis")
     a = p.parse_args(argv)
@@ -924,9 +931,13 @@ def run(args: argparse.Namespace, stack: contextlib.ExitStack) -> int:
     if not args.direct_only:
         os.makedirs(os.path.join(root, "grid"))
         grid_tmp = tempfile.mkdtemp(prefix="gb-")
+        if len(grid_tmp) > 32:
+            log(f"warning: the grid's TMPDIR {grid_tmp} is long; Chromium may fail to start "
+                f"(SingletonSocket path limit). Set TMPDIR=/tmp for this script.")
         if not args.keep_temp:
             stack.callback(shutil.rmtree, grid_tmp, ignore_errors=True)
-        grid = GridTarget(args.grid_bin, os.path.join(root, "grid"), grid_tmp, args.max_sessions)
+        grid = GridTarget(args.grid_bin, os.path.join(root, "grid"), grid_tmp, args.max_sessions,
+                          args.grid_arg)
         stack.callback(grid.stop)
         log("starting gridiron ...")
         grid.start(args.startup_timeout)
@@ -958,7 +969,8 @@ def run(args: argparse.Namespace, stack: contextlib.ExitStack) -> int:
         "quick": args.quick, "sessions": args.sessions, "iterations": args.iterations,
         "blocks": args.blocks, "warmup": args.warmup, "parallel_clients": args.parallel_clients,
         "parallel_commands": args.parallel_commands, "parallel_rounds": args.parallel_rounds,
-        "grid_max_sessions": args.max_sessions, "page_url": PAGE_URL,
+        "grid_max_sessions": args.max_sessions, "grid_extra_args": args.grid_arg,
+        "page_url": PAGE_URL,
         "direct_capabilities_args": CHROME_ARGS + ["--user-data-dir=<fresh temp dir>"],
     }
 

@@ -12,7 +12,10 @@ all. At the end of the run no new chromium temp dir may remain in /tmp.
 
 import contextlib
 import glob
+import os
+import shutil
 import signal
+import tempfile
 import time
 
 import pytest
@@ -82,7 +85,7 @@ def pytest_runtest_makereport(item, call):
         if g.log_size() <= start and id(g) in marks:
             continue
         text = g.log_text(offset=start)
-        header = f"grid {g.url} data dir {g.data_dir}\n$ {' '.join(g.command_line())}\n"
+        header = f"grid {g.url} data dir {g.data_dir}\n"
         rep.sections.append((f"grid stderr ({rep.when}) {g.url}", header + text))
 
 
@@ -116,7 +119,13 @@ def grid_binary():
             f"({harness.DEFAULT_BIN} or $CARGO_TARGET_DIR/debug/gridiron)",
             pytrace=False,
         )
-    return path
+    # Run a private copy so a rebuild during the run cannot swap the binary
+    # between (or under) tests.
+    workdir = tempfile.mkdtemp(prefix="gridiron-bin-")
+    copy = os.path.join(workdir, "gridiron")
+    shutil.copy2(path, copy)
+    yield copy
+    shutil.rmtree(workdir, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

@@ -382,7 +382,7 @@ class Grid:
     def remote(self, path="", grid_options=None, browser_name=None, timeout=90):
         """A selenium Remote driver through this grid (plain ChromeOptions)."""
         url = self.url + path
-        options = ChromeOptions()
+        options = webdriver.FirefoxOptions() if browser_name == "firefox" else ChromeOptions()
         if browser_name:
             options.set_capability("browserName", browser_name)
         if grid_options is not None:

@@ -14,9 +14,10 @@ GRID_OPTIONS = {"max_sessions": 2, "queue_timeout": 60}
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
-@pytest.fixture
-def driver(grid, drivers):
-    d = grid.remote()
+@pytest.fixture(params=["chrome", "firefox"])
+def driver(request, grid, drivers):
+    """The classic suite runs on every browser the grid offers."""
+    d = grid.remote(browser_name=request.param)
     drivers.append(d)
     return d
 

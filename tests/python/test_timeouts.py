@@ -70,29 +70,33 @@ def test_session_timeout_option_limits_duration(grid, drivers, pages):
 
 @pytest.mark.deadline(60)
 def test_grid_wide_idle_and_session_timeouts(make_grid, drivers, pages):
-    g = make_grid(max_sessions=2, idle_timeout=2, session_timeout=5, queue_timeout=30)
-    idle = g.remote()
-    drivers.append(idle)
+    g = make_grid(max_sessions=2, idle_timeout=2, session_timeout=6, queue_timeout=30)
+
+    # A busy session: a command every 0.5s until --session-timeout ends it.
     busy = g.remote()
     drivers.append(busy)
-    idle.get(pages.url("/index.html"))
-    busy.get(pages.url("/index.html"))
-
+    busy_created = time.monotonic()
     outcome = {}
 
     def keep_busy():
-        outcome["busy"] = poll_until_error(busy, limit=15)
+        outcome["busy"] = poll_until_error(busy, limit=20)
 
     t = threading.Thread(target=keep_busy, daemon=True)
     t.start()
-    g.wait_ended(idle.session_id, reason="idle_timeout", timeout=6)
-    t.join(timeout=20)
+
+    # An idle session: nothing after creation, so --idle-timeout ends it.
+    idle = g.remote()
+    drivers.append(idle)
+    g.wait_ended(idle.session_id, reason="idle_timeout", timeout=8)
+
+    t.join(timeout=25)
     assert not t.is_alive()
-    error, elapsed = outcome["busy"]
+    error, _ = outcome["busy"]
+    lived = time.monotonic() - busy_created
     assert isinstance(error, InvalidSessionIdException), repr(error)
-    assert elapsed <= 8, f"busy session ended after {elapsed:.1f}s"
+    assert lived <= 10, f"busy session ended after {lived:.1f}s (session timeout 6s)"
     row = g.wait_ended(busy.session_id, reason="max_duration")
-    assert row["ended_at"] - row["created_at"] >= 4900, row
+    assert row["ended_at"] - row["created_at"] >= 5900, row
 
     with pytest.raises(InvalidSessionIdException):
         idle.title

@@ -89,8 +89,15 @@ pub fn parse_new_session(body: &Value) -> Result<CapabilityRequest, GridError> {
             )))
         }
         (None, Some(Value::Object(d))) => {
+            // JSON-wire clients: keep what W3C knows (and vendor keys), drop the rest
+            // (`version`, `platform`, `javascriptEnabled`, ...).
+            let kept: Map<String, Value> = d
+                .iter()
+                .filter(|(k, _)| STANDARD_KEYS.contains(&k.as_str()) || k.contains(':'))
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect();
             let mut c = Map::new();
-            c.insert("alwaysMatch".into(), Value::Object(d.clone()));
+            c.insert("alwaysMatch".into(), Value::Object(kept));
             c
         }
         _ => {
@@ -101,7 +108,7 @@ pub fn parse_new_session(body: &Value) -> Result<CapabilityRequest, GridError> {
     };
     let always_match = match caps.get("alwaysMatch") {
         None | Some(Value::Null) => Map::new(),
-        Some(Value::Object(m)) => m.clone(),
+        Some(Value::Object(m)) => without_nulls(m),
         Some(other) => {
             return Err(GridError::invalid_argument(format!(
                 "'alwaysMatch' must be an object, got {}",
@@ -123,6 +130,7 @@ pub fn parse_new_session(body: &Value) -> Result<CapabilityRequest, GridError> {
                 let m = entry.as_object().ok_or_else(|| {
                     GridError::invalid_argument(format!("firstMatch[{i}] must be an object"))
                 })?;
+                let m = &without_nulls(m);
                 validate(m, &format!("firstMatch[{i}]"))?;
                 if let Some(k) = m.keys().find(|k| always_match.contains_key(*k)) {
                     return Err(GridError::invalid_argument(format!(
@@ -144,6 +152,14 @@ pub fn parse_new_session(body: &Value) -> Result<CapabilityRequest, GridError> {
         always_match,
         first_match,
     })
+}
+
+/// W3C: a capability whose value is null is treated as absent.
+fn without_nulls(m: &Map<String, Value>) -> Map<String, Value> {
+    m.iter()
+        .filter(|(_, v)| !v.is_null())
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect()
 }
 
 fn type_name(v: &Value) -> &'static str {
@@ -302,8 +318,10 @@ pub fn driver_capabilities(
         "browserName".into(),
         Value::String(s.kind.driver_browser_name().into()),
     );
-    // The driver reports its own version; a prefix like "156" would make it refuse.
+    // Matched by the grid already; drivers compare these exactly and would refuse
+    // a prefix like "156" or a platform spelled "LINUX" or "any".
     caps.remove("browserVersion");
+    caps.remove("platformName");
     match s.kind {
         BrowserKind::Chromium => {
             let opts = vendor_object(&mut caps, "goog:chromeOptions");
@@ -499,8 +517,25 @@ mod tests {
 
     #[test]
     fn legacy_desired_capabilities_are_accepted() {
-        let r = req(json!({"desiredCapabilities": {"browserName": "chrome"}})).unwrap();
+        let r = req(json!({"desiredCapabilities": {
+            "browserName": "chrome", "version": "", "platform": "ANY", "javascriptEnabled": true,
+            "goog:chromeOptions": {}
+        }}))
+        .unwrap();
         assert_eq!(r.always_match["browserName"], json!("chrome"));
+        assert!(r.always_match.contains_key("goog:chromeOptions"));
+        assert!(!r.always_match.contains_key("platform"));
+    }
+
+    #[test]
+    fn null_capabilities_are_absent() {
+        let r = req(json!({"capabilities": {
+            "alwaysMatch": {"platformName": null},
+            "firstMatch": [{"platformName": "linux", "browserName": null}]
+        }}))
+        .unwrap();
+        assert!(!r.always_match.contains_key("platformName"));
+        assert_eq!(r.first_match[0].len(), 1);
     }
 
     #[test]
@@ -543,6 +578,7 @@ mod tests {
         let merged = json!({
             "browserName": "chromium",
             "browserVersion": "156",
+            "platformName": "ANY",
             "gridiron:options": {"name": "t"},
             "goog:chromeOptions": {"args": ["--window-size=800,600"]}
         });
@@ -553,6 +589,7 @@ mod tests {
         let caps = driver_capabilities(merged.as_object().unwrap(), &chromium(), &d);
         assert!(!caps.contains_key(GRID_OPTIONS_KEY));
         assert!(!caps.contains_key("browserVersion"));
+        assert!(!caps.contains_key("platformName"));
         assert_eq!(caps["browserName"], json!("chrome"));
         let opts = &caps["goog:chromeOptions"];
         assert_eq!(opts["binary"], json!("/usr/bin/chromium"));

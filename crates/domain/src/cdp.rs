@@ -3,7 +3,6 @@
 
 use crate::error::GridError;
 use crate::options::GridOptions;
-use std::time::Duration;
 
 /// A request for a bare Chromium driven over CDP.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -27,8 +26,7 @@ pub fn parse_query(params: &[(String, String)]) -> Result<CdpRequest, GridError>
     let secs = |k: &str, v: &str| {
         v.parse::<f64>()
             .ok()
-            .filter(|s| s.is_finite() && *s > 0.0)
-            .map(Duration::from_secs_f64)
+            .and_then(crate::options::positive_seconds)
             .ok_or_else(|| bad(k, v))
     };
     for (k, v) in params {
@@ -87,6 +85,7 @@ pub fn parse_query(params: &[(String, String)]) -> Result<CdpRequest, GridError>
 mod tests {
     use super::*;
     use crate::ErrorCode;
+    use std::time::Duration;
 
     fn q(pairs: &[(&str, &str)]) -> Result<CdpRequest, GridError> {
         let v: Vec<(String, String)> = pairs
@@ -137,6 +136,7 @@ mod tests {
         for bad in [
             ("headless", "maybe"),
             ("idleTimeout", "-1"),
+            ("sessionTimeout", "1e300"),
             ("arg", "rm -rf"),
             ("windowSize", "big"),
             ("bogus", "1"),

@@ -93,7 +93,11 @@ impl GridOptions {
 }
 
 fn seconds(v: &Value) -> Option<Duration> {
-    let s = v.as_f64()?;
+    positive_seconds(v.as_f64()?)
+}
+
+/// A timeout in seconds, if it is positive and not absurdly large (< 1e9 s).
+pub fn positive_seconds(s: f64) -> Option<Duration> {
     (s.is_finite() && s > 0.0 && s < 1e9).then(|| Duration::from_secs_f64(s))
 }
 

@@ -32,6 +32,13 @@ pub async fn serve(
     let listener = listener.tap_io(|tcp| {
         // Small request/response pairs: never wait for Nagle.
         let _ = tcp.set_nodelay(true);
+        // A client machine that vanishes without closing its sockets is noticed
+        // (and its commands and tunnels dropped) within about a minute.
+        let keepalive = socket2::TcpKeepalive::new()
+            .with_time(std::time::Duration::from_secs(30))
+            .with_interval(std::time::Duration::from_secs(10))
+            .with_retries(3);
+        let _ = socket2::SockRef::from(&*tcp).set_tcp_keepalive(&keepalive);
     });
     let app = router(manager.clone());
     let (stopped_tx, stopped_rx) = tokio::sync::watch::channel(false);

@@ -26,7 +26,7 @@ use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use serde_json::{json, Value};
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock, Weak};
 use std::time::Duration;
 use tokio::sync::oneshot;
@@ -49,6 +49,24 @@ pub struct Manager {
     pub client: DriverClient,
     shutting_down: AtomicBool,
     shut_down: AtomicBool,
+    /// Sessions being started right now; shutdown waits for them.
+    starting: Arc<AtomicUsize>,
+}
+
+/// Counts a session start for as long as it lives.
+struct Starting(Arc<AtomicUsize>);
+
+impl Starting {
+    fn new(counter: &Arc<AtomicUsize>) -> Self {
+        counter.fetch_add(1, Ordering::SeqCst);
+        Starting(counter.clone())
+    }
+}
+
+impl Drop for Starting {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
 impl Manager {
@@ -79,6 +97,7 @@ impl Manager {
             client,
             shutting_down: AtomicBool::new(false),
             shut_down: AtomicBool::new(false),
+            starting: Arc::default(),
         });
         tokio::spawn(watch_timeouts(Arc::downgrade(&m)));
         m
@@ -113,6 +132,11 @@ impl Manager {
         }
     }
 
+    /// Whether the store knows this session as ended.
+    pub async fn has_ended(&self, id: &str) -> bool {
+        matches!(self.store.get(id).await, Ok(Some(r)) if r.end_reason.is_some())
+    }
+
     /// Handles `POST /session`: validates, waits for a slot, starts the driver,
     /// and returns the W3C response body.
     pub async fn new_session(
@@ -125,18 +149,41 @@ impl Manager {
         let request = parse_new_session(&body)?;
         let selection = select(&request, &self.catalog)?;
         let options = GridOptions::from_capabilities(&selection.merged)?;
+        let requested = body.get("capabilities").cloned().unwrap_or(body);
+        let mut waiting = QueuedRequest {
+            m: self.clone(),
+            browser: self.catalog[selection.stereotype]
+                .kind
+                .driver_browser_name(),
+            requested: requested.clone(),
+            options: options.to_json(),
+            since: now_ms(),
+            queued: false,
+        };
         let permit = self
             .slots
             .acquire(self.config.queue_timeout, |position| {
+                waiting.queued = true;
                 info!(position, "new session request queued")
             })
-            .await
-            .map_err(|e| self.no_slot_error(e))?;
+            .await;
+        let permit = match permit {
+            Ok(p) => {
+                waiting.queued = false;
+                p
+            }
+            Err(e) => {
+                if e == NoSlot::TimedOut {
+                    waiting.record(EndReason::QueueTimeout);
+                }
+                waiting.queued = false;
+                return Err(self.no_slot_error(e));
+            }
+        };
         // Starting runs in its own task so a client that leaves mid-start
         // cannot cancel it half-way; the task tears down what it cannot hand over.
         let (tx, rx) = oneshot::channel();
         let me = self.clone();
-        let requested = body.get("capabilities").cloned().unwrap_or(body);
         tokio::spawn(async move {
             me.provision(permit, selection, options, requested, public_base, tx)
                 .await;
@@ -176,6 +223,7 @@ impl Manager {
         public_base: String,
         reply: oneshot::Sender<Result<Value, GridError>>,
     ) {
+        let _starting = Starting::new(&self.starting);
         let stereotype = &self.catalog[selection.stereotype];
         let browser = stereotype.kind.driver_browser_name().to_string();
         let driver = match self.provisioner.start(selection.stereotype).await {
@@ -226,9 +274,12 @@ impl Manager {
                 self.config.new_session_timeout
             ))
         });
-        let (driver_sid, mut value) = match answer.and_then(|(status, v)| granted(status, v)) {
+        let answer = answer
+            .map_err(|e| (e, false))
+            .and_then(|(status, v)| granted(status, v));
+        let (driver_sid, mut value) = match answer {
             Ok(ok) => ok,
-            Err(msg) => {
+            Err((msg, bad_argument)) => {
                 let output = driver.recent_output();
                 driver.shutdown().await;
                 drop(permit);
@@ -244,7 +295,13 @@ impl Manager {
                 } else {
                     format!("{msg}; driver output: {output}")
                 };
-                let _ = reply.send(Err(GridError::not_created(
+                let code = if bad_argument {
+                    ErrorCode::InvalidArgument
+                } else {
+                    ErrorCode::SessionNotCreated
+                };
+                let _ = reply.send(Err(GridError::new(
+                    code,
                     Origin::Driver,
                     format!("the {browser} driver could not start a session: {detail}"),
                 )));
@@ -368,6 +425,7 @@ impl Manager {
         install: usize,
         request: CdpRequest,
     ) -> Result<Arc<Session>, GridError> {
+        let _starting = Starting::new(&self.starting);
         let headless = request.headless.unwrap_or(self.config.headless);
         let browser = self
             .provisioner
@@ -470,9 +528,9 @@ impl Manager {
 
     /// Ends a session: stops its processes, returns its slot, records why.
     /// Only the first call for a session does anything.
-    pub async fn end(&self, id: &str, reason: EndReason) {
+    pub async fn end(self: &Arc<Self>, id: &str, reason: EndReason) {
         if let Some(session) = self.begin_end(id, reason) {
-            self.finish_end(&session, reason).await;
+            self.finish_end(session, reason).await;
         }
     }
 
@@ -492,41 +550,52 @@ impl Manager {
     }
 
     /// Second half of ending: stops the processes, returns the slot, records it.
-    pub async fn finish_end(&self, session: &Session, reason: EndReason) {
-        if let Some((driver, permit)) = session.take_resources() {
-            driver.shutdown().await;
-            drop(permit);
-        }
-        session.apply(SessionEvent::CleanedUp);
-        let commands = session.command_count();
-        self.record(
-            "mark_ended",
-            self.store
-                .mark_ended(&session.id, reason, now_ms(), commands)
-                .await,
-        );
-        info!(session = %session.id, reason = reason.as_str(), commands, "session ended");
+    /// Runs in a task of its own, so a caller that is cancelled (its client hung
+    /// up) cannot leave a session half ended.
+    pub async fn finish_end(self: &Arc<Self>, session: Arc<Session>, reason: EndReason) {
+        let m = self.clone();
+        let _ = tokio::spawn(async move {
+            if let Some((driver, permit)) = session.take_resources() {
+                driver.shutdown().await;
+                drop(permit);
+            }
+            session.apply(SessionEvent::CleanedUp);
+            let commands = session.command_count();
+            m.record(
+                "mark_ended",
+                m.store
+                    .mark_ended(&session.id, reason, now_ms(), commands)
+                    .await,
+            );
+            info!(session = %session.id, reason = reason.as_str(), commands, "session ended");
+        })
+        .await;
     }
 
-    /// Ends the session if its browser process has died.
-    pub async fn check_browser(&self, session: &Session) {
-        if session.driver_pid > 0 && !gridiron_provision::process_alive(session.driver_pid) {
-            self.end(&session.id, EndReason::DriverCrashed).await;
-            return;
+    /// Whether the session's driver or browser process has died. Reads one or
+    /// two `/proc` entries once the browser's pid is known.
+    pub fn browser_gone(&self, session: &Session) -> bool {
+        if !gridiron_provision::process_alive(session.driver_pid) {
+            return true;
         }
-        let pid = match session.browser_pid.get() {
-            Some(p) => *p,
-            None => match gridiron_provision::browser_pid(session.driver_pid) {
-                Some(p) => *session.browser_pid.get_or_init(|| Some(p)),
-                None => return,
-            },
-        };
-        if let Some(pid) = pid {
-            if !gridiron_provision::process_alive(pid) {
-                warn!(session = %session.id, pid, "browser process is gone");
-                self.end(&session.id, EndReason::DriverCrashed).await;
-            }
+        let pid = session
+            .browser_pid
+            .get_or_init(|| gridiron_provision::browser_pid(session.driver_pid));
+        pid.is_some_and(|p| !gridiron_provision::process_alive(p))
+    }
+
+    /// Ends the session as `reason` if its browser has died; `true` if it had.
+    pub async fn end_if_browser_gone(
+        self: &Arc<Self>,
+        session: &Session,
+        reason: EndReason,
+    ) -> bool {
+        if !self.browser_gone(session) {
+            return false;
         }
+        warn!(session = %session.id, reason = reason.as_str(), "browser process is gone");
+        self.end(&session.id, reason).await;
+        true
     }
 
     /// Whether [`Manager::shutdown`] has finished.
@@ -544,6 +613,12 @@ impl Manager {
             return;
         }
         self.slots.close();
+        // Starts already under way finish first (and end themselves, seeing the
+        // shutdown), so none is cut off half-way with processes running.
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+        while self.starting.load(Ordering::SeqCst) > 0 && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
         let mut ends = tokio::task::JoinSet::new();
         for s in self.all_sessions() {
             let m = self.clone();
@@ -625,24 +700,82 @@ impl Manager {
     }
 }
 
-/// Checks a driver's new-session answer; returns the driver's session id and the `value`.
-fn granted(status: u16, v: Value) -> Result<(String, Value), String> {
-    let value = v.get("value").cloned().unwrap_or(Value::Null);
-    match value.get("sessionId").and_then(Value::as_str) {
-        Some(sid) if status == 200 => Ok((sid.to_string(), value)),
-        _ => Err(value
-            .get("message")
-            .and_then(Value::as_str)
-            .map(str::to_string)
-            .unwrap_or_else(|| format!("driver answered status {status}: {v}"))),
+/// A request waiting in the queue. If it never gets a slot (it times out, or
+/// its client leaves and the request future is dropped), a record says so.
+struct QueuedRequest {
+    m: Arc<Manager>,
+    browser: &'static str,
+    requested: Value,
+    options: Value,
+    since: i64,
+    /// Still waiting in line (no slot yet, not refused).
+    queued: bool,
+}
+
+impl QueuedRequest {
+    /// Writes the record of a request that ended in the queue.
+    fn record(&mut self, reason: EndReason) {
+        self.queued = false;
+        let m = self.m.clone();
+        let new = NewSession {
+            id: uuid::Uuid::new_v4().simple().to_string(),
+            browser: self.browser.to_string(),
+            requested_caps: std::mem::take(&mut self.requested),
+            grid_options: std::mem::take(&mut self.options),
+            created_at: self.since,
+        };
+        info!(request = %new.id, reason = reason.as_str(), "queued request ended");
+        tokio::spawn(async move {
+            let id = new.id.clone();
+            m.record("insert", m.store.insert(new, true).await);
+            m.record(
+                "mark_ended",
+                m.store.mark_ended(&id, reason, now_ms(), 0).await,
+            );
+        });
     }
 }
 
-fn remove_session_dirs(dir: &std::path::Path) {
-    if let Ok(entries) = std::fs::read_dir(dir) {
-        for e in entries.flatten() {
-            let _ = std::fs::remove_dir_all(e.path());
+impl Drop for QueuedRequest {
+    fn drop(&mut self) {
+        if self.queued {
+            self.record(EndReason::ClientGone);
         }
+    }
+}
+
+/// Checks a driver's new-session answer; returns the driver's session id and
+/// the `value`, or the driver's message and whether it blamed the arguments.
+fn granted(status: u16, v: Value) -> Result<(String, Value), (String, bool)> {
+    let value = v.get("value").cloned().unwrap_or(Value::Null);
+    match value.get("sessionId").and_then(Value::as_str) {
+        Some(sid) if status == 200 => Ok((sid.to_string(), value)),
+        _ => Err((
+            value
+                .get("message")
+                .and_then(Value::as_str)
+                .map(str::to_string)
+                .unwrap_or_else(|| format!("driver answered status {status}: {v}")),
+            value.get("error").and_then(Value::as_str) == Some("invalid argument"),
+        )),
+    }
+}
+
+/// Removes every session directory; retries briefly, as a process killed a
+/// moment ago may still be writing its last files.
+fn remove_session_dirs(dir: &std::path::Path) {
+    for attempt in 0..5 {
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            return;
+        };
+        let mut left = false;
+        for e in entries.flatten() {
+            left |= std::fs::remove_dir_all(e.path()).is_err();
+        }
+        if !left {
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50 << attempt));
     }
 }
 
@@ -679,13 +812,16 @@ async fn watch_timeouts(m: Weak<Manager>) {
         tick.tick().await;
         let Some(m) = m.upgrade() else { return };
         for s in m.all_sessions() {
-            if let Some(reason) = s.timeout_due() {
-                info!(session = %s.id, reason = reason.as_str(), "session timed out");
-                let m = m.clone();
-                tokio::spawn(async move { m.end(&s.id, reason).await });
-            } else {
-                m.check_browser(&s).await;
-            }
+            let reason = match s.timeout_due() {
+                Some(r) => {
+                    info!(session = %s.id, reason = r.as_str(), "session timed out");
+                    r
+                }
+                None if m.browser_gone(&s) => EndReason::DriverCrashed,
+                None => continue,
+            };
+            let m = m.clone();
+            tokio::spawn(async move { m.end(&s.id, reason).await });
         }
     }
 }

@@ -7,7 +7,7 @@ use crate::http;
 use crate::manager::Manager;
 use crate::session::Session;
 use axum::body::Body;
-use axum::http::{header, HeaderMap, HeaderName, Request, Response, Uri};
+use axum::http::{header, HeaderMap, HeaderName, Method, Request, Response, Uri};
 use gridiron_domain::{EndReason, ErrorCode, GridError, Origin};
 use http_body_util::Limited;
 use std::sync::Arc;
@@ -87,6 +87,7 @@ pub async fn forward(
     *upstream.uri_mut() = uri;
     copy_headers(&parts.headers, upstream.headers_mut());
 
+    let closes_window = upstream.method() == Method::DELETE && rest == "/window";
     session.command_started();
     let result = {
         let _in_flight = InFlight(&session);
@@ -95,10 +96,21 @@ pub async fn forward(
     match result {
         Ok(resp) => {
             let (parts, body) = resp.into_parts();
-            if parts.status.is_client_error() || parts.status.is_server_error() {
+            if parts.status.is_server_error() {
                 // A dead browser shows up as a driver error first: end the session now
                 // so the next command fails fast with a clear reason.
-                m.check_browser(&session).await;
+                let (m, s) = (m.clone(), session.clone());
+                tokio::spawn(
+                    async move { m.end_if_browser_gone(&s, EndReason::DriverCrashed).await },
+                );
+            } else if closes_window && parts.status.is_success() {
+                // Closing the last window makes the driver close the browser: that is
+                // the client's doing, not a crash.
+                let (m, s) = (m.clone(), session.clone());
+                tokio::spawn(async move {
+                    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+                    m.end_if_browser_gone(&s, EndReason::Quit).await
+                });
             }
             let mut out = Response::new(Body::new(body));
             *out.status_mut() = parts.status;
@@ -106,7 +118,17 @@ pub async fn forward(
             out
         }
         Err(e) => {
-            m.check_browser(&session).await;
+            // The driver may have died a moment ago and not be reaped yet: give it
+            // a short while to show, so the client learns the session is gone.
+            for _ in 0..25 {
+                if m.end_if_browser_gone(&session, EndReason::DriverCrashed)
+                    .await
+                    || m.session(&session.id).is_none()
+                {
+                    break;
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            }
             if m.session(&session.id).is_none() {
                 return http::error(&m.unknown_session(&session.id).await);
             }
@@ -131,12 +153,20 @@ pub async fn quit(m: &Arc<Manager>, session: Arc<Session>, req: Request<Body>) -
     let Some(session) = m.begin_end(&session.id, EndReason::Quit) else {
         return http::error(&m.unknown_session(&session.id).await);
     };
-    let resp = forward(m, session.clone(), req, "").await;
-    m.finish_end(&session, EndReason::Quit).await;
-    if resp.status().is_success() {
-        resp
-    } else {
-        // The driver may already be gone; the session is ended either way.
-        http::ok(serde_json::Value::Null)
-    }
+    // Whatever happens to this request, the session is ended: the rest runs on its own.
+    let m = m.clone();
+    tokio::spawn(async move {
+        let resp = tokio::time::timeout(QUIT_TIMEOUT, forward(&m, session.clone(), req, "")).await;
+        m.finish_end(session, EndReason::Quit).await;
+        match resp {
+            Ok(r) if r.status().is_success() => r,
+            // The driver may be gone already; the session is ended either way.
+            _ => http::ok(serde_json::Value::Null),
+        }
+    })
+    .await
+    .unwrap_or_else(|_| http::ok(serde_json::Value::Null))
 }
+
+/// How long the driver may take to close its browser on quit.
+const QUIT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);

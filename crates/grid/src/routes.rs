@@ -3,14 +3,17 @@
 use crate::http::{self, GridErrorResponse};
 use crate::manager::Manager;
 use crate::proxy;
+use crate::session::Session;
 use crate::tunnel;
 use axum::body::Body;
-use axum::extract::{Query, State};
+use axum::extract::{RawQuery, State};
 use axum::http::{header, Method, Request, Response, StatusCode};
 use axum::routing::{any, get, post};
 use axum::Router;
 use gridiron_domain::public_url::RequestAddress;
+use gridiron_domain::EndReason;
 use gridiron_domain::{ErrorCode, GridError, Origin};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 /// The grid's router, with its W3C routes mounted at `/` and `/wd/hub`.
@@ -92,6 +95,11 @@ async fn session_command(State(m): State<Arc<Manager>>, req: Request<Body>) -> R
         return unknown_command().await;
     };
     let Some(session) = m.session(id) else {
+        if rest.is_empty() && req.method() == Method::DELETE && m.has_ended(id).await {
+            // Deleting a session that already ended (its browser closed with its last
+            // window, or it timed out) is what the client wanted anyway.
+            return http::ok(serde_json::Value::Null);
+        }
         return http::error(&m.unknown_session(id).await);
     };
     match rest {
@@ -120,10 +128,46 @@ async fn session_command(State(m): State<Arc<Manager>>, req: Request<Body>) -> R
     }
 }
 
+/// Keeps a session busy (never idle) while a tunnel of it is open.
+struct TunnelBusy(Arc<Session>);
+
+impl TunnelBusy {
+    fn new(session: Arc<Session>) -> Self {
+        session.tunnel_opened();
+        TunnelBusy(session)
+    }
+}
+
+impl Drop for TunnelBusy {
+    fn drop(&mut self) {
+        self.0.command_done();
+    }
+}
+
+/// Owns a CDP-only session for its client: when the tunnel goes, so does the browser.
+struct CdpOwner {
+    m: Arc<Manager>,
+    _busy: TunnelBusy,
+    /// Set once the client got its websocket; otherwise it left during the start.
+    connected: Arc<AtomicBool>,
+}
+
+impl Drop for CdpOwner {
+    fn drop(&mut self) {
+        let reason = if self.connected.load(Ordering::SeqCst) {
+            EndReason::Quit
+        } else {
+            EndReason::ClientGone
+        };
+        let (m, id) = (self.m.clone(), self._busy.0.id.clone());
+        tokio::spawn(async move { m.end(&id, reason).await });
+    }
+}
+
 /// Tunnels a websocket for a session; an open tunnel keeps the session from idling.
 async fn open_tunnel(
     m: &Arc<Manager>,
-    session: Arc<crate::session::Session>,
+    session: Arc<Session>,
     req: Request<Body>,
     target: String,
 ) -> Response<Body> {
@@ -132,12 +176,10 @@ async fn open_tunnel(
             "this endpoint needs a websocket upgrade (Upgrade: websocket)",
         ));
     }
-    session.tunnel_opened();
-    let s = session.clone();
-    let resp = tunnel::open(req, &target, async move { s.command_done() }).await;
+    let resp = tunnel::open(req, &target, TunnelBusy::new(session.clone())).await;
     if resp.status() != StatusCode::SWITCHING_PROTOCOLS {
-        session.command_done();
-        m.check_browser(&session).await;
+        m.end_if_browser_gone(&session, EndReason::DriverCrashed)
+            .await;
     }
     resp
 }
@@ -166,7 +208,7 @@ async fn browser_websocket(m: &Manager, cdp_http: &str) -> Result<String, GridEr
 /// a fresh browser for a CDP client, tunnelled; it ends when the client disconnects.
 async fn cdp_session(
     State(m): State<Arc<Manager>>,
-    Query(params): Query<Vec<(String, String)>>,
+    RawQuery(query): RawQuery,
     req: Request<Body>,
 ) -> Response<Body> {
     if !tunnel::is_upgrade(&req) {
@@ -174,6 +216,15 @@ async fn cdp_session(
             "connect a CDP client (Puppeteer, Playwright) with a websocket to this URL",
         ));
     }
+    let params: Vec<(String, String)> =
+        match serde_urlencoded::from_str(query.as_deref().unwrap_or("")) {
+            Ok(p) => p,
+            Err(e) => {
+                return http::error(&GridError::invalid_argument(format!(
+                    "malformed query string: {e}"
+                )))
+            }
+        };
     let request = match gridiron_domain::cdp::parse_query(&params) {
         Ok(r) => r,
         Err(e) => return http::error(&e),
@@ -183,17 +234,18 @@ async fn cdp_session(
         Err(e) => return http::error(&e),
     };
     let target = session.driver_url.clone();
-    session.tunnel_opened();
-    let (m2, s2) = (m.clone(), session.clone());
-    let resp = tunnel::open(req, &target, async move {
-        s2.command_done();
-        // The client hung up: the browser was only for it.
-        m2.end(&s2.id, gridiron_domain::EndReason::Quit).await;
-    })
-    .await;
-    if resp.status() != StatusCode::SWITCHING_PROTOCOLS {
-        m.end(&session.id, gridiron_domain::EndReason::FailedToStart)
-            .await;
+    // From here the owner ends the session however this request ends.
+    let connected = Arc::new(AtomicBool::new(false));
+    let owner = CdpOwner {
+        m: m.clone(),
+        _busy: TunnelBusy::new(session.clone()),
+        connected: connected.clone(),
+    };
+    let resp = tunnel::open(req, &target, owner).await;
+    if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
+        connected.store(true, Ordering::SeqCst);
+    } else {
+        m.end(&session.id, EndReason::FailedToStart).await;
     }
     resp
 }

@@ -80,6 +80,12 @@ impl Session {
             started_at_ms,
             targets,
         } = l;
+        // A CDP-only session's process is the browser itself.
+        let browser_pid_cell = if driver_session_id.is_empty() {
+            OnceLock::from(Some(driver.pid))
+        } else {
+            OnceLock::new()
+        };
         Session {
             cdp_http: targets.cdp_http,
             bidi_url: targets.bidi,
@@ -96,7 +102,7 @@ impl Session {
             last_activity_ms: AtomicU64::new(0),
             in_flight: AtomicUsize::new(0),
             commands: AtomicU64::new(0),
-            browser_pid: OnceLock::new(),
+            browser_pid: browser_pid_cell,
             state: Mutex::new(SessionState::Running),
             resources: Mutex::new(Some((driver, permit))),
         }
@@ -123,7 +129,8 @@ impl Session {
     /// A command finished (or failed), or a tunnel closed.
     pub fn command_done(&self) {
         self.touch();
-        self.in_flight.fetch_sub(1, Ordering::Relaxed);
+        // Release after the touch: a watcher that sees the count drop sees the new time.
+        self.in_flight.fetch_sub(1, Ordering::Release);
     }
 
     /// Commands so far.
@@ -133,13 +140,15 @@ impl Session {
 
     /// Whether a timeout says this session must end now.
     pub fn timeout_due(&self) -> Option<EndReason> {
+        // The count first (Acquire), then the time it guards.
+        let in_flight = self.in_flight.load(Ordering::Acquire) > 0;
         let age = self.started.elapsed();
         let last = Duration::from_millis(self.last_activity_ms.load(Ordering::Relaxed));
         gridiron_domain::lifecycle::timeout_due(
             self.timeouts,
             age,
             age.saturating_sub(last),
-            self.in_flight.load(Ordering::Relaxed) > 0,
+            in_flight,
         )
     }
 

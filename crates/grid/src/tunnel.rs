@@ -7,7 +7,6 @@ use axum::body::Body;
 use axum::http::{header, HeaderValue, Request, Response, StatusCode, Uri};
 use gridiron_domain::{ErrorCode, GridError, Origin};
 use hyper_util::rt::TokioIo;
-use std::future::Future;
 
 /// Whether a request asks for a websocket upgrade.
 pub fn is_upgrade(req: &Request<Body>) -> bool {
@@ -26,11 +25,12 @@ fn upstream_error(message: String) -> Response<Body> {
 }
 
 /// Connects the client's websocket to `target` (`ws://127.0.0.1:PORT/path`).
-/// `on_close` runs when the tunnel ends, whichever side closed it.
+/// `guard` lives exactly as long as the tunnel: it is dropped when either side
+/// closes, when the upgrade fails, or when this future is cancelled.
 pub async fn open(
     mut req: Request<Body>,
     target: &str,
-    on_close: impl Future<Output = ()> + Send + 'static,
+    guard: impl Send + 'static,
 ) -> Response<Body> {
     if !is_upgrade(&req) {
         return http::error(&GridError::invalid_argument(
@@ -89,7 +89,7 @@ pub async fn open(
         if let (Ok(client), Ok(upstream)) = (client_upgrade.await, upstream_upgrade.await) {
             splice(client, upstream).await;
         }
-        on_close.await;
+        drop(guard);
     });
     out
 }

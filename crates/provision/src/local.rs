@@ -108,7 +108,12 @@ impl LocalProvisioner {
 
     /// Starts a spare driver for `install` in the background if none is there.
     fn warm(self: &Arc<Self>, install: usize) {
-        if !self.prewarm || self.closed.load(Ordering::SeqCst) {
+        // geckodriver's BiDi port is fixed when it starts; a spare could find it taken later.
+        let chromium = self
+            .installs
+            .get(install)
+            .is_some_and(|i| i.stereotype.kind == gridiron_domain::BrowserKind::Chromium);
+        if !self.prewarm || !chromium || self.closed.load(Ordering::SeqCst) {
             return;
         }
         {
@@ -128,13 +133,20 @@ impl LocalProvisioner {
                 .unwrap_or_else(|e| e.into_inner())
                 .insert(install, false);
             match started {
-                Ok(d) if !me.closed.load(Ordering::SeqCst) => {
-                    let old = me.lock_spares().insert(install, d);
-                    if let Some(old) = old {
+                Ok(d) => {
+                    // Checked under the lock that `close` drains, so no spare slips past it.
+                    let rejected = {
+                        let mut spares = me.lock_spares();
+                        if me.closed.load(Ordering::SeqCst) {
+                            Some(d)
+                        } else {
+                            spares.insert(install, d)
+                        }
+                    };
+                    if let Some(old) = rejected {
                         old.shutdown().await;
                     }
                 }
-                Ok(d) => d.shutdown().await,
                 Err(e) => tracing::warn!(error = %e, "could not start a spare driver"),
             }
         });
@@ -146,8 +158,11 @@ impl LocalProvisioner {
 
     /// Stops starting spares and stops the ones there are.
     pub async fn close(&self) {
-        self.closed.store(true, Ordering::SeqCst);
-        let spares: Vec<DriverProcess> = self.lock_spares().drain().map(|(_, d)| d).collect();
+        let spares: Vec<DriverProcess> = {
+            let mut spares = self.lock_spares();
+            self.closed.store(true, Ordering::SeqCst);
+            spares.drain().map(|(_, d)| d).collect()
+        };
         for d in spares {
             d.shutdown().await;
         }

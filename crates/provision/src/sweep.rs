@@ -63,13 +63,23 @@ fn kill_all(pids: &[i32]) -> usize {
 /// of the data dir path.
 pub fn session_tmp_dir(data_dir: &Path, session_id: &str) -> std::path::PathBuf {
     let short = &session_id[..session_id.len().min(12)];
-    std::env::temp_dir().join(format!("{}{short}", tmp_prefix(data_dir)))
+    tmp_root().join(format!("{}{short}", tmp_prefix(data_dir)))
+}
+
+/// `$TMPDIR` if it is short enough to leave room for Chromium's socket paths, else `/tmp`.
+fn tmp_root() -> std::path::PathBuf {
+    let t = std::env::temp_dir();
+    if t.as_os_str().len() <= 24 {
+        t
+    } else {
+        std::path::PathBuf::from("/tmp")
+    }
 }
 
 /// Removes every session TMPDIR of the grid with this data dir; returns how many.
 pub fn remove_tmp_dirs(data_dir: &Path) -> usize {
     let prefix = tmp_prefix(data_dir);
-    let Ok(entries) = std::fs::read_dir(std::env::temp_dir()) else {
+    let Ok(entries) = std::fs::read_dir(tmp_root()) else {
         return 0;
     };
     entries
