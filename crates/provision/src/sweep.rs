@@ -29,18 +29,44 @@ pub fn processes_with_env(var: &str, value: &str) -> Vec<i32> {
 
 /// Kills every marked process; returns how many there were.
 pub fn kill_marked(data_dir: &Path) -> usize {
-    kill_all(&marked_processes(data_dir))
+    kill_with_env(ENV_DATA_DIR, &data_dir.display().to_string())
 }
 
 /// Kills every process carrying `var=value`; returns how many there were.
 /// Catches helpers that left the process group (Chromium's crash handler does).
+/// Scans again until none is left, since a process may fork while it is killed.
 pub fn kill_with_env(var: &str, value: &str) -> usize {
-    kill_all(&processes_with_env(var, value))
+    let mut killed = 0;
+    for _ in 0..10 {
+        let pids = processes_with_env(var, value);
+        if pids.is_empty() {
+            break;
+        }
+        killed += kill_all(&pids);
+    }
+    killed
 }
 
 /// SIGKILLs `pids` and waits (up to 2 s) until they are gone, so that their
 /// files can be removed without racing a process that is still exiting.
+///
+/// Their whole process groups go too: some browser helpers start with a
+/// cleaned environment (no marker) but stay in the driver's group.
 fn kill_all(pids: &[i32]) -> usize {
+    let own_group = nix::unistd::getpgrp().as_raw();
+    let mut groups: Vec<i32> = pids
+        .iter()
+        .filter_map(|&p| process_group(p))
+        .filter(|&g| g > 1 && g != own_group)
+        .collect();
+    groups.sort_unstable();
+    groups.dedup();
+    for g in groups {
+        let _ = nix::sys::signal::killpg(
+            nix::unistd::Pid::from_raw(g),
+            nix::sys::signal::Signal::SIGKILL,
+        );
+    }
     for &pid in pids {
         let _ = nix::sys::signal::kill(
             nix::unistd::Pid::from_raw(pid),
@@ -54,6 +80,16 @@ fn kill_all(pids: &[i32]) -> usize {
         std::thread::sleep(std::time::Duration::from_millis(10));
     }
     pids.len()
+}
+
+fn process_group(pid: i32) -> Option<i32> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the command name: state, ppid, pgrp.
+    stat[stat.rfind(')')? + 2..]
+        .split_whitespace()
+        .nth(2)?
+        .parse()
+        .ok()
 }
 
 /// The TMPDIR of a session's processes: `$TMPDIR/gridiron-<grid tag>-<id prefix>`.
