@@ -126,7 +126,12 @@ def test_commands_after_quit_are_invalid_session_id(grid):
     assert_w3c_error(resp, 404, "invalid session id")
     resp = grid.request("POST", f"/session/{session_id}/url", body={"url": "about:blank"})
     assert_w3c_error(resp, 404, "invalid session id")
+    # Quitting twice is harmless, as with chromedriver itself (the second quit of a
+    # session that ended answers success), but a session never seen is unknown.
     resp = grid.delete_session_raw(session_id)
+    assert resp.status == 200, resp
+    assert resp.value is None
+    resp = grid.delete_session_raw("0123456789abcdef0123456789abcdef")
     assert_w3c_error(resp, 404, "invalid session id")
     grid.wait_ended(session_id, reason="quit")
 

@@ -94,3 +94,14 @@ def test_chromedriver_crash_is_noticed_without_a_command(grid, drivers, pages):
     drivers.remove(d)
 
     assert_slot_reusable(grid, drivers, pages)
+
+
+def test_closing_the_last_window_then_quitting_is_a_clean_quit(grid, drivers, pages):
+    d = grid.remote()
+    drivers.append(d)
+    d.get(pages.url("/"))
+    sid = d.session_id
+    d.close()  # the last window: the driver closes the browser
+    d.quit()  # must not raise
+    row = grid.wait_ended(sid)
+    assert row["end_reason"] == "quit", row
