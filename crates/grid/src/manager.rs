@@ -230,6 +230,7 @@ impl Manager {
             Ok(d) => d,
             Err(e) => {
                 warn!(error = %e, "driver failed to start");
+                self.provisioner.replenish(selection.stereotype);
                 let _ = reply.send(Err(GridError::not_created(
                     Origin::Driver,
                     format!("the {browser} driver failed to start: {e}"),
@@ -274,6 +275,7 @@ impl Manager {
                 self.config.new_session_timeout
             ))
         });
+        self.provisioner.replenish(selection.stereotype);
         let answer = answer
             .map_err(|e| (e, false))
             .and_then(|(status, v)| granted(status, v));

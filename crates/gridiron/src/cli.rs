@@ -254,7 +254,9 @@ pub fn run_standalone(args: StandaloneArgs) -> Result<(), String> {
     let s = resolve(args)?;
     init_logs(s.json_logs);
     let _lock = lock_data_dir(&s.grid.data_dir)?;
-    let rt = tokio::runtime::Builder::new_multi_thread()
+    // One thread: the grid only moves bytes, and on small hosts handing work
+    // between threads costs more per command than it gains.
+    let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .map_err(|e| e.to_string())?;

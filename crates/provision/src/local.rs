@@ -58,8 +58,9 @@ impl LocalProvisioner {
         if self.closed.load(Ordering::SeqCst) {
             return Err("the grid is shutting down".into());
         }
+        // The replacement spare is started later (`replenish`), so it does not compete
+        // for CPU with the browser this session is about to start.
         let spare = self.lock_spares().remove(&install);
-        self.warm(install);
         if let Some(d) = spare {
             if d.exit_status().is_none() {
                 return Ok(d);
@@ -104,6 +105,12 @@ impl LocalProvisioner {
         args.push("--remote-debugging-port=0".into());
         args.push("about:blank".into());
         DriverProcess::spawn_browser(inst, &args, &id, &dir, &self.data_dir).await
+    }
+
+    /// Starts a new spare driver for `install` if it has none; call once a
+    /// session that took the spare has started (or failed to).
+    pub fn replenish(self: &Arc<Self>, install: usize) {
+        self.warm(install);
     }
 
     /// Starts a spare driver for `install` in the background if none is there.
