@@ -239,21 +239,7 @@ impl Manager {
             }
         };
         let id = driver.session_id.clone();
-        self.record(
-            "insert",
-            self.store
-                .insert(
-                    NewSession {
-                        id: id.clone(),
-                        browser: browser.clone(),
-                        requested_caps: requested,
-                        grid_options: options.to_json(),
-                        created_at: now_ms(),
-                    },
-                    false,
-                )
-                .await,
-        );
+        self.record_new(&id, &browser, requested, &options).await;
         info!(session = %id, browser = %browser, slot = permit.index, "session provisioning");
         let caps = driver_capabilities(
             &selection.merged,
@@ -438,21 +424,8 @@ impl Manager {
             })?;
         let id = browser.session_id.clone();
         let requested = json!({"cdp": request.args, "headless": headless});
-        self.record(
-            "insert",
-            self.store
-                .insert(
-                    NewSession {
-                        id: id.clone(),
-                        browser: "chrome".into(),
-                        requested_caps: requested,
-                        grid_options: request.options.to_json(),
-                        created_at: now_ms(),
-                    },
-                    false,
-                )
-                .await,
-        );
+        self.record_new(&id, "chrome", requested, &request.options)
+            .await;
         // ws://127.0.0.1:PORT/devtools/browser/ID -> http://127.0.0.1:PORT
         let cdp_http = browser
             .endpoint
@@ -520,6 +493,18 @@ impl Manager {
             )
         })?;
         Ok((status, v))
+    }
+
+    /// Records a session whose processes just started.
+    async fn record_new(&self, id: &str, browser: &str, requested: Value, options: &GridOptions) {
+        let new = NewSession {
+            id: id.to_string(),
+            browser: browser.to_string(),
+            requested_caps: requested,
+            grid_options: options.to_json(),
+            created_at: now_ms(),
+        };
+        self.record("insert", self.store.insert(new, false).await);
     }
 
     fn record(&self, op: &str, r: Result<(), gridiron_store::StoreError>) {

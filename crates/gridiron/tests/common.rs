@@ -88,6 +88,14 @@ impl Grid {
         http(self.port, method, path, body)
     }
 
+    /// Creates a session with empty capabilities over raw HTTP; returns its id.
+    pub fn new_session(&self) -> String {
+        let (status, body) = self.request("POST", "/session", Some(r#"{"capabilities":{}}"#));
+        assert_eq!(status, 200, "{body}\n{}", self.log());
+        let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+        v["value"]["sessionId"].as_str().unwrap().to_string()
+    }
+
     /// Processes carrying this grid's marker.
     pub fn processes(&self) -> Vec<i32> {
         processes_with_env(&format!("GRIDIRON_DATA_DIR={}", self.data_dir.display()))

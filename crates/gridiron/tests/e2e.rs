@@ -161,10 +161,7 @@ fn wd_hub_prefix_works() {
 #[test]
 fn killed_driver_ends_the_session_and_frees_the_slot() {
     let grid = Grid::start(&["--max-sessions", "1"]);
-    let (status, body) = grid.request("POST", "/session", Some(r#"{"capabilities":{}}"#));
-    assert_eq!(status, 200, "{body}");
-    let v: Value = serde_json::from_str(&body).unwrap();
-    let id = v["value"]["sessionId"].as_str().unwrap().to_string();
+    let id = grid.new_session();
     let pid = grid.driver_pid(&id);
     unsafe {
         libc::kill(pid, libc::SIGKILL);
@@ -185,10 +182,7 @@ fn killed_driver_ends_the_session_and_frees_the_slot() {
         "the browser died with the driver"
     );
     // The only slot is free again.
-    let (status, body) = grid.request("POST", "/session", Some(r#"{"capabilities":{}}"#));
-    assert_eq!(status, 200, "{body}");
-    let v: Value = serde_json::from_str(&body).unwrap();
-    let id2 = v["value"]["sessionId"].as_str().unwrap();
+    let id2 = grid.new_session();
     let (status, _) = grid.request("DELETE", &format!("/session/{id2}"), None);
     assert_eq!(status, 200);
 }
@@ -197,10 +191,7 @@ fn killed_driver_ends_the_session_and_frees_the_slot() {
 fn client_that_leaves_the_queue_gets_no_session() {
     use std::io::Write;
     let grid = Grid::start(&["--max-sessions", "1", "--queue-timeout", "60"]);
-    let (status, body) = grid.request("POST", "/session", Some(r#"{"capabilities":{}}"#));
-    assert_eq!(status, 200, "{body}");
-    let v: Value = serde_json::from_str(&body).unwrap();
-    let id = v["value"]["sessionId"].as_str().unwrap().to_string();
+    let id = grid.new_session();
     // A second client queues, then hangs up.
     let body = r#"{"capabilities":{}}"#;
     let mut s = std::net::TcpStream::connect(("127.0.0.1", grid.port)).unwrap();
@@ -238,13 +229,7 @@ fn client_that_leaves_the_queue_gets_no_session() {
 #[test]
 fn sigterm_ends_sessions_and_leaves_nothing() {
     let mut grid = Grid::start(&["--max-sessions", "2"]);
-    let mut ids = Vec::new();
-    for _ in 0..2 {
-        let (status, body) = grid.request("POST", "/session", Some(r#"{"capabilities":{}}"#));
-        assert_eq!(status, 200, "{body}");
-        let v: Value = serde_json::from_str(&body).unwrap();
-        ids.push(v["value"]["sessionId"].as_str().unwrap().to_string());
-    }
+    let ids: Vec<String> = (0..2).map(|_| grid.new_session()).collect();
     assert!(!grid.processes().is_empty());
     assert!(grid.terminate(), "clean exit\n{}", grid.log());
     grid.assert_clean();
@@ -423,10 +408,7 @@ fn idle_sessions_end_and_report_why() {
 #[test]
 fn a_restart_after_kill_9_closes_records_and_kills_leftovers() {
     let grid = Grid::start(&["--max-sessions", "1"]);
-    let (status, body) = grid.request("POST", "/session", Some(r#"{"capabilities":{}}"#));
-    assert_eq!(status, 200, "{body}");
-    let v: Value = serde_json::from_str(&body).unwrap();
-    let id = v["value"]["sessionId"].as_str().unwrap().to_string();
+    let id = grid.new_session();
     let data_dir = grid.data_dir.clone();
     let tmp = grid.kill_hard();
     // The driver dies with the grid (parent-death signal); the browser may linger.
@@ -456,10 +438,7 @@ fn a_restart_after_kill_9_closes_records_and_kills_leftovers() {
         grid.log()
     );
     // And the new grid works.
-    let (status, body) = grid.request("POST", "/session", Some(r#"{"capabilities":{}}"#));
-    assert_eq!(status, 200, "{body}");
-    let v: Value = serde_json::from_str(&body).unwrap();
-    let id2 = v["value"]["sessionId"].as_str().unwrap();
+    let id2 = grid.new_session();
     assert_eq!(
         grid.request("DELETE", &format!("/session/{id2}"), None).0,
         200

@@ -71,13 +71,22 @@ impl LocalProvisioner {
     }
 
     async fn spawn(&self, install: usize) -> Result<DriverProcess, String> {
+        let (inst, id, dir) = self.new_session_files(install)?;
+        DriverProcess::spawn(inst, &id, &dir, &self.data_dir).await
+    }
+
+    /// The browser, a fresh session id and that session's directory.
+    fn new_session_files(
+        &self,
+        install: usize,
+    ) -> Result<(&BrowserInstall, String, PathBuf), String> {
         let inst = self
             .installs
             .get(install)
             .ok_or_else(|| format!("no browser #{install}"))?;
         let id = uuid::Uuid::new_v4().simple().to_string();
         let dir = self.sessions_dir().join(&id);
-        DriverProcess::spawn(inst, &id, &dir, &self.data_dir).await
+        Ok((inst, id, dir))
     }
 
     /// A Chromium browser started directly with `args` (plus the grid's
@@ -91,12 +100,7 @@ impl LocalProvisioner {
         if self.closed.load(Ordering::SeqCst) {
             return Err("the grid is shutting down".into());
         }
-        let inst = self
-            .installs
-            .get(install)
-            .ok_or_else(|| format!("no browser #{install}"))?;
-        let id = uuid::Uuid::new_v4().simple().to_string();
-        let dir = self.sessions_dir().join(&id);
+        let (inst, id, dir) = self.new_session_files(install)?;
         let defaults = gridiron_domain::capabilities::LaunchDefaults {
             headless,
             profile_dir: dir.join("profile").to_string_lossy().into_owned(),
