@@ -143,3 +143,21 @@ test('several CDP connections to one WebDriver session at once', async () => {
   assert.equal(d.status, 200);
   await idle();
 });
+
+test('a CDP session without traffic ends at its idle timeout; traffic keeps it alive', async () => {
+  const browser = await puppeteer.connect({ browserWSEndpoint: `ws://127.0.0.1:${grid.port}/cdp?idleTimeout=2` });
+  const disconnected = new Promise((r) => browser.on('disconnected', r));
+  const page = await browser.newPage();
+  // Traffic every half second for 3 s: longer than the idle timeout, but never idle.
+  for (let i = 0; i < 6; i++) {
+    assert.equal(await page.evaluate(() => 1), 1);
+    await new Promise((r) => setTimeout(r, 500));
+  }
+  const [id] = await grid.sessionIds();
+  assert.ok(id, 'still running while busy');
+  await Promise.race([disconnected, new Promise((_, rej) => setTimeout(() => rej(new Error('not ended when idle')), 10000))]);
+  await idle();
+  await eventually('its processes are gone', () => grid.sessionProcesses(id).length === 0);
+  const ended = new RegExp(`session ended session=${id} reason="idle_timeout"`);
+  await eventually('the end is recorded as idle_timeout', () => ended.test(grid.logText()));
+});

@@ -145,9 +145,11 @@ impl Drop for TunnelBusy {
 }
 
 /// Owns a CDP-only session for its client: when the tunnel goes, so does the browser.
+/// Unlike tunnels of WebDriver sessions, it does not hold the session busy: the
+/// tunnel is the whole session, so its idle timeout counts time without traffic.
 struct CdpOwner {
     m: Arc<Manager>,
-    _busy: TunnelBusy,
+    session: Arc<Session>,
     /// Set once the client got its websocket; otherwise it left during the start.
     connected: Arc<AtomicBool>,
 }
@@ -159,7 +161,7 @@ impl Drop for CdpOwner {
         } else {
             EndReason::ClientGone
         };
-        let (m, id) = (self.m.clone(), self._busy.0.id.clone());
+        let (m, id) = (self.m.clone(), self.session.id.clone());
         tokio::spawn(async move { m.end(&id, reason).await });
     }
 }
@@ -176,7 +178,11 @@ async fn open_tunnel(
             "this endpoint needs a websocket upgrade (Upgrade: websocket)",
         ));
     }
-    let resp = tunnel::open(req, &target, TunnelBusy::new(session.clone())).await;
+    let s = session.clone();
+    let resp = tunnel::open(req, &target, TunnelBusy::new(session.clone()), move || {
+        s.touch()
+    })
+    .await;
     if resp.status() != StatusCode::SWITCHING_PROTOCOLS {
         m.end_if_browser_gone(&session, EndReason::DriverCrashed)
             .await;
@@ -238,10 +244,11 @@ async fn cdp_session(
     let connected = Arc::new(AtomicBool::new(false));
     let owner = CdpOwner {
         m: m.clone(),
-        _busy: TunnelBusy::new(session.clone()),
+        session: session.clone(),
         connected: connected.clone(),
     };
-    let resp = tunnel::open(req, &target, owner).await;
+    let s = session.clone();
+    let resp = tunnel::open(req, &target, owner, move || s.touch()).await;
     if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
         connected.store(true, Ordering::SeqCst);
     } else {

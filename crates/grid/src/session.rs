@@ -108,7 +108,8 @@ impl Session {
         }
     }
 
-    fn touch(&self) {
+    /// Marks activity now (a command, or bytes through a tunnel).
+    pub fn touch(&self) {
         let ms = self.started.elapsed().as_millis() as u64;
         self.last_activity_ms.store(ms, Ordering::Relaxed);
     }

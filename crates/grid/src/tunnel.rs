@@ -27,10 +27,12 @@ fn upstream_error(message: String) -> Response<Body> {
 /// Connects the client's websocket to `target` (`ws://127.0.0.1:PORT/path`).
 /// `guard` lives exactly as long as the tunnel: it is dropped when either side
 /// closes, when the upgrade fails, or when this future is cancelled.
+/// `activity` runs whenever bytes pass, in either direction.
 pub async fn open(
     mut req: Request<Body>,
     target: &str,
     guard: impl Send + 'static,
+    activity: impl Fn() + Send + Sync + 'static,
 ) -> Response<Body> {
     if !is_upgrade(&req) {
         return http::error(&GridError::invalid_argument(
@@ -87,7 +89,7 @@ pub async fn open(
     *out.headers_mut() = resp.headers().clone();
     tokio::spawn(async move {
         if let (Ok(client), Ok(upstream)) = (client_upgrade.await, upstream_upgrade.await) {
-            splice(client, upstream).await;
+            splice(client, upstream, &activity).await;
         }
         drop(guard);
     });
@@ -108,8 +110,13 @@ fn unwrap_io(up: hyper::upgrade::Upgraded) -> (Box<dyn Io>, bytes::Bytes) {
     }
 }
 
-/// Copies bytes both ways until either side closes.
-async fn splice(client: hyper::upgrade::Upgraded, upstream: hyper::upgrade::Upgraded) {
+/// Copies bytes both ways until either side closes (a websocket is over once
+/// one end has gone), reporting activity as bytes pass.
+async fn splice(
+    client: hyper::upgrade::Upgraded,
+    upstream: hyper::upgrade::Upgraded,
+    activity: &(impl Fn() + Send + Sync),
+) {
     use tokio::io::AsyncWriteExt;
     let (mut client, client_early) = unwrap_io(client);
     let (mut upstream, upstream_early) = unwrap_io(upstream);
@@ -118,5 +125,31 @@ async fn splice(client: hyper::upgrade::Upgraded, upstream: hyper::upgrade::Upgr
     {
         return;
     }
-    let _ = tokio::io::copy_bidirectional(&mut client, &mut upstream).await;
+    let (mut client_rx, mut client_tx) = tokio::io::split(client);
+    let (mut upstream_rx, mut upstream_tx) = tokio::io::split(upstream);
+    tokio::select! {
+        _ = pump(&mut client_rx, &mut upstream_tx, activity) => {}
+        _ = pump(&mut upstream_rx, &mut client_tx, activity) => {}
+    }
+}
+
+/// Copies one direction until EOF or an error.
+async fn pump(
+    from: &mut (impl tokio::io::AsyncRead + Unpin),
+    to: &mut (impl tokio::io::AsyncWrite + Unpin),
+    activity: &(impl Fn() + Send + Sync),
+) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut buf = vec![0u8; 16 * 1024];
+    loop {
+        match from.read(&mut buf).await {
+            Ok(0) | Err(_) => return,
+            Ok(n) => {
+                activity();
+                if to.write_all(&buf[..n]).await.is_err() {
+                    return;
+                }
+            }
+        }
+    }
 }
