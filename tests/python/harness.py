@@ -484,23 +484,20 @@ class Grid:
     def busy_processes(self):
         return self.split_processes()[0]
 
-    def chromedriver_of(self, session_id, timeout=5.0):
+    def _one_process_of(self, session_id, predicate, what, timeout):
         found = wait_until(
-            lambda: [p for p in self.session_processes(session_id) if p.is_chromedriver()],
+            lambda: [p for p in self.session_processes(session_id) if predicate(p)],
             timeout,
-            what=f"chromedriver process of session {session_id}",
+            what=f"{what} of session {session_id}",
         )
-        assert len(found) == 1, f"expected one chromedriver for {session_id}, got {found}"
+        assert len(found) == 1, f"expected one {what} for {session_id}, got {found}"
         return found[0]
 
+    def chromedriver_of(self, session_id, timeout=5.0):
+        return self._one_process_of(session_id, lambda p: p.is_chromedriver(), "chromedriver process", timeout)
+
     def chromium_main_of(self, session_id, timeout=5.0):
-        found = wait_until(
-            lambda: [p for p in self.session_processes(session_id) if p.is_chromium_main()],
-            timeout,
-            what=f"chromium main process of session {session_id}",
-        )
-        assert len(found) == 1, f"expected one chromium main process for {session_id}, got {found}"
-        return found[0]
+        return self._one_process_of(session_id, lambda p: p.is_chromium_main(), "chromium main process", timeout)
 
     def session_dirs(self):
         try:

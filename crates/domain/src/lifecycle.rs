@@ -93,11 +93,6 @@ impl SessionState {
             SessionState::Ended(_) => "ended",
         }
     }
-
-    /// Whether the session still holds (or waits for) resources.
-    pub fn is_live(self) -> bool {
-        !matches!(self, SessionState::Ended(_) | SessionState::Terminating(_))
-    }
 }
 
 /// Something that happens to a session.

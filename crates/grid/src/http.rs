@@ -28,12 +28,6 @@ pub fn error(e: &GridError) -> Response<Body> {
     json(status, &e.to_json())
 }
 
-impl From<GridErrorResponse> for Response<Body> {
-    fn from(e: GridErrorResponse) -> Self {
-        error(&e.0)
-    }
-}
-
 /// Wrapper so handlers can `?` a [`GridError`] into a response.
 pub struct GridErrorResponse(pub GridError);
 

@@ -153,11 +153,6 @@ impl Session {
         )
     }
 
-    /// Current state.
-    pub fn state(&self) -> SessionState {
-        *self.state.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
     /// Applies a lifecycle event; `false` if the state machine refuses it.
     pub fn apply(&self, event: SessionEvent) -> bool {
         let mut s = self.state.lock().unwrap_or_else(|e| e.into_inner());

@@ -189,18 +189,10 @@ fn killed_driver_ends_the_session_and_frees_the_slot() {
 
 #[test]
 fn client_that_leaves_the_queue_gets_no_session() {
-    use std::io::Write;
     let grid = Grid::start(&["--max-sessions", "1", "--queue-timeout", "60"]);
     let id = grid.new_session();
     // A second client queues, then hangs up.
-    let body = r#"{"capabilities":{}}"#;
-    let mut s = std::net::TcpStream::connect(("127.0.0.1", grid.port)).unwrap();
-    write!(
-        s,
-        "POST /session HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
-        body.len()
-    )
-    .unwrap();
+    let s = grid.send_new_session_request();
     eventually(Duration::from_secs(5), "request is queued", || {
         let (_, st) = grid.request("GET", "/status", None);
         serde_json::from_str::<Value>(&st).unwrap()["value"]["queue"] == 1
@@ -348,16 +340,8 @@ fn driver_start_failure_is_reported_and_frees_the_slot() {
 
 #[test]
 fn client_that_leaves_during_start_leaves_no_session() {
-    use std::io::Write;
     let grid = Grid::start(&["--max-sessions", "1"]);
-    let body = r#"{"capabilities":{}}"#;
-    let mut s = std::net::TcpStream::connect(("127.0.0.1", grid.port)).unwrap();
-    write!(
-        s,
-        "POST /session HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
-        body.len()
-    )
-    .unwrap();
+    let s = grid.send_new_session_request();
     // The browser takes longer than this to start, so the client is gone before the hand-over.
     std::thread::sleep(Duration::from_millis(150));
     drop(s);

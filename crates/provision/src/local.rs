@@ -37,7 +37,7 @@ impl LocalProvisioner {
             closed: AtomicBool::new(false),
         });
         for i in 0..p.installs.len() {
-            p.warm(i);
+            p.replenish(i);
         }
         p
     }
@@ -111,14 +111,9 @@ impl LocalProvisioner {
         DriverProcess::spawn_browser(inst, &args, &id, &dir, &self.data_dir).await
     }
 
-    /// Starts a new spare driver for `install` if it has none; call once a
-    /// session that took the spare has started (or failed to).
+    /// Starts a spare driver for `install` in the background if it has none;
+    /// call once a session that took the spare has started (or failed to).
     pub fn replenish(self: &Arc<Self>, install: usize) {
-        self.warm(install);
-    }
-
-    /// Starts a spare driver for `install` in the background if none is there.
-    fn warm(self: &Arc<Self>, install: usize) {
         // geckodriver's BiDi port is fixed when it starts; a spare could find it taken later.
         let chromium = self
             .installs

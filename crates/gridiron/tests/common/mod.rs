@@ -5,7 +5,7 @@
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -94,6 +94,20 @@ impl Grid {
         assert_eq!(status, 200, "{body}\n{}", self.log());
         let v: serde_json::Value = serde_json::from_str(&body).unwrap();
         v["value"]["sessionId"].as_str().unwrap().to_string()
+    }
+
+    /// Sends `POST /session` on a connection the caller holds; dropping the
+    /// stream is a client hanging up before the answer.
+    pub fn send_new_session_request(&self) -> TcpStream {
+        let body = r#"{"capabilities":{}}"#;
+        let mut s = TcpStream::connect(("127.0.0.1", self.port)).unwrap();
+        write!(
+            s,
+            "POST /session HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        )
+        .unwrap();
+        s
     }
 
     /// Processes carrying this grid's marker.
@@ -275,8 +289,4 @@ pub fn serve_pages(html: &'static str) -> u16 {
         }
     });
     port
-}
-
-pub fn path_exists(p: &Path) -> bool {
-    p.exists()
 }
