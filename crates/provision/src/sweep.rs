@@ -165,6 +165,12 @@ mod tests {
             .spawn()
             .unwrap();
         let pid = child.id() as i32;
+        // The kernel fills /proc/PID/environ only once exec has set up the
+        // new stack, which may be just after spawn() returns.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        while marked_processes(&dir).is_empty() && std::time::Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
         assert_eq!(marked_processes(&dir), vec![pid]);
         assert!(marked_processes(&dir.join("other")).is_empty());
         assert_eq!(kill_marked(&dir), 1);
