@@ -9,7 +9,8 @@ use serde_json::{Map, Value};
 pub const GRID_OPTIONS_KEY: &str = "gridiron:options";
 
 /// Which driver protocol family a browser belongs to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum BrowserKind {
     /// Chromium or Chrome, driven by chromedriver.
     Chromium,
@@ -36,7 +37,7 @@ impl BrowserKind {
 }
 
 /// A browser the grid can start: what a slot offers.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Stereotype {
     /// Driver family.
     pub kind: BrowserKind,

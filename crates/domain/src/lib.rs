@@ -9,6 +9,7 @@ pub mod cdp;
 pub mod error;
 pub mod lifecycle;
 pub mod options;
+pub mod pool;
 pub mod public_url;
 pub mod queue;
 

@@ -30,6 +30,12 @@ pub struct GridOptions {
         with = "secs"
     )]
     pub session_timeout: Option<Duration>,
+    /// The work pool whose nodes must run the session (scaled-out grids).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pool: Option<String>,
+    /// Labels a node must carry to run the session (scaled-out grids).
+    #[serde(rename = "nodeLabels", skip_serializing_if = "BTreeMap::is_empty")]
+    pub node_labels: BTreeMap<String, String>,
 }
 
 mod secs {
@@ -44,7 +50,14 @@ mod secs {
     }
 }
 
-const KNOWN: &[&str] = &["name", "labels", "idleTimeout", "sessionTimeout"];
+const KNOWN: &[&str] = &[
+    "name",
+    "labels",
+    "idleTimeout",
+    "sessionTimeout",
+    "pool",
+    "nodeLabels",
+];
 
 impl GridOptions {
     /// Reads `gridiron:options` from merged capabilities; absent means defaults.
@@ -67,11 +80,12 @@ impl GridOptions {
             };
             match key.as_str() {
                 "name" => out.name = Some(value.as_str().ok_or_else(bad)?.to_string()),
-                "labels" => {
-                    for (k, v) in value.as_object().ok_or_else(bad)? {
-                        out.labels
-                            .insert(k.clone(), v.as_str().ok_or_else(bad)?.to_string());
-                    }
+                "labels" => out.labels = string_map(value).ok_or_else(bad)?,
+                "nodeLabels" => out.node_labels = string_map(value).ok_or_else(bad)?,
+                "pool" => {
+                    let name = value.as_str().ok_or_else(bad)?;
+                    crate::pool::check_name(name)?;
+                    out.pool = Some(name.to_string());
                 }
                 "idleTimeout" => out.idle_timeout = Some(seconds(value).ok_or_else(bad)?),
                 "sessionTimeout" => out.session_timeout = Some(seconds(value).ok_or_else(bad)?),
@@ -90,6 +104,13 @@ impl GridOptions {
     pub fn to_json(&self) -> Value {
         serde_json::to_value(self).unwrap_or(Value::Null)
     }
+}
+
+fn string_map(v: &Value) -> Option<BTreeMap<String, String>> {
+    v.as_object()?
+        .iter()
+        .map(|(k, v)| Some((k.clone(), v.as_str()?.to_string())))
+        .collect()
 }
 
 fn seconds(v: &Value) -> Option<Duration> {
@@ -118,9 +139,12 @@ mod tests {
     #[test]
     fn all_known_options_parse() {
         let o = parse(json!({"gridiron:options": {
-            "name": "login test", "labels": {"team": "web"}, "idleTimeout": 2, "sessionTimeout": 0.5
+            "name": "login test", "labels": {"team": "web"}, "idleTimeout": 2, "sessionTimeout": 0.5,
+            "pool": "gpu", "nodeLabels": {"region": "eu"}
         }}))
         .unwrap();
+        assert_eq!(o.pool.as_deref(), Some("gpu"));
+        assert_eq!(o.node_labels["region"], "eu");
         assert_eq!(o.name.as_deref(), Some("login test"));
         assert_eq!(o.labels["team"], "web");
         assert_eq!(o.idle_timeout, Some(Duration::from_secs(2)));
@@ -139,6 +163,8 @@ mod tests {
             json!({"gridiron:options": {"idleTimeout": -1}}),
             json!({"gridiron:options": {"idleTimeout": "10"}}),
             json!({"gridiron:options": {"idelTimeout": 10}}),
+            json!({"gridiron:options": {"pool": "no spaces"}}),
+            json!({"gridiron:options": {"nodeLabels": ["a"]}}),
         ] {
             assert!(parse(v.clone()).is_err(), "{v}");
         }

@@ -4,6 +4,8 @@
 //! [`serve`] runs the HTTP side on a bound listener until a shutdown future
 //! resolves; [`Manager`] owns every session.
 
+#[cfg(feature = "cluster")]
+pub mod cluster;
 pub mod config;
 mod http;
 mod manager;
@@ -14,7 +16,7 @@ mod slots;
 mod tunnel;
 
 pub use config::GridConfig;
-pub use manager::{recover, Manager};
+pub use manager::{recover, recover_processes, Manager};
 pub use routes::router;
 
 use std::future::Future;
@@ -28,6 +30,22 @@ pub async fn serve(
     manager: Arc<Manager>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    let app = router(manager.clone());
+    serve_app(listener, app, async move {
+        shutdown.await;
+        tracing::info!("shutting down: ending sessions");
+        manager.shutdown().await;
+    })
+    .await
+}
+
+/// Serves `app` on `listener` until `stop` has run to its end (it winds the
+/// role down), then gives in-flight requests a short grace period.
+pub async fn serve_app(
+    listener: TcpListener,
+    app: axum::Router,
+    stop: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
     use axum::serve::ListenerExt;
     let listener = listener.tap_io(|tcp| {
         // Small request/response pairs: never wait for Nagle.
@@ -40,13 +58,9 @@ pub async fn serve(
             .with_retries(3);
         let _ = socket2::SockRef::from(&*tcp).set_tcp_keepalive(&keepalive);
     });
-    let app = router(manager.clone());
     let (stopped_tx, stopped_rx) = tokio::sync::watch::channel(false);
-    let m = manager.clone();
     tokio::spawn(async move {
-        shutdown.await;
-        tracing::info!("shutting down: ending sessions");
-        m.shutdown().await;
+        stop.await;
         let _ = stopped_tx.send(true);
     });
     let stopped = move || {

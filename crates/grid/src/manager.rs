@@ -27,13 +27,22 @@ use hyper_util::rt::TokioExecutor;
 use serde_json::{json, Value};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, RwLock, Weak};
+use std::sync::{Arc, OnceLock, RwLock, Weak};
 use std::time::Duration;
 use tokio::sync::oneshot;
 use tracing::{info, warn};
 
 /// HTTP client used to talk to drivers (pooled keep-alive, no TLS).
 pub type DriverClient = Client<HttpConnector, Body>;
+
+/// A pooled keep-alive HTTP client without Nagle delays.
+pub fn driver_client() -> DriverClient {
+    let mut connector = HttpConnector::new();
+    connector.set_nodelay(true);
+    Client::builder(TokioExecutor::new())
+        .pool_idle_timeout(Duration::from_secs(60))
+        .build(connector)
+}
 
 /// Owns every session of this grid.
 pub struct Manager {
@@ -51,6 +60,8 @@ pub struct Manager {
     shut_down: AtomicBool,
     /// Sessions being started right now; shutdown waits for them.
     starting: Arc<AtomicUsize>,
+    /// Told the id of every session that has ended (a node unlists it).
+    end_listener: OnceLock<Box<dyn Fn(&str) + Send + Sync>>,
 }
 
 /// Counts a session start for as long as it lives.
@@ -77,11 +88,7 @@ impl Manager {
         store: Arc<dyn Store>,
         provisioner: Arc<LocalProvisioner>,
     ) -> Arc<Self> {
-        let mut connector = HttpConnector::new();
-        connector.set_nodelay(true);
-        let client = Client::builder(TokioExecutor::new())
-            .pool_idle_timeout(Duration::from_secs(60))
-            .build(connector);
+        let client = driver_client();
         let catalog = provisioner
             .installs()
             .iter()
@@ -98,6 +105,7 @@ impl Manager {
             shutting_down: AtomicBool::new(false),
             shut_down: AtomicBool::new(false),
             starting: Arc::default(),
+            end_listener: OnceLock::new(),
         });
         tokio::spawn(watch_timeouts(Arc::downgrade(&m)));
         m
@@ -110,6 +118,55 @@ impl Manager {
             .unwrap_or_else(|e| e.into_inner())
             .get(id)
             .cloned()
+    }
+
+    /// Calls `f` with the id of every session that ends from now on (once set).
+    pub fn on_session_end(&self, f: impl Fn(&str) + Send + Sync + 'static) {
+        let _ = self.end_listener.set(Box::new(f));
+    }
+
+    /// Slots free right now.
+    pub fn free_slots(&self) -> usize {
+        self.slots.snapshot().0
+    }
+
+    /// Slots taken by sessions running or starting.
+    pub fn slots_in_use(&self) -> usize {
+        let (free, capacity, ..) = self.slots.snapshot();
+        capacity.saturating_sub(free)
+    }
+
+    /// The browsers this manager can start.
+    pub fn catalog(&self) -> &[Stereotype] {
+        &self.catalog
+    }
+
+    /// Ids of the running sessions.
+    pub fn session_ids(&self) -> Vec<String> {
+        self.all_sessions()
+            .into_iter()
+            .map(|s| s.id.clone())
+            .collect()
+    }
+
+    /// Writes the records of running sessions again (the store lost them).
+    pub async fn rewrite_records(&self) {
+        for s in self.all_sessions() {
+            let new = NewSession {
+                id: s.id.clone(),
+                browser: s.browser.clone(),
+                requested_caps: Value::Null,
+                grid_options: s.options.to_json(),
+                created_at: s.started_at_ms,
+            };
+            self.record("insert", self.store.insert(new, false).await);
+            self.record(
+                "mark_running",
+                self.store
+                    .mark_running(&s.id, Value::Null, s.started_at_ms)
+                    .await,
+            );
+        }
     }
 
     fn all_sessions(&self) -> Vec<Arc<Session>> {
@@ -555,6 +612,9 @@ impl Manager {
                     .await,
             );
             info!(session = %session.id, reason = reason.as_str(), commands, "session ended");
+            if let Some(f) = m.end_listener.get() {
+                f(&session.id);
+            }
         })
         .await;
     }
@@ -767,14 +827,20 @@ fn remove_session_dirs(dir: &std::path::Path) {
 }
 
 /// Prepares a data directory left by an earlier process: kills its leftover
-/// processes, removes session files and closes unfinished records.
-pub async fn recover(data_dir: &std::path::Path, store: &dyn Store) -> usize {
+/// processes and removes session files.
+pub fn recover_processes(data_dir: &std::path::Path) {
     let killed = sweep::kill_marked(data_dir);
     if killed > 0 {
         warn!(killed, "killed processes left by a previous grid process");
     }
     remove_session_dirs(&data_dir.join("sessions"));
     sweep::remove_tmp_dirs(data_dir);
+}
+
+/// [`recover_processes`], then closes the unfinished records of a store that
+/// only this grid writes to.
+pub async fn recover(data_dir: &std::path::Path, store: &dyn Store) -> usize {
+    recover_processes(data_dir);
     match store.close_unfinished(EndReason::Shutdown, now_ms()).await {
         Ok(n) => {
             if n > 0 {

@@ -23,7 +23,8 @@ const HOP_BY_HOP: [HeaderName; 7] = [
     header::UPGRADE,
 ];
 
-fn copy_headers(from: &HeaderMap, to: &mut HeaderMap) {
+/// Copies end-to-end headers (not hop-by-hop ones).
+pub(crate) fn copy_headers(from: &HeaderMap, to: &mut HeaderMap) {
     for (k, v) in from {
         if !HOP_BY_HOP.contains(k) && k.as_str() != "keep-alive" {
             to.append(k.clone(), v.clone());

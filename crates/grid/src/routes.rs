@@ -49,9 +49,14 @@ async fn status(State(m): State<Arc<Manager>>, req: Request<Body>) -> Response<B
 
 /// The grid's public base URL as this request sees it.
 fn public_base(m: &Manager, parts: &axum::http::request::Parts) -> String {
+    request_base(m.config.public_url.as_deref(), parts)
+}
+
+/// The public base URL: `configured` if set, else from the request's headers.
+pub(crate) fn request_base(configured: Option<&str>, parts: &axum::http::request::Parts) -> String {
     let h = |name: &str| parts.headers.get(name).and_then(|v| v.to_str().ok());
     gridiron_domain::public_url::public_base(
-        m.config.public_url.as_deref(),
+        configured,
         RequestAddress {
             host: h("host"),
             forwarded_host: h("x-forwarded-host"),
@@ -80,7 +85,7 @@ async fn new_session(
 }
 
 /// Splits `/[wd/hub/]session/{id}[/rest]` into the id and the raw rest (with its `/`).
-fn session_path(path: &str) -> Option<(&str, &str)> {
+pub(crate) fn session_path(path: &str) -> Option<(&str, &str)> {
     let p = path.strip_prefix("/wd/hub").unwrap_or(path);
     let p = p.strip_prefix("/session/")?;
     Some(match p.find('/') {
@@ -284,7 +289,7 @@ async fn json_list() -> Response<Body> {
     http::json(StatusCode::OK, &serde_json::json!([]))
 }
 
-async fn unknown_command() -> Response<Body> {
+pub(crate) async fn unknown_command() -> Response<Body> {
     http::error(&GridError::new(
         ErrorCode::UnknownCommand,
         Origin::Client,
@@ -292,7 +297,7 @@ async fn unknown_command() -> Response<Body> {
     ))
 }
 
-async fn unknown_method(req: Request<Body>) -> Response<Body> {
+pub(crate) async fn unknown_method(req: Request<Body>) -> Response<Body> {
     http::error(&GridError::new(
         ErrorCode::UnknownMethod,
         Origin::Client,

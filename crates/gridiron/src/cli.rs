@@ -27,6 +27,26 @@ pub enum Command {
     Standalone(Box<StandaloneArgs>),
     /// List the browsers and drivers found on this host and what is missing.
     Doctor,
+    /// Run a hub: accepts clients, queues new sessions for nodes, routes commands (scaled-out grid).
+    #[cfg(feature = "redis")]
+    Hub(Box<crate::roles::HubArgs>),
+    /// Run a node: owns the browsers of this host and takes work from the hubs' queue.
+    #[cfg(feature = "redis")]
+    Node(Box<crate::roles::NodeArgs>),
+    /// Manage work pools of a scaled-out grid.
+    #[cfg(feature = "redis")]
+    Pools {
+        /// What to do.
+        #[command(subcommand)]
+        command: crate::roles::PoolsCommand,
+    },
+    /// List or drain the nodes of a scaled-out grid.
+    #[cfg(feature = "redis")]
+    Nodes {
+        /// What to do.
+        #[command(subcommand)]
+        command: crate::roles::NodesCommand,
+    },
 }
 
 /// Options of `gridiron standalone`. Every option can also come from the
@@ -119,7 +139,7 @@ impl StandaloneArgs {
     }
 }
 
-fn seconds(name: &str, v: Option<f64>, default: Duration) -> Result<Duration, String> {
+pub(crate) fn seconds(name: &str, v: Option<f64>, default: Duration) -> Result<Duration, String> {
     match v {
         None => Ok(default),
         Some(s) if s.is_finite() && s > 0.0 => Ok(Duration::from_secs_f64(s)),
@@ -129,7 +149,7 @@ fn seconds(name: &str, v: Option<f64>, default: Duration) -> Result<Duration, St
     }
 }
 
-fn default_data_dir() -> PathBuf {
+pub(crate) fn default_data_dir() -> PathBuf {
     std::env::var_os("XDG_DATA_HOME")
         .map(PathBuf::from)
         .or_else(|| std::env::var_os("HOME").map(|h| Path::new(&h).join(".local/share")))
@@ -137,14 +157,14 @@ fn default_data_dir() -> PathBuf {
         .join("gridiron")
 }
 
-/// Resolved settings of a standalone grid.
-struct Standalone {
-    addr: SocketAddr,
-    grid: GridConfig,
-    json_logs: bool,
+/// Resolved settings of a standalone grid (or a node's local part).
+pub(crate) struct Standalone {
+    pub(crate) addr: SocketAddr,
+    pub(crate) grid: GridConfig,
+    pub(crate) json_logs: bool,
 }
 
-fn resolve(args: StandaloneArgs) -> Result<Standalone, String> {
+pub(crate) fn resolve(args: StandaloneArgs) -> Result<Standalone, String> {
     let args = match &args.config {
         Some(path) => {
             let text = std::fs::read_to_string(path)
@@ -155,12 +175,7 @@ fn resolve(args: StandaloneArgs) -> Result<Standalone, String> {
         }
         None => args,
     };
-    let host = args.host.unwrap_or_else(|| "0.0.0.0".into());
-    let port = args.port.unwrap_or(4444);
-    let addr: SocketAddr = format!("{host}:{port}")
-        .parse()
-        .or_else(|_| format!("[{host}]:{port}").parse())
-        .map_err(|_| format!("invalid --host {host}"))?;
+    let addr = listen_addr(args.host, args.port.unwrap_or(4444))?;
     let data_dir = args.data_dir.unwrap_or_else(default_data_dir);
     std::fs::create_dir_all(&data_dir)
         .map_err(|e| format!("cannot create data dir {}: {e}", data_dir.display()))?;
@@ -207,11 +222,7 @@ fn resolve(args: StandaloneArgs) -> Result<Standalone, String> {
         }
         grid.public_url = Some(u);
     }
-    let json_logs = match args.log_format.as_deref() {
-        None | Some("text") => false,
-        Some("json") => true,
-        Some(other) => return Err(format!("--log-format must be text or json, got {other}")),
-    };
+    let json_logs = json_logs(args.log_format.as_deref())?;
     Ok(Standalone {
         addr,
         grid,
@@ -219,7 +230,34 @@ fn resolve(args: StandaloneArgs) -> Result<Standalone, String> {
     })
 }
 
-fn init_logs(json: bool) {
+/// Whether `--log-format` asks for JSON logs.
+pub(crate) fn json_logs(format: Option<&str>) -> Result<bool, String> {
+    match format {
+        None | Some("text") => Ok(false),
+        Some("json") => Ok(true),
+        Some(other) => Err(format!("--log-format must be text or json, got {other}")),
+    }
+}
+
+/// Parses `HOST` and `PORT` into a listening address.
+pub(crate) fn listen_addr(host: Option<String>, port: u16) -> Result<SocketAddr, String> {
+    let host = host.unwrap_or_else(|| "0.0.0.0".into());
+    format!("{host}:{port}")
+        .parse()
+        .or_else(|_| format!("[{host}]:{port}").parse())
+        .map_err(|_| format!("invalid --host {host}"))
+}
+
+/// A runtime on one thread: the grid only moves bytes, and on small hosts
+/// handing work between threads costs more per command than it gains.
+pub(crate) fn runtime() -> Result<tokio::runtime::Runtime, String> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| e.to_string())
+}
+
+pub(crate) fn init_logs(json: bool) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("GRIDIRON_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let fmt = tracing_subscriber::fmt()
@@ -235,7 +273,7 @@ fn init_logs(json: bool) {
 
 /// Holds an exclusive lock on the data dir, so two grids never share one
 /// (each would kill the other's processes as leftovers).
-fn lock_data_dir(dir: &Path) -> Result<std::fs::File, String> {
+pub(crate) fn lock_data_dir(dir: &Path) -> Result<std::fs::File, String> {
     use std::os::fd::AsRawFd;
     let path = dir.join("gridiron.lock");
     let f = std::fs::File::create(&path).map_err(|e| format!("{}: {e}", path.display()))?;
@@ -254,12 +292,7 @@ pub fn run_standalone(args: StandaloneArgs) -> Result<(), String> {
     let s = resolve(args)?;
     init_logs(s.json_logs);
     let _lock = lock_data_dir(&s.grid.data_dir)?;
-    // One thread: the grid only moves bytes, and on small hosts handing work
-    // between threads costs more per command than it gains.
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| e.to_string())?;
+    let rt = runtime()?;
     rt.block_on(async move {
         let store = gridiron_store::SqliteStore::open(&s.grid.data_dir.join("gridiron.db"))
             .map_err(|e| e.to_string())?;
@@ -300,7 +333,7 @@ pub fn run_standalone(args: StandaloneArgs) -> Result<(), String> {
     Ok(())
 }
 
-async fn shutdown_signal() {
+pub(crate) async fn shutdown_signal() {
     use tokio::signal::unix::{signal, SignalKind};
     let mut term = match signal(SignalKind::terminate()) {
         Ok(s) => s,

@@ -2,19 +2,30 @@
 
 mod cli;
 mod doctor;
+#[cfg(feature = "redis")]
+mod roles;
 
 use clap::Parser;
 
 fn main() -> std::process::ExitCode {
     let cli = cli::Cli::parse();
-    match cli.command {
-        cli::Command::Doctor => doctor::run(),
-        cli::Command::Standalone(args) => match cli::run_standalone(*args) {
-            Ok(()) => std::process::ExitCode::SUCCESS,
-            Err(e) => {
-                eprintln!("gridiron: {e}");
-                std::process::ExitCode::FAILURE
-            }
-        },
+    let result = match cli.command {
+        cli::Command::Doctor => return doctor::run(),
+        cli::Command::Standalone(args) => cli::run_standalone(*args),
+        #[cfg(feature = "redis")]
+        cli::Command::Hub(args) => roles::run_hub(*args),
+        #[cfg(feature = "redis")]
+        cli::Command::Node(args) => roles::run_node(*args),
+        #[cfg(feature = "redis")]
+        cli::Command::Pools { command } => roles::run_pools(command),
+        #[cfg(feature = "redis")]
+        cli::Command::Nodes { command } => roles::run_nodes(command),
+    };
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("gridiron: {e}");
+            std::process::ExitCode::FAILURE
+        }
     }
 }

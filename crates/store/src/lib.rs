@@ -3,11 +3,15 @@
 //! [`Store`] is the one interface; [`SqliteStore`] is the embedded default.
 //! [`conformance`] holds the test suite every implementation must pass.
 
+#[cfg(feature = "redis")]
+pub mod cluster;
 pub mod conformance;
 #[cfg(feature = "redis")]
 mod redis_store;
 mod sqlite;
 
+#[cfg(feature = "redis")]
+pub use cluster::Cluster;
 #[cfg(feature = "redis")]
 pub use redis_store::RedisStore;
 pub use sqlite::SqliteStore;

@@ -69,6 +69,11 @@ impl RedisStore {
         })
     }
 
+    /// A store on an existing connection (shared with the cluster state).
+    pub(crate) fn from_parts(conn: ConnectionManager, ns: String) -> Self {
+        RedisStore { conn, ns }
+    }
+
     fn key(&self, id: &str) -> String {
         format!("{}:session:{id}", self.ns)
     }
@@ -100,6 +105,26 @@ impl RedisStore {
             .await
             .map_err(err(op))?;
         Ok(())
+    }
+
+    /// Ends a session recorded by another process, keeping its command
+    /// count; `false` if it had already ended or is unknown.
+    pub async fn end_elsewhere(
+        &self,
+        id: &str,
+        reason: EndReason,
+        ended_at: i64,
+    ) -> StoreResult<bool> {
+        self.end("end_elsewhere", id, reason, ended_at, None).await
+    }
+
+    /// Ids of sessions not yet ended.
+    pub async fn unfinished_ids(&self) -> StoreResult<Vec<String>> {
+        self.conn
+            .clone()
+            .smembers(self.unfinished())
+            .await
+            .map_err(err("unfinished_ids"))
     }
 
     async fn end(

@@ -1,0 +1,672 @@
+//! The hub role: accepts W3C clients, queues new-session requests in the
+//! shared store for nodes to claim, routes session commands and websockets
+//! to the owning node, and collects what lost nodes and hubs left behind.
+
+use super::{decode_answer, SECRET_HEADER};
+use crate::http::{self, GridErrorResponse};
+use crate::manager::DriverClient;
+use crate::proxy::{body_too_large, check_length, copy_headers};
+use crate::routes::{request_base, session_path, unknown_command, unknown_method};
+use crate::tunnel;
+use axum::body::Body;
+use axum::extract::State;
+use axum::http::{HeaderValue, Method, Request, Response, StatusCode, Uri};
+use axum::routing::{any, get, post};
+use axum::Router;
+use gridiron_domain::capabilities::{parse_new_session, select};
+use gridiron_domain::pool::{apply_defaults, node_accepts};
+use gridiron_domain::{EndReason, ErrorCode, GridError, GridOptions, Origin};
+use gridiron_store::cluster::{Cancelled, NodeState, QueuedRequest, RequestState};
+use gridiron_store::{now_ms, Cluster, NewSession, RedisStore, Store};
+use serde_json::{json, Value};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::sync::Notify;
+use tracing::{info, warn};
+
+/// How a hub behaves.
+#[derive(Debug, Clone)]
+pub struct HubConfig {
+    /// Unique id of this hub process.
+    pub id: String,
+    /// Requests that may wait in the shared queue; more are refused at once.
+    pub max_queue: usize,
+    /// How long a request may wait for a node.
+    pub queue_timeout: Duration,
+    /// How long a node may take to start a claimed request.
+    pub start_timeout: Duration,
+    /// Largest request body accepted, in bytes.
+    pub max_body_bytes: usize,
+    /// The URL clients use to reach the grid; `None` to derive it per request.
+    pub public_url: Option<String>,
+    /// Shared with the nodes.
+    pub secret: String,
+    /// A hub whose heartbeat is older than this is gone (its queued requests too).
+    pub heartbeat_ttl: Duration,
+}
+
+/// A hub: stateless apart from caches; any number may run side by side.
+pub struct Hub {
+    cfg: HubConfig,
+    cluster: Cluster,
+    store: RedisStore,
+    client: DriverClient,
+    /// Wakes the request waiting for each answer.
+    waiters: Mutex<HashMap<String, Arc<Notify>>>,
+    /// Session id -> node URL, so commands need no store read.
+    routes: Mutex<HashMap<String, String>>,
+    /// The registered nodes, refreshed at most every half second.
+    nodes: tokio::sync::Mutex<(Option<Instant>, Vec<NodeState>)>,
+}
+
+impl Hub {
+    /// Starts a hub over `cluster`: listens for answers, heartbeats, collects garbage.
+    pub async fn start(cluster: Cluster, cfg: HubConfig) -> Result<Arc<Self>, String> {
+        cluster
+            .hub_heartbeat(&cfg.id, cfg.heartbeat_ttl)
+            .await
+            .map_err(|e| e.to_string())?;
+        let hub = Arc::new(Hub {
+            store: cluster.sessions(),
+            client: crate::manager::driver_client(),
+            cfg,
+            cluster,
+            waiters: Mutex::default(),
+            routes: Mutex::default(),
+            nodes: tokio::sync::Mutex::new((None, Vec::new())),
+        });
+        tokio::spawn(hub.clone().listen());
+        tokio::spawn(hub.clone().collect());
+        info!(hub = %hub.cfg.id, "hub started");
+        Ok(hub)
+    }
+
+    /// The hub's router: W3C at `/` and `/wd/hub`.
+    pub fn router(self: Arc<Self>) -> Router {
+        let w3c = Router::new()
+            .route("/status", get(status).fallback(unknown_method))
+            .route("/session", post(new_session).fallback(unknown_method))
+            .route("/session/{id}", any(session_command))
+            .route("/session/{id}/{*rest}", any(session_command));
+        Router::new()
+            .merge(w3c.clone())
+            .nest("/wd/hub", w3c)
+            .fallback(unknown_command)
+            .with_state(self)
+    }
+
+    /// Leaves the grid cleanly.
+    pub async fn leave(&self) {
+        let _ = self.cluster.remove_hub(&self.cfg.id).await;
+    }
+
+    fn waiters(&self) -> std::sync::MutexGuard<'_, HashMap<String, Arc<Notify>>> {
+        self.waiters.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn routes(&self) -> std::sync::MutexGuard<'_, HashMap<String, String>> {
+        self.routes.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Wakes waiters as answers are announced; after a reconnect (when
+    /// announcements may have been missed) wakes them all to look.
+    async fn listen(self: Arc<Self>) {
+        let mut rx = self
+            .cluster
+            .subscribe(vec![self.cluster.hub_channel(&self.cfg.id)]);
+        while let Some((channel, rid)) = rx.recv().await {
+            let waiters = self.waiters();
+            if channel.is_empty() {
+                waiters.values().for_each(|n| n.notify_one());
+            } else if let Some(n) = waiters.get(&rid) {
+                n.notify_one();
+            }
+        }
+    }
+
+    /// Heartbeats, and (one hub at a time) declares silent nodes lost and
+    /// drops requests of silent hubs.
+    async fn collect(self: Arc<Self>) {
+        let mut tick = tokio::time::interval(Duration::from_millis(500));
+        let mut rounds = 0u64;
+        loop {
+            tick.tick().await;
+            rounds += 1;
+            if let Err(e) = self
+                .cluster
+                .hub_heartbeat(&self.cfg.id, self.cfg.heartbeat_ttl)
+                .await
+            {
+                warn!(error = %e, "hub heartbeat failed");
+                continue;
+            }
+            match self
+                .cluster
+                .try_lock("gc", &self.cfg.id, Duration::from_millis(450))
+                .await
+            {
+                Ok(true) => {}
+                _ => continue,
+            }
+            if let Err(e) = self.collect_once(rounds % 20 == 0).await {
+                warn!(error = %e, "garbage collection failed");
+            }
+        }
+    }
+
+    async fn collect_once(&self, deep: bool) -> Result<(), gridiron_store::StoreError> {
+        for node in self.cluster.nodes().await? {
+            if node.alive {
+                continue;
+            }
+            let Some(sessions) = self.cluster.reclaim_node(&node.info.id).await? else {
+                continue;
+            };
+            warn!(node = %node.info.id, sessions = sessions.len(), "node lost: no heartbeat");
+            for sid in sessions {
+                self.routes().remove(&sid);
+                self.store
+                    .end_elsewhere(&sid, EndReason::NodeLost, now_ms())
+                    .await?;
+            }
+        }
+        let dropped = self.cluster.forget_dead_hubs().await?;
+        if dropped > 0 {
+            warn!(dropped, "dropped queued requests of a hub that stopped");
+        }
+        if deep {
+            self.end_sessions_without_node().await?;
+        }
+        Ok(())
+    }
+
+    /// Sessions recorded as running or starting that no node runs (their node
+    /// died between recording and routing) end as `node_lost`.
+    async fn end_sessions_without_node(&self) -> Result<(), gridiron_store::StoreError> {
+        let grace = (self.cfg.start_timeout + self.cfg.heartbeat_ttl).as_millis() as i64;
+        for sid in self.store.unfinished_ids().await? {
+            if self.cluster.route(&sid).await?.is_some() {
+                continue;
+            }
+            let Some(rec) = self.store.get(&sid).await? else {
+                continue;
+            };
+            if rec.end_reason.is_none() && now_ms() - rec.created_at > grace {
+                warn!(session = %sid, "session has no node; ending it");
+                self.store
+                    .end_elsewhere(&sid, EndReason::NodeLost, now_ms())
+                    .await?;
+            }
+        }
+        Ok(())
+    }
+
+    async fn nodes(&self, fresh: bool) -> Result<Vec<NodeState>, gridiron_store::StoreError> {
+        let mut cache = self.nodes.lock().await;
+        let stale = cache
+            .0
+            .is_none_or(|t| fresh || t.elapsed() > Duration::from_millis(500));
+        if stale {
+            *cache = (Some(Instant::now()), self.cluster.nodes().await?);
+        }
+        Ok(cache.1.clone())
+    }
+
+    /// Queues a new-session request and waits for a node's answer.
+    async fn new_session(
+        self: &Arc<Self>,
+        mut body: Value,
+        public_base: String,
+    ) -> Result<Value, GridError> {
+        let store_down = |e: gridiron_store::StoreError| {
+            GridError::not_created(
+                Origin::Grid,
+                format!("the grid's store is unavailable: {e}"),
+            )
+        };
+        let request = parse_new_session(&body)?;
+        let options = GridOptions::from_capabilities(&request.always_match)?;
+        let mut pool_max = 0;
+        if let Some(name) = &options.pool {
+            let pool = self.cluster.pool(name).await.map_err(store_down)?;
+            let pool = pool.ok_or_else(|| {
+                GridError::not_created(Origin::Client, format!("there is no pool named {name}"))
+            })?;
+            apply_defaults(&mut body, &pool);
+            pool_max = pool.max_concurrency.unwrap_or(0);
+        }
+        let request = parse_new_session(&body)?;
+        let nodes = self.nodes(false).await.map_err(store_down)?;
+        let mut first_error = None;
+        let satisfiable = nodes.iter().filter(|n| n.alive && !n.draining).any(|n| {
+            match select(&request, &n.info.stereotypes) {
+                Ok(sel) => GridOptions::from_capabilities(&sel.merged)
+                    .is_ok_and(|o| node_accepts(&n.info.profile, &o)),
+                Err(e) => {
+                    first_error.get_or_insert(e);
+                    false
+                }
+            }
+        });
+        if !satisfiable {
+            return Err(first_error.unwrap_or_else(|| {
+                GridError::not_created(
+                    Origin::Client,
+                    "no node of this grid can run the requested capabilities (pool and node labels included)",
+                )
+            }));
+        }
+        let requested = body.get("capabilities").cloned().unwrap_or(Value::Null);
+        let queued = QueuedRequest {
+            id: uuid::Uuid::new_v4().simple().to_string(),
+            body: body.to_string(),
+            pool: options.pool.clone(),
+            pool_max,
+            hub: self.cfg.id.clone(),
+            public_base,
+            created_at: now_ms(),
+        };
+        let notify = Arc::new(Notify::new());
+        self.waiters().insert(queued.id.clone(), notify.clone());
+        let mut waiting = Waiter {
+            hub: self.clone(),
+            rid: queued.id.clone(),
+            requested,
+            options: options.to_json(),
+            since: queued.created_at,
+            pending: true,
+        };
+        match self.cluster.enqueue(&queued, self.cfg.max_queue).await {
+            Ok(Some(_)) => {}
+            Ok(None) => {
+                waiting.pending = false;
+                return Err(GridError::not_created(
+                    Origin::Grid,
+                    format!(
+                        "the queue is full ({} requests already waiting); try again later",
+                        self.cfg.max_queue
+                    ),
+                ));
+            }
+            Err(e) => {
+                waiting.pending = false;
+                return Err(store_down(e));
+            }
+        }
+        let queue_deadline = tokio::time::Instant::now() + self.cfg.queue_timeout;
+        let hard_deadline = queue_deadline + self.cfg.start_timeout;
+        loop {
+            tokio::select! {
+                _ = notify.notified() => {}
+                // Answers are announced; looking now and then covers announcements lost with a connection.
+                _ = tokio::time::sleep(Duration::from_secs(5)) => {}
+                _ = tokio::time::sleep_until(queue_deadline) => {}
+            }
+            let now = tokio::time::Instant::now();
+            match self.cluster.request_state(&queued.id).await {
+                Ok(RequestState::Answered(a)) => {
+                    waiting.pending = false;
+                    return self.deliver(&a);
+                }
+                Ok(RequestState::Cancelled) => {
+                    waiting.pending = false;
+                    return Err(GridError::not_created(
+                        Origin::Grid,
+                        "the request was withdrawn from the queue",
+                    ));
+                }
+                Ok(RequestState::Missing) => {
+                    // The store lost its data (restarted empty): queue it again.
+                    warn!(request = %queued.id, "request lost by the store; queueing it again");
+                    let _ = self.cluster.enqueue(&queued, self.cfg.max_queue).await;
+                }
+                Ok(RequestState::Pending) | Err(_) if now < queue_deadline => {}
+                Ok(RequestState::Pending) => {
+                    let hard = now >= hard_deadline;
+                    match self
+                        .cluster
+                        .cancel(&queued.id, "queue_timeout", !hard)
+                        .await
+                    {
+                        Ok(Cancelled::Answered(a)) => {
+                            waiting.pending = false;
+                            return self.deliver(&a);
+                        }
+                        Ok(Cancelled::WhileStarting) if !hard => {}
+                        Ok(_) => {
+                            waiting.record(EndReason::QueueTimeout);
+                            return Err(GridError::not_created(
+                                Origin::Grid,
+                                format!(
+                                    "timed out after {:?} waiting in the queue for a free slot on a node",
+                                    self.cfg.queue_timeout
+                                ),
+                            ));
+                        }
+                        Err(_) => {}
+                    }
+                }
+                Err(e) if now >= hard_deadline => {
+                    waiting.pending = false;
+                    return Err(store_down(e));
+                }
+                Err(_) => {}
+            }
+        }
+    }
+
+    /// Turns a node's answer into the client's response, remembering the route.
+    fn deliver(&self, answer: &str) -> Result<Value, GridError> {
+        let v = decode_answer(answer)?;
+        Ok(v)
+    }
+
+    /// The URL of the node running session `sid`, if any.
+    async fn node_url(&self, sid: &str) -> Result<Option<String>, gridiron_store::StoreError> {
+        if let Some(url) = self.routes().get(sid) {
+            return Ok(Some(url.clone()));
+        }
+        let Some(node) = self.cluster.route(sid).await? else {
+            return Ok(None);
+        };
+        let find = |nodes: Vec<NodeState>| {
+            nodes
+                .into_iter()
+                .find(|n| n.info.id == node)
+                .map(|n| n.info.url)
+        };
+        let url = match find(self.nodes(false).await?) {
+            Some(u) => Some(u),
+            None => find(self.nodes(true).await?),
+        };
+        if let Some(u) = &url {
+            self.routes().insert(sid.to_string(), u.clone());
+        }
+        Ok(url)
+    }
+
+    /// The answer for a session no node runs, saying why if the store knows.
+    async fn not_running(&self, sid: &str, method: &Method, rest: &str) -> Response<Body> {
+        match self.store.get(sid).await {
+            Ok(Some(rec)) if rec.end_reason.is_some() => {
+                if rest.is_empty() && method == Method::DELETE {
+                    return http::ok(Value::Null);
+                }
+                let reason = rec.end_reason.map(|r| r.as_str()).unwrap_or_default();
+                http::error(&GridError::invalid_session(format!(
+                    "session {sid} has ended ({reason})"
+                )))
+            }
+            Ok(Some(_)) => http::error(&GridError::invalid_session(format!(
+                "session {sid} is not running on any node"
+            ))),
+            Ok(None) => http::error(&GridError::invalid_session(format!(
+                "no such session: {sid}"
+            ))),
+            Err(e) => http::error(&GridError::new(
+                ErrorCode::UnknownError,
+                Origin::Grid,
+                format!("the grid's store is unavailable: {e}"),
+            )),
+        }
+    }
+
+    /// A node did not answer: if its heartbeat is gone the session is lost.
+    async fn unreachable(&self, sid: &str, url: &str, e: String) -> Response<Body> {
+        self.routes().remove(sid);
+        let alive = self
+            .nodes(true)
+            .await
+            .map(|ns| ns.iter().any(|n| n.info.url == url && n.alive))
+            .unwrap_or(true);
+        if alive {
+            return http::error(&GridError::new(
+                ErrorCode::UnknownError,
+                Origin::Grid,
+                format!("the node running session {sid} did not answer: {e}"),
+            ));
+        }
+        let _ = self
+            .store
+            .end_elsewhere(sid, EndReason::NodeLost, now_ms())
+            .await;
+        http::error(&GridError::invalid_session(format!(
+            "session {sid} has ended (node_lost): its node stopped heartbeating"
+        )))
+    }
+
+    /// Streams a request to the node and its response back.
+    async fn forward(&self, node_url: &str, req: Request<Body>) -> Result<Response<Body>, String> {
+        let (parts, body) = req.into_parts();
+        let pq = parts
+            .uri
+            .path_and_query()
+            .map(|p| p.as_str())
+            .unwrap_or("/");
+        let uri: Uri = format!("{node_url}{pq}")
+            .parse()
+            .map_err(|e| format!("bad node URL {node_url}: {e}"))?;
+        let mut out = Request::builder()
+            .method(parts.method)
+            .uri(uri)
+            .body(body)
+            .map_err(|e| e.to_string())?;
+        copy_headers(&parts.headers, out.headers_mut());
+        self.sign(out.headers_mut());
+        let resp = self.client.request(out).await.map_err(|e| e.to_string())?;
+        Ok(resp.map(Body::new))
+    }
+
+    fn sign(&self, headers: &mut axum::http::HeaderMap) {
+        if let Ok(v) = HeaderValue::from_str(&self.cfg.secret) {
+            headers.insert(SECRET_HEADER, v);
+        }
+    }
+}
+
+/// A request the hub is waiting on. If it is dropped while still pending
+/// (its client left), the request is withdrawn, or the session started for it ended.
+struct Waiter {
+    hub: Arc<Hub>,
+    rid: String,
+    requested: Value,
+    options: Value,
+    since: i64,
+    pending: bool,
+}
+
+impl Waiter {
+    /// Records a request that ended without a session.
+    fn record(&mut self, reason: EndReason) {
+        self.pending = false;
+        let new = NewSession {
+            id: self.rid.clone(),
+            browser: String::new(),
+            requested_caps: std::mem::take(&mut self.requested),
+            grid_options: std::mem::take(&mut self.options),
+            created_at: self.since,
+        };
+        tokio::spawn(record_unserved(self.hub.store.clone(), new, reason));
+    }
+}
+
+/// Writes the record of a request that never got a session.
+async fn record_unserved(store: RedisStore, new: NewSession, reason: EndReason) {
+    let id = new.id.clone();
+    info!(request = %id, reason = reason.as_str(), "queued request ended");
+    let _ = store.insert(new, true).await;
+    let _ = store.mark_ended(&id, reason, now_ms(), 0).await;
+}
+
+impl Drop for Waiter {
+    fn drop(&mut self) {
+        self.hub.waiters().remove(&self.rid);
+        if !self.pending {
+            return;
+        }
+        let hub = self.hub.clone();
+        let new = NewSession {
+            id: self.rid.clone(),
+            browser: String::new(),
+            requested_caps: std::mem::take(&mut self.requested),
+            grid_options: std::mem::take(&mut self.options),
+            created_at: self.since,
+        };
+        tokio::spawn(async move {
+            match hub.cluster.cancel(&new.id, "client_gone", false).await {
+                Ok(Cancelled::Answered(a)) => {
+                    // Started just as the client left: end that session.
+                    if let Ok(v) = decode_answer(&a) {
+                        if let Some(sid) = v["value"]["sessionId"].as_str() {
+                            info!(session = %sid, "client left before the session was handed over");
+                            hub.delete_session(sid).await;
+                        }
+                    }
+                }
+                Ok(Cancelled::Removed) => {
+                    record_unserved(hub.store.clone(), new, EndReason::ClientGone).await
+                }
+                _ => {}
+            }
+        });
+    }
+}
+
+impl Hub {
+    async fn delete_session(&self, sid: &str) {
+        let Ok(Some(url)) = self.node_url(sid).await else {
+            return;
+        };
+        let req = Request::delete(format!("/session/{sid}"))
+            .body(Body::empty())
+            .expect("valid request");
+        if let Err(e) = self.forward(&url, req).await {
+            warn!(session = %sid, error = %e, "could not end the session");
+        }
+        self.routes().remove(sid);
+    }
+}
+
+async fn status(State(hub): State<Arc<Hub>>) -> Response<Body> {
+    let (nodes, queue) = match (hub.nodes(false).await, hub.cluster.queue_len().await) {
+        (Ok(n), Ok(q)) => (n, q),
+        (Err(e), _) | (_, Err(e)) => {
+            return http::ok(json!({
+                "ready": false,
+                "message": format!("Gridiron hub cannot reach its store: {e}"),
+                "nodes": [],
+            }))
+        }
+    };
+    let usable = |n: &&NodeState| n.alive && !n.draining;
+    let capacity: usize = nodes
+        .iter()
+        .filter(usable)
+        .map(|n| n.info.max_sessions)
+        .sum();
+    let used: usize = nodes.iter().filter(usable).map(|n| n.used).sum();
+    let free = capacity.saturating_sub(used);
+    let ready = free > 0;
+    let message = if ready {
+        "Gridiron is ready to create new sessions".to_string()
+    } else if capacity == 0 {
+        "Gridiron has no node that takes new sessions".to_string()
+    } else {
+        format!("Gridiron is at capacity ({capacity} slots busy, {queue} waiting)")
+    };
+    let node_list: Vec<Value> = nodes
+        .iter()
+        .map(|n| {
+            json!({
+                "id": n.info.id,
+                "uri": n.info.url,
+                "availability": if !n.alive { "DOWN" } else if n.draining { "DRAINING" } else { "UP" },
+                "maxSessions": n.info.max_sessions,
+                "sessions": n.used,
+                "stereotypes": n.info.stereotypes.iter().map(|s| json!({
+                    "browserName": s.kind.driver_browser_name(),
+                    "browserVersion": s.version,
+                    "platformName": s.platform,
+                })).collect::<Vec<_>>(),
+                "pools": n.info.profile.pools,
+                "labels": n.info.profile.labels,
+            })
+        })
+        .collect();
+    http::ok(json!({
+        "ready": ready,
+        "message": message,
+        "build": {"version": env!("CARGO_PKG_VERSION")},
+        "hub": hub.cfg.id,
+        "maxSessions": capacity,
+        "sessions": used,
+        "freeSlots": free,
+        "queue": queue,
+        "nodes": node_list,
+    }))
+}
+
+async fn new_session(
+    State(hub): State<Arc<Hub>>,
+    req: Request<Body>,
+) -> Result<Response<Body>, GridErrorResponse> {
+    let limit = hub.cfg.max_body_bytes;
+    check_length(req.headers(), limit)?;
+    let (parts, body) = req.into_parts();
+    let body = axum::body::to_bytes(body, limit).await.map_err(|e| {
+        if format!("{e:?}").contains("LengthLimit") {
+            body_too_large(limit)
+        } else {
+            GridError::invalid_argument(format!("could not read the request body: {e}"))
+        }
+    })?;
+    let body: Value = serde_json::from_slice(&body)
+        .map_err(|e| GridError::invalid_argument(format!("malformed JSON body: {e}")))?;
+    let base = request_base(hub.cfg.public_url.as_deref(), &parts);
+    let value = hub.new_session(body, base).await?;
+    Ok(http::json(StatusCode::OK, &value))
+}
+
+async fn session_command(State(hub): State<Arc<Hub>>, mut req: Request<Body>) -> Response<Body> {
+    let path = req.uri().path().to_string();
+    let Some((sid, rest)) = session_path(&path) else {
+        return unknown_command().await;
+    };
+    let url = match hub.node_url(sid).await {
+        Ok(Some(url)) => url,
+        Ok(None) => {
+            let method = req.method().clone();
+            return hub.not_running(sid, &method, rest).await;
+        }
+        Err(e) => {
+            return http::error(&GridError::new(
+                ErrorCode::UnknownError,
+                Origin::Grid,
+                format!("the grid's store is unavailable: {e}"),
+            ))
+        }
+    };
+    if tunnel::is_upgrade(&req) {
+        hub.sign(req.headers_mut());
+        let target = format!(
+            "{}{}",
+            url.replacen("http://", "ws://", 1),
+            req.uri()
+                .path_and_query()
+                .map(|p| p.as_str())
+                .unwrap_or("/")
+        );
+        return tunnel::open(req, &target, (), || {}).await;
+    }
+    let quit = rest.is_empty() && req.method() == Method::DELETE;
+    match hub.forward(&url, req).await {
+        Ok(resp) => {
+            if quit || resp.status() == StatusCode::NOT_FOUND {
+                hub.routes().remove(sid);
+            }
+            resp
+        }
+        Err(e) => hub.unreachable(sid, &url, e).await,
+    }
+}

@@ -1,0 +1,79 @@
+//! The scaled-out roles: hubs accept clients and route them, nodes own the
+//! browsers of one host. They share state through [`gridiron_store::Cluster`]
+//! and authenticate each other with a cluster secret.
+
+mod hub;
+mod node;
+
+pub use hub::{Hub, HubConfig};
+pub use node::{node_router, NodeAgent, NodeConfig};
+
+use gridiron_domain::{ErrorCode, GridError, Origin};
+use serde_json::{json, Value};
+
+/// The header a hub sends its cluster secret in; nodes refuse requests without it.
+pub const SECRET_HEADER: &str = "x-gridiron-cluster-secret";
+
+/// Compares secrets in time independent of where they differ.
+fn secret_matches(given: &[u8], expected: &[u8]) -> bool {
+    given.len() == expected.len()
+        && given
+            .iter()
+            .zip(expected)
+            .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+            == 0
+}
+
+/// A node's answer to a queued request, as it travels to the hub.
+fn encode_answer(r: &Result<Value, GridError>) -> String {
+    match r {
+        Ok(v) => json!({ "ok": v }),
+        Err(e) => json!({ "error": e.code.as_str(), "message": e.message }),
+    }
+    .to_string()
+}
+
+/// The hub's view of a node's answer: the W3C response body, or the error.
+fn decode_answer(s: &str) -> Result<Value, GridError> {
+    let v: Value = serde_json::from_str(s).map_err(|e| {
+        GridError::new(
+            ErrorCode::UnknownError,
+            Origin::Grid,
+            format!("malformed answer from the node: {e}"),
+        )
+    })?;
+    if let Some(ok) = v.get("ok") {
+        return Ok(ok.clone());
+    }
+    let code = v
+        .get("error")
+        .and_then(Value::as_str)
+        .and_then(ErrorCode::parse)
+        .unwrap_or(ErrorCode::SessionNotCreated);
+    let message = v.get("message").and_then(Value::as_str).unwrap_or("");
+    Err(GridError::new(code, Origin::Driver, message))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secrets_compare_exactly() {
+        assert!(secret_matches(b"s3cret", b"s3cret"));
+        assert!(!secret_matches(b"s3cre", b"s3cret"));
+        assert!(!secret_matches(b"s3creT", b"s3cret"));
+        assert!(!secret_matches(b"", b"s3cret"));
+    }
+
+    #[test]
+    fn answers_round_trip() {
+        let ok = json!({"value": {"sessionId": "x"}});
+        assert_eq!(decode_answer(&encode_answer(&Ok(ok.clone()))), Ok(ok));
+        let e = GridError::invalid_argument("bad");
+        let back = decode_answer(&encode_answer(&Err(e))).unwrap_err();
+        assert_eq!(back.code, ErrorCode::InvalidArgument);
+        assert_eq!(back.message, "bad");
+        assert!(decode_answer("{").is_err());
+    }
+}

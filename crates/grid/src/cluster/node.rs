@@ -1,0 +1,370 @@
+//! The node role: pulls new-session requests it can serve from the shared
+//! queue, starts them with its local [`Manager`], heartbeats, and drains.
+
+use super::{encode_answer, secret_matches, SECRET_HEADER};
+use crate::http;
+use crate::manager::Manager;
+use axum::body::Body;
+use axum::extract::State;
+use axum::http::{Method, Request, Response, StatusCode};
+use axum::middleware::Next;
+use axum::Router;
+use bytes::Bytes;
+use gridiron_domain::capabilities::{parse_new_session, select};
+use gridiron_domain::pool::{node_accepts, NodeProfile};
+use gridiron_domain::{EndReason, ErrorCode, GridError, GridOptions, Origin};
+use gridiron_store::cluster::{Beat, Claim, NodeInfo, Waiting};
+use gridiron_store::{now_ms, Cluster};
+use serde_json::{json, Value};
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::{watch, Notify};
+use tracing::{info, warn};
+
+/// How a node joins the grid.
+#[derive(Debug, Clone)]
+pub struct NodeConfig {
+    /// Unique id of this node process.
+    pub id: String,
+    /// The URL hubs reach this node at.
+    pub advertise_url: String,
+    /// A node whose heartbeat is older than this is lost.
+    pub heartbeat_ttl: Duration,
+    /// How long a drain waits for running sessions before ending them.
+    pub drain_timeout: Duration,
+    /// Pools and labels.
+    pub profile: NodeProfile,
+}
+
+/// A node's membership in the grid.
+pub struct NodeAgent {
+    cfg: NodeConfig,
+    cluster: Cluster,
+    m: Arc<Manager>,
+    /// Requests claimed whose start has not finished.
+    starting: AtomicUsize,
+    /// Running sessions: id -> (request id, pool).
+    sessions: Mutex<HashMap<String, (String, Option<String>)>>,
+    draining: AtomicBool,
+    wake: Notify,
+    drained: watch::Sender<bool>,
+}
+
+impl NodeAgent {
+    /// Registers the node and starts pulling work and heartbeating.
+    pub async fn start(
+        cluster: Cluster,
+        m: Arc<Manager>,
+        cfg: NodeConfig,
+    ) -> Result<Arc<Self>, String> {
+        let agent = Arc::new(NodeAgent {
+            cfg,
+            cluster,
+            m: m.clone(),
+            starting: AtomicUsize::new(0),
+            sessions: Mutex::default(),
+            draining: AtomicBool::new(false),
+            wake: Notify::new(),
+            drained: watch::channel(false).0,
+        });
+        agent
+            .cluster
+            .register_node(&agent.info(), agent.cfg.heartbeat_ttl)
+            .await
+            .map_err(|e| e.to_string())?;
+        let weak = Arc::downgrade(&agent);
+        m.on_session_end(move |sid| {
+            if let Some(a) = weak.upgrade() {
+                let sid = sid.to_string();
+                tokio::spawn(async move { a.session_ended(&sid).await });
+            }
+        });
+        tokio::spawn(agent.clone().pull());
+        tokio::spawn(agent.clone().heartbeat());
+        info!(node = %agent.cfg.id, url = %agent.cfg.advertise_url, "node registered");
+        Ok(agent)
+    }
+
+    /// This node's id.
+    pub fn id(&self) -> &str {
+        &self.cfg.id
+    }
+
+    fn info(&self) -> NodeInfo {
+        NodeInfo {
+            id: self.cfg.id.clone(),
+            url: self.cfg.advertise_url.clone(),
+            max_sessions: self.m.config.max_sessions,
+            stereotypes: self.m.catalog().to_vec(),
+            profile: self.cfg.profile.clone(),
+            started_at: now_ms(),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, (String, Option<String>)>> {
+        self.sessions.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Waits for work and takes what fits.
+    async fn pull(self: Arc<Self>) {
+        let mut work = self.cluster.subscribe(vec![self.cluster.work_channel()]);
+        loop {
+            tokio::select! {
+                m = work.recv() => if m.is_none() { return },
+                _ = self.wake.notified() => {}
+                // Notices missed while the store was away, and pool places freed elsewhere.
+                _ = tokio::time::sleep(Duration::from_millis(500)) => {}
+            }
+            if self.draining.load(Ordering::SeqCst) || self.m.is_shut_down() {
+                continue;
+            }
+            if let Err(e) = self.fill().await {
+                warn!(error = %e, "could not read the queue");
+            }
+        }
+    }
+
+    fn free(&self) -> usize {
+        self.m
+            .free_slots()
+            .saturating_sub(self.starting.load(Ordering::SeqCst))
+    }
+
+    /// Claims the oldest waiting requests this node can serve while it has free slots.
+    async fn fill(self: &Arc<Self>) -> Result<(), gridiron_store::StoreError> {
+        while self.free() > 0 && !self.draining.load(Ordering::SeqCst) {
+            let waiting = self.cluster.waiting(64).await?;
+            let mut took = false;
+            for w in waiting {
+                if self.free() == 0 {
+                    break;
+                }
+                if !self.can_run(&w) {
+                    continue;
+                }
+                if self.cluster.claim(&w, &self.cfg.id).await? == Claim::Claimed {
+                    took = true;
+                    self.starting.fetch_add(1, Ordering::SeqCst);
+                    tokio::spawn(self.clone().run(w));
+                }
+            }
+            if !took {
+                break;
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether this node has a browser for the request and is in its pool and labels.
+    fn can_run(&self, w: &Waiting) -> bool {
+        let Ok(body) = serde_json::from_str::<Value>(&w.body) else {
+            return false;
+        };
+        let Ok(request) = parse_new_session(&body) else {
+            return false;
+        };
+        let Ok(selection) = select(&request, self.m.catalog()) else {
+            return false;
+        };
+        GridOptions::from_capabilities(&selection.merged)
+            .is_ok_and(|o| node_accepts(&self.cfg.profile, &o))
+    }
+
+    /// Starts a claimed request's session and hands the answer to its hub.
+    async fn run(self: Arc<Self>, w: Waiting) {
+        let result = self
+            .m
+            .new_session(Bytes::from(w.body.clone()), w.public_base.clone())
+            .await;
+        let sid = result
+            .as_ref()
+            .ok()
+            .and_then(|v| v["value"]["sessionId"].as_str())
+            .map(str::to_string);
+        if let Some(sid) = &sid {
+            self.lock()
+                .insert(sid.clone(), (w.id.clone(), w.pool.clone()));
+            if let Err(e) = self
+                .cluster
+                .add_session(&self.cfg.id, sid, &w.id, w.pool.as_deref())
+                .await
+            {
+                warn!(session = %sid, error = %e, "could not record the session's route");
+            }
+        }
+        self.starting.fetch_sub(1, Ordering::SeqCst);
+        let delivered = self
+            .cluster
+            .complete(&w, &self.cfg.id, &encode_answer(&result), sid.is_some())
+            .await
+            .unwrap_or_else(|e| {
+                warn!(request = %w.id, error = %e, "could not hand over the answer");
+                false
+            });
+        if let (false, Some(sid)) = (delivered, &sid) {
+            info!(session = %sid, "nobody waits for the session any more");
+            self.m.end(sid, EndReason::ClientGone).await;
+        }
+        self.wake.notify_one();
+    }
+
+    async fn session_ended(&self, sid: &str) {
+        if self.lock().remove(sid).is_some() {
+            if let Err(e) = self.cluster.remove_session(&self.cfg.id, sid).await {
+                warn!(session = %sid, error = %e, "could not remove the session's route");
+            }
+        }
+        self.wake.notify_one();
+        if self.draining.load(Ordering::SeqCst) && self.idle() {
+            let _ = self.drained.send(true);
+        }
+    }
+
+    fn idle(&self) -> bool {
+        self.m.slots_in_use() == 0 && self.starting.load(Ordering::SeqCst) == 0
+    }
+
+    /// Renews the heartbeat; reacts to drain requests and to a store that
+    /// lost the node (declared lost, or restarted without its data).
+    async fn heartbeat(self: Arc<Self>) {
+        let ttl = self.cfg.heartbeat_ttl;
+        let every = (ttl / 4).clamp(Duration::from_millis(100), Duration::from_secs(2));
+        loop {
+            tokio::time::sleep(every).await;
+            if self.m.is_shut_down() {
+                return;
+            }
+            match self
+                .cluster
+                .heartbeat(&self.cfg.id, self.m.slots_in_use(), ttl)
+                .await
+            {
+                Ok(Beat::Alive { draining }) => {
+                    if draining && !self.draining.load(Ordering::SeqCst) {
+                        info!("drain requested");
+                        tokio::spawn(self.clone().drain());
+                    }
+                }
+                Ok(Beat::Lost) => {
+                    // Its sessions were ended elsewhere; they must not come back.
+                    warn!("this node was declared lost; ending its sessions and rejoining");
+                    for sid in self.m.session_ids() {
+                        self.m.end(&sid, EndReason::NodeLost).await;
+                    }
+                    self.rejoin().await;
+                }
+                Ok(Beat::Unknown) => {
+                    warn!("the store no longer knows this node; registering again");
+                    self.rejoin().await;
+                    self.m.rewrite_records().await;
+                    let sessions: Vec<_> = self
+                        .lock()
+                        .iter()
+                        .map(|(s, (r, p))| (s.clone(), r.clone(), p.clone()))
+                        .collect();
+                    for (sid, rid, pool) in sessions {
+                        let _ = self
+                            .cluster
+                            .add_session(&self.cfg.id, &sid, &rid, pool.as_deref())
+                            .await;
+                    }
+                }
+                Err(e) => warn!(error = %e, "heartbeat failed"),
+            }
+        }
+    }
+
+    async fn rejoin(&self) {
+        if let Err(e) = self
+            .cluster
+            .register_node(&self.info(), self.cfg.heartbeat_ttl)
+            .await
+        {
+            warn!(error = %e, "could not register again");
+        }
+        if self.draining.load(Ordering::SeqCst) {
+            let _ = self.cluster.set_draining(&self.cfg.id).await;
+        }
+    }
+
+    /// Stops taking work, waits (up to the drain timeout) for running
+    /// sessions to finish, then reports the node drained.
+    pub async fn drain(self: Arc<Self>) {
+        if self.draining.swap(true, Ordering::SeqCst) {
+            return;
+        }
+        info!(sessions = self.m.slots_in_use(), "draining");
+        if let Err(e) = self.cluster.set_draining(&self.cfg.id).await {
+            warn!(error = %e, "could not mark the node draining");
+        }
+        let deadline = tokio::time::Instant::now() + self.cfg.drain_timeout;
+        while !self.idle() && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let _ = self.drained.send(true);
+    }
+
+    /// Resolves once a drain has finished.
+    pub async fn drained(&self) {
+        let mut rx = self.drained.subscribe();
+        let _ = rx.wait_for(|d| *d).await;
+    }
+
+    /// Leaves the grid: call after the manager has shut down.
+    pub async fn leave(&self) {
+        if let Err(e) = self.cluster.remove_node(&self.cfg.id).await {
+            warn!(error = %e, "could not unregister the node");
+        }
+        info!(node = %self.cfg.id, "node left the grid");
+    }
+}
+
+/// The node's HTTP surface: the grid's W3C routes for hubs only. Requests
+/// without the cluster secret are refused; sessions start from the queue.
+pub fn node_router(m: Arc<Manager>, secret: String) -> Router {
+    crate::routes::router(m).layer(axum::middleware::from_fn_with_state(
+        Arc::new(secret),
+        only_hubs,
+    ))
+}
+
+async fn only_hubs(
+    State(secret): State<Arc<String>>,
+    req: Request<Body>,
+    next: Next,
+) -> Response<Body> {
+    let authorised = req
+        .headers()
+        .get(SECRET_HEADER)
+        .is_some_and(|v| secret_matches(v.as_bytes(), secret.as_bytes()));
+    if !authorised {
+        let mut r = http::json(
+            StatusCode::UNAUTHORIZED,
+            &GridError::new(
+                ErrorCode::UnknownError,
+                Origin::Client,
+                "this is a Gridiron node: only hubs with the cluster secret may call it",
+            )
+            .to_json(),
+        );
+        *r.status_mut() = StatusCode::UNAUTHORIZED;
+        return r;
+    }
+    let path = req.uri().path();
+    let new_session = req.method() == Method::POST
+        && matches!(path, "/session" | "/wd/hub/session")
+        || path == "/cdp";
+    if new_session {
+        return http::json(
+            StatusCode::NOT_FOUND,
+            &json!({"value": {
+                "error": "unknown command",
+                "message": "sessions start through a hub, which queues them for the nodes",
+                "stacktrace": "gridiron (client error)",
+            }}),
+        );
+    }
+    next.run(req).await
+}

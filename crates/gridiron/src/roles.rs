@@ -1,0 +1,467 @@
+//! The scaled-out roles and their admin commands: `hub`, `node`, `pools`, `nodes`.
+
+use crate::cli::{
+    init_logs, json_logs, listen_addr, lock_data_dir, runtime, seconds, shutdown_signal,
+    StandaloneArgs,
+};
+use clap::{Args, Subcommand};
+use gridiron_domain::pool::{check_name, NodeProfile, Pool};
+use gridiron_grid::cluster::{node_router, Hub, HubConfig, NodeAgent, NodeConfig};
+use gridiron_store::Cluster;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Where the shared state lives.
+#[derive(Args, Debug, Clone)]
+pub struct StoreArgs {
+    /// The Redis store shared by hubs and nodes, e.g. `redis://10.0.0.5:6379/0`.
+    #[arg(long, env = "GRIDIRON_STORE")]
+    pub store: String,
+    /// Prefix of every key, so several grids can share one Redis [default: gridiron].
+    #[arg(long, env = "GRIDIRON_NAMESPACE", default_value = "gridiron")]
+    pub namespace: String,
+}
+
+impl StoreArgs {
+    async fn connect(&self) -> Result<Cluster, String> {
+        if !(self.store.starts_with("redis://") || self.store.starts_with("rediss://")) {
+            return Err(format!(
+                "--store must be a redis:// URL, got {}",
+                self.store
+            ));
+        }
+        Cluster::connect(&self.store, &self.namespace)
+            .await
+            .map_err(|e| format!("cannot reach the store at {}: {e}", self.store))
+    }
+}
+
+/// The secret hubs and nodes share.
+#[derive(Args, Debug, Clone)]
+pub struct SecretArgs {
+    /// Secret shared by every hub and node of the grid; nodes refuse requests without it.
+    #[arg(long, env = "GRIDIRON_CLUSTER_SECRET", hide_env_values = true)]
+    pub cluster_secret: String,
+}
+
+impl SecretArgs {
+    fn checked(&self) -> Result<String, String> {
+        if self.cluster_secret.len() < 8 {
+            return Err("--cluster-secret must be at least 8 characters".into());
+        }
+        Ok(self.cluster_secret.clone())
+    }
+}
+
+/// Options of `gridiron hub`.
+#[derive(Args, Debug)]
+pub struct HubArgs {
+    /// Address to listen on [default: 0.0.0.0].
+    #[arg(long, env = "GRIDIRON_HOST")]
+    pub host: Option<String>,
+    /// Port to listen on.
+    #[arg(long, env = "GRIDIRON_PORT", default_value_t = 4444)]
+    pub port: u16,
+    #[command(flatten)]
+    pub store: StoreArgs,
+    #[command(flatten)]
+    pub secret: SecretArgs,
+    /// Requests that may wait in the shared queue; more are refused at once.
+    #[arg(long, env = "GRIDIRON_MAX_QUEUE", default_value_t = 10_000)]
+    pub max_queue: usize,
+    /// Seconds a request may wait for a node before it fails.
+    #[arg(long, env = "GRIDIRON_QUEUE_TIMEOUT", default_value_t = 300.0)]
+    pub queue_timeout: f64,
+    /// Seconds a node may take to start a session it took from the queue.
+    #[arg(long, env = "GRIDIRON_NEW_SESSION_TIMEOUT", default_value_t = 60.0)]
+    pub new_session_timeout: f64,
+    /// Largest request body accepted, in bytes.
+    #[arg(long, env = "GRIDIRON_MAX_BODY_BYTES", default_value_t = 64 * 1024 * 1024)]
+    pub max_body_bytes: usize,
+    /// The URL clients use to reach the grid (e.g. the load balancer's), written
+    /// into CDP and BiDi websocket URLs [default: from each request's headers].
+    #[arg(long, env = "GRIDIRON_PUBLIC_URL")]
+    pub public_url: Option<String>,
+    /// Seconds after which a silent hub's queued requests are dropped.
+    #[arg(long, env = "GRIDIRON_HEARTBEAT_TTL", default_value_t = 10.0)]
+    pub heartbeat_ttl: f64,
+    /// Log format: `text` or `json`.
+    #[arg(long, env = "GRIDIRON_LOG_FORMAT")]
+    pub log_format: Option<String>,
+}
+
+/// Options of `gridiron node`: those of `standalone` (its slots, timeouts,
+/// browsers), plus how it joins the grid.
+#[derive(Args, Debug)]
+pub struct NodeArgs {
+    #[command(flatten)]
+    pub grid: StandaloneArgs,
+    #[command(flatten)]
+    pub store: StoreArgs,
+    #[command(flatten)]
+    pub secret: SecretArgs,
+    /// The URL hubs reach this node at, e.g. `http://10.0.0.7:5555`.
+    #[arg(long, env = "GRIDIRON_ADVERTISE_URL")]
+    pub advertise_url: String,
+    /// A pool this node joins (repeatable); it then takes that pool's labels.
+    #[arg(long = "pool", env = "GRIDIRON_POOLS", value_delimiter = ',')]
+    pub pools: Vec<String>,
+    /// A label of this node, `KEY=VALUE` (repeatable); sessions target it with
+    /// `gridiron:options.nodeLabels`.
+    #[arg(long = "label", env = "GRIDIRON_LABELS", value_delimiter = ',')]
+    pub labels: Vec<String>,
+    /// Seconds without a heartbeat after which the node counts as lost.
+    #[arg(long, env = "GRIDIRON_HEARTBEAT_TTL", default_value_t = 10.0)]
+    pub heartbeat_ttl: f64,
+    /// Seconds a drain (SIGTERM, `gridiron nodes drain`) waits for running sessions.
+    #[arg(long, env = "GRIDIRON_DRAIN_TIMEOUT", default_value_t = 300.0)]
+    pub drain_timeout: f64,
+}
+
+/// `gridiron pools ...`
+#[derive(Subcommand, Debug)]
+pub enum PoolsCommand {
+    /// Create (or replace) a pool.
+    Create {
+        /// Pool name.
+        name: String,
+        /// Default browserName of its sessions.
+        #[arg(long)]
+        browser: Option<String>,
+        /// Default browserVersion (prefix) of its sessions.
+        #[arg(long)]
+        version: Option<String>,
+        /// Browser argument added to its sessions (repeatable), e.g. `--arg=--lang=de`.
+        #[arg(long = "arg", allow_hyphen_values = true)]
+        args: Vec<String>,
+        /// Label `KEY=VALUE` of its nodes and sessions (repeatable).
+        #[arg(long = "label")]
+        labels: Vec<String>,
+        /// Sessions the pool may run at once over all its nodes.
+        #[arg(long)]
+        max_concurrency: Option<u32>,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+    /// List pools and the sessions each runs.
+    List {
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+    /// Delete a pool.
+    Delete {
+        /// Pool name.
+        name: String,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+}
+
+/// `gridiron nodes ...`
+#[derive(Subcommand, Debug)]
+pub enum NodesCommand {
+    /// List registered nodes.
+    List {
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+    /// Drain a node: it takes no new sessions, lets running ones finish, then leaves.
+    Drain {
+        /// Node id (see `gridiron nodes list`).
+        id: String,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+}
+
+fn labels(pairs: &[String]) -> Result<BTreeMap<String, String>, String> {
+    pairs
+        .iter()
+        .map(|p| match p.split_once('=') {
+            Some((k, v)) if !k.is_empty() => Ok((k.to_string(), v.to_string())),
+            _ => Err(format!("label must be KEY=VALUE, got {p}")),
+        })
+        .collect()
+}
+
+fn short_id() -> String {
+    uuid::Uuid::new_v4().simple().to_string()[..12].to_string()
+}
+
+/// Runs `gridiron hub` until Ctrl-C or SIGTERM.
+pub fn run_hub(args: HubArgs) -> Result<(), String> {
+    init_logs(json_logs(args.log_format.as_deref())?);
+    let secret = args.secret.checked()?;
+    let addr = listen_addr(args.host.clone(), args.port)?;
+    if let Some(u) = &args.public_url {
+        if !(u.starts_with("http://") || u.starts_with("https://")) {
+            return Err(format!(
+                "--public-url must start with http:// or https://, got {u}"
+            ));
+        }
+    }
+    let cfg = HubConfig {
+        id: format!("hub-{}", short_id()),
+        max_queue: args.max_queue,
+        queue_timeout: seconds("queue-timeout", Some(args.queue_timeout), Duration::ZERO)?,
+        start_timeout: seconds(
+            "new-session-timeout",
+            Some(args.new_session_timeout),
+            Duration::ZERO,
+        )?,
+        max_body_bytes: args.max_body_bytes,
+        public_url: args.public_url.clone(),
+        secret,
+        heartbeat_ttl: seconds("heartbeat-ttl", Some(args.heartbeat_ttl), Duration::ZERO)?,
+    };
+    runtime()?.block_on(async move {
+        let cluster = args.store.connect().await?;
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .map_err(|e| format!("cannot listen on {addr}: {e}"))?;
+        let hub = Hub::start(cluster, cfg).await?;
+        tracing::info!(%addr, store = %args.store.store, "gridiron hub listening");
+        let app = hub.clone().router();
+        gridiron_grid::serve_app(listener, app, async move {
+            shutdown_signal().await;
+            hub.leave().await;
+        })
+        .await
+        .map_err(|e| e.to_string())
+    })?;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// Runs `gridiron node`: SIGTERM drains it first; Ctrl-C ends its sessions at once.
+pub fn run_node(mut args: NodeArgs) -> Result<(), String> {
+    let port = *args.grid.port.get_or_insert(5555);
+    args.grid
+        .data_dir
+        .get_or_insert_with(|| crate::cli::default_data_dir().join(format!("node-{port}")));
+    let secret = args.secret.checked()?;
+    let url = args.advertise_url.trim_end_matches('/').to_string();
+    if !url.starts_with("http://") {
+        return Err(format!("--advertise-url must be an http:// URL, got {url}"));
+    }
+    for p in &args.pools {
+        check_name(p).map_err(|e| e.message)?;
+    }
+    let own_labels = labels(&args.labels)?;
+    let ttl = seconds("heartbeat-ttl", Some(args.heartbeat_ttl), Duration::ZERO)?;
+    let drain = seconds("drain-timeout", Some(args.drain_timeout), Duration::ZERO)?;
+    let s = crate::cli::resolve(args.grid)?;
+    init_logs(s.json_logs);
+    let _lock = lock_data_dir(&s.grid.data_dir)?;
+    let mut grid = s.grid;
+    // A node never queues: it only takes requests it has a free slot for.
+    grid.max_queue = grid.max_sessions;
+    runtime()?.block_on(async move {
+        let cluster = args.store.connect().await?;
+        let mut profile = NodeProfile {
+            pools: args.pools.clone(),
+            labels: BTreeMap::new(),
+        };
+        for p in &args.pools {
+            match cluster.pool(p).await.map_err(|e| e.to_string())? {
+                Some(pool) => profile.labels.extend(pool.labels),
+                None => {
+                    return Err(format!(
+                        "there is no pool named {p} (gridiron pools create {p})"
+                    ))
+                }
+            }
+        }
+        profile.labels.extend(own_labels);
+        gridiron_grid::recover_processes(&grid.data_dir);
+        let found = gridiron_provision::discover();
+        if found.installs.is_empty() {
+            tracing::warn!("no browser with its driver was found; run `gridiron doctor`");
+        }
+        let listener = tokio::net::TcpListener::bind(s.addr)
+            .await
+            .map_err(|e| format!("cannot listen on {}: {e}", s.addr))?;
+        let provisioner =
+            gridiron_provision::LocalProvisioner::new(found.installs, &grid.data_dir, grid.prewarm);
+        let store: Arc<dyn gridiron_store::Store> = Arc::new(cluster.sessions());
+        let manager = gridiron_grid::Manager::start(grid, store, provisioner);
+        let cfg = NodeConfig {
+            id: format!("node-{}", short_id()),
+            advertise_url: url,
+            heartbeat_ttl: ttl,
+            drain_timeout: drain,
+            profile,
+        };
+        let agent = match NodeAgent::start(cluster, manager.clone(), cfg).await {
+            Ok(a) => a,
+            Err(e) => {
+                manager.shutdown().await;
+                return Err(format!("cannot register with the store: {e}"));
+            }
+        };
+        tracing::info!(addr = %s.addr, node = agent.id(), "gridiron node listening");
+        let app = node_router(manager.clone(), secret);
+        gridiron_grid::serve_app(listener, app, async move {
+            use tokio::signal::unix::{signal, SignalKind};
+            let mut term = signal(SignalKind::terminate()).ok();
+            let terminated = async {
+                match term.as_mut() {
+                    Some(t) => {
+                        t.recv().await;
+                    }
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = terminated => {
+                    tracing::info!("SIGTERM: draining");
+                    tokio::select! {
+                        _ = agent.clone().drain() => {}
+                        _ = tokio::signal::ctrl_c() => {}
+                    }
+                }
+                _ = agent.drained() => {}
+            }
+            tracing::info!("node leaving: ending sessions");
+            manager.shutdown().await;
+            agent.leave().await;
+        })
+        .await
+        .map_err(|e| e.to_string())
+    })?;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// Runs `gridiron pools ...`.
+pub fn run_pools(cmd: PoolsCommand) -> Result<(), String> {
+    runtime()?.block_on(async move {
+        match cmd {
+            PoolsCommand::Create {
+                name,
+                browser,
+                version,
+                args,
+                labels: l,
+                max_concurrency,
+                store,
+            } => {
+                check_name(&name).map_err(|e| e.message)?;
+                if max_concurrency == Some(0) {
+                    return Err("--max-concurrency must be at least 1".into());
+                }
+                let pool = Pool {
+                    name: name.clone(),
+                    browser,
+                    version,
+                    args,
+                    labels: labels(&l)?,
+                    max_concurrency,
+                };
+                store
+                    .connect()
+                    .await?
+                    .put_pool(&pool)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                println!("pool {name} saved");
+            }
+            PoolsCommand::List { store } => {
+                let pools = store
+                    .connect()
+                    .await?
+                    .pools()
+                    .await
+                    .map_err(|e| e.to_string())?;
+                println!(
+                    "{:<20} {:<10} {:<10} {:>8} {:>8}  ARGS / LABELS",
+                    "NAME", "BROWSER", "VERSION", "RUNNING", "MAX"
+                );
+                for (p, running) in pools {
+                    let max = p
+                        .max_concurrency
+                        .map(|m| m.to_string())
+                        .unwrap_or_else(|| "-".into());
+                    let labels: Vec<String> =
+                        p.labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
+                    println!(
+                        "{:<20} {:<10} {:<10} {:>8} {:>8}  {} {}",
+                        p.name,
+                        p.browser.as_deref().unwrap_or("-"),
+                        p.version.as_deref().unwrap_or("-"),
+                        running,
+                        max,
+                        p.args.join(" "),
+                        labels.join(",")
+                    );
+                }
+            }
+            PoolsCommand::Delete { name, store } => {
+                if !store
+                    .connect()
+                    .await?
+                    .delete_pool(&name)
+                    .await
+                    .map_err(|e| e.to_string())?
+                {
+                    return Err(format!("there is no pool named {name}"));
+                }
+                println!("pool {name} deleted");
+            }
+        }
+        Ok(())
+    })
+}
+
+/// Runs `gridiron nodes ...`.
+pub fn run_nodes(cmd: NodesCommand) -> Result<(), String> {
+    runtime()?.block_on(async move {
+        match cmd {
+            NodesCommand::List { store } => {
+                let nodes = store
+                    .connect()
+                    .await?
+                    .nodes()
+                    .await
+                    .map_err(|e| e.to_string())?;
+                println!(
+                    "{:<18} {:<9} {:>5} {:>5}  {:<28} POOLS",
+                    "ID", "STATE", "USED", "MAX", "URL"
+                );
+                for n in nodes {
+                    let state = if !n.alive {
+                        "down"
+                    } else if n.draining {
+                        "draining"
+                    } else {
+                        "up"
+                    };
+                    println!(
+                        "{:<18} {:<9} {:>5} {:>5}  {:<28} {}",
+                        n.info.id,
+                        state,
+                        n.used,
+                        n.info.max_sessions,
+                        n.info.url,
+                        n.info.profile.pools.join(",")
+                    );
+                }
+            }
+            NodesCommand::Drain { id, store } => {
+                if !store
+                    .connect()
+                    .await?
+                    .drain_node(&id)
+                    .await
+                    .map_err(|e| e.to_string())?
+                {
+                    return Err(format!("there is no live node {id}"));
+                }
+                println!("node {id} is draining");
+            }
+        }
+        Ok(())
+    })
+}
