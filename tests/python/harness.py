@@ -216,6 +216,9 @@ def chrome_caps(browser_name="chrome", grid_options=None):
 class Grid:
     """One `gridiron standalone` process with its own port and data dir."""
 
+    # The signal that stops this kind of process at once.
+    stop_signal = signal.SIGTERM
+
     def __init__(self, binary, **options):
         self.binary = binary
         self.options = options
@@ -284,18 +287,18 @@ class Grid:
         self.proc.send_signal(sig)
 
     def terminate(self, timeout=STOP_TIMEOUT):
-        """SIGTERM the grid and wait for it. Returns (exit code, seconds taken)."""
+        """Signal the grid to stop and wait for it. Returns (exit code, seconds taken)."""
         self.stopped = True
         start = time.monotonic()
         if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
+            self.proc.send_signal(self.stop_signal)
         try:
             code = self.proc.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
             self.proc.kill()
             self.proc.wait(timeout=10)
             self.exit_code = "killed"
-            raise GridError(f"grid did not exit within {timeout}s of SIGTERM (SIGKILLed)\n{self.log_tail()}")
+            raise GridError(f"grid did not exit within {timeout}s of {self.stop_signal.name} (SIGKILLed)\n{self.log_tail()}")
         self.exit_code = code
         return code, time.monotonic() - start
 
@@ -309,7 +312,7 @@ class Grid:
             try:
                 code, _ = self.terminate()
                 if unexpected is None and code != 0:
-                    problems.append(f"grid exited with code {code} after SIGTERM")
+                    problems.append(f"grid exited with code {code} after {self.stop_signal.name}")
             except GridError as e:
                 problems.append(str(e).splitlines()[0])
         leaked = self.wait_no_processes()

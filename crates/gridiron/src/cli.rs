@@ -27,6 +27,15 @@ pub enum Command {
     Standalone(Box<StandaloneArgs>),
     /// List the browsers and drivers found on this host and what is missing.
     Doctor,
+    /// Internal: run PROGRAM so that it dies with its parent (how browsers are started).
+    #[command(hide = true)]
+    ExecGuarded {
+        /// The browser binary.
+        program: PathBuf,
+        /// Its arguments.
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<std::ffi::OsString>,
+    },
     /// Run a hub: accepts clients, queues new sessions for nodes, routes commands (scaled-out grid).
     #[cfg(feature = "redis")]
     Hub(Box<crate::roles::HubArgs>),
@@ -298,7 +307,7 @@ pub fn run_standalone(args: StandaloneArgs) -> Result<(), String> {
             .map_err(|e| e.to_string())?;
         let store: Arc<dyn gridiron_store::Store> = Arc::new(store);
         gridiron_grid::recover(&s.grid.data_dir, store.as_ref()).await;
-        let found = gridiron_provision::discover();
+        let found = discover_guarded(&s.grid.data_dir)?;
         if found.installs.is_empty() {
             tracing::warn!("no browser with its driver was found; run `gridiron doctor`");
         }
@@ -331,6 +340,16 @@ pub fn run_standalone(args: StandaloneArgs) -> Result<(), String> {
     })?;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// The browsers and drivers of this host, each browser started so that it
+/// dies with its driver (see `gridiron_provision::guard`).
+pub(crate) fn discover_guarded(data_dir: &Path) -> Result<gridiron_provision::Discovery, String> {
+    let mut found = gridiron_provision::discover();
+    let me = std::env::current_exe().map_err(|e| format!("cannot find this executable: {e}"))?;
+    gridiron_provision::guard_browsers(&mut found.installs, &me, data_dir)
+        .map_err(|e| format!("cannot write browser launch scripts: {e}"))?;
+    Ok(found)
 }
 
 pub(crate) async fn shutdown_signal() {

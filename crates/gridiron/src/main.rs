@@ -11,6 +11,11 @@ fn main() -> std::process::ExitCode {
     let cli = cli::Cli::parse();
     let result = match cli.command {
         cli::Command::Doctor => return doctor::run(),
+        cli::Command::ExecGuarded { program, args } => {
+            let e = gridiron_provision::exec_guarded(&program, &args);
+            eprintln!("gridiron: cannot run {}: {e}", program.display());
+            return std::process::ExitCode::from(127);
+        }
         cli::Command::Standalone(args) => cli::run_standalone(*args),
         #[cfg(feature = "redis")]
         cli::Command::Hub(args) => roles::run_hub(*args),

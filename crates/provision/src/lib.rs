@@ -7,11 +7,13 @@
 
 pub mod discovery;
 pub mod driver;
+pub mod guard;
 pub mod local;
 pub mod sweep;
 
 pub use discovery::{discover, BrowserInstall, Discovery};
 pub use driver::{browser_pid, process_alive, DriverExit, DriverProcess};
+pub use guard::{exec_guarded, guard_browsers};
 pub use local::LocalProvisioner;
 
 /// Environment variable carried by every process the grid starts: the grid's

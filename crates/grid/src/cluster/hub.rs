@@ -237,26 +237,15 @@ impl Hub {
             pool_max = pool.max_concurrency.unwrap_or(0);
         }
         let request = parse_new_session(&body)?;
-        let nodes = self.nodes(false).await.map_err(store_down)?;
-        let mut first_error = None;
-        let satisfiable = nodes.iter().filter(|n| n.alive && !n.draining).any(|n| {
-            match select(&request, &n.info.stereotypes) {
-                Ok(sel) => GridOptions::from_capabilities(&sel.merged)
-                    .is_ok_and(|o| node_accepts(&n.info.profile, &o)),
-                Err(e) => {
-                    first_error.get_or_insert(e);
-                    false
-                }
-            }
-        });
-        if !satisfiable {
-            return Err(first_error.unwrap_or_else(|| {
-                GridError::not_created(
-                    Origin::Client,
-                    "no node of this grid can run the requested capabilities (pool and node labels included)",
-                )
-            }));
+        // A node may have joined since the cached list was read: look again before refusing.
+        let mut verdict = self
+            .satisfiable(&request, false)
+            .await
+            .map_err(store_down)?;
+        if verdict.is_err() {
+            verdict = self.satisfiable(&request, true).await.map_err(store_down)?;
         }
+        verdict?;
         let requested = body.get("capabilities").cloned().unwrap_or(Value::Null);
         let queued = QueuedRequest {
             id: uuid::Uuid::new_v4().simple().to_string(),
@@ -354,6 +343,37 @@ impl Hub {
                 Err(_) => {}
             }
         }
+    }
+
+    /// `Ok` if some live node that takes new sessions could run `request`;
+    /// otherwise the error to answer with.
+    async fn satisfiable(
+        &self,
+        request: &gridiron_domain::capabilities::CapabilityRequest,
+        fresh: bool,
+    ) -> Result<Result<(), GridError>, gridiron_store::StoreError> {
+        let nodes = self.nodes(fresh).await?;
+        let mut first_error = None;
+        for n in nodes.iter().filter(|n| n.alive && !n.draining) {
+            match select(request, &n.info.stereotypes) {
+                Ok(sel) => {
+                    if GridOptions::from_capabilities(&sel.merged)
+                        .is_ok_and(|o| node_accepts(&n.info.profile, &o))
+                    {
+                        return Ok(Ok(()));
+                    }
+                }
+                Err(e) => {
+                    first_error.get_or_insert(e);
+                }
+            }
+        }
+        Ok(Err(first_error.unwrap_or_else(|| {
+            GridError::not_created(
+                Origin::Client,
+                "no node of this grid can run the requested capabilities (pool and node labels included)",
+            )
+        })))
     }
 
     /// Turns a node's answer into the client's response, remembering the route.

@@ -195,6 +195,7 @@ impl NodeAgent {
             }
         }
         self.starting.fetch_sub(1, Ordering::SeqCst);
+        self.report_usage().await;
         let delivered = self
             .cluster
             .complete(&w, &self.cfg.id, &encode_answer(&result), sid.is_some())
@@ -216,10 +217,19 @@ impl NodeAgent {
                 warn!(session = %sid, error = %e, "could not remove the session's route");
             }
         }
+        self.report_usage().await;
         self.wake.notify_one();
         if self.draining.load(Ordering::SeqCst) && self.idle() {
             let _ = self.drained.send(true);
         }
+    }
+
+    /// Publishes the slots in use now, so hubs' status is current between heartbeats.
+    async fn report_usage(&self) {
+        let _ = self
+            .cluster
+            .heartbeat(&self.cfg.id, self.m.slots_in_use(), self.cfg.heartbeat_ttl)
+            .await;
     }
 
     fn idle(&self) -> bool {

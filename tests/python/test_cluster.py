@@ -1,0 +1,428 @@
+"""The scaled-out grid: a real redis-server, two hubs, two nodes, real Chromium.
+
+The module's shared grid has two nodes of one slot each (one in pool `web`)
+and two hubs; tests that kill or drain processes build their own.
+"""
+
+import json
+import os
+import signal
+import subprocess
+import threading
+import time
+
+import pytest
+import websocket
+from selenium import webdriver
+from selenium.webdriver.remote.client_config import ClientConfig
+
+from cluster import SECRET, Hub, Node, Redis
+from harness import chrome_caps, http_request, wait_until
+
+HEARTBEAT_TTL = 3
+
+
+def remote(hub, grid_options=None, timeout=90):
+    options = webdriver.ChromeOptions()
+    if grid_options is not None:
+        options.set_capability("gridiron:options", grid_options)
+    config = ClientConfig(remote_server_addr=hub.url, timeout=timeout)
+    return webdriver.Remote(command_executor=hub.url, options=options, client_config=config)
+
+
+def gridiron_cli(binary, *args):
+    env = dict(os.environ, GRIDIRON_CLUSTER_SECRET=SECRET)
+    return subprocess.run([binary, *args], capture_output=True, text=True, timeout=30, env=env)
+
+
+class Cluster:
+    """Redis, nodes and hubs started together and stopped together."""
+
+    def __init__(self, binary):
+        self.binary = binary
+        self.redis = Redis().start()
+        self.nodes = []
+        self.hubs = []
+
+    def node(self, **options):
+        options.setdefault("max_sessions", 1)
+        options.setdefault("heartbeat_ttl", HEARTBEAT_TTL)
+        n = Node(self.binary, self.redis, **options)
+        self.nodes.append(n)
+        return n.start()
+
+    def hub(self, **options):
+        options.setdefault("queue_timeout", 60)
+        options.setdefault("heartbeat_ttl", HEARTBEAT_TTL)
+        h = Hub(self.binary, self.redis, **options)
+        self.hubs.append(h)
+        return h.start()
+
+    def cli(self, *args):
+        return gridiron_cli(self.binary, *args, "--store", self.redis.url)
+
+    def capacity(self, hub, slots, timeout=20):
+        return wait_until(
+            lambda: (lambda s: s if s.get("maxSessions") == slots and s["ready"] else None)(hub.status()),
+            timeout,
+            what=f"hub to report {slots} free slots",
+        )
+
+    def stop(self):
+        errors = []
+        for g in self.hubs + self.nodes:
+            if g.proc is not None:
+                try:
+                    g.stop()
+                except AssertionError as e:
+                    errors.append(str(e))
+        self.redis.stop()
+        if errors:
+            pytest.fail("\n\n".join(errors), pytrace=False)
+
+
+@pytest.fixture(scope="module")
+def shared(grid_binary):
+    c = Cluster(grid_binary)
+    created = c.cli("pools", "create", "web", "--browser", "chrome", "--arg=--lang=de", "--label", "team=web", "--max-concurrency", "1")
+    assert created.returncode == 0, created.stderr
+    c.node(pool="web")
+    c.node(label="zone=b")
+    c.hub()
+    c.hub()
+    c.capacity(c.hubs[0], 2)
+    yield c
+    c.stop()
+
+
+@pytest.fixture
+def make_cluster(grid_binary):
+    made = []
+
+    def factory():
+        c = Cluster(grid_binary)
+        made.append(c)
+        return c
+
+    yield factory
+    for c in made:
+        c.stop()
+
+
+def titled(title):
+    return f"data:text/html,<title>{title}</title>"
+
+
+def node_of(cluster, session_id):
+    """The node whose processes belong to session_id."""
+    found = wait_until(
+        lambda: [n for n in cluster.nodes if n.proc and n.proc.poll() is None and n.session_processes(session_id)],
+        10,
+        what=f"the node running {session_id}",
+    )
+    assert len(found) == 1, found
+    return found[0]
+
+
+def cdp_over(hub, session_id):
+    """Runtime.evaluate over the session's CDP websocket, through `hub`."""
+    ws = websocket.create_connection(f"ws://127.0.0.1:{hub.port}/session/{session_id}/se/cdp", timeout=20)
+    try:
+        ws.send(json.dumps({"id": 1, "method": "Browser.getVersion"}))
+        while True:
+            msg = json.loads(ws.recv())
+            if msg.get("id") == 1:
+                return msg["result"]
+    finally:
+        ws.close()
+
+
+# --------------------------------------------------------------------------
+# Shared grid
+# --------------------------------------------------------------------------
+
+
+def test_sessions_work_through_either_hub(shared, drivers):
+    a, b = shared.hubs
+    status = b.status()
+    assert status["maxSessions"] == 2 and len(status["nodes"]) == 2
+    assert {n["availability"] for n in status["nodes"]} == {"UP"}
+    d = remote(a)
+    drivers.append(d)
+    d.get(titled("through-a"))
+    sid = d.session_id
+    assert d.capabilities["se:cdp"] == f"ws://127.0.0.1:{a.port}/session/{sid}/se/cdp"
+    # The same session through the other hub: classic commands and CDP.
+    title = b.request("GET", f"/session/{sid}/title")
+    assert title.status == 200 and title.value == d.title, title
+    nav = b.request("POST", f"/session/{sid}/url", body={"url": titled("through-b")})
+    assert nav.status == 200, nav
+    assert d.title == "through-b"
+    assert "Chrome" in cdp_over(b, sid)["product"] or "Chromium" in cdp_over(b, sid)["product"]
+    assert b.status()["sessions"] == 1
+    node = node_of(shared, sid)
+    d.quit()
+    drivers.remove(d)
+    shared.redis.wait_ended(sid, "quit")
+    assert b.request("DELETE", f"/session/{sid}").status == 200  # already ended: nothing to do
+    gone = b.request("GET", f"/session/{sid}/title")
+    assert gone.status == 404 and gone.value["error"] == "invalid session id"
+    assert "ended (quit)" in gone.value["message"]
+    wait_until(lambda: not node.session_processes(sid), 5, what="session processes gone")
+
+
+def test_requests_beyond_capacity_queue_and_complete_in_fifo_order(shared):
+    a, b = shared.hubs
+    blockers = [a.new_session_raw(), b.new_session_raw()]
+    results = {}
+
+    def request(i, hub):
+        resp = hub.request("POST", "/session", body=chrome_caps(), timeout=90)
+        results[i] = resp
+
+    threads = []
+    for i in range(3):
+        t = threading.Thread(target=request, args=(i, (a, b)[i % 2]), daemon=True)
+        t.start()
+        threads.append(t)
+        wait_until(lambda: shared.redis.queue_len() == i + 1, 10, what=f"request {i} queued")
+    assert a.status()["queue"] == 3
+    held = list(blockers)
+    for i in range(3):
+        a.delete_session_raw(held.pop(0))
+        wait_until(lambda: i in results, 30, what=f"request {i} to be served")
+        assert sorted(results) == list(range(i + 1)), f"served out of order: {sorted(results)}"
+        assert results[i].status == 200, results[i]
+        held.append(results[i].value["sessionId"])
+    for t in threads:
+        t.join(5)
+    for sid in held:
+        assert b.delete_session_raw(sid).status == 200
+    assert shared.redis.queue_len() == 0
+
+
+def test_queue_timeout_and_clients_that_leave(shared):
+    a, b = shared.hubs
+    impatient = shared.hub(queue_timeout=1.5)
+    blockers = [a.new_session_raw(), a.new_session_raw()]
+    try:
+        started = time.monotonic()
+        resp = impatient.request("POST", "/session", body=chrome_caps(), timeout=30)
+        assert resp.status == 500 and resp.value["error"] == "session not created", resp
+        assert "timed out" in resp.value["message"] and "queue" in resp.value["message"]
+        assert 1.4 < time.monotonic() - started < 10
+        # A client that gives up leaves the shared queue.
+        with pytest.raises(OSError):
+            b.request("POST", "/session", body=chrome_caps(), timeout=1.0)
+        wait_until(lambda: shared.redis.queue_len() == 0, 10, what="abandoned request removed")
+    finally:
+        for sid in blockers:
+            a.delete_session_raw(sid)
+        impatient.stop()
+        shared.hubs.remove(impatient)
+    # Nothing was started for the requests that left: both slots come back free.
+    wait_until(lambda: a.status()["sessions"] == 0, 5, what="no session on any node")
+    time.sleep(1.0)
+    assert a.status()["sessions"] == 0 and shared.redis.queue_len() == 0
+
+
+def test_pool_defaults_targets_and_concurrency(shared, drivers):
+    a, b = shared.hubs
+    web, other = shared.nodes
+    listed = shared.cli("pools", "list")
+    assert listed.returncode == 0 and "web" in listed.stdout and "--lang=de" in listed.stdout, listed
+    d = remote(a, {"pool": "web", "name": "pooled"})
+    drivers.append(d)
+    assert node_of(shared, d.session_id) is web
+    chromium = web.chromium_main_of(d.session_id)
+    assert "--lang=de" in chromium.cmdline, chromium.cmdline
+    assert json.loads(shared.redis.session(d.session_id)["grid_options"])["labels"] == {"team": "web"}
+    # The pool allows one session at a time, even though the other node is free.
+    results = {}
+    t = threading.Thread(
+        target=lambda: results.setdefault("r", a.request("POST", "/session", body=chrome_caps(grid_options={"pool": "web"}), timeout=60)),
+        daemon=True,
+    )
+    t.start()
+    wait_until(lambda: shared.redis.queue_len() == 1, 10, what="second pool session queued")
+    time.sleep(1.0)
+    assert "r" not in results and b.status()["sessions"] == 1
+    d.quit()
+    drivers.remove(d)
+    t.join(60)
+    second = results["r"]
+    assert second.status == 200, second
+    sid = second.value["sessionId"]
+    assert node_of(shared, sid) is web
+    b.delete_session_raw(sid)
+    # Node labels target the other node.
+    sid = a.new_session_raw(chrome_caps(grid_options={"nodeLabels": {"zone": "b"}}))
+    assert node_of(shared, sid) is other
+    a.delete_session_raw(sid)
+    for caps, needle in [
+        (chrome_caps(grid_options={"pool": "nosuch"}), "no pool named nosuch"),
+        (chrome_caps(grid_options={"nodeLabels": {"zone": "mars"}}), "no node"),
+        (chrome_caps("safari"), "no configured browser matches"),
+    ]:
+        resp = a.request("POST", "/session", body=caps, timeout=10)
+        assert resp.status == 500 and resp.value["error"] == "session not created", resp
+        assert needle in resp.value["message"], resp
+    made = shared.cli("pools", "create", "tmp", "--max-concurrency", "2")
+    assert made.returncode == 0, made.stderr
+    assert shared.cli("pools", "delete", "tmp").returncode == 0
+    gone = shared.cli("pools", "delete", "tmp")
+    assert gone.returncode != 0 and "no pool named tmp" in gone.stderr
+
+
+def test_bad_requests_get_w3c_errors_from_hubs(shared):
+    a, _ = shared.hubs
+    cases = [
+        ("POST", "/session", "{not json", 400, "invalid argument"),
+        ("POST", "/session", {"capabilities": []}, 400, "invalid argument"),
+        ("GET", "/session/nosuch/title", None, 404, "invalid session id"),
+        ("DELETE", "/session/nosuch", None, 404, "invalid session id"),
+        ("GET", "/nowhere", None, 404, "unknown command"),
+        ("PUT", "/session", None, 405, "unknown method"),
+    ]
+    for method, path, body, status, error in cases:
+        resp = a.request(method, path, body=body, timeout=10)
+        assert resp.status == status and resp.value["error"] == error, (method, path, resp)
+    big = a.request("POST", "/session", body=b"{}", headers={"Content-Length": str(1 << 40)}, timeout=10)
+    assert big.status == 400 and "larger than" in big.value["message"], big
+
+
+def test_nodes_refuse_callers_without_the_cluster_secret(shared):
+    node = shared.nodes[0]
+    for headers in ({}, {"x-gridiron-cluster-secret": "wrong"}):
+        resp = http_request(node.port, "GET", "/status", headers=headers)
+        assert resp.status == 401 and resp.value["error"] == "unknown error", resp
+        resp = http_request(node.port, "POST", "/session", body=chrome_caps(), headers=headers)
+        assert resp.status == 401, resp
+    assert node.request("GET", "/status").status == 200
+    direct = node.request("POST", "/session", body=chrome_caps())
+    assert direct.status == 404 and "through a hub" in direct.value["message"], direct
+    listed = shared.cli("nodes", "list")
+    assert listed.returncode == 0 and node.node_id() in listed.stdout and " up " in listed.stdout, listed
+
+
+# --------------------------------------------------------------------------
+# Faults
+# --------------------------------------------------------------------------
+
+
+@pytest.mark.deadline(150)
+def test_killed_node_loses_its_sessions_and_its_slots_come_back(make_cluster):
+    c = make_cluster()
+    c.node()
+    c.node()
+    hub = c.hub()
+    c.capacity(hub, 2)
+    s1, s2 = hub.new_session_raw(), hub.new_session_raw()
+    victim, survivor = node_of(c, s1), node_of(c, s2)
+    assert victim is not survivor
+    assert victim.browsers()
+    victim.kill_hard()
+    killed_at = time.monotonic()
+    # Until the heartbeat expires the node is merely unreachable; then lost.
+    rec = c.redis.wait_ended(s1, "node_lost", timeout=HEARTBEAT_TTL + 5)
+    assert time.monotonic() - killed_at < HEARTBEAT_TTL + 5, rec
+    resp = hub.request("GET", f"/session/{s1}/title", timeout=10)
+    assert resp.status == 404 and resp.value["error"] == "invalid session id", resp
+    assert "node_lost" in resp.value["message"]
+    # No browser of the dead node is left: each died with its driver.
+    wait_until(lambda: not victim.processes(), 10, what="processes of the killed node gone")
+    # The other session is untouched.
+    nav = hub.request("POST", f"/session/{s2}/url", body={"url": titled("alive")})
+    assert nav.status == 200, nav
+    assert hub.request("GET", f"/session/{s2}/title").value == "alive"
+    status = wait_until(lambda: (lambda s: s if len(s["nodes"]) == 1 else None)(hub.status()), 10, what="lost node unlisted")
+    assert status["maxSessions"] == 1
+    hub.delete_session_raw(s2)
+    # The reclaimed capacity serves new sessions.
+    s3 = hub.new_session_raw()
+    assert node_of(c, s3) is survivor
+    hub.delete_session_raw(s3)
+
+
+def test_killed_hub_leaves_sessions_working_through_the_other(make_cluster):
+    c = make_cluster()
+    c.node()
+    first, second = c.hub(), c.hub()
+    c.capacity(first, 1)
+    sid = first.new_session_raw()
+    first.kill_hard()
+    nav = second.request("POST", f"/session/{sid}/url", body={"url": titled("after-hub-died")})
+    assert nav.status == 200, nav
+    assert second.request("GET", f"/session/{sid}/title").value == "after-hub-died"
+    assert second.delete_session_raw(sid).status == 200
+    again = second.new_session_raw()
+    assert second.delete_session_raw(again).status == 200
+
+
+@pytest.mark.deadline(150)
+def test_redis_restart_under_load_recovers_without_help(make_cluster):
+    c = make_cluster()
+    c.node()
+    c.node()
+    a, b = c.hub(), c.hub()
+    c.capacity(a, 2)
+    running = [a.new_session_raw(), b.new_session_raw()]
+    waiting = {}
+    t = threading.Thread(
+        target=lambda: waiting.setdefault("r", a.request("POST", "/session", body=chrome_caps(), timeout=90)),
+        daemon=True,
+    )
+    t.start()
+    wait_until(lambda: c.redis.queue_len() == 1, 10, what="request queued")
+    # Everything Redis held is gone: queue, routes, nodes, records.
+    c.redis.restart()
+    # Nodes re-register and re-announce their sessions; hubs re-queue what they wait for.
+    c.capacity(a, 2, timeout=15)
+    for sid in running:
+        for hub in (a, b):
+            resp = wait_until(lambda: (lambda r: r if r.status == 200 else None)(hub.request("GET", f"/session/{sid}/title")), 15, what=f"{sid} routed after the restart")
+            assert resp.status == 200
+        assert c.redis.session(sid).get("state") == "running"
+    a.delete_session_raw(running[0])
+    t.join(60)
+    resp = waiting["r"]
+    assert resp.status == 200, resp
+    for sid in (running[1], resp.value["sessionId"]):
+        assert b.delete_session_raw(sid).status == 200
+        c.redis.wait_ended(sid, "quit")
+
+
+@pytest.mark.deadline(150)
+def test_drain_finishes_running_sessions_and_takes_no_new_ones(make_cluster):
+    c = make_cluster()
+    draining = c.node(max_sessions=2)
+    hub = c.hub()
+    c.capacity(hub, 2)
+    sid = hub.new_session_raw()
+    drained = c.cli("nodes", "drain", draining.node_id())
+    assert drained.returncode == 0, drained.stderr
+    wait_until(lambda: hub.status()["nodes"][0]["availability"] == "DRAINING", 10, what="node draining")
+    # No node takes new sessions now, although the draining one has a free slot.
+    refused = hub.request("POST", "/session", body=chrome_caps(), timeout=10)
+    assert refused.status == 500 and refused.value["error"] == "session not created", refused
+    other = c.node(max_sessions=1)
+    served = hub.new_session_raw()
+    assert node_of(c, served) is other
+    # The running session keeps working until its client is done.
+    nav = hub.request("POST", f"/session/{sid}/url", body={"url": titled("draining")})
+    assert nav.status == 200, nav
+    assert draining.running()
+    assert hub.delete_session_raw(sid).status == 200
+    assert draining.proc.wait(timeout=20) == 0
+    draining.stopped = True
+    assert not draining.processes()
+    # SIGTERM drains too: the running session finishes, then the node leaves.
+    other.signal(signal.SIGTERM)
+    wait_until(lambda: any(n["availability"] == "DRAINING" for n in hub.status()["nodes"]), 10, what="SIGTERM drain")
+    time.sleep(0.5)
+    assert other.running()
+    assert hub.request("GET", f"/session/{served}/title").status == 200
+    assert hub.delete_session_raw(served).status == 200
+    assert other.proc.wait(timeout=20) == 0
+    other.stopped = True
+    wait_until(lambda: hub.status()["nodes"] == [], 10, what="drained nodes unlisted")
