@@ -61,8 +61,11 @@ pub struct Manager {
     /// Sessions being started right now; shutdown waits for them.
     starting: Arc<AtomicUsize>,
     /// Told the id of every session that has ended (a node unlists it).
-    end_listener: OnceLock<Box<dyn Fn(&str) + Send + Sync>>,
+    end_listener: OnceLock<EndListener>,
 }
+
+/// Told the id of each session that ends.
+type EndListener = Box<dyn Fn(&str) + Send + Sync>;
 
 /// Counts a session start for as long as it lives.
 struct Starting(Arc<AtomicUsize>);

@@ -32,6 +32,9 @@ fn err(op: &'static str) -> impl Fn(redis::RedisError) -> StoreError {
     }
 }
 
+/// `body, pool, pool_max, base` of a request hash.
+type WaitingRow = (Option<String>, Option<String>, Option<u32>, Option<String>);
+
 /// How long finished request records are kept, for late readers.
 const FINISHED_TTL_MS: u64 = 600_000;
 
@@ -423,7 +426,7 @@ impl Cluster {
                 .arg(self.k(&format!("req:{id}")))
                 .arg(&["body", "pool", "pool_max", "base"]);
         }
-        let rows: Vec<(Option<String>, Option<String>, Option<u32>, Option<String>)> = pipe
+        let rows: Vec<WaitingRow> = pipe
             .query_async(&mut self.conn())
             .await
             .map_err(err("waiting"))?;
@@ -613,7 +616,7 @@ impl Cluster {
                 alive,
             });
         }
-        out.sort_by(|a, b| a.info.started_at.cmp(&b.info.started_at));
+        out.sort_by_key(|n| n.info.started_at);
         Ok(out)
     }
 

@@ -138,3 +138,218 @@ async fn the_store_recovers_after_redis_restarts() {
     assert!(store.get("after").await.unwrap().is_some());
     drop(server);
 }
+
+mod cluster_state {
+    use super::RedisServer;
+    use gridiron_domain::pool::{NodeProfile, Pool};
+    use gridiron_store::cluster::{Beat, Cancelled, Claim, NodeInfo, QueuedRequest, RequestState};
+    use gridiron_store::Cluster;
+    use std::time::Duration;
+
+    fn request(id: &str, pool: Option<&str>, pool_max: u32) -> QueuedRequest {
+        QueuedRequest {
+            id: id.into(),
+            body: format!(r#"{{"n":"{id}"}}"#),
+            pool: pool.map(str::to_string),
+            pool_max,
+            hub: "hub-1".into(),
+            public_base: "http://grid".into(),
+            created_at: 1,
+        }
+    }
+
+    fn node(id: &str) -> NodeInfo {
+        NodeInfo {
+            id: id.into(),
+            url: format!("http://{id}:5555"),
+            max_sessions: 2,
+            stereotypes: vec![],
+            profile: NodeProfile::default(),
+            started_at: 1,
+        }
+    }
+
+    async fn connect(server: &RedisServer, ns: &str) -> Cluster {
+        let c = Cluster::connect(&server.url(), ns).await.unwrap();
+        c.hub_heartbeat("hub-1", Duration::from_secs(30))
+            .await
+            .unwrap();
+        c
+    }
+
+    #[tokio::test]
+    async fn the_queue_is_fifo_bounded_and_claimed_once() {
+        let server = RedisServer::start();
+        let c = connect(&server, "fifo").await;
+        for i in 0..5 {
+            assert!(c
+                .enqueue(&request(&format!("r{i}"), None, 0), 5)
+                .await
+                .unwrap()
+                .is_some());
+        }
+        assert_eq!(c.enqueue(&request("r5", None, 0), 5).await.unwrap(), None);
+        let waiting = c.waiting(10).await.unwrap();
+        let ids: Vec<&str> = waiting.iter().map(|w| w.id.as_str()).collect();
+        assert_eq!(ids, ["r0", "r1", "r2", "r3", "r4"]);
+        assert_eq!(waiting[0].body, r#"{"n":"r0"}"#);
+        assert_eq!(c.claim(&waiting[0], "n1").await.unwrap(), Claim::Claimed);
+        assert_eq!(c.claim(&waiting[0], "n2").await.unwrap(), Claim::Gone);
+        assert_eq!(c.queue_len().await.unwrap(), 4);
+        assert_eq!(c.waiting(1).await.unwrap()[0].id, "r1");
+        // The answer reaches the hub once; a second completion is refused.
+        assert!(c.complete(&waiting[0], "n1", "answer", true).await.unwrap());
+        assert!(!c.complete(&waiting[0], "n1", "again", true).await.unwrap());
+        assert_eq!(
+            c.request_state("r0").await.unwrap(),
+            RequestState::Answered("answer".into())
+        );
+        assert_eq!(
+            c.request_state("nosuch").await.unwrap(),
+            RequestState::Missing
+        );
+    }
+
+    #[tokio::test]
+    async fn cancelling_depends_on_where_the_request_is() {
+        let server = RedisServer::start();
+        let c = connect(&server, "cancel").await;
+        for id in ["a", "b", "c"] {
+            c.enqueue(&request(id, None, 0), 10).await.unwrap();
+        }
+        assert_eq!(
+            c.cancel("a", "client_gone", false).await.unwrap(),
+            Cancelled::Removed
+        );
+        assert_eq!(c.request_state("a").await.unwrap(), RequestState::Cancelled);
+        let w = c.waiting(10).await.unwrap();
+        assert_eq!(w[0].id, "b");
+        c.claim(&w[0], "n1").await.unwrap();
+        // A soft cancel (queue timeout) leaves a started request alone...
+        assert_eq!(
+            c.cancel("b", "queue_timeout", true).await.unwrap(),
+            Cancelled::WhileStarting
+        );
+        // ...a hard one withdraws it, and the node's answer is then refused.
+        assert_eq!(
+            c.cancel("b", "client_gone", false).await.unwrap(),
+            Cancelled::WhileStarting
+        );
+        assert!(!c.complete(&w[0], "n1", "late", true).await.unwrap());
+        c.claim(&w[1], "n1").await.unwrap();
+        c.complete(&w[1], "n1", "done", true).await.unwrap();
+        assert_eq!(
+            c.cancel("c", "client_gone", false).await.unwrap(),
+            Cancelled::Answered("done".into())
+        );
+        assert_eq!(
+            c.cancel("zzz", "client_gone", false).await.unwrap(),
+            Cancelled::Missing
+        );
+    }
+
+    #[tokio::test]
+    async fn pools_cap_concurrency_until_sessions_end() {
+        let server = RedisServer::start();
+        let c = connect(&server, "pools").await;
+        let pool = Pool {
+            name: "web".into(),
+            max_concurrency: Some(1),
+            ..Default::default()
+        };
+        c.put_pool(&pool).await.unwrap();
+        assert_eq!(c.pool("web").await.unwrap(), Some(pool.clone()));
+        c.enqueue(&request("p1", Some("web"), 1), 10).await.unwrap();
+        c.enqueue(&request("p2", Some("web"), 1), 10).await.unwrap();
+        let w = c.waiting(10).await.unwrap();
+        assert_eq!(c.claim(&w[0], "n1").await.unwrap(), Claim::Claimed);
+        assert_eq!(c.claim(&w[1], "n2").await.unwrap(), Claim::PoolFull);
+        assert!(c.complete(&w[0], "n1", "ok", true).await.unwrap());
+        c.add_session("n1", "s1", "p1", Some("web")).await.unwrap();
+        assert_eq!(c.pools().await.unwrap(), vec![(pool, 1)]);
+        assert_eq!(c.claim(&w[1], "n2").await.unwrap(), Claim::PoolFull);
+        assert_eq!(c.route("s1").await.unwrap().as_deref(), Some("n1"));
+        c.remove_session("n1", "s1").await.unwrap();
+        assert_eq!(c.route("s1").await.unwrap(), None);
+        assert_eq!(c.claim(&w[1], "n2").await.unwrap(), Claim::Claimed);
+        // A failed start frees the place at once.
+        assert!(c.complete(&w[1], "n2", "error", false).await.unwrap());
+        assert_eq!(c.pools().await.unwrap()[0].1, 0);
+        assert!(c.delete_pool("web").await.unwrap());
+        assert!(!c.delete_pool("web").await.unwrap());
+    }
+
+    #[tokio::test]
+    async fn silent_nodes_are_reclaimed_and_cannot_come_back() {
+        let server = RedisServer::start();
+        let c = connect(&server, "nodes").await;
+        let ttl = Duration::from_millis(300);
+        c.register_node(&node("n1"), ttl).await.unwrap();
+        c.register_node(&node("n2"), Duration::from_secs(30))
+            .await
+            .unwrap();
+        c.enqueue(&request("r1", None, 0), 10).await.unwrap();
+        c.enqueue(&request("r2", None, 0), 10).await.unwrap();
+        let w = c.waiting(10).await.unwrap();
+        c.claim(&w[0], "n1").await.unwrap();
+        c.claim(&w[1], "n1").await.unwrap();
+        c.complete(&w[1], "n1", "ok", true).await.unwrap();
+        c.add_session("n1", "s1", "r2", None).await.unwrap();
+        assert_eq!(c.reclaim_node("n1").await.unwrap(), None, "still alive");
+        assert_eq!(
+            c.heartbeat("n1", 1, ttl).await.unwrap(),
+            Beat::Alive { draining: false }
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        assert_eq!(
+            c.reclaim_node("n1").await.unwrap(),
+            Some(vec!["s1".to_string()])
+        );
+        // What n1 was starting is back in the queue, in its place.
+        assert_eq!(c.waiting(10).await.unwrap()[0].id, "r1");
+        assert_eq!(c.route("s1").await.unwrap(), None);
+        assert_eq!(c.heartbeat("n1", 0, ttl).await.unwrap(), Beat::Lost);
+        let nodes = c.nodes().await.unwrap();
+        assert_eq!(nodes.len(), 1);
+        assert_eq!(nodes[0].info.id, "n2");
+        assert!(c.drain_node("n2").await.unwrap());
+        assert!(!c.drain_node("n1").await.unwrap());
+        assert_eq!(
+            c.heartbeat("n2", 0, Duration::from_secs(30)).await.unwrap(),
+            Beat::Alive { draining: true }
+        );
+        assert_eq!(c.heartbeat("n9", 0, ttl).await.unwrap(), Beat::Unknown);
+        c.remove_node("n2").await.unwrap();
+        assert!(c.nodes().await.unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn requests_of_silent_hubs_are_dropped() {
+        let server = RedisServer::start();
+        let c = Cluster::connect(&server.url(), "hubs").await.unwrap();
+        c.hub_heartbeat("hub-1", Duration::from_millis(200))
+            .await
+            .unwrap();
+        c.hub_heartbeat("hub-2", Duration::from_secs(30))
+            .await
+            .unwrap();
+        c.enqueue(&request("r1", None, 0), 10).await.unwrap();
+        let mut other = request("r2", None, 0);
+        other.hub = "hub-2".into();
+        c.enqueue(&other, 10).await.unwrap();
+        assert_eq!(c.forget_dead_hubs().await.unwrap(), 0);
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        assert_eq!(c.forget_dead_hubs().await.unwrap(), 1);
+        let w = c.waiting(10).await.unwrap();
+        assert_eq!(w.len(), 1);
+        assert_eq!(w[0].id, "r2");
+        assert!(c
+            .try_lock("gc", "hub-2", Duration::from_secs(5))
+            .await
+            .unwrap());
+        assert!(!c
+            .try_lock("gc", "hub-3", Duration::from_secs(5))
+            .await
+            .unwrap());
+    }
+}

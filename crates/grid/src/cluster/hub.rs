@@ -149,7 +149,7 @@ impl Hub {
                 Ok(true) => {}
                 _ => continue,
             }
-            if let Err(e) = self.collect_once(rounds % 20 == 0).await {
+            if let Err(e) = self.collect_once(rounds.is_multiple_of(20)).await {
                 warn!(error = %e, "garbage collection failed");
             }
         }
