@@ -118,12 +118,28 @@ def tail(path: str, lines: int = 30) -> str:
     return "\n".join(data.splitlines()[-lines:])
 
 
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(pid: int) -> float:
+    """CPU time of a process plus that of the children it has reaped (for a
+    node: its finished stand-in drivers)."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            data = f.read().decode(errors="replace")
+    except OSError:
+        return float("nan")
+    fields = data[data.rfind(")") + 2:].split()
+    return sum(int(x) for x in fields[11:15]) / CLK_TCK
+
+
 @dataclass
 class Proc:
     name: str
     popen: subprocess.Popen
     log_path: str
     stop_signal: int
+    stopped: bool = False
 
 
 class Processes:
@@ -153,11 +169,12 @@ class Processes:
 
     def check_alive(self) -> None:
         for p in self.procs:
-            if p.popen.poll() is not None:
+            if not p.stopped and p.popen.poll() is not None:
                 raise BenchError(f"{p.name} exited unexpectedly ({p.popen.returncode}); "
                                  f"log {p.log_path}:\n{tail(p.log_path)}")
 
     def stop(self, proc: Proc, grace: float = 15.0) -> None:
+        proc.stopped = True
         p = proc.popen
         if p.poll() is None:
             with contextlib.suppress(ProcessLookupError):
@@ -179,6 +196,10 @@ class Processes:
                                                   not p.name.startswith("hub")))
         for p in order:
             self.stop(p)
+
+    def cpu(self) -> dict[str, float]:
+        """CPU seconds so far of every running process, by name."""
+        return {p.name: cpu_seconds(p.popen.pid) for p in self.procs if not p.stopped}
 
     def strays(self) -> list[tuple[int, str]]:
         """Live processes carrying this run's marker that are not ours to wait for."""
@@ -374,6 +395,8 @@ class LoopResult:
     create_ms: list[float] = field(default_factory=list)
     in_grid_ms: list[float] = field(default_factory=list)
     client_cpu: float = 0.0
+    # Share of one core used by each process during the measurement.
+    cpu: dict[str, float] = field(default_factory=dict)
 
     @property
     def rate(self) -> float:
@@ -456,6 +479,7 @@ class QueueResult:
     max_displacement: int = -1
     inversions: int = -1
     queue_after: int = -1
+    cpu: dict[str, float] = field(default_factory=dict)
 
     @property
     def fifo_ok(self) -> bool:
@@ -567,6 +591,7 @@ async def queue_phase(hub_ports: list[int], redis: Redis, n: int, slots: int,
     released.set()
     t_release_ns = time.time_ns()
     t_release = time.monotonic()
+    cpu0 = procs.cpu()
     for port, sid in blockers:
         status, data = await http_once(port, "DELETE", f"/session/{sid}", timeout=60)
         if status != 200:
@@ -589,6 +614,7 @@ async def queue_phase(hub_ports: list[int], redis: Redis, n: int, slots: int,
             res.failed.append(f"stalled: no request finished for {stall_timeout:.0f} s; "
                               f"{len(pending)} still waiting, {q} in the Redis queue")
             break
+    res.cpu = cpu_share(cpu0, procs.cpu(), time.monotonic() - t_release)
     if got_ns:
         res.drain_s = (max(got_ns.values()) - t_release_ns) / 1e9
     if deleted_ns:
@@ -769,12 +795,15 @@ async def run(args, procs: Processes, workdir: str, report: dict) -> bool:
         warm = await closed_loop(label, ports, args.clients, args.warmup, seqs)
         if warm.errors:
             raise BenchError(f"{label} warm-up failed: {warm.errors[0]}")
+        cpu0 = procs.cpu()
         res = await closed_loop(label, ports, args.clients, args.duration, seqs)
+        res.cpu = cpu_share(cpu0, procs.cpu(), res.elapsed)
         attach_driver_times(res, lp)
         procs.check_alive()
         log(f"phase {label}: {res.completed} sessions, {res.rate:.1f}/s, {len(res.errors)} errors")
         phases.append(res)
-    procs.stop(direct)
+        if not direct.stopped:
+            procs.stop(direct)
     report["phases"] = phases
 
     # Phase C: the long queue.
@@ -800,6 +829,15 @@ async def run(args, procs: Processes, workdir: str, report: dict) -> bool:
         ok &= report["queue"].ok
     ok &= not report["strays_after_nodes"]
     return ok
+
+
+def cpu_share(before: dict[str, float], after: dict[str, float], seconds: float) -> dict[str, float]:
+    return {k: (after[k] - before[k]) / seconds for k in before
+            if k in after and seconds > 0 and after[k] == after[k]}
+
+
+def fmt_cpu(cpu: dict[str, float]) -> str:
+    return ", ".join(f"{k} {v * 100:.0f}%" for k, v in sorted(cpu.items()))
 
 
 def fmt(v: float, digits: int = 1) -> str:
@@ -828,6 +866,9 @@ def print_summary(args, report: dict, env_info: dict) -> None:
                        f"{fmt(percentile(r.create_ms, 50), 2) + ' / ' + fmt(percentile(r.create_ms, 99), 2):>16}"
                        f"{fmt(percentile(r.in_grid_ms, 50), 2) + ' / ' + fmt(percentile(r.in_grid_ms, 99), 2):>19}"
                        f"{len(r.errors):>8}{r.client_cpu * 100:>11.0f}%")
+        out.append("CPU, share of one core during each phase (a node's includes its ended stand-in drivers):")
+        for r in phases:
+            out.append(f"  {r.label.split()[0]:<3} {fmt_cpu(r.cpu)}")
         for r in phases:
             for e in r.errors[:3]:
                 out.append(f"  {r.label.split()[0]} error: {e}")
@@ -847,6 +888,7 @@ def print_summary(args, report: dict, env_info: dict) -> None:
         rate = q.granted / q.drain_s if q.drain_s else 0
         out.append(f"  drain:         last session granted {q.drain_s:.1f} s after release "
                    f"= {rate:.1f} sessions/s; all deleted after {q.all_deleted_s:.1f} s")
+        out.append(f"  CPU in drain:  {fmt_cpu(q.cpu)}")
         out.append(f"  driver log:    {q.log_entries} entries, {q.missing} missing, {q.duplicates} duplicates")
         out.append(f"  FIFO:          max displacement {q.max_displacement} (must be < S = {q.slots}), "
                    f"{q.inversions} inversions  [{'PASS' if q.fifo_ok else 'FAIL'}]")
@@ -895,6 +937,10 @@ def main() -> int:
         if not os.access(path, os.X_OK):
             print(f"missing {path}; build it with: {hint}", file=sys.stderr)
             return 2
+    if subprocess.run([args.gridiron, "hub", "--help"], capture_output=True).returncode != 0:
+        print(f"{args.gridiron} has no `hub` command; build it with: "
+              "cargo build --release -p gridiron --features redis", file=sys.stderr)
+        return 2
     if shutil.which("redis-server") is None:
         print("redis-server not found (apt-get install -y redis-server)", file=sys.stderr)
         return 2
@@ -956,7 +1002,7 @@ def main() -> int:
             shutil.rmtree(workdir, ignore_errors=True)
         else:
             log(f"kept {workdir} (process logs: hub*.log, node*.log, redis.log; stand-in logs: standin-*.log)")
-            if not ok:
+            if code == 1:
                 for p in procs.procs:
                     if p.name.startswith(("hub", "node")):
                         log(f"--- tail of {p.log_path}\n{tail(p.log_path, 15)}")

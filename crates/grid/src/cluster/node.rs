@@ -15,7 +15,7 @@ use gridiron_domain::pool::{node_accepts, NodeProfile};
 use gridiron_domain::{EndReason, ErrorCode, GridError, GridOptions, Origin};
 use gridiron_store::cluster::{Beat, Claim, NodeInfo, Waiting};
 use gridiron_store::{now_ms, Cluster};
-use serde_json::{json, Value};
+use serde_json::Value;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -342,7 +342,7 @@ pub fn node_router(m: Arc<Manager>, secret: String) -> Router {
 
 async fn only_hubs(
     State(secret): State<Arc<String>>,
-    req: Request<Body>,
+    mut req: Request<Body>,
     next: Next,
 ) -> Response<Body> {
     let authorised = req
@@ -350,31 +350,25 @@ async fn only_hubs(
         .get(SECRET_HEADER)
         .is_some_and(|v| secret_matches(v.as_bytes(), secret.as_bytes()));
     if !authorised {
-        let mut r = http::json(
-            StatusCode::UNAUTHORIZED,
-            &GridError::new(
-                ErrorCode::UnknownError,
-                Origin::Client,
-                "this is a Gridiron node: only hubs with the cluster secret may call it",
-            )
-            .to_json(),
+        let e = GridError::new(
+            ErrorCode::UnknownError,
+            Origin::Client,
+            "this is a Gridiron node: only hubs with the cluster secret may call it",
         );
-        *r.status_mut() = StatusCode::UNAUTHORIZED;
-        return r;
+        return http::json(StatusCode::UNAUTHORIZED, &e.to_json());
     }
+    // Drivers and browsers behind the node never see the secret.
+    req.headers_mut().remove(SECRET_HEADER);
     let path = req.uri().path();
     let new_session = req.method() == Method::POST
         && matches!(path, "/session" | "/wd/hub/session")
         || path == "/cdp";
     if new_session {
-        return http::json(
-            StatusCode::NOT_FOUND,
-            &json!({"value": {
-                "error": "unknown command",
-                "message": "sessions start through a hub, which queues them for the nodes",
-                "stacktrace": "gridiron (client error)",
-            }}),
-        );
+        return http::error(&GridError::new(
+            ErrorCode::UnknownCommand,
+            Origin::Client,
+            "sessions start through a hub, which queues them for the nodes",
+        ));
     }
     next.run(req).await
 }
