@@ -426,3 +426,39 @@ def test_drain_finishes_running_sessions_and_takes_no_new_ones(make_cluster):
     assert other.proc.wait(timeout=20) == 0
     other.stopped = True
     wait_until(lambda: hub.status()["nodes"] == [], 10, what="drained nodes unlisted")
+
+
+def test_cdp_clients_get_a_browser_through_a_hub(shared):
+    a, _ = shared.hubs
+    version = a.request("GET", "/json/version").json()
+    assert version["webSocketDebuggerUrl"] == f"ws://127.0.0.1:{a.port}/cdp"
+    ws = websocket.create_connection(f"ws://127.0.0.1:{a.port}/cdp?--window-size=800,600&name=cdp-client", timeout=30)
+    try:
+        ws.send(json.dumps({"id": 1, "method": "Browser.getVersion"}))
+        reply = wait_until(lambda: (lambda m: m if m.get("id") == 1 else None)(json.loads(ws.recv())), 20, what="CDP reply")
+        assert "Chrome" in reply["result"]["product"] or "Chromium" in reply["result"]["product"]
+        assert a.status()["sessions"] == 1
+        busy = [n for n in shared.nodes if n.browsers()]
+        assert len(busy) == 1
+        assert any("--window-size=800,600" in p.cmd_text for p in busy[0].browsers())
+    finally:
+        ws.close()
+    # The browser ends with its client's connection.
+    wait_until(lambda: not busy[0].browsers(), 10, what="CDP browser gone after disconnect")
+    wait_until(lambda: a.status()["sessions"] == 0, 5, what="slot back")
+    refused = http_request(a.port, "GET", "/cdp?browser=firefox", headers={"Connection": "Upgrade", "Upgrade": "websocket", "Sec-WebSocket-Version": "13", "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ=="})
+    assert refused.status == 500 and refused.value["error"] == "session not created", refused
+
+
+def test_bidi_through_a_hub(shared, drivers, pages):
+    a, _ = shared.hubs
+    options = webdriver.ChromeOptions()
+    options.set_capability("webSocketUrl", True)
+    d = webdriver.Remote(command_executor=a.url, options=options, client_config=ClientConfig(remote_server_addr=a.url, timeout=90))
+    drivers.append(d)
+    assert d.capabilities["webSocketUrl"] == f"ws://127.0.0.1:{a.port}/session/{d.session_id}/se/bidi"
+    seen = []
+    d.script.add_console_message_handler(seen.append)
+    d.get(pages.url("/"))
+    d.execute_script("console.log('through a hub')")
+    wait_until(lambda: any(m.text == "through a hub" for m in seen), 10, what="console message over BiDi through the hub")

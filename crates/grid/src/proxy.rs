@@ -154,6 +154,11 @@ pub async fn quit(m: &Arc<Manager>, session: Arc<Session>, req: Request<Body>) -
     let Some(session) = m.begin_end(&session.id, EndReason::Quit) else {
         return http::error(&m.unknown_session(&session.id).await);
     };
+    // A CDP-only session has no driver to tell: its browser just stops.
+    if session.driver_session_id.is_empty() {
+        m.finish_end(session, EndReason::Quit).await;
+        return http::ok(serde_json::Value::Null);
+    }
     // Whatever happens to this request, the session is ended: the rest runs on its own.
     let m = m.clone();
     tokio::spawn(async move {

@@ -2,20 +2,20 @@
 //! shared store for nodes to claim, routes session commands and websockets
 //! to the owning node, and collects what lost nodes and hubs left behind.
 
-use super::{decode_answer, SECRET_HEADER};
+use super::{decode_answer, parse_cdp_query, CDP_KEY, SECRET_HEADER};
 use crate::http::{self, GridErrorResponse};
 use crate::manager::DriverClient;
 use crate::proxy::{body_too_large, check_length, copy_headers};
 use crate::routes::{request_base, session_path, unknown_command, unknown_method};
 use crate::tunnel;
 use axum::body::Body;
-use axum::extract::State;
+use axum::extract::{RawQuery, State};
 use axum::http::{HeaderValue, Method, Request, Response, StatusCode, Uri};
 use axum::routing::{any, get, post};
 use axum::Router;
 use gridiron_domain::capabilities::{parse_new_session, select};
 use gridiron_domain::pool::{apply_defaults, node_accepts};
-use gridiron_domain::{EndReason, ErrorCode, GridError, GridOptions, Origin};
+use gridiron_domain::{BrowserKind, EndReason, ErrorCode, GridError, GridOptions, Origin};
 use gridiron_store::cluster::{Cancelled, NodeState, QueuedRequest, RequestState};
 use gridiron_store::{now_ms, Cluster, NewSession, RedisStore, Store};
 use serde_json::{json, Value};
@@ -89,8 +89,16 @@ impl Hub {
             .route("/session", post(new_session).fallback(unknown_method))
             .route("/session/{id}", any(session_command))
             .route("/session/{id}/{*rest}", any(session_command));
+        let cdp = Router::new()
+            .route("/cdp", get(cdp_session).fallback(unknown_method))
+            .route("/json/version", get(json_version))
+            .route("/json/version/", get(json_version))
+            .route("/json/list", get(json_list))
+            .route("/json/list/", get(json_list))
+            .route("/json", get(json_list));
         Router::new()
             .merge(w3c.clone())
+            .merge(cdp)
             .nest("/wd/hub", w3c)
             .fallback(unknown_command)
             .with_state(self)
@@ -237,15 +245,7 @@ impl Hub {
             pool_max = pool.max_concurrency.unwrap_or(0);
         }
         let request = parse_new_session(&body)?;
-        // A node may have joined since the cached list was read: look again before refusing.
-        let mut verdict = self
-            .satisfiable(&request, false)
-            .await
-            .map_err(store_down)?;
-        if verdict.is_err() {
-            verdict = self.satisfiable(&request, true).await.map_err(store_down)?;
-        }
-        verdict?;
+        self.check_satisfiable(Wanted::WebDriver(&request)).await?;
         let requested = body.get("capabilities").cloned().unwrap_or(Value::Null);
         let queued = QueuedRequest {
             id: uuid::Uuid::new_v4().simple().to_string(),
@@ -255,6 +255,40 @@ impl Hub {
             hub: self.cfg.id.clone(),
             public_base,
             created_at: now_ms(),
+        };
+        self.queue_and_wait(queued, requested, &options).await
+    }
+
+    /// Fails unless some live node that takes new sessions could serve the
+    /// request; a node may have joined since the cached list was read, so the
+    /// list is read again before refusing.
+    async fn check_satisfiable(&self, wanted: Wanted<'_>) -> Result<(), GridError> {
+        let store_down = |e: gridiron_store::StoreError| {
+            GridError::not_created(
+                Origin::Grid,
+                format!("the grid's store is unavailable: {e}"),
+            )
+        };
+        let verdict = self.satisfiable(wanted, false).await.map_err(store_down)?;
+        if verdict.is_ok() {
+            return verdict;
+        }
+        self.satisfiable(wanted, true).await.map_err(store_down)?
+    }
+
+    /// Puts a request in the shared queue and waits for a node's answer, the
+    /// queue timeout, or the client leaving (the future being dropped).
+    async fn queue_and_wait(
+        self: &Arc<Self>,
+        queued: QueuedRequest,
+        requested: Value,
+        options: &GridOptions,
+    ) -> Result<Value, GridError> {
+        let store_down = |e: gridiron_store::StoreError| {
+            GridError::not_created(
+                Origin::Grid,
+                format!("the grid's store is unavailable: {e}"),
+            )
         };
         let notify = Arc::new(Notify::new());
         self.waiters().insert(queued.id.clone(), notify.clone());
@@ -345,27 +379,35 @@ impl Hub {
         }
     }
 
-    /// `Ok` if some live node that takes new sessions could run `request`;
+    /// `Ok` if some live node that takes new sessions could serve `wanted`;
     /// otherwise the error to answer with.
     async fn satisfiable(
         &self,
-        request: &gridiron_domain::capabilities::CapabilityRequest,
+        wanted: Wanted<'_>,
         fresh: bool,
     ) -> Result<Result<(), GridError>, gridiron_store::StoreError> {
         let nodes = self.nodes(fresh).await?;
         let mut first_error = None;
         for n in nodes.iter().filter(|n| n.alive && !n.draining) {
-            match select(request, &n.info.stereotypes) {
-                Ok(sel) => {
-                    if GridOptions::from_capabilities(&sel.merged)
-                        .is_ok_and(|o| node_accepts(&n.info.profile, &o))
-                    {
-                        return Ok(Ok(()));
+            let fits = match wanted {
+                Wanted::WebDriver(request) => match select(request, &n.info.stereotypes) {
+                    Ok(sel) => GridOptions::from_capabilities(&sel.merged)
+                        .is_ok_and(|o| node_accepts(&n.info.profile, &o)),
+                    Err(e) => {
+                        first_error.get_or_insert(e);
+                        false
                     }
+                },
+                Wanted::Cdp(options) => {
+                    n.info
+                        .stereotypes
+                        .iter()
+                        .any(|s| s.kind == BrowserKind::Chromium)
+                        && node_accepts(&n.info.profile, options)
                 }
-                Err(e) => {
-                    first_error.get_or_insert(e);
-                }
+            };
+            if fits {
+                return Ok(Ok(()));
             }
         }
         Ok(Err(first_error.unwrap_or_else(|| {
@@ -374,6 +416,40 @@ impl Hub {
                 "no node of this grid can run the requested capabilities (pool and node labels included)",
             )
         })))
+    }
+
+    /// Starts a CDP-only session on some node: the answer's session id.
+    async fn new_cdp_session(
+        self: &Arc<Self>,
+        query: String,
+        public_base: String,
+    ) -> Result<String, GridError> {
+        let request = parse_cdp_query(&query)?;
+        self.check_satisfiable(Wanted::Cdp(&request.options))
+            .await?;
+        let queued = QueuedRequest {
+            id: uuid::Uuid::new_v4().simple().to_string(),
+            body: json!({ CDP_KEY: query }).to_string(),
+            pool: None,
+            pool_max: 0,
+            hub: self.cfg.id.clone(),
+            public_base,
+            created_at: now_ms(),
+        };
+        let requested = json!({ "cdp": request.args });
+        let v = self
+            .queue_and_wait(queued, requested, &request.options)
+            .await?;
+        v["value"]["sessionId"]
+            .as_str()
+            .map(str::to_string)
+            .ok_or_else(|| {
+                GridError::new(
+                    ErrorCode::UnknownError,
+                    Origin::Grid,
+                    "the node's answer has no session id",
+                )
+            })
     }
 
     /// Turns a node's answer into the client's response, remembering the route.
@@ -482,6 +558,28 @@ impl Hub {
         if let Ok(v) = HeaderValue::from_str(&self.cfg.secret) {
             headers.insert(SECRET_HEADER, v);
         }
+    }
+}
+
+/// What a request needs from a node.
+#[derive(Clone, Copy)]
+enum Wanted<'a> {
+    /// A WebDriver session with these capabilities.
+    WebDriver(&'a gridiron_domain::capabilities::CapabilityRequest),
+    /// A bare Chromium for a CDP client, with these options.
+    Cdp(&'a GridOptions),
+}
+
+/// Ends a CDP-only session when its client's tunnel closes, however it closes.
+struct CdpOwner {
+    hub: Arc<Hub>,
+    sid: String,
+}
+
+impl Drop for CdpOwner {
+    fn drop(&mut self) {
+        let (hub, sid) = (self.hub.clone(), std::mem::take(&mut self.sid));
+        tokio::spawn(async move { hub.delete_session(&sid).await });
     }
 }
 
@@ -689,4 +787,84 @@ async fn session_command(State(hub): State<Arc<Hub>>, mut req: Request<Body>) ->
         }
         Err(e) => hub.unreachable(sid, &url, e).await,
     }
+}
+
+/// `GET /cdp?...`: a fresh Chromium on some node for a CDP client (Puppeteer,
+/// Playwright), tunnelled through this hub; it ends when the client disconnects.
+async fn cdp_session(
+    State(hub): State<Arc<Hub>>,
+    RawQuery(query): RawQuery,
+    mut req: Request<Body>,
+) -> Response<Body> {
+    if !tunnel::is_upgrade(&req) {
+        return http::error(&GridError::invalid_argument(
+            "connect a CDP client (Puppeteer, Playwright) with a websocket to this URL",
+        ));
+    }
+    let (parts, body) = req.into_parts();
+    let base = request_base(hub.cfg.public_url.as_deref(), &parts);
+    req = Request::from_parts(parts, body);
+    let sid = match hub.new_cdp_session(query.unwrap_or_default(), base).await {
+        Ok(sid) => sid,
+        Err(e) => return http::error(&e),
+    };
+    // From here the owner ends the session however this request ends.
+    let owner = CdpOwner {
+        hub: hub.clone(),
+        sid: sid.clone(),
+    };
+    let url = match hub.node_url(&sid).await {
+        Ok(Some(url)) => url,
+        _ => {
+            return http::error(&GridError::not_created(
+                Origin::Grid,
+                "the node that started the browser is gone",
+            ))
+        }
+    };
+    hub.sign(req.headers_mut());
+    let target = format!(
+        "{}/session/{sid}/se/cdp",
+        url.replacen("http://", "ws://", 1)
+    );
+    tunnel::open(req, &target, owner, || {}).await
+}
+
+/// `GET /json/version`: lets `connectOverCDP("http://hub:4444")` find the websocket.
+async fn json_version(State(hub): State<Arc<Hub>>, req: Request<Body>) -> Response<Body> {
+    let (parts, _) = req.into_parts();
+    let base = gridiron_domain::public_url::websocket_base(&request_base(
+        hub.cfg.public_url.as_deref(),
+        &parts,
+    ));
+    let query = parts
+        .uri
+        .query()
+        .map(|q| format!("?{q}"))
+        .unwrap_or_default();
+    let version = hub
+        .nodes(false)
+        .await
+        .ok()
+        .and_then(|ns| {
+            ns.iter()
+                .flat_map(|n| n.info.stereotypes.iter())
+                .find(|s| s.kind == BrowserKind::Chromium)
+                .map(|s| s.version.clone())
+        })
+        .unwrap_or_default();
+    http::json(
+        StatusCode::OK,
+        &json!({
+            "Browser": format!("Chrome/{version}"),
+            "Protocol-Version": "1.3",
+            "User-Agent": format!("Gridiron/{}", env!("CARGO_PKG_VERSION")),
+            "webSocketDebuggerUrl": format!("{base}/cdp{query}"),
+        }),
+    )
+}
+
+/// `GET /json/list`: no page exists until a client connects.
+async fn json_list() -> Response<Body> {
+    http::json(StatusCode::OK, &json!([]))
 }

@@ -14,6 +14,17 @@ use serde_json::{json, Value};
 /// The header a hub sends its cluster secret in; nodes refuse requests without it.
 pub const SECRET_HEADER: &str = "x-gridiron-cluster-secret";
 
+/// Key of a queued request body that asks for a CDP-only session; its value
+/// is the `/cdp` query string.
+const CDP_KEY: &str = "gridiron:cdp";
+
+/// Parses a `/cdp` query string.
+fn parse_cdp_query(query: &str) -> Result<gridiron_domain::cdp::CdpRequest, GridError> {
+    let params: Vec<(String, String)> = serde_urlencoded::from_str(query)
+        .map_err(|e| GridError::invalid_argument(format!("malformed query string: {e}")))?;
+    gridiron_domain::cdp::parse_query(&params)
+}
+
 /// Compares secrets in time independent of where they differ.
 fn secret_matches(given: &[u8], expected: &[u8]) -> bool {
     given.len() == expected.len()

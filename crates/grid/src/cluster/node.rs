@@ -1,7 +1,7 @@
 //! The node role: pulls new-session requests it can serve from the shared
 //! queue, starts them with its local [`Manager`], heartbeats, and drains.
 
-use super::{encode_answer, secret_matches, SECRET_HEADER};
+use super::{encode_answer, parse_cdp_query, secret_matches, CDP_KEY, SECRET_HEADER};
 use crate::http;
 use crate::manager::Manager;
 use axum::body::Body;
@@ -12,10 +12,10 @@ use axum::Router;
 use bytes::Bytes;
 use gridiron_domain::capabilities::{parse_new_session, select};
 use gridiron_domain::pool::{node_accepts, NodeProfile};
-use gridiron_domain::{EndReason, ErrorCode, GridError, GridOptions, Origin};
+use gridiron_domain::{BrowserKind, EndReason, ErrorCode, GridError, GridOptions, Origin};
 use gridiron_store::cluster::{Beat, Claim, NodeInfo, Waiting};
 use gridiron_store::{now_ms, Cluster};
-use serde_json::Value;
+use serde_json::{json, Value};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -162,6 +162,16 @@ impl NodeAgent {
         let Ok(body) = serde_json::from_str::<Value>(&w.body) else {
             return false;
         };
+        if let Some(query) = body.get(CDP_KEY).and_then(Value::as_str) {
+            let chromium = self
+                .m
+                .catalog()
+                .iter()
+                .any(|s| s.kind == BrowserKind::Chromium);
+            return chromium
+                && parse_cdp_query(query)
+                    .is_ok_and(|r| node_accepts(&self.cfg.profile, &r.options));
+        }
         let Ok(request) = parse_new_session(&body) else {
             return false;
         };
@@ -174,10 +184,22 @@ impl NodeAgent {
 
     /// Starts a claimed request's session and hands the answer to its hub.
     async fn run(self: Arc<Self>, w: Waiting) {
-        let result = self
-            .m
-            .new_session(Bytes::from(w.body.clone()), w.public_base.clone())
-            .await;
+        let cdp = serde_json::from_str::<Value>(&w.body)
+            .ok()
+            .and_then(|b| b.get(CDP_KEY)?.as_str().map(str::to_string));
+        let result = match cdp {
+            Some(query) => match parse_cdp_query(&query) {
+                Ok(request) => self.m.new_cdp_session(request).await.map(|s| {
+                    json!({"value": {"sessionId": s.id, "capabilities": {"browserName": "chrome"}}})
+                }),
+                Err(e) => Err(e),
+            },
+            None => {
+                self.m
+                    .new_session(Bytes::from(w.body.clone()), w.public_base.clone())
+                    .await
+            }
+        };
         let sid = result
             .as_ref()
             .ok()
