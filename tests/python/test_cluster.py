@@ -462,3 +462,16 @@ def test_bidi_through_a_hub(shared, drivers, pages):
     d.get(pages.url("/"))
     d.execute_script("console.log('through a hub')")
     wait_until(lambda: any(m.text == "through a hub" for m in seen), 10, what="console message over BiDi through the hub")
+
+
+@pytest.mark.deadline(60)
+def test_a_session_without_a_node_is_ended(shared):
+    """A record left running by a node that died before routing it is closed by the collector."""
+    r = shared.redis
+    long_ago = int(time.time() * 1000) - 3_600_000
+    r.command("HSET", "gridiron:session:ghost", "id", "ghost", "state", "running", "browser", "chrome", "created_at", long_ago, "command_count", 7)
+    r.command("SADD", "gridiron:unfinished", "ghost")
+    rec = r.wait_ended("ghost", "node_lost", timeout=20)
+    assert rec["command_count"] == "7"
+    resp = shared.hubs[0].request("GET", "/session/ghost/url")
+    assert resp.status == 404 and "node_lost" in resp.value["message"], resp
