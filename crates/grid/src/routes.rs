@@ -8,7 +8,7 @@ use crate::tunnel;
 use axum::body::Body;
 use axum::extract::{RawQuery, State};
 use axum::http::{header, Method, Request, Response, StatusCode};
-use axum::routing::{any, get, post};
+use axum::routing::{any, get, post, MethodRouter};
 use axum::Router;
 use gridiron_domain::public_url::RequestAddress;
 use gridiron_domain::EndReason;
@@ -18,15 +18,42 @@ use std::sync::Arc;
 
 /// The grid's router, with its W3C routes mounted at `/` and `/wd/hub`.
 pub fn router(m: Arc<Manager>) -> Router {
+    shape(Endpoints {
+        status: get(status),
+        new_session: post(new_session),
+        session: any(session_command),
+        cdp: get(cdp_session),
+        json_version: get(json_version),
+    })
+    .with_state(m)
+}
+
+/// The handlers behind the public routes of a grid or a hub.
+pub(crate) struct Endpoints<S> {
+    /// `GET /status`.
+    pub status: MethodRouter<S>,
+    /// `POST /session`.
+    pub new_session: MethodRouter<S>,
+    /// `/session/{id}` and everything under it.
+    pub session: MethodRouter<S>,
+    /// `GET /cdp` (websocket).
+    pub cdp: MethodRouter<S>,
+    /// `GET /json/version`.
+    pub json_version: MethodRouter<S>,
+}
+
+/// Mounts `e` on the routes clients expect: W3C at `/` and `/wd/hub`, CDP
+/// discovery at `/json/*`, W3C errors for unknown routes and methods.
+pub(crate) fn shape<S: Clone + Send + Sync + 'static>(e: Endpoints<S>) -> Router<S> {
     let w3c = Router::new()
-        .route("/status", get(status).fallback(unknown_method))
-        .route("/session", post(new_session).fallback(unknown_method))
-        .route("/session/{id}", any(session_command))
-        .route("/session/{id}/{*rest}", any(session_command));
+        .route("/status", e.status.fallback(unknown_method))
+        .route("/session", e.new_session.fallback(unknown_method))
+        .route("/session/{id}", e.session.clone())
+        .route("/session/{id}/{*rest}", e.session);
     let cdp = Router::new()
-        .route("/cdp", get(cdp_session).fallback(unknown_method))
-        .route("/json/version", get(json_version))
-        .route("/json/version/", get(json_version))
+        .route("/cdp", e.cdp.fallback(unknown_method))
+        .route("/json/version", e.json_version.clone())
+        .route("/json/version/", e.json_version)
         .route("/json/list", get(json_list))
         .route("/json/list/", get(json_list))
         .route("/json", get(json_list));
@@ -35,7 +62,6 @@ pub fn router(m: Arc<Manager>) -> Router {
         .merge(cdp)
         .nest("/wd/hub", w3c)
         .fallback(unknown_command)
-        .with_state(m)
 }
 
 async fn status(State(m): State<Arc<Manager>>, req: Request<Body>) -> Response<Body> {
@@ -266,13 +292,23 @@ async fn cdp_session(
 /// which starts a fresh browser per connection.
 async fn json_version(State(m): State<Arc<Manager>>, req: Request<Body>) -> Response<Body> {
     let (parts, _) = req.into_parts();
-    let base = gridiron_domain::public_url::websocket_base(&public_base(&m, &parts));
+    version_document(&public_base(&m, &parts), &parts, m.chromium_version())
+}
+
+/// The `/json/version` document: the grid's `/cdp` websocket (keeping the
+/// request's query, which carries the session's options) and the Chromium version.
+pub(crate) fn version_document(
+    public_base: &str,
+    parts: &axum::http::request::Parts,
+    chromium_version: Option<String>,
+) -> Response<Body> {
+    let base = gridiron_domain::public_url::websocket_base(public_base);
     let query = parts
         .uri
         .query()
         .map(|q| format!("?{q}"))
         .unwrap_or_default();
-    let version = m.chromium_version().unwrap_or_default();
+    let version = chromium_version.unwrap_or_default();
     http::json(
         StatusCode::OK,
         &serde_json::json!({

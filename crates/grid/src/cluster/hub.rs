@@ -6,7 +6,9 @@ use super::{decode_answer, parse_cdp_query, CDP_KEY, SECRET_HEADER};
 use crate::http::{self, GridErrorResponse};
 use crate::manager::DriverClient;
 use crate::proxy::{body_too_large, check_length, copy_headers};
-use crate::routes::{request_base, session_path, unknown_command, unknown_method};
+use crate::routes::{
+    request_base, session_path, shape, unknown_command, version_document, Endpoints,
+};
 use crate::tunnel;
 use axum::body::Body;
 use axum::extract::{RawQuery, State};
@@ -82,26 +84,16 @@ impl Hub {
         Ok(hub)
     }
 
-    /// The hub's router: W3C at `/` and `/wd/hub`.
+    /// The hub's router: the same routes as a standalone grid's.
     pub fn router(self: Arc<Self>) -> Router {
-        let w3c = Router::new()
-            .route("/status", get(status).fallback(unknown_method))
-            .route("/session", post(new_session).fallback(unknown_method))
-            .route("/session/{id}", any(session_command))
-            .route("/session/{id}/{*rest}", any(session_command));
-        let cdp = Router::new()
-            .route("/cdp", get(cdp_session).fallback(unknown_method))
-            .route("/json/version", get(json_version))
-            .route("/json/version/", get(json_version))
-            .route("/json/list", get(json_list))
-            .route("/json/list/", get(json_list))
-            .route("/json", get(json_list));
-        Router::new()
-            .merge(w3c.clone())
-            .merge(cdp)
-            .nest("/wd/hub", w3c)
-            .fallback(unknown_command)
-            .with_state(self)
+        shape(Endpoints {
+            status: get(status),
+            new_session: post(new_session),
+            session: any(session_command),
+            cdp: get(cdp_session),
+            json_version: get(json_version),
+        })
+        .with_state(self)
     }
 
     /// Leaves the grid cleanly.
@@ -598,14 +590,22 @@ impl Waiter {
     /// Records a request that ended without a session.
     fn record(&mut self, reason: EndReason) {
         self.pending = false;
-        let new = NewSession {
+        tokio::spawn(record_unserved(
+            self.hub.store.clone(),
+            self.take_record(),
+            reason,
+        ));
+    }
+
+    /// The record of this request, as a session that never started.
+    fn take_record(&mut self) -> NewSession {
+        NewSession {
             id: self.rid.clone(),
             browser: String::new(),
             requested_caps: std::mem::take(&mut self.requested),
             grid_options: std::mem::take(&mut self.options),
             created_at: self.since,
-        };
-        tokio::spawn(record_unserved(self.hub.store.clone(), new, reason));
+        }
     }
 }
 
@@ -624,13 +624,7 @@ impl Drop for Waiter {
             return;
         }
         let hub = self.hub.clone();
-        let new = NewSession {
-            id: self.rid.clone(),
-            browser: String::new(),
-            requested_caps: std::mem::take(&mut self.requested),
-            grid_options: std::mem::take(&mut self.options),
-            created_at: self.since,
-        };
+        let new = self.take_record();
         tokio::spawn(async move {
             match hub.cluster.cancel(&new.id, "client_gone", false).await {
                 Ok(Cancelled::Answered(a)) => {
@@ -833,38 +827,15 @@ async fn cdp_session(
 /// `GET /json/version`: lets `connectOverCDP("http://hub:4444")` find the websocket.
 async fn json_version(State(hub): State<Arc<Hub>>, req: Request<Body>) -> Response<Body> {
     let (parts, _) = req.into_parts();
-    let base = gridiron_domain::public_url::websocket_base(&request_base(
-        hub.cfg.public_url.as_deref(),
+    let version = hub.nodes(false).await.ok().and_then(|ns| {
+        ns.iter()
+            .flat_map(|n| n.info.stereotypes.iter())
+            .find(|s| s.kind == BrowserKind::Chromium)
+            .map(|s| s.version.clone())
+    });
+    version_document(
+        &request_base(hub.cfg.public_url.as_deref(), &parts),
         &parts,
-    ));
-    let query = parts
-        .uri
-        .query()
-        .map(|q| format!("?{q}"))
-        .unwrap_or_default();
-    let version = hub
-        .nodes(false)
-        .await
-        .ok()
-        .and_then(|ns| {
-            ns.iter()
-                .flat_map(|n| n.info.stereotypes.iter())
-                .find(|s| s.kind == BrowserKind::Chromium)
-                .map(|s| s.version.clone())
-        })
-        .unwrap_or_default();
-    http::json(
-        StatusCode::OK,
-        &json!({
-            "Browser": format!("Chrome/{version}"),
-            "Protocol-Version": "1.3",
-            "User-Agent": format!("Gridiron/{}", env!("CARGO_PKG_VERSION")),
-            "webSocketDebuggerUrl": format!("{base}/cdp{query}"),
-        }),
+        version,
     )
-}
-
-/// `GET /json/list`: no page exists until a client connects.
-async fn json_list() -> Response<Body> {
-    http::json(StatusCode::OK, &json!([]))
 }
