@@ -475,3 +475,25 @@ def test_a_session_without_a_node_is_ended(shared):
     assert rec["command_count"] == "7"
     resp = shared.hubs[0].request("GET", "/session/ghost/url")
     assert resp.status == 404 and "node_lost" in resp.value["message"], resp
+
+
+@pytest.mark.deadline(120)
+def test_a_store_that_stalls_longer_than_the_ttl_loses_no_session(make_cluster):
+    """Redis paused past every heartbeat's TTL, then resumed with its data: nobody is declared lost."""
+    c = make_cluster()
+    c.node()
+    hub = c.hub()
+    c.capacity(hub, 1)
+    sid = hub.new_session_raw()
+    os.kill(c.redis.proc.pid, signal.SIGSTOP)
+    try:
+        time.sleep(HEARTBEAT_TTL + 2)
+    finally:
+        os.kill(c.redis.proc.pid, signal.SIGCONT)
+    time.sleep(HEARTBEAT_TTL + 3)
+    assert c.redis.session(sid).get("state") == "running", c.redis.session(sid)
+    nav = hub.request("POST", f"/session/{sid}/url", body={"url": titled("still-here")})
+    assert nav.status == 200, nav
+    assert hub.request("GET", f"/session/{sid}/title").value == "still-here"
+    assert hub.delete_session_raw(sid).status == 200
+    c.redis.wait_ended(sid, "quit")

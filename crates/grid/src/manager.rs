@@ -39,6 +39,8 @@ pub type DriverClient = Client<HttpConnector, Body>;
 pub fn driver_client() -> DriverClient {
     let mut connector = HttpConnector::new();
     connector.set_nodelay(true);
+    // A peer that drops packets fails fast instead of after the OS timeout.
+    connector.set_connect_timeout(Some(Duration::from_secs(5)));
     Client::builder(TokioExecutor::new())
         .pool_idle_timeout(Duration::from_secs(60))
         .build(connector)
@@ -152,23 +154,34 @@ impl Manager {
             .collect()
     }
 
-    /// Writes the records of running sessions again (the store lost them).
-    pub async fn rewrite_records(&self) {
+    /// Writes the records of running sessions the store no longer has (it
+    /// lost its data). A session the store has as ended is ended here too:
+    /// it never comes back.
+    pub async fn rewrite_records(self: &Arc<Self>) {
         for s in self.all_sessions() {
-            let new = NewSession {
-                id: s.id.clone(),
-                browser: s.browser.clone(),
-                requested_caps: Value::Null,
-                grid_options: s.options.to_json(),
-                created_at: s.started_at_ms,
-            };
-            self.record("insert", self.store.insert(new, false).await);
-            self.record(
-                "mark_running",
-                self.store
-                    .mark_running(&s.id, Value::Null, s.started_at_ms)
-                    .await,
-            );
+            match self.store.get(&s.id).await {
+                Ok(Some(rec)) if rec.end_reason.is_some() => {
+                    let reason = rec.end_reason.unwrap_or(EndReason::NodeLost);
+                    self.end(&s.id, reason).await;
+                }
+                Ok(Some(_)) | Err(_) => {}
+                Ok(None) => {
+                    let new = NewSession {
+                        id: s.id.clone(),
+                        browser: s.browser.clone(),
+                        requested_caps: Value::Null,
+                        grid_options: s.options.to_json(),
+                        created_at: s.started_at_ms,
+                    };
+                    self.record("insert", self.store.insert(new, false).await);
+                    self.record(
+                        "mark_running",
+                        self.store
+                            .mark_running(&s.id, Value::Null, s.started_at_ms)
+                            .await,
+                    );
+                }
+            }
         }
     }
 

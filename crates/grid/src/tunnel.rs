@@ -46,9 +46,11 @@ pub async fn open(
     let Some(authority) = uri.authority().cloned() else {
         return upstream_error(format!("upstream websocket URL has no host: {target}"));
     };
-    let stream = match tokio::net::TcpStream::connect(authority.as_str()).await {
-        Ok(s) => s,
-        Err(e) => return upstream_error(format!("cannot reach {authority}: {e}")),
+    let connect = tokio::net::TcpStream::connect(authority.as_str());
+    let stream = match tokio::time::timeout(std::time::Duration::from_secs(5), connect).await {
+        Ok(Ok(s)) => s,
+        Ok(Err(e)) => return upstream_error(format!("cannot reach {authority}: {e}")),
+        Err(_) => return upstream_error(format!("cannot reach {authority}: timed out")),
     };
     let _ = stream.set_nodelay(true);
     let (mut sender, conn) = match hyper::client::conn::http1::handshake(TokioIo::new(stream)).await

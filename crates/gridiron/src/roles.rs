@@ -47,10 +47,15 @@ pub struct SecretArgs {
 
 impl SecretArgs {
     fn checked(&self) -> Result<String, String> {
-        if self.cluster_secret.len() < 8 {
+        let s = &self.cluster_secret;
+        if s.len() < 8 {
             return Err("--cluster-secret must be at least 8 characters".into());
         }
-        Ok(self.cluster_secret.clone())
+        // It travels in an HTTP header.
+        if !s.bytes().all(|b| b.is_ascii_graphic()) {
+            return Err("--cluster-secret may only hold printable ASCII without spaces".into());
+        }
+        Ok(s.clone())
     }
 }
 
@@ -325,6 +330,7 @@ pub fn run_node(mut args: NodeArgs) -> Result<(), String> {
                 _ = agent.drained() => {}
             }
             tracing::info!("node leaving: ending sessions");
+            agent.stop_taking_work();
             manager.shutdown().await;
             agent.leave().await;
         })

@@ -185,11 +185,15 @@ return 1
 "#;
 
 // KEYS: request, node claims, pool running set. ARGV: rid, node, answer,
-// namespace, started ('1' if a session runs for it).
+// namespace, started ('1' if a session runs for it), ttl. Safe to repeat.
 const COMPLETE: &str = r#"
+local st = redis.call('HGET', KEYS[1], 'state')
+local mine = redis.call('HGET', KEYS[1], 'node') == ARGV[2]
+-- A retry after a lost reply: the answer was already handed over.
+if st == 'done' and mine then return redis.call('HGET', KEYS[1], 'hub') end
 redis.call('SREM', KEYS[2], ARGV[1])
 if ARGV[5] ~= '1' then redis.call('SREM', KEYS[3], ARGV[1]) end
-if redis.call('HGET', KEYS[1], 'state') ~= 'claimed' or redis.call('HGET', KEYS[1], 'node') ~= ARGV[2] then
+if st ~= 'claimed' or not mine then
   return false
 end
 local hub = redis.call('HGET', KEYS[1], 'hub')
@@ -218,6 +222,7 @@ end
 if st == 'claimed' then
   if ARGV[4] == '1' then return {'starting', ''} end
   redis.call('HSET', KEYS[1], 'state', 'cancelled', 'reason', ARGV[2])
+  redis.call('PEXPIRE', KEYS[1], ARGV[3])
   return {'starting', ''}
 end
 if st == 'done' then return {'done', redis.call('HGET', KEYS[1], 'answer')} end
@@ -253,11 +258,12 @@ end
 return 1
 "#;
 
-// Declares a node lost if its heartbeat expired: puts back what it was
-// starting, frees its routes and pool places, and returns its session ids.
-// KEYS: node hash, alive, nodes set, claims, sessions, queue, work channel. ARGV: node, namespace.
+// Declares a node lost if its heartbeat expired (or, with ARGV[3] = '1',
+// removes a node that leaves): puts back what it was starting, frees its
+// routes and pool places, and returns its session ids.
+// KEYS: node hash, alive, nodes set, claims, sessions, queue, work channel. ARGV: node, namespace, leaving.
 const RECLAIM: &str = r#"
-if redis.call('EXISTS', KEYS[2]) == 1 then return false end
+if ARGV[3] ~= '1' and redis.call('EXISTS', KEYS[2]) == 1 then return false end
 local ns = ARGV[2]
 local requeued = 0
 for _, rid in ipairs(redis.call('SMEMBERS', KEYS[4])) do
@@ -282,8 +288,12 @@ for i = 1, #sessions, 2 do
 end
 redis.call('DEL', KEYS[5])
 redis.call('SREM', KEYS[3], ARGV[1])
-redis.call('HSET', KEYS[1], 'lost', '1')
-redis.call('PEXPIRE', KEYS[1], 3600000)
+if ARGV[3] == '1' then
+  redis.call('DEL', KEYS[1], KEYS[2])
+else
+  redis.call('HSET', KEYS[1], 'lost', '1')
+  redis.call('PEXPIRE', KEYS[1], 3600000)
+end
 if requeued > 0 then redis.call('PUBLISH', KEYS[7], 'requeued') end
 return out
 "#;
@@ -407,14 +417,18 @@ impl Cluster {
         Ok((seq > 0).then_some(seq as u64))
     }
 
-    /// Requests waiting, oldest first, at most `limit`.
-    pub async fn waiting(&self, limit: usize) -> StoreResult<Vec<Waiting>> {
+    /// Requests waiting, oldest first: at most `limit`, skipping the first `offset`.
+    pub async fn waiting(&self, offset: usize, limit: usize) -> StoreResult<Vec<Waiting>> {
         if limit == 0 {
             return Ok(Vec::new());
         }
         let ids: Vec<String> = self
             .conn()
-            .zrange(self.k("queue"), 0, limit as isize - 1)
+            .zrange(
+                self.k("queue"),
+                offset as isize,
+                (offset + limit) as isize - 1,
+            )
             .await
             .map_err(err("waiting"))?;
         if ids.is_empty() {
@@ -642,20 +656,9 @@ impl Cluster {
         self.drain_node(node).await.map(drop)
     }
 
-    /// Removes a node that leaves cleanly.
+    /// Removes a node that leaves cleanly, with its routes, claims and pool places.
     pub async fn remove_node(&self, node: &str) -> StoreResult<()> {
-        redis::pipe()
-            .atomic()
-            .srem(self.k("nodes"), node)
-            .del(&[
-                self.k(&format!("node:{node}")),
-                self.k(&format!("node:{node}:alive")),
-                self.k(&format!("node:{node}:claims")),
-                self.k(&format!("node:{node}:sessions")),
-            ])
-            .exec_async(&mut self.conn())
-            .await
-            .map_err(err("remove_node"))
+        self.reclaim(node, true).await.map(drop)
     }
 
     /// Records that `node` runs session `sid` (started for request `rid`, in `pool`).
@@ -703,6 +706,10 @@ impl Cluster {
     /// sessions it ran (the caller records their end); requests it was
     /// starting go back to the queue in their original place.
     pub async fn reclaim_node(&self, node: &str) -> StoreResult<Option<Vec<String>>> {
+        self.reclaim(node, false).await
+    }
+
+    async fn reclaim(&self, node: &str, leaving: bool) -> StoreResult<Option<Vec<String>>> {
         Script::new(RECLAIM)
             .key(self.k(&format!("node:{node}")))
             .key(self.k(&format!("node:{node}:alive")))
@@ -713,6 +720,7 @@ impl Cluster {
             .key(self.work_channel())
             .arg(node)
             .arg(&self.ns)
+            .arg(if leaving { "1" } else { "0" })
             .invoke_async(&mut self.conn())
             .await
             .map_err(err("reclaim_node"))

@@ -189,17 +189,20 @@ mod cluster_state {
                 .is_some());
         }
         assert_eq!(c.enqueue(&request("r5", None, 0), 5).await.unwrap(), None);
-        let waiting = c.waiting(10).await.unwrap();
+        let waiting = c.waiting(0, 10).await.unwrap();
         let ids: Vec<&str> = waiting.iter().map(|w| w.id.as_str()).collect();
         assert_eq!(ids, ["r0", "r1", "r2", "r3", "r4"]);
         assert_eq!(waiting[0].body, r#"{"n":"r0"}"#);
         assert_eq!(c.claim(&waiting[0], "n1").await.unwrap(), Claim::Claimed);
         assert_eq!(c.claim(&waiting[0], "n2").await.unwrap(), Claim::Gone);
         assert_eq!(c.queue_len().await.unwrap(), 4);
-        assert_eq!(c.waiting(1).await.unwrap()[0].id, "r1");
+        assert_eq!(c.waiting(0, 1).await.unwrap()[0].id, "r1");
         // The answer reaches the hub once; a second completion is refused.
         assert!(c.complete(&waiting[0], "n1", "answer", true).await.unwrap());
-        assert!(!c.complete(&waiting[0], "n1", "again", true).await.unwrap());
+        // A retry (its first reply was lost) is told the same; another node is refused.
+        assert!(c.complete(&waiting[0], "n1", "answer", true).await.unwrap());
+        assert!(!c.complete(&waiting[0], "n2", "again", true).await.unwrap());
+        assert_eq!(c.waiting(2, 10).await.unwrap()[0].id, "r3");
         assert_eq!(
             c.request_state("r0").await.unwrap(),
             RequestState::Answered("answer".into())
@@ -222,7 +225,7 @@ mod cluster_state {
             Cancelled::Removed
         );
         assert_eq!(c.request_state("a").await.unwrap(), RequestState::Cancelled);
-        let w = c.waiting(10).await.unwrap();
+        let w = c.waiting(0, 10).await.unwrap();
         assert_eq!(w[0].id, "b");
         c.claim(&w[0], "n1").await.unwrap();
         // A soft cancel (queue timeout) leaves a started request alone...
@@ -261,7 +264,7 @@ mod cluster_state {
         assert_eq!(c.pool("web").await.unwrap(), Some(pool.clone()));
         c.enqueue(&request("p1", Some("web"), 1), 10).await.unwrap();
         c.enqueue(&request("p2", Some("web"), 1), 10).await.unwrap();
-        let w = c.waiting(10).await.unwrap();
+        let w = c.waiting(0, 10).await.unwrap();
         assert_eq!(c.claim(&w[0], "n1").await.unwrap(), Claim::Claimed);
         assert_eq!(c.claim(&w[1], "n2").await.unwrap(), Claim::PoolFull);
         assert!(c.complete(&w[0], "n1", "ok", true).await.unwrap());
@@ -290,7 +293,7 @@ mod cluster_state {
             .unwrap();
         c.enqueue(&request("r1", None, 0), 10).await.unwrap();
         c.enqueue(&request("r2", None, 0), 10).await.unwrap();
-        let w = c.waiting(10).await.unwrap();
+        let w = c.waiting(0, 10).await.unwrap();
         c.claim(&w[0], "n1").await.unwrap();
         c.claim(&w[1], "n1").await.unwrap();
         c.complete(&w[1], "n1", "ok", true).await.unwrap();
@@ -306,7 +309,7 @@ mod cluster_state {
             Some(vec!["s1".to_string()])
         );
         // What n1 was starting is back in the queue, in its place.
-        assert_eq!(c.waiting(10).await.unwrap()[0].id, "r1");
+        assert_eq!(c.waiting(0, 10).await.unwrap()[0].id, "r1");
         assert_eq!(c.route("s1").await.unwrap(), None);
         assert_eq!(c.heartbeat("n1", 0, ttl).await.unwrap(), Beat::Lost);
         let nodes = c.nodes().await.unwrap();
@@ -319,8 +322,15 @@ mod cluster_state {
             Beat::Alive { draining: true }
         );
         assert_eq!(c.heartbeat("n9", 0, ttl).await.unwrap(), Beat::Unknown);
+        // Leaving frees the node's routes and claims.
+        c.enqueue(&request("r3", None, 0), 10).await.unwrap();
+        let r3 = c.waiting(0, 10).await.unwrap().pop().unwrap();
+        c.claim(&r3, "n2").await.unwrap();
+        c.add_session("n2", "s2", "r9", None).await.unwrap();
         c.remove_node("n2").await.unwrap();
         assert!(c.nodes().await.unwrap().is_empty());
+        assert_eq!(c.route("s2").await.unwrap(), None);
+        assert!(c.waiting(0, 10).await.unwrap().iter().any(|w| w.id == "r3"));
     }
 
     #[tokio::test]
@@ -340,7 +350,7 @@ mod cluster_state {
         assert_eq!(c.forget_dead_hubs().await.unwrap(), 0);
         tokio::time::sleep(Duration::from_millis(400)).await;
         assert_eq!(c.forget_dead_hubs().await.unwrap(), 1);
-        let w = c.waiting(10).await.unwrap();
+        let w = c.waiting(0, 10).await.unwrap();
         assert_eq!(w.len(), 1);
         assert_eq!(w[0].id, "r2");
         assert!(c

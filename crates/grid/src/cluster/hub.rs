@@ -22,10 +22,14 @@ use gridiron_store::cluster::{Cancelled, NodeState, QueuedRequest, RequestState}
 use gridiron_store::{now_ms, Cluster, NewSession, RedisStore, Store};
 use serde_json::{json, Value};
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::sync::Notify;
 use tracing::{info, warn};
+
+/// A store call slower than this counts as an outage.
+const SLOW_STORE: Duration = Duration::from_secs(1);
 
 /// How a hub behaves.
 #[derive(Debug, Clone)]
@@ -60,6 +64,10 @@ pub struct Hub {
     routes: Mutex<HashMap<String, String>>,
     /// The registered nodes, refreshed at most every half second.
     nodes: tokio::sync::Mutex<(Option<Instant>, Vec<NodeState>)>,
+    /// Set once the hub is leaving: no more heartbeats.
+    leaving: AtomicBool,
+    /// Since when the store has answered without failing.
+    healthy_since: Mutex<Instant>,
 }
 
 impl Hub {
@@ -77,8 +85,11 @@ impl Hub {
             waiters: Mutex::default(),
             routes: Mutex::default(),
             nodes: tokio::sync::Mutex::new((None, Vec::new())),
+            leaving: AtomicBool::new(false),
+            healthy_since: Mutex::new(Instant::now()),
         });
         tokio::spawn(hub.clone().listen());
+        tokio::spawn(hub.clone().heartbeat());
         tokio::spawn(hub.clone().collect());
         info!(hub = %hub.cfg.id, "hub started");
         Ok(hub)
@@ -96,8 +107,23 @@ impl Hub {
         .with_state(self)
     }
 
-    /// Leaves the grid cleanly.
+    /// Leaves the grid cleanly: withdraws the requests still waiting here
+    /// (ending sessions already started for them), then unregisters.
     pub async fn leave(&self) {
+        self.leaving.store(true, Ordering::SeqCst);
+        let waiting: Vec<String> = self.waiters().keys().cloned().collect();
+        for rid in waiting {
+            if let Ok(Cancelled::Answered(a)) =
+                self.cluster.cancel(&rid, "client_gone", false).await
+            {
+                if let Some(sid) = decode_answer(&a)
+                    .ok()
+                    .and_then(|v| v["value"]["sessionId"].as_str().map(str::to_string))
+                {
+                    self.delete_session(&sid).await;
+                }
+            }
+        }
         let _ = self.cluster.remove_hub(&self.cfg.id).await;
     }
 
@@ -125,32 +151,83 @@ impl Hub {
         }
     }
 
-    /// Heartbeats, and (one hub at a time) declares silent nodes lost and
-    /// drops requests of silent hubs.
+    /// Renews this hub's heartbeat, in a task of its own so that a long
+    /// collection round never makes a live hub look dead.
+    async fn heartbeat(self: Arc<Self>) {
+        let mut tick = tokio::time::interval(Duration::from_millis(500));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            if self.leaving.load(Ordering::SeqCst) {
+                return;
+            }
+            let asked = Instant::now();
+            let beat = self
+                .cluster
+                .hub_heartbeat(&self.cfg.id, self.cfg.heartbeat_ttl)
+                .await;
+            if let Err(e) = beat {
+                warn!(error = %e, "hub heartbeat failed");
+                self.store_failed();
+            } else if asked.elapsed() > SLOW_STORE {
+                // The store stalled: heartbeats may have expired meanwhile.
+                self.store_failed();
+            }
+        }
+    }
+
+    /// Notes a failed store call: the collector waits for a full TTL of
+    /// working store before declaring anything lost again.
+    fn store_failed(&self) {
+        *self.healthy_since.lock().unwrap_or_else(|e| e.into_inner()) = Instant::now();
+    }
+
+    /// Whether the store has worked long enough that every live node and hub
+    /// has heartbeated since (after an outage all heartbeats have expired).
+    fn store_settled(&self) -> bool {
+        let since = *self.healthy_since.lock().unwrap_or_else(|e| e.into_inner());
+        since.elapsed() > self.cfg.heartbeat_ttl.max(Duration::from_secs(2))
+    }
+
+    /// One hub at a time declares silent nodes lost and drops requests of
+    /// silent hubs.
     async fn collect(self: Arc<Self>) {
         let mut tick = tokio::time::interval(Duration::from_millis(500));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut rounds = 0u64;
         loop {
             tick.tick().await;
+            if self.leaving.load(Ordering::SeqCst) {
+                return;
+            }
             rounds += 1;
-            if let Err(e) = self
-                .cluster
-                .hub_heartbeat(&self.cfg.id, self.cfg.heartbeat_ttl)
-                .await
-            {
-                warn!(error = %e, "hub heartbeat failed");
+            if rounds.is_multiple_of(120) {
+                // Routes of sessions that ended elsewhere are read again when needed.
+                self.routes().clear();
+            }
+            if !self.store_settled() {
                 continue;
             }
+            let asked = Instant::now();
             match self
                 .cluster
                 .try_lock("gc", &self.cfg.id, Duration::from_millis(450))
                 .await
             {
+                Ok(true) if asked.elapsed() > SLOW_STORE => {
+                    self.store_failed();
+                    continue;
+                }
                 Ok(true) => {}
-                _ => continue,
+                Ok(false) => continue,
+                Err(_) => {
+                    self.store_failed();
+                    continue;
+                }
             }
             if let Err(e) = self.collect_once(rounds.is_multiple_of(20)).await {
                 warn!(error = %e, "garbage collection failed");
+                self.store_failed();
             }
         }
     }
@@ -227,6 +304,15 @@ impl Hub {
         };
         let request = parse_new_session(&body)?;
         let options = GridOptions::from_capabilities(&request.always_match)?;
+        // The pool decides defaults and the concurrency count before any
+        // firstMatch entry is chosen, so it must be the same for all of them.
+        for first in &request.first_match {
+            if GridOptions::from_capabilities(first)?.pool.is_some() {
+                return Err(GridError::invalid_argument(
+                    "gridiron:options.pool must be set in alwaysMatch, not in firstMatch",
+                ));
+            }
+        }
         let mut pool_max = 0;
         if let Some(name) = &options.pool {
             let pool = self.cluster.pool(name).await.map_err(store_down)?;
@@ -312,11 +398,17 @@ impl Hub {
         let queue_deadline = tokio::time::Instant::now() + self.cfg.queue_timeout;
         let hard_deadline = queue_deadline + self.cfg.start_timeout;
         loop {
+            // Answers are announced; looking now and then covers announcements
+            // lost with a connection. Past the queue deadline only a node's
+            // start is awaited, so look more often, but never in a tight loop.
+            let wake = if tokio::time::Instant::now() < queue_deadline {
+                queue_deadline.min(tokio::time::Instant::now() + Duration::from_secs(5))
+            } else {
+                tokio::time::Instant::now() + Duration::from_millis(250)
+            };
             tokio::select! {
                 _ = notify.notified() => {}
-                // Answers are announced; looking now and then covers announcements lost with a connection.
-                _ = tokio::time::sleep(Duration::from_secs(5)) => {}
-                _ = tokio::time::sleep_until(queue_deadline) => {}
+                _ = tokio::time::sleep_until(wake) => {}
             }
             let now = tokio::time::Instant::now();
             match self.cluster.request_state(&queued.id).await {
@@ -329,6 +421,13 @@ impl Hub {
                     return Err(GridError::not_created(
                         Origin::Grid,
                         "the request was withdrawn from the queue",
+                    ));
+                }
+                Ok(RequestState::Missing) if now >= queue_deadline => {
+                    waiting.pending = false;
+                    return Err(GridError::not_created(
+                        Origin::Grid,
+                        "the grid's store lost the request and it could not be queued again in time",
                     ));
                 }
                 Ok(RequestState::Missing) => {
@@ -773,6 +872,11 @@ async fn session_command(State(hub): State<Arc<Hub>>, mut req: Request<Body>) ->
     }
     let quit = rest.is_empty() && req.method() == Method::DELETE;
     match hub.forward(&url, req).await {
+        Ok(resp) if resp.status() == StatusCode::UNAUTHORIZED => http::error(&GridError::new(
+            ErrorCode::UnknownError,
+            Origin::Grid,
+            "the node refused this hub: their cluster secrets differ",
+        )),
         Ok(resp) => {
             if quit || resp.status() == StatusCode::NOT_FOUND {
                 hub.routes().remove(sid);

@@ -48,6 +48,8 @@ pub struct NodeAgent {
     /// Running sessions: id -> (request id, pool).
     sessions: Mutex<HashMap<String, (String, Option<String>)>>,
     draining: AtomicBool,
+    /// Set when the node is about to stop: it claims nothing more.
+    stopping: AtomicBool,
     wake: Notify,
     drained: watch::Sender<bool>,
 }
@@ -66,6 +68,7 @@ impl NodeAgent {
             starting: AtomicUsize::new(0),
             sessions: Mutex::default(),
             draining: AtomicBool::new(false),
+            stopping: AtomicBool::new(false),
             wake: Notify::new(),
             drained: watch::channel(false).0,
         });
@@ -117,7 +120,7 @@ impl NodeAgent {
                 // Notices missed while the store was away, and pool places freed elsewhere.
                 _ = tokio::time::sleep(Duration::from_millis(500)) => {}
             }
-            if self.draining.load(Ordering::SeqCst) || self.m.is_shut_down() {
+            if !self.takes_work() {
                 continue;
             }
             if let Err(e) = self.fill().await {
@@ -132,29 +135,50 @@ impl NodeAgent {
             .saturating_sub(self.starting.load(Ordering::SeqCst))
     }
 
-    /// Claims the oldest waiting requests this node can serve while it has free slots.
+    /// Claims the oldest waiting requests this node can serve while it has
+    /// free slots, reading the queue a page at a time past what it cannot run.
     async fn fill(self: &Arc<Self>) -> Result<(), gridiron_store::StoreError> {
-        while self.free() > 0 && !self.draining.load(Ordering::SeqCst) {
-            let waiting = self.cluster.waiting(64).await?;
-            let mut took = false;
-            for w in waiting {
-                if self.free() == 0 {
-                    break;
+        const PAGE: usize = 64;
+        let mut offset = 0;
+        while self.free() > 0 && self.takes_work() {
+            let page = self.cluster.waiting(offset, PAGE).await?;
+            let mut skipped = 0;
+            for w in &page {
+                if self.free() == 0 || !self.takes_work() {
+                    return Ok(());
                 }
-                if !self.can_run(&w) {
+                if !self.can_run(w) {
+                    skipped += 1;
                     continue;
                 }
-                if self.cluster.claim(&w, &self.cfg.id).await? == Claim::Claimed {
-                    took = true;
-                    self.starting.fetch_add(1, Ordering::SeqCst);
-                    tokio::spawn(self.clone().run(w));
+                match self.cluster.claim(w, &self.cfg.id).await? {
+                    Claim::Claimed => {
+                        self.starting.fetch_add(1, Ordering::SeqCst);
+                        tokio::spawn(self.clone().run(w.clone()));
+                    }
+                    // Still waiting, so it keeps its place in the next page.
+                    Claim::PoolFull => skipped += 1,
+                    Claim::Gone => {}
                 }
             }
-            if !took {
-                break;
+            if page.len() < PAGE {
+                return Ok(());
             }
+            // Claimed and vanished requests left the queue: the next page
+            // starts after the ones that stay.
+            offset += skipped;
         }
         Ok(())
+    }
+
+    /// Whether the node may claim requests: not draining, not stopping.
+    fn takes_work(&self) -> bool {
+        !self.draining.load(Ordering::SeqCst) && !self.stopping.load(Ordering::SeqCst)
+    }
+
+    /// Stops claiming requests, before the node's sessions are ended.
+    pub fn stop_taking_work(&self) {
+        self.stopping.store(true, Ordering::SeqCst);
     }
 
     /// Whether this node has a browser for the request and is in its pool and labels.
@@ -200,6 +224,7 @@ impl NodeAgent {
                     .await
             }
         };
+        let mut result = result;
         let sid = result
             .as_ref()
             .ok()
@@ -208,25 +233,30 @@ impl NodeAgent {
         if let Some(sid) = &sid {
             self.lock()
                 .insert(sid.clone(), (w.id.clone(), w.pool.clone()));
-            if let Err(e) = self
-                .cluster
-                .add_session(&self.cfg.id, sid, &w.id, w.pool.as_deref())
-                .await
-            {
-                warn!(session = %sid, error = %e, "could not record the session's route");
+            let routed = retry("add_session", || {
+                self.cluster
+                    .add_session(&self.cfg.id, sid, &w.id, w.pool.as_deref())
+            })
+            .await;
+            if routed.is_err() {
+                // Hubs could never reach it: better no session than a lost one.
+                self.m.end(sid, EndReason::FailedToStart).await;
+                result = Err(GridError::not_created(
+                    Origin::Grid,
+                    "the node could not record the session in the store",
+                ));
             }
         }
+        let started = result.is_ok();
         self.starting.fetch_sub(1, Ordering::SeqCst);
         self.report_usage().await;
-        let delivered = self
-            .cluster
-            .complete(&w, &self.cfg.id, &encode_answer(&result), sid.is_some())
-            .await
-            .unwrap_or_else(|e| {
-                warn!(request = %w.id, error = %e, "could not hand over the answer");
-                false
-            });
-        if let (false, Some(sid)) = (delivered, &sid) {
+        let answer = encode_answer(&result);
+        let delivered = retry("complete", || {
+            self.cluster.complete(&w, &self.cfg.id, &answer, started)
+        })
+        .await
+        .unwrap_or(false);
+        if let (false, Some(sid), true) = (delivered, &sid, started) {
             info!(session = %sid, "nobody waits for the session any more");
             self.m.end(sid, EndReason::ClientGone).await;
         }
@@ -294,6 +324,7 @@ impl NodeAgent {
                     let sessions: Vec<_> = self
                         .lock()
                         .iter()
+                        .filter(|(s, _)| self.m.session(s).is_some())
                         .map(|(s, (r, p))| (s.clone(), r.clone(), p.clone()))
                         .collect();
                     for (sid, rid, pool) in sessions {
@@ -325,6 +356,8 @@ impl NodeAgent {
     /// sessions to finish, then reports the node drained.
     pub async fn drain(self: Arc<Self>) {
         if self.draining.swap(true, Ordering::SeqCst) {
+            // Already draining (asked through the store): wait for that drain.
+            self.drained().await;
             return;
         }
         info!(sessions = self.m.slots_in_use(), "draining");
@@ -350,6 +383,31 @@ impl NodeAgent {
             warn!(error = %e, "could not unregister the node");
         }
         info!(node = %self.cfg.id, "node left the grid");
+    }
+}
+
+/// Runs a store write until it succeeds, for up to about ten seconds (the
+/// store may be restarting); the writes it is used for are safe to repeat.
+async fn retry<T, F, Fut>(op: &str, mut f: F) -> Result<T, gridiron_store::StoreError>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, gridiron_store::StoreError>>,
+{
+    let mut delay = Duration::from_millis(50);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        match f().await {
+            Ok(v) => return Ok(v),
+            Err(e) if tokio::time::Instant::now() + delay > deadline => {
+                warn!(op, error = %e, "store write failed; giving up");
+                return Err(e);
+            }
+            Err(e) => {
+                warn!(op, error = %e, "store write failed; retrying");
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_secs(1));
+            }
+        }
     }
 }
 
