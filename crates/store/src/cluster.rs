@@ -161,13 +161,15 @@ pub enum Beat {
     Unknown,
 }
 
-// KEYS: queue, seq, request. ARGV: rid, max queue, work channel, field/value pairs.
+// KEYS: queue, seq, request, the hub's open requests. ARGV: rid, max queue,
+// work channel, field/value pairs.
 const ENQUEUE: &str = r#"
 if redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[2]) then return -1 end
 local seq = redis.call('INCR', KEYS[2])
 redis.call('DEL', KEYS[3])
 redis.call('HSET', KEYS[3], 'state', 'waiting', 'seq', seq, unpack(ARGV, 4))
 redis.call('ZADD', KEYS[1], seq, ARGV[1])
+redis.call('SADD', KEYS[4], ARGV[1])
 redis.call('PUBLISH', ARGV[3], ARGV[1])
 return seq
 "#;
@@ -225,7 +227,11 @@ if st == 'claimed' then
   redis.call('PEXPIRE', KEYS[1], ARGV[3])
   return {'starting', ''}
 end
-if st == 'done' then return {'done', redis.call('HGET', KEYS[1], 'answer')} end
+if st == 'done' then
+  -- The hub takes the answer (to deliver it, or to end its session).
+  redis.call('HSET', KEYS[1], 'state', 'delivered')
+  return {'done', redis.call('HGET', KEYS[1], 'answer')}
+end
 return {st, ''}
 "#;
 
@@ -298,22 +304,35 @@ if requeued > 0 then redis.call('PUBLISH', KEYS[7], 'requeued') end
 return out
 "#;
 
-// Drops the waiting requests of a hub whose heartbeat expired (their clients
-// were connected to it). KEYS: hubs set, alive, queue. ARGV: hub, namespace, ttl.
+// Forgets a hub whose heartbeat expired: its clients were connected to it.
+// Requests waiting or starting are withdrawn; answers it never delivered are
+// returned, so their sessions can be ended.
+// KEYS: hubs set, alive, queue, the hub's open requests. ARGV: hub, namespace, ttl.
 const FORGET_HUB: &str = r#"
-if redis.call('EXISTS', KEYS[2]) == 1 then return -1 end
-local n = 0
-for _, rid in ipairs(redis.call('ZRANGE', KEYS[3], 0, -1)) do
+if redis.call('EXISTS', KEYS[2]) == 1 then return false end
+local orphans = {}
+for _, rid in ipairs(redis.call('SMEMBERS', KEYS[4])) do
   local rk = ARGV[2] .. ':req:' .. rid
-  if redis.call('HGET', rk, 'hub') == ARGV[1] then
+  local st = redis.call('HGET', rk, 'state')
+  if st == 'waiting' or st == 'claimed' or st == 'done' then
+    if st == 'done' then orphans[#orphans + 1] = redis.call('HGET', rk, 'answer') end
     redis.call('ZREM', KEYS[3], rid)
     redis.call('HSET', rk, 'state', 'cancelled', 'reason', 'client_gone')
     redis.call('PEXPIRE', rk, ARGV[3])
-    n = n + 1
   end
 end
+redis.call('DEL', KEYS[4])
 redis.call('SREM', KEYS[1], ARGV[1])
-return n
+return orphans
+"#;
+
+// Hands an answer to its hub exactly once. KEYS: request, the hub's open
+// requests. ARGV: rid.
+const TAKE_ANSWER: &str = r#"
+redis.call('SREM', KEYS[2], ARGV[1])
+if redis.call('HGET', KEYS[1], 'state') ~= 'done' then return false end
+redis.call('HSET', KEYS[1], 'state', 'delivered')
+return redis.call('HGET', KEYS[1], 'answer')
 "#;
 
 impl Cluster {
@@ -396,6 +415,7 @@ impl Cluster {
             .key(self.k("queue"))
             .key(self.k("seq"))
             .key(self.k(&format!("req:{}", r.id)))
+            .key(self.k(&format!("hub:{}:requests", r.hub)))
             .arg(&r.id)
             .arg(max_queue)
             .arg(self.work_channel())
@@ -744,34 +764,62 @@ impl Cluster {
     pub async fn remove_hub(&self, hub: &str) -> StoreResult<()> {
         redis::pipe()
             .srem(self.k("hubs"), hub)
-            .del(self.k(&format!("hub:{hub}:alive")))
+            .del(&[
+                self.k(&format!("hub:{hub}:alive")),
+                self.k(&format!("hub:{hub}:requests")),
+            ])
             .exec_async(&mut self.conn())
             .await
             .map_err(err("remove_hub"))
     }
 
-    /// Drops waiting requests of hubs whose heartbeat expired; returns how many.
-    pub async fn forget_dead_hubs(&self) -> StoreResult<usize> {
+    /// Forgets hubs whose heartbeat expired: withdraws their requests and
+    /// returns the answers they never delivered (whose sessions nobody uses).
+    pub async fn forget_dead_hubs(&self) -> StoreResult<(usize, Vec<String>)> {
         let hubs: Vec<String> = self
             .conn()
             .smembers(self.k("hubs"))
             .await
             .map_err(err("forget_dead_hubs"))?;
-        let mut dropped = 0;
+        let (mut forgotten, mut orphans) = (0, Vec::new());
         for hub in hubs {
-            let n: i64 = Script::new(FORGET_HUB)
+            let answers: Option<Vec<String>> = Script::new(FORGET_HUB)
                 .key(self.k("hubs"))
                 .key(self.k(&format!("hub:{hub}:alive")))
                 .key(self.k("queue"))
+                .key(self.k(&format!("hub:{hub}:requests")))
                 .arg(&hub)
                 .arg(&self.ns)
                 .arg(FINISHED_TTL_MS)
                 .invoke_async(&mut self.conn())
                 .await
                 .map_err(err("forget_dead_hubs"))?;
-            dropped += n.max(0) as usize;
+            if let Some(a) = answers {
+                forgotten += 1;
+                orphans.extend(a);
+            }
         }
-        Ok(dropped)
+        Ok((forgotten, orphans))
+    }
+
+    /// Takes the answer to `rid` for hub `hub`, once: `None` if there is none
+    /// (any more). The hub must deliver it or end its session.
+    pub async fn take_answer(&self, hub: &str, rid: &str) -> StoreResult<Option<String>> {
+        Script::new(TAKE_ANSWER)
+            .key(self.k(&format!("req:{rid}")))
+            .key(self.k(&format!("hub:{hub}:requests")))
+            .arg(rid)
+            .invoke_async(&mut self.conn())
+            .await
+            .map_err(err("take_answer"))
+    }
+
+    /// Forgets that hub `hub` waits for `rid` (it gave up or got its answer).
+    pub async fn close_request(&self, hub: &str, rid: &str) -> StoreResult<()> {
+        self.conn()
+            .srem(self.k(&format!("hub:{hub}:requests")), rid)
+            .await
+            .map_err(err("close_request"))
     }
 
     /// Takes the garbage collector's turn for `ttl` if no other hub holds it.

@@ -337,7 +337,7 @@ mod cluster_state {
     async fn requests_of_silent_hubs_are_dropped() {
         let server = RedisServer::start();
         let c = Cluster::connect(&server.url(), "hubs").await.unwrap();
-        c.hub_heartbeat("hub-1", Duration::from_millis(200))
+        c.hub_heartbeat("hub-1", Duration::from_millis(600))
             .await
             .unwrap();
         c.hub_heartbeat("hub-2", Duration::from_secs(30))
@@ -347,12 +347,29 @@ mod cluster_state {
         let mut other = request("r2", None, 0);
         other.hub = "hub-2".into();
         c.enqueue(&other, 10).await.unwrap();
-        assert_eq!(c.forget_dead_hubs().await.unwrap(), 0);
-        tokio::time::sleep(Duration::from_millis(400)).await;
-        assert_eq!(c.forget_dead_hubs().await.unwrap(), 1);
+        // hub-1 also has an answer it never delivered.
+        c.enqueue(&request("r3", None, 0), 10).await.unwrap();
+        let r3 = c.waiting(0, 10).await.unwrap().pop().unwrap();
+        assert_eq!(r3.id, "r3");
+        c.claim(&r3, "n1").await.unwrap();
+        assert!(c.complete(&r3, "n1", "answer-3", true).await.unwrap());
+        assert_eq!(c.forget_dead_hubs().await.unwrap(), (0, vec![]));
+        tokio::time::sleep(Duration::from_millis(900)).await;
+        assert_eq!(
+            c.forget_dead_hubs().await.unwrap(),
+            (1, vec!["answer-3".to_string()])
+        );
         let w = c.waiting(0, 10).await.unwrap();
         assert_eq!(w.len(), 1);
         assert_eq!(w[0].id, "r2");
+        // An answer is taken once.
+        c.claim(&w[0], "n1").await.unwrap();
+        assert!(c.complete(&w[0], "n1", "answer-2", true).await.unwrap());
+        assert_eq!(
+            c.take_answer("hub-2", "r2").await.unwrap().as_deref(),
+            Some("answer-2")
+        );
+        assert_eq!(c.take_answer("hub-2", "r2").await.unwrap(), None);
         assert!(c
             .try_lock("gc", "hub-2", Duration::from_secs(5))
             .await

@@ -116,10 +116,7 @@ impl Hub {
             if let Ok(Cancelled::Answered(a)) =
                 self.cluster.cancel(&rid, "client_gone", false).await
             {
-                if let Some(sid) = decode_answer(&a)
-                    .ok()
-                    .and_then(|v| v["value"]["sessionId"].as_str().map(str::to_string))
-                {
+                if let Some(sid) = session_of(&a) {
                     self.delete_session(&sid).await;
                 }
             }
@@ -248,9 +245,19 @@ impl Hub {
                     .await?;
             }
         }
-        let dropped = self.cluster.forget_dead_hubs().await?;
-        if dropped > 0 {
-            warn!(dropped, "dropped queued requests of a hub that stopped");
+        let (forgotten, orphans) = self.cluster.forget_dead_hubs().await?;
+        if forgotten > 0 {
+            warn!(
+                forgotten,
+                orphans = orphans.len(),
+                "forgot hubs that stopped heartbeating, with their requests"
+            );
+        }
+        for answer in orphans {
+            // Started for a client whose hub died before answering it.
+            if let Some(sid) = session_of(&answer) {
+                self.delete_session(&sid).await;
+            }
         }
         if deep {
             self.end_sessions_without_node().await?;
@@ -412,9 +419,13 @@ impl Hub {
             }
             let now = tokio::time::Instant::now();
             match self.cluster.request_state(&queued.id).await {
-                Ok(RequestState::Answered(a)) => {
-                    waiting.pending = false;
-                    return self.deliver(&a);
+                Ok(RequestState::Answered(_)) => {
+                    // Marked taken before the client hears of it: a hub that dies
+                    // before this leaves the session to the collector to end.
+                    if let Ok(Some(a)) = self.cluster.take_answer(&self.cfg.id, &queued.id).await {
+                        waiting.pending = false;
+                        return self.deliver(&a);
+                    }
                 }
                 Ok(RequestState::Cancelled) => {
                     waiting.pending = false;
@@ -708,6 +719,12 @@ impl Waiter {
     }
 }
 
+/// The session id in a node's successful answer.
+fn session_of(answer: &str) -> Option<String> {
+    let v = decode_answer(answer).ok()?;
+    v["value"]["sessionId"].as_str().map(str::to_string)
+}
+
 /// Writes the record of a request that never got a session.
 async fn record_unserved(store: RedisStore, new: NewSession, reason: EndReason) {
     let id = new.id.clone();
@@ -720,19 +737,22 @@ impl Drop for Waiter {
     fn drop(&mut self) {
         self.hub.waiters().remove(&self.rid);
         if !self.pending {
+            let (hub, rid) = (self.hub.clone(), self.rid.clone());
+            tokio::spawn(async move {
+                let _ = hub.cluster.close_request(&hub.cfg.id, &rid).await;
+            });
             return;
         }
         let hub = self.hub.clone();
         let new = self.take_record();
         tokio::spawn(async move {
-            match hub.cluster.cancel(&new.id, "client_gone", false).await {
+            let rid = new.id.clone();
+            match hub.cluster.cancel(&rid, "client_gone", false).await {
                 Ok(Cancelled::Answered(a)) => {
                     // Started just as the client left: end that session.
-                    if let Ok(v) = decode_answer(&a) {
-                        if let Some(sid) = v["value"]["sessionId"].as_str() {
-                            info!(session = %sid, "client left before the session was handed over");
-                            hub.delete_session(sid).await;
-                        }
+                    if let Some(sid) = session_of(&a) {
+                        info!(session = %sid, "client left before the session was handed over");
+                        hub.delete_session(&sid).await;
                     }
                 }
                 Ok(Cancelled::Removed) => {
@@ -740,6 +760,7 @@ impl Drop for Waiter {
                 }
                 _ => {}
             }
+            let _ = hub.cluster.close_request(&hub.cfg.id, &rid).await;
         });
     }
 }
