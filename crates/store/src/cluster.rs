@@ -3,15 +3,17 @@
 //!
 //! Layout under the namespace `NS`:
 //! - `NS:seq` request counter; `NS:queue` waiting request ids by sequence;
-//!   `NS:req:RID` a hash per request (`state` waiting|claimed|done|cancelled).
+//!   `NS:req:RID` a hash per request (`state` waiting|claimed|done|delivered|cancelled).
 //! - `NS:nodes` ids of live nodes; `NS:node:ID` its description, `NS:node:ID:alive`
 //!   its heartbeat (expires after the TTL), `NS:node:ID:claims` requests it is
 //!   starting, `NS:node:ID:sessions` its sessions (id -> "request pool").
 //! - `NS:route:SID` the node of a running session.
-//! - `NS:hubs`, `NS:hub:ID:alive` hubs and their heartbeats; hub `ID` hears
+//! - `NS:hubs`, `NS:hub:ID:alive` hubs and their heartbeats, `NS:hub:ID:requests`
+//!   the requests hub `ID` still owes an answer to its clients; hub `ID` hears
 //!   answers to its requests on channel `NS:hub:ID`; nodes hear of new work on `NS:work`.
-//! - `NS:pools`, `NS:pool:NAME` pool definitions; `NS:pool:NAME:running` requests
-//!   counted against the pool's concurrency.
+//! - `NS:pools`, `NS:pool:NAME` pool definitions; `NS:pool:NAME:running` the
+//!   places taken in the pool, `REQUEST@NODE` (a request requeued from a lost
+//!   node and started elsewhere takes a place of its own).
 //!
 //! Every step that must not interleave with another process runs as one Lua script.
 
@@ -182,7 +184,7 @@ if max > 0 and redis.call('SCARD', KEYS[4]) >= max then return -1 end
 redis.call('ZREM', KEYS[2], ARGV[1])
 redis.call('HSET', KEYS[1], 'state', 'claimed', 'node', ARGV[2])
 redis.call('SADD', KEYS[3], ARGV[1])
-if max > 0 then redis.call('SADD', KEYS[4], ARGV[1]) end
+if max > 0 then redis.call('SADD', KEYS[4], ARGV[1] .. '@' .. ARGV[2]) end
 return 1
 "#;
 
@@ -194,7 +196,7 @@ local mine = redis.call('HGET', KEYS[1], 'node') == ARGV[2]
 -- A retry after a lost reply: the answer was already handed over.
 if st == 'done' and mine then return redis.call('HGET', KEYS[1], 'hub') end
 redis.call('SREM', KEYS[2], ARGV[1])
-if ARGV[5] ~= '1' then redis.call('SREM', KEYS[3], ARGV[1]) end
+if ARGV[5] ~= '1' then redis.call('SREM', KEYS[3], ARGV[1] .. '@' .. ARGV[2]) end
 if st ~= 'claimed' or not mine then
   return false
 end
@@ -245,21 +247,26 @@ if redis.call('HGET', KEYS[1], 'draining') == '1' then return 1 end
 return 0
 "#;
 
-// KEYS: node sessions, route. ARGV: sid, "rid pool", node.
+// KEYS: node sessions, route. ARGV: sid, "rid pool", node, namespace.
+// Safe to repeat (a node re-announces its sessions after the store lost them).
 const ADD_SESSION: &str = r#"
 redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
 redis.call('SET', KEYS[2], ARGV[3])
+local rid, pool = string.match(ARGV[2], '^(%S*) ?(.*)$')
+if pool and pool ~= '' then
+  redis.call('SADD', ARGV[4] .. ':pool:' .. pool .. ':running', rid .. '@' .. ARGV[3])
+end
 return 1
 "#;
 
-// KEYS: node sessions, route. ARGV: sid, namespace.
+// KEYS: node sessions, route. ARGV: sid, namespace, node.
 const REMOVE_SESSION: &str = r#"
 local v = redis.call('HGET', KEYS[1], ARGV[1])
 redis.call('HDEL', KEYS[1], ARGV[1])
 redis.call('DEL', KEYS[2])
 if v then
   local rid, pool = string.match(v, '^(%S*) ?(.*)$')
-  if pool and pool ~= '' then redis.call('SREM', ARGV[2] .. ':pool:' .. pool .. ':running', rid) end
+  if pool and pool ~= '' then redis.call('SREM', ARGV[2] .. ':pool:' .. pool .. ':running', rid .. '@' .. ARGV[3]) end
 end
 return 1
 "#;
@@ -275,7 +282,7 @@ local requeued = 0
 for _, rid in ipairs(redis.call('SMEMBERS', KEYS[4])) do
   local rk = ns .. ':req:' .. rid
   local pool = redis.call('HGET', rk, 'pool')
-  if pool and pool ~= '' then redis.call('SREM', ns .. ':pool:' .. pool .. ':running', rid) end
+  if pool and pool ~= '' then redis.call('SREM', ns .. ':pool:' .. pool .. ':running', rid .. '@' .. ARGV[1]) end
   if redis.call('HGET', rk, 'state') == 'claimed' and redis.call('HGET', rk, 'node') == ARGV[1] then
     redis.call('HSET', rk, 'state', 'waiting')
     redis.call('HDEL', rk, 'node')
@@ -290,7 +297,7 @@ for i = 1, #sessions, 2 do
   out[#out + 1] = sessions[i]
   redis.call('DEL', ns .. ':route:' .. sessions[i])
   local rid, pool = string.match(sessions[i + 1], '^(%S*) ?(.*)$')
-  if pool and pool ~= '' then redis.call('SREM', ns .. ':pool:' .. pool .. ':running', rid) end
+  if pool and pool ~= '' then redis.call('SREM', ns .. ':pool:' .. pool .. ':running', rid .. '@' .. ARGV[1]) end
 end
 redis.call('DEL', KEYS[5])
 redis.call('SREM', KEYS[3], ARGV[1])
@@ -695,6 +702,7 @@ impl Cluster {
             .arg(sid)
             .arg(format!("{rid} {}", pool.unwrap_or("")))
             .arg(node)
+            .arg(&self.ns)
             .invoke_async(&mut self.conn())
             .await
             .map_err(err("add_session"))?;
@@ -708,6 +716,7 @@ impl Cluster {
             .key(self.k(&format!("route:{sid}")))
             .arg(sid)
             .arg(&self.ns)
+            .arg(node)
             .invoke_async(&mut self.conn())
             .await
             .map_err(err("remove_session"))?;

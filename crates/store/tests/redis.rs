@@ -380,3 +380,50 @@ mod cluster_state {
             .unwrap());
     }
 }
+
+mod pool_places {
+    use super::RedisServer;
+    use gridiron_store::cluster::{Claim, QueuedRequest};
+    use gridiron_store::Cluster;
+    use std::time::Duration;
+
+    #[tokio::test]
+    async fn a_stale_node_cannot_free_the_place_of_a_request_requeued_elsewhere() {
+        let server = RedisServer::start();
+        let c = Cluster::connect(&server.url(), "places").await.unwrap();
+        c.hub_heartbeat("hub", Duration::from_secs(30))
+            .await
+            .unwrap();
+        let r = QueuedRequest {
+            id: "r".into(),
+            body: "{}".into(),
+            pool: Some("web".into()),
+            pool_max: 1,
+            hub: "hub".into(),
+            public_base: String::new(),
+            created_at: 1,
+        };
+        c.enqueue(&r, 10).await.unwrap();
+        let w = c.waiting(0, 1).await.unwrap().pop().unwrap();
+        assert_eq!(c.claim(&w, "stale").await.unwrap(), Claim::Claimed);
+        // "stale" is declared lost; the request goes back and "fresh" takes it.
+        assert!(c.reclaim_node("stale").await.unwrap().is_some());
+        assert_eq!(c.claim(&w, "fresh").await.unwrap(), Claim::Claimed);
+        // The stale node's late failure report frees nothing of "fresh".
+        assert!(!c.complete(&w, "stale", "error", false).await.unwrap());
+        assert_eq!(c.pools().await.unwrap(), vec![]);
+        c.put_pool(&gridiron_domain::pool::Pool {
+            name: "web".into(),
+            max_concurrency: Some(1),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+        assert_eq!(c.pools().await.unwrap()[0].1, 1);
+        assert!(c.complete(&w, "fresh", "ok", true).await.unwrap());
+        c.add_session("fresh", "s", "r", Some("web")).await.unwrap();
+        assert_eq!(c.pools().await.unwrap()[0].1, 1);
+        c.remove_session("fresh", "s").await.unwrap();
+        assert_eq!(c.pools().await.unwrap()[0].1, 0);
+    }
+}
