@@ -497,3 +497,26 @@ def test_a_store_that_stalls_longer_than_the_ttl_loses_no_session(make_cluster):
     assert hub.request("GET", f"/session/{sid}/title").value == "still-here"
     assert hub.delete_session_raw(sid).status == 200
     c.redis.wait_ended(sid, "quit")
+
+
+@pytest.mark.deadline(120)
+def test_a_node_that_comes_back_does_not_resurrect_its_sessions(make_cluster):
+    c = make_cluster()
+    node = c.node()
+    hub = c.hub()
+    c.capacity(hub, 1)
+    sid = hub.new_session_raw()
+    assert node.browsers()
+    os.kill(node.proc.pid, signal.SIGSTOP)
+    try:
+        c.redis.wait_ended(sid, "node_lost", timeout=HEARTBEAT_TTL + 8)
+    finally:
+        os.kill(node.proc.pid, signal.SIGCONT)
+    # Back again: it ends what it ran (already recorded as lost) and rejoins empty.
+    wait_until(lambda: not node.browsers(), 15, what="the stale session's browser ended by the node")
+    c.capacity(hub, 1)
+    resp = hub.request("GET", f"/session/{sid}/title")
+    assert resp.status == 404 and "node_lost" in resp.value["message"], resp
+    assert c.redis.session(sid)["end_reason"] == "node_lost"
+    again = hub.new_session_raw()
+    assert hub.delete_session_raw(again).status == 200
