@@ -395,7 +395,17 @@ fn a_restart_after_kill_9_closes_records_and_kills_leftovers() {
     let id = grid.new_session();
     let data_dir = grid.data_dir.clone();
     let tmp = grid.kill_hard();
-    // The driver dies with the grid (parent-death signal); the browser may linger.
+    // The driver dies with the grid and the browser with its driver (both
+    // have a parent-death signal), before any restart.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !common::processes_with_env(&format!("GRIDIRON_SESSION={id}")).is_empty() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "processes of the killed grid's session outlived it: {:?}",
+            common::processes_with_env(&format!("GRIDIRON_SESSION={id}"))
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
     assert_eq!(
         grid_store(
             &data_dir,
