@@ -41,6 +41,12 @@ pub enum Command {
     Hub(Box<crate::roles::HubArgs>),
     /// Run a node: owns the browsers of this host and takes work from the hubs' queue.
     #[cfg(feature = "redis")]
+    #[command(
+        after_help = "A node's defaults differ from standalone's: --port 5555, --data-dir \
+                      ~/.local/share/gridiron/node-PORT. --max-queue and --queue-timeout do not \
+                      apply: requests wait in the hubs' shared queue. SIGTERM drains the node; \
+                      Ctrl-C stops it at once."
+    )]
     Node(Box<crate::roles::NodeArgs>),
     /// Manage work pools of a scaled-out grid.
     #[cfg(feature = "redis")]

@@ -18,7 +18,7 @@ pub struct StoreArgs {
     /// The Redis store shared by hubs and nodes, e.g. `redis://10.0.0.5:6379/0`.
     #[arg(long, env = "GRIDIRON_STORE")]
     pub store: String,
-    /// Prefix of every key, so several grids can share one Redis [default: gridiron].
+    /// Prefix of every key, so several grids can share one Redis.
     #[arg(long, env = "GRIDIRON_NAMESPACE", default_value = "gridiron")]
     pub namespace: String,
 }
