@@ -78,6 +78,11 @@ class Redis:
         flat = self.command("HGETALL", f"{NAMESPACE}:{key}") or []
         return dict(zip(flat[::2], flat[1::2]))
 
+    def events(self):
+        """The lifecycle event stream, oldest first, as dicts."""
+        entries = self.command("XRANGE", f"{NAMESPACE}:events", "-", "+") or []
+        return [dict(zip(fields[::2], fields[1::2])) for _, fields in entries]
+
     def session(self, session_id):
         return self.hash(f"session:{session_id}")
 

@@ -66,8 +66,8 @@ pub struct Manager {
     end_listener: OnceLock<EndListener>,
 }
 
-/// Told the id of each session that ends.
-type EndListener = Box<dyn Fn(&str) + Send + Sync>;
+/// Told the id of each session that ends, and why.
+type EndListener = Box<dyn Fn(&str, EndReason) + Send + Sync>;
 
 /// Counts a session start for as long as it lives.
 struct Starting(Arc<AtomicUsize>);
@@ -125,8 +125,8 @@ impl Manager {
             .cloned()
     }
 
-    /// Calls `f` with the id of every session that ends from now on (once set).
-    pub fn on_session_end(&self, f: impl Fn(&str) + Send + Sync + 'static) {
+    /// Calls `f` with the id and end reason of every session that ends from now on (once set).
+    pub fn on_session_end(&self, f: impl Fn(&str, EndReason) + Send + Sync + 'static) {
         let _ = self.end_listener.set(Box::new(f));
     }
 
@@ -629,7 +629,7 @@ impl Manager {
             );
             info!(session = %session.id, reason = reason.as_str(), commands, "session ended");
             if let Some(f) = m.end_listener.get() {
-                f(&session.id);
+                f(&session.id, reason);
             }
         })
         .await;

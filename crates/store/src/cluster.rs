@@ -15,6 +15,9 @@
 //!   places taken in the pool, `REQUEST@NODE` (a request requeued from a lost
 //!   node and started elsewhere takes a place of its own).
 //!
+//! - `NS:events` a stream of lifecycle events (queued, started, ended with its
+//!   reason, node up, lost and down), the newest ~10,000 kept.
+//!
 //! Every step that must not interleave with another process runs as one Lua script.
 
 use crate::{StoreError, StoreResult};
@@ -36,6 +39,9 @@ fn err(op: &'static str) -> impl Fn(redis::RedisError) -> StoreError {
 
 /// `body, pool, pool_max, base` of a request hash.
 type WaitingRow = (Option<String>, Option<String>, Option<u32>, Option<String>);
+
+/// Roughly how many events the stream keeps.
+const EVENTS_KEPT: usize = 10_000;
 
 /// How long finished request records are kept, for late readers.
 const FINISHED_TTL_MS: u64 = 600_000;
@@ -87,7 +93,7 @@ pub struct Waiting {
 pub enum Claim {
     /// The request is this node's to start.
     Claimed,
-    /// Another node took it, or its client left.
+    /// Another node took it, its client left, or this node is draining.
     Gone,
     /// Its pool already runs as many sessions as it may.
     PoolFull,
@@ -176,9 +182,11 @@ redis.call('PUBLISH', ARGV[3], ARGV[1])
 return seq
 "#;
 
-// KEYS: request, queue, node claims, pool running set. ARGV: rid, node, pool max.
+// KEYS: request, queue, node claims, pool running set, node hash. ARGV: rid, node, pool max.
+// A node asked to drain claims nothing, even before its next heartbeat.
 const CLAIM: &str = r#"
 if redis.call('HGET', KEYS[1], 'state') ~= 'waiting' then return 0 end
+if redis.call('HGET', KEYS[5], 'draining') == '1' then return 0 end
 local max = tonumber(ARGV[3])
 if max > 0 and redis.call('SCARD', KEYS[4]) >= max then return -1 end
 redis.call('ZREM', KEYS[2], ARGV[1])
@@ -501,6 +509,7 @@ impl Cluster {
             .key(self.k("queue"))
             .key(self.k(&format!("node:{node}:claims")))
             .key(self.pool_running(w.pool.as_deref().unwrap_or("")))
+            .key(self.k(&format!("node:{node}")))
             .arg(&w.id)
             .arg(node)
             .arg(w.pool_max)
@@ -904,6 +913,29 @@ impl Cluster {
             .await
             .map_err(err("delete_pool"))?;
         Ok(removed == 1)
+    }
+
+    /// Appends a lifecycle event (`kind` plus fields) to the event stream.
+    /// Events are a record for observers: a failure is logged by the caller, never fatal.
+    pub async fn event(&self, kind: &str, fields: &[(&str, &str)]) -> StoreResult<()> {
+        let mut cmd = redis::cmd("XADD");
+        cmd.arg(self.k("events"))
+            .arg("MAXLEN")
+            .arg("~")
+            .arg(EVENTS_KEPT)
+            .arg("*")
+            .arg("type")
+            .arg(kind)
+            .arg("at")
+            .arg(crate::now_ms());
+        for (k, v) in fields {
+            cmd.arg(*k).arg(*v);
+        }
+        let _: String = cmd
+            .query_async(&mut self.conn())
+            .await
+            .map_err(err("event"))?;
+        Ok(())
     }
 
     /// Raw field access for diagnostics and tests: the hash at `NS:key`.

@@ -317,19 +317,33 @@ mod cluster_state {
         assert_eq!(nodes[0].info.id, "n2");
         assert!(c.drain_node("n2").await.unwrap());
         assert!(!c.drain_node("n1").await.unwrap());
+        // A draining node claims nothing, even before it hears of the drain.
+        c.enqueue(&request("r4", None, 0), 10).await.unwrap();
+        let r4 = c.waiting(0, 10).await.unwrap().pop().unwrap();
+        assert_eq!(r4.id, "r4");
+        assert_eq!(c.claim(&r4, "n2").await.unwrap(), Claim::Gone);
+        assert_eq!(
+            c.cancel("r4", "client_gone", false).await.unwrap(),
+            Cancelled::Removed
+        );
         assert_eq!(
             c.heartbeat("n2", 0, Duration::from_secs(30)).await.unwrap(),
             Beat::Alive { draining: true }
         );
         assert_eq!(c.heartbeat("n9", 0, ttl).await.unwrap(), Beat::Unknown);
-        // Leaving frees the node's routes and claims.
-        c.enqueue(&request("r3", None, 0), 10).await.unwrap();
-        let r3 = c.waiting(0, 10).await.unwrap().pop().unwrap();
-        c.claim(&r3, "n2").await.unwrap();
-        c.add_session("n2", "s2", "r9", None).await.unwrap();
         c.remove_node("n2").await.unwrap();
         assert!(c.nodes().await.unwrap().is_empty());
-        assert_eq!(c.route("s2").await.unwrap(), None);
+        // Leaving frees the node's routes and claims.
+        c.register_node(&node("n3"), Duration::from_secs(30))
+            .await
+            .unwrap();
+        c.enqueue(&request("r3", None, 0), 10).await.unwrap();
+        let r3 = c.waiting(0, 10).await.unwrap().pop().unwrap();
+        assert_eq!(c.claim(&r3, "n3").await.unwrap(), Claim::Claimed);
+        c.add_session("n3", "s3", "r9", None).await.unwrap();
+        c.remove_node("n3").await.unwrap();
+        assert!(c.nodes().await.unwrap().is_empty());
+        assert_eq!(c.route("s3").await.unwrap(), None);
         assert!(c.waiting(0, 10).await.unwrap().iter().any(|w| w.id == "r3"));
     }
 

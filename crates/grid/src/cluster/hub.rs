@@ -238,11 +238,14 @@ impl Hub {
                 continue;
             };
             warn!(node = %node.info.id, sessions = sessions.len(), "node lost: no heartbeat");
+            self.event("node_lost", &[("node", &node.info.id)]).await;
             for sid in sessions {
                 self.routes().remove(&sid);
                 self.store
                     .end_elsewhere(&sid, EndReason::NodeLost, now_ms())
                     .await?;
+                self.event("ended", &[("session", &sid), ("reason", "node_lost")])
+                    .await;
             }
         }
         let (forgotten, orphans) = self.cluster.forget_dead_hubs().await?;
@@ -386,7 +389,10 @@ impl Hub {
             pending: true,
         };
         match self.cluster.enqueue(&queued, self.cfg.max_queue).await {
-            Ok(Some(_)) => {}
+            Ok(Some(_)) => {
+                self.event("queued", &[("request", &queued.id), ("hub", &self.cfg.id)])
+                    .await
+            }
             Ok(None) => {
                 waiting.pending = false;
                 return Err(GridError::not_created(
@@ -560,6 +566,13 @@ impl Hub {
         Ok(v)
     }
 
+    /// Records a lifecycle event; observers only, so failures are just logged.
+    async fn event(&self, kind: &str, fields: &[(&str, &str)]) {
+        if let Err(e) = self.cluster.event(kind, fields).await {
+            warn!(error = %e, kind, "could not record an event");
+        }
+    }
+
     /// The URL of the node running session `sid`, if any.
     async fn node_url(&self, sid: &str) -> Result<Option<String>, gridiron_store::StoreError> {
         if let Some(url) = self.routes().get(sid) {
@@ -700,11 +713,8 @@ impl Waiter {
     /// Records a request that ended without a session.
     fn record(&mut self, reason: EndReason) {
         self.pending = false;
-        tokio::spawn(record_unserved(
-            self.hub.store.clone(),
-            self.take_record(),
-            reason,
-        ));
+        let (hub, new) = (self.hub.clone(), self.take_record());
+        tokio::spawn(async move { record_unserved(&hub, new, reason).await });
     }
 
     /// The record of this request, as a session that never started.
@@ -726,8 +736,11 @@ fn session_of(answer: &str) -> Option<String> {
 }
 
 /// Writes the record of a request that never got a session.
-async fn record_unserved(store: RedisStore, new: NewSession, reason: EndReason) {
+async fn record_unserved(hub: &Hub, new: NewSession, reason: EndReason) {
     let id = new.id.clone();
+    let store = &hub.store;
+    hub.event("ended", &[("request", &id), ("reason", reason.as_str())])
+        .await;
     info!(request = %id, reason = reason.as_str(), "queued request ended");
     let _ = store.insert(new, true).await;
     let _ = store.mark_ended(&id, reason, now_ms(), 0).await;
@@ -755,9 +768,7 @@ impl Drop for Waiter {
                         hub.delete_session(&sid).await;
                     }
                 }
-                Ok(Cancelled::Removed) => {
-                    record_unserved(hub.store.clone(), new, EndReason::ClientGone).await
-                }
+                Ok(Cancelled::Removed) => record_unserved(&hub, new, EndReason::ClientGone).await,
                 _ => {}
             }
             let _ = hub.cluster.close_request(&hub.cfg.id, &rid).await;

@@ -78,14 +78,17 @@ impl NodeAgent {
             .await
             .map_err(|e| e.to_string())?;
         let weak = Arc::downgrade(&agent);
-        m.on_session_end(move |sid| {
+        m.on_session_end(move |sid, reason| {
             if let Some(a) = weak.upgrade() {
                 let sid = sid.to_string();
-                tokio::spawn(async move { a.session_ended(&sid).await });
+                tokio::spawn(async move { a.session_ended(&sid, reason).await });
             }
         });
         tokio::spawn(agent.clone().pull());
         tokio::spawn(agent.clone().heartbeat());
+        agent
+            .event("node_up", &[("url", &agent.cfg.advertise_url)])
+            .await;
         info!(node = %agent.cfg.id, url = %agent.cfg.advertise_url, "node registered");
         Ok(agent)
     }
@@ -248,6 +251,20 @@ impl NodeAgent {
             }
         }
         let started = result.is_ok();
+        match (&result, &sid) {
+            (Ok(_), Some(sid)) => {
+                self.event("started", &[("session", sid), ("request", &w.id)])
+                    .await
+            }
+            (Err(e), _) => {
+                self.event(
+                    "failed_to_start",
+                    &[("request", &w.id), ("error", &e.message)],
+                )
+                .await
+            }
+            _ => {}
+        }
         self.starting.fetch_sub(1, Ordering::SeqCst);
         self.report_usage().await;
         let answer = encode_answer(&result);
@@ -263,7 +280,9 @@ impl NodeAgent {
         self.wake.notify_one();
     }
 
-    async fn session_ended(&self, sid: &str) {
+    async fn session_ended(&self, sid: &str, reason: EndReason) {
+        self.event("ended", &[("session", sid), ("reason", reason.as_str())])
+            .await;
         if self.lock().remove(sid).is_some() {
             if let Err(e) = self.cluster.remove_session(&self.cfg.id, sid).await {
                 warn!(session = %sid, error = %e, "could not remove the session's route");
@@ -273,6 +292,15 @@ impl NodeAgent {
         self.wake.notify_one();
         if self.draining.load(Ordering::SeqCst) && self.idle() {
             let _ = self.drained.send(true);
+        }
+    }
+
+    /// Records a lifecycle event of this node.
+    async fn event(&self, kind: &str, fields: &[(&str, &str)]) {
+        let mut all = vec![("node", self.cfg.id.as_str())];
+        all.extend_from_slice(fields);
+        if let Err(e) = self.cluster.event(kind, &all).await {
+            warn!(error = %e, kind, "could not record an event");
         }
     }
 
@@ -382,6 +410,7 @@ impl NodeAgent {
         if let Err(e) = self.cluster.remove_node(&self.cfg.id).await {
             warn!(error = %e, "could not unregister the node");
         }
+        self.event("node_down", &[]).await;
         info!(node = %self.cfg.id, "node left the grid");
     }
 }
