@@ -533,3 +533,18 @@ def test_a_node_that_comes_back_does_not_resurrect_its_sessions(make_cluster):
     assert c.redis.session(sid)["end_reason"] == "node_lost"
     again = hub.new_session_raw()
     assert hub.delete_session_raw(again).status == 200
+
+
+def test_a_silent_cdp_client_through_a_hub_idles_out(shared):
+    a, _ = shared.hubs
+    ws = websocket.create_connection(f"ws://127.0.0.1:{a.port}/cdp?idleTimeout=1.5", timeout=30)
+    try:
+        ws.send(json.dumps({"id": 1, "method": "Browser.getVersion"}))
+        wait_until(lambda: (lambda m: m if m.get("id") == 1 else None)(json.loads(ws.recv())), 20, what="CDP reply")
+        busy = [n for n in shared.nodes if n.browsers()]
+        assert len(busy) == 1
+        # No traffic for longer than the idle timeout: the session ends although connected.
+        wait_until(lambda: not busy[0].browsers(), 15, what="idle CDP session ended")
+        wait_until(lambda: a.status()["sessions"] == 0, 5, what="slot back")
+    finally:
+        ws.close()

@@ -197,7 +197,8 @@ impl Drop for CdpOwner {
     }
 }
 
-/// Tunnels a websocket for a session; an open tunnel keeps the session from idling.
+/// Tunnels a websocket for a session; an open tunnel of a WebDriver session
+/// keeps the session from idling.
 async fn open_tunnel(
     m: &Arc<Manager>,
     session: Arc<Session>,
@@ -210,10 +211,10 @@ async fn open_tunnel(
         ));
     }
     let s = session.clone();
-    let resp = tunnel::open(req, &target, TunnelBusy::new(session.clone()), move || {
-        s.touch()
-    })
-    .await;
+    // A CDP-only session (reached through a hub) is its tunnel: as with `/cdp`,
+    // only traffic keeps it from idling, not the open connection.
+    let busy = (!session.driver_session_id.is_empty()).then(|| TunnelBusy::new(session.clone()));
+    let resp = tunnel::open(req, &target, busy, move || s.touch()).await;
     if resp.status() != StatusCode::SWITCHING_PROTOCOLS {
         m.end_if_browser_gone(&session, EndReason::DriverCrashed)
             .await;
