@@ -34,7 +34,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import ctypes
 import itertools
 import json
 import os
@@ -47,6 +46,8 @@ import sys
 import tempfile
 import time
 from dataclasses import dataclass, field
+
+from benchlib import free_port, pdeathsig, percentile, tail
 
 SECRET = "bench-secret-0001"
 NAMESPACE = "gridiron"
@@ -68,23 +69,6 @@ def log(msg: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
 
 
-def percentile(vals: list[float], p: float) -> float:
-    """Linear-interpolated percentile (p in 0..100) of unsorted values."""
-    if not vals:
-        return float("nan")
-    s = sorted(vals)
-    k = (len(s) - 1) * p / 100.0
-    lo = int(k)
-    hi = min(lo + 1, len(s) - 1)
-    return s[lo] + (s[hi] - s[lo]) * (k - lo)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def new_session_body(seq: int) -> bytes:
     return json.dumps({"capabilities": {
         "alwaysMatch": {"browserName": "chrome", "bench:seq": seq},
@@ -94,28 +78,6 @@ def new_session_body(seq: int) -> bytes:
 
 # --------------------------------------------------------------------------
 # processes
-
-
-def _pdeathsig(sig: int):
-    """preexec_fn: deliver `sig` to the child if this script dies abruptly."""
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-    except OSError:
-        return None
-
-    def fn() -> None:
-        libc.prctl(1, sig, 0, 0, 0)  # PR_SET_PDEATHSIG
-
-    return fn
-
-
-def tail(path: str, lines: int = 30) -> str:
-    try:
-        with open(path, "rb") as f:
-            data = f.read().decode(errors="replace")
-    except OSError:
-        return "(no log)"
-    return "\n".join(data.splitlines()[-lines:])
 
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
@@ -160,7 +122,7 @@ class Processes:
             p = subprocess.Popen(
                 argv, env=env, cwd=self.workdir, stdin=subprocess.DEVNULL,
                 stdout=subprocess.PIPE if stdout_pipe else out, stderr=out,
-                start_new_session=True, preexec_fn=_pdeathsig(death_signal))
+                start_new_session=True, preexec_fn=pdeathsig(death_signal))
         finally:
             out.close()
         proc = Proc(name, p, log_path, stop_signal)
@@ -171,7 +133,7 @@ class Processes:
         for p in self.procs:
             if not p.stopped and p.popen.poll() is not None:
                 raise BenchError(f"{p.name} exited unexpectedly ({p.popen.returncode}); "
-                                 f"log {p.log_path}:\n{tail(p.log_path)}")
+                                 f"log {p.log_path}:\n{tail(p.log_path, 30)}")
 
     def stop(self, proc: Proc, grace: float = 15.0) -> None:
         proc.stopped = True
@@ -863,8 +825,8 @@ def print_summary(args, report: dict, env_info: dict) -> None:
         for r in phases:
             ratio = f"{r.rate / base:.3f}x" if base else "-"
             out.append(f"{r.label:<32}{r.rate:>11.1f}{ratio:>8}"
-                       f"{fmt(percentile(r.create_ms, 50), 2) + ' / ' + fmt(percentile(r.create_ms, 99), 2):>16}"
-                       f"{fmt(percentile(r.in_grid_ms, 50), 2) + ' / ' + fmt(percentile(r.in_grid_ms, 99), 2):>19}"
+                       f"{fmt(percentile(sorted(r.create_ms), 50), 2) + ' / ' + fmt(percentile(sorted(r.create_ms), 99), 2):>16}"
+                       f"{fmt(percentile(sorted(r.in_grid_ms), 50), 2) + ' / ' + fmt(percentile(sorted(r.in_grid_ms), 99), 2):>19}"
                        f"{len(r.errors):>8}{r.client_cpu * 100:>11.0f}%")
         out.append("CPU, share of one core during each phase (a node's includes its ended stand-in drivers):")
         for r in phases:

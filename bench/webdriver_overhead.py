@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import ctypes
 import gc
 import http.client
 import json
@@ -36,7 +35,8 @@ import sys
 import tempfile
 import threading
 import time
-from typing import Callable
+
+from benchlib import free_port, pdeathsig, percentile, tail
 
 DEFAULT_GRID_BIN = "/root/.cache/gridiron-target/release/gridiron"
 DEFAULT_CHROMEDRIVER = "/usr/bin/chromedriver"
@@ -84,18 +84,6 @@ def log(msg: str) -> None:
 # statistics helpers
 
 
-def percentile(sorted_vals: list[float], p: float) -> float:
-    """Linear-interpolated percentile of an already sorted list (p in 0..100)."""
-    if not sorted_vals:
-        return float("nan")
-    if len(sorted_vals) == 1:
-        return sorted_vals[0]
-    k = (len(sorted_vals) - 1) * (p / 100.0)
-    lo = int(k)
-    hi = min(lo + 1, len(sorted_vals) - 1)
-    return sorted_vals[lo] + (sorted_vals[hi] - sorted_vals[lo]) * (k - lo)
-
-
 def summarize(samples_ms: list[float]) -> dict:
     s = sorted(samples_ms)
     return {
@@ -111,26 +99,6 @@ def summarize(samples_ms: list[float]) -> dict:
 
 # --------------------------------------------------------------------------
 # process helpers
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _pdeathsig(sig: int) -> Callable[[], None] | None:
-    """preexec_fn: deliver `sig` to the child if this script dies abruptly."""
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-    except OSError:
-        return None
-    pr_set_pdeathsig = 1
-
-    def fn() -> None:
-        libc.prctl(pr_set_pdeathsig, sig, 0, 0, 0)
-
-    return fn
 
 
 def proc_stat(pid: int) -> dict | None:
@@ -198,15 +166,6 @@ def read_rss_kb(pid: int, field: str = "VmRSS") -> int | None:
     except (OSError, ValueError):
         return None
     return None
-
-
-def tail(path: str, lines: int = 40) -> str:
-    try:
-        with open(path, "rb") as f:
-            data = f.read().decode(errors="replace")
-    except OSError:
-        return "(no log)"
-    return "\n".join(data.splitlines()[-lines:])
 
 
 # --------------------------------------------------------------------------
@@ -341,7 +300,7 @@ class DirectTarget(Target):
             self.proc = subprocess.Popen(
                 [self.chromedriver, f"--port={port}"],
                 stdin=subprocess.DEVNULL, stdout=logf, stderr=subprocess.STDOUT,
-                env=env, start_new_session=True, preexec_fn=_pdeathsig(signal.SIGKILL),
+                env=env, start_new_session=True, preexec_fn=pdeathsig(signal.SIGKILL),
             )
         self.ready_s = wait_ready(self.base_url, self.proc, "chromedriver", self.log_path, timeout)
 
@@ -422,7 +381,7 @@ class GridTarget(Target):
         with open(self.log_path, "wb") as logf:
             self.proc = subprocess.Popen(
                 cmd, stdin=subprocess.DEVNULL, stdout=logf, stderr=subprocess.STDOUT,
-                env=env, start_new_session=True, preexec_fn=_pdeathsig(signal.SIGTERM),
+                env=env, start_new_session=True, preexec_fn=pdeathsig(signal.SIGTERM),
             )
         self.ready_s = wait_ready(self.base_url, self.proc, "gridiron", self.log_path, timeout)
 

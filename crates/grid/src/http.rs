@@ -28,6 +28,15 @@ pub fn error(e: &GridError) -> Response<Body> {
     json(status, &e.to_json())
 }
 
+/// A browser as `/status` lists it in a node's stereotypes.
+pub fn stereotype(s: &gridiron_domain::Stereotype) -> Value {
+    serde_json::json!({
+        "browserName": s.kind.driver_browser_name(),
+        "browserVersion": s.version,
+        "platformName": s.platform,
+    })
+}
+
 /// Wrapper so handlers can `?` a [`GridError`] into a response.
 pub struct GridErrorResponse(pub GridError);
 

@@ -160,11 +160,12 @@ impl Manager {
     pub async fn rewrite_records(self: &Arc<Self>) {
         for s in self.all_sessions() {
             match self.store.get(&s.id).await {
-                Ok(Some(rec)) if rec.end_reason.is_some() => {
-                    let reason = rec.end_reason.unwrap_or(EndReason::NodeLost);
-                    self.end(&s.id, reason).await;
+                Ok(Some(rec)) => {
+                    if let Some(reason) = rec.end_reason {
+                        self.end(&s.id, reason).await;
+                    }
                 }
-                Ok(Some(_)) | Err(_) => {}
+                Err(_) => {}
                 Ok(None) => {
                     let new = NewSession {
                         id: s.id.clone(),
@@ -705,17 +706,7 @@ impl Manager {
         let (free, capacity, waiting, ready) = self.slots.snapshot();
         let ready = ready && !self.shutting_down.load(Ordering::SeqCst) && !self.catalog.is_empty();
         let sessions = self.all_sessions();
-        let stereotypes: Vec<Value> = self
-            .catalog
-            .iter()
-            .map(|s| {
-                json!({
-                    "browserName": s.kind.driver_browser_name(),
-                    "browserVersion": s.version,
-                    "platformName": s.platform,
-                })
-            })
-            .collect();
+        let stereotypes: Vec<Value> = self.catalog.iter().map(crate::http::stereotype).collect();
         let slots: Vec<Value> = (0..capacity)
             .map(|i| {
                 let session = sessions.iter().find(|s| s.slot == i).map(|s| {

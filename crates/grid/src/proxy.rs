@@ -53,6 +53,23 @@ pub fn check_length(headers: &HeaderMap, limit: usize) -> Result<(), GridError> 
     }
 }
 
+/// Reads a whole request body of at most `limit` bytes, declared or actual.
+pub(crate) async fn read_body(
+    req: Request<Body>,
+    limit: usize,
+) -> Result<(axum::http::request::Parts, bytes::Bytes), GridError> {
+    check_length(req.headers(), limit)?;
+    let (parts, body) = req.into_parts();
+    let body = axum::body::to_bytes(body, limit).await.map_err(|e| {
+        if format!("{e:?}").contains("LengthLimit") {
+            body_too_large(limit)
+        } else {
+            GridError::invalid_argument(format!("could not read the request body: {e}"))
+        }
+    })?;
+    Ok((parts, body))
+}
+
 /// The error for a body over `limit` bytes.
 pub fn body_too_large(limit: usize) -> GridError {
     GridError::invalid_argument(format!(
@@ -155,7 +172,7 @@ pub async fn quit(m: &Arc<Manager>, session: Arc<Session>, req: Request<Body>) -
         return http::error(&m.unknown_session(&session.id).await);
     };
     // A CDP-only session has no driver to tell: its browser just stops.
-    if session.driver_session_id.is_empty() {
+    if session.is_cdp_only() {
         m.finish_end(session, EndReason::Quit).await;
         return http::ok(serde_json::Value::Null);
     }

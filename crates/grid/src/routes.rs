@@ -96,16 +96,7 @@ async fn new_session(
     State(m): State<Arc<Manager>>,
     req: Request<Body>,
 ) -> Result<Response<Body>, GridErrorResponse> {
-    let limit = m.config.max_body_bytes;
-    proxy::check_length(req.headers(), limit)?;
-    let (parts, body) = req.into_parts();
-    let body = axum::body::to_bytes(body, limit).await.map_err(|e| {
-        if format!("{e:?}").contains("LengthLimit") {
-            proxy::body_too_large(limit)
-        } else {
-            GridError::invalid_argument(format!("could not read the request body: {e}"))
-        }
-    })?;
+    let (parts, body) = proxy::read_body(req, m.config.max_body_bytes).await?;
     let value = m.new_session(body, public_base(&m, &parts)).await?;
     Ok(http::json(StatusCode::OK, &value))
 }
@@ -213,7 +204,7 @@ async fn open_tunnel(
     let s = session.clone();
     // A CDP-only session (reached through a hub) is its tunnel: as with `/cdp`,
     // only traffic keeps it from idling, not the open connection.
-    let busy = (!session.driver_session_id.is_empty()).then(|| TunnelBusy::new(session.clone()));
+    let busy = (!session.is_cdp_only()).then(|| TunnelBusy::new(session.clone()));
     let resp = tunnel::open(req, &target, busy, move || s.touch()).await;
     if resp.status() != StatusCode::SWITCHING_PROTOCOLS {
         m.end_if_browser_gone(&session, EndReason::DriverCrashed)

@@ -12,7 +12,8 @@ use std::time::{Duration, Instant};
 pub struct Session {
     /// The grid's id, seen by clients.
     pub id: String,
-    /// The driver's own id for the same session, used on the driver side.
+    /// The driver's own id for the same session, used on the driver side;
+    /// empty for a CDP-only session, whose "driver" is the browser itself.
     pub driver_session_id: String,
     /// `http://127.0.0.1:PORT` of the session's driver.
     pub driver_url: String,
@@ -68,6 +69,11 @@ pub struct Launched {
 }
 
 impl Session {
+    /// Whether this is a bare browser for a CDP client, with no WebDriver driver.
+    pub fn is_cdp_only(&self) -> bool {
+        self.driver_session_id.is_empty()
+    }
+
     /// A running session from its launched parts.
     pub fn new(l: Launched) -> Self {
         let Launched {

@@ -229,20 +229,23 @@ pub(crate) fn resolve(args: StandaloneArgs) -> Result<Standalone, String> {
     }
     grid.headless = !args.headful.unwrap_or(false);
     grid.prewarm = !args.no_prewarm.unwrap_or(false);
-    if let Some(u) = args.public_url {
-        if !(u.starts_with("http://") || u.starts_with("https://")) {
-            return Err(format!(
-                "--public-url must start with http:// or https://, got {u}"
-            ));
-        }
-        grid.public_url = Some(u);
-    }
+    grid.public_url = public_url(args.public_url)?;
     let json_logs = json_logs(args.log_format.as_deref())?;
     Ok(Standalone {
         addr,
         grid,
         json_logs,
     })
+}
+
+/// `--public-url`, checked to be an http(s) URL.
+pub(crate) fn public_url(u: Option<String>) -> Result<Option<String>, String> {
+    match u {
+        Some(u) if !(u.starts_with("http://") || u.starts_with("https://")) => Err(format!(
+            "--public-url must start with http:// or https://, got {u}"
+        )),
+        u => Ok(u),
+    }
 }
 
 /// Whether `--log-format` asks for JSON logs.

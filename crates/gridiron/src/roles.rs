@@ -1,8 +1,8 @@
 //! The scaled-out roles and their admin commands: `hub`, `node`, `pools`, `nodes`.
 
 use crate::cli::{
-    init_logs, json_logs, listen_addr, lock_data_dir, runtime, seconds, shutdown_signal,
-    StandaloneArgs,
+    init_logs, json_logs, listen_addr, lock_data_dir, public_url, runtime, seconds,
+    shutdown_signal, StandaloneArgs,
 };
 use clap::{Args, Subcommand};
 use gridiron_domain::pool::{check_name, NodeProfile, Pool};
@@ -199,13 +199,6 @@ pub fn run_hub(args: HubArgs) -> Result<(), String> {
     init_logs(json_logs(args.log_format.as_deref())?);
     let secret = args.secret.checked()?;
     let addr = listen_addr(args.host.clone(), args.port)?;
-    if let Some(u) = &args.public_url {
-        if !(u.starts_with("http://") || u.starts_with("https://")) {
-            return Err(format!(
-                "--public-url must start with http:// or https://, got {u}"
-            ));
-        }
-    }
     let cfg = HubConfig {
         id: format!("hub-{}", short_id()),
         max_queue: args.max_queue,
@@ -216,7 +209,7 @@ pub fn run_hub(args: HubArgs) -> Result<(), String> {
             Duration::ZERO,
         )?,
         max_body_bytes: args.max_body_bytes,
-        public_url: args.public_url.clone(),
+        public_url: public_url(args.public_url.clone())?,
         secret,
         heartbeat_ttl: seconds("heartbeat-ttl", Some(args.heartbeat_ttl), Duration::ZERO)?,
     };

@@ -26,7 +26,6 @@ use gridiron_domain::Stereotype;
 use redis::aio::ConnectionManager;
 use redis::{AsyncCommands, Script};
 use serde::{Deserialize, Serialize};
-use std::collections::HashMap;
 use std::time::Duration;
 use tokio::sync::mpsc;
 
@@ -687,11 +686,6 @@ impl Cluster {
         Ok(known)
     }
 
-    /// Marks a node draining (by itself), so hubs stop counting its slots.
-    pub async fn set_draining(&self, node: &str) -> StoreResult<()> {
-        self.drain_node(node).await.map(drop)
-    }
-
     /// Removes a node that leaves cleanly, with its routes, claims and pool places.
     pub async fn remove_node(&self, node: &str) -> StoreResult<()> {
         self.reclaim(node, true).await.map(drop)
@@ -936,11 +930,6 @@ impl Cluster {
             .await
             .map_err(err("event"))?;
         Ok(())
-    }
-
-    /// Raw field access for diagnostics and tests: the hash at `NS:key`.
-    pub async fn hash(&self, key: &str) -> StoreResult<HashMap<String, String>> {
-        self.conn().hgetall(self.k(key)).await.map_err(err("hash"))
     }
 }
 

@@ -5,7 +5,7 @@
 use super::{decode_answer, parse_cdp_query, CDP_KEY, SECRET_HEADER};
 use crate::http::{self, GridErrorResponse};
 use crate::manager::DriverClient;
-use crate::proxy::{body_too_large, check_length, copy_headers};
+use crate::proxy::{copy_headers, read_body};
 use crate::routes::{
     request_base, session_path, shape, unknown_command, version_document, Endpoints,
 };
@@ -113,13 +113,7 @@ impl Hub {
         self.leaving.store(true, Ordering::SeqCst);
         let waiting: Vec<String> = self.waiters().keys().cloned().collect();
         for rid in waiting {
-            if let Ok(Cancelled::Answered(a)) =
-                self.cluster.cancel(&rid, "client_gone", false).await
-            {
-                if let Some(sid) = session_of(&a) {
-                    self.delete_session(&sid).await;
-                }
-            }
+            let _ = self.withdraw(&rid).await;
         }
         let _ = self.cluster.remove_hub(&self.cfg.id).await;
     }
@@ -306,12 +300,6 @@ impl Hub {
         mut body: Value,
         public_base: String,
     ) -> Result<Value, GridError> {
-        let store_down = |e: gridiron_store::StoreError| {
-            GridError::not_created(
-                Origin::Grid,
-                format!("the grid's store is unavailable: {e}"),
-            )
-        };
         let request = parse_new_session(&body)?;
         let options = GridOptions::from_capabilities(&request.always_match)?;
         // The pool decides defaults and the concurrency count before any
@@ -351,12 +339,6 @@ impl Hub {
     /// request; a node may have joined since the cached list was read, so the
     /// list is read again before refusing.
     async fn check_satisfiable(&self, wanted: Wanted<'_>) -> Result<(), GridError> {
-        let store_down = |e: gridiron_store::StoreError| {
-            GridError::not_created(
-                Origin::Grid,
-                format!("the grid's store is unavailable: {e}"),
-            )
-        };
         let verdict = self.satisfiable(wanted, false).await.map_err(store_down)?;
         if verdict.is_ok() {
             return verdict;
@@ -372,12 +354,6 @@ impl Hub {
         requested: Value,
         options: &GridOptions,
     ) -> Result<Value, GridError> {
-        let store_down = |e: gridiron_store::StoreError| {
-            GridError::not_created(
-                Origin::Grid,
-                format!("the grid's store is unavailable: {e}"),
-            )
-        };
         let notify = Arc::new(Notify::new());
         self.waiters().insert(queued.id.clone(), notify.clone());
         let mut waiting = Waiter {
@@ -387,6 +363,7 @@ impl Hub {
             options: options.to_json(),
             since: queued.created_at,
             pending: true,
+            listed: true,
         };
         match self.cluster.enqueue(&queued, self.cfg.max_queue).await {
             Ok(Some(_)) => {
@@ -395,6 +372,7 @@ impl Hub {
             }
             Ok(None) => {
                 waiting.pending = false;
+                waiting.listed = false;
                 return Err(GridError::not_created(
                     Origin::Grid,
                     format!(
@@ -423,16 +401,17 @@ impl Hub {
                 _ = notify.notified() => {}
                 _ = tokio::time::sleep_until(wake) => {}
             }
+            // Marked taken before the client hears of it: a hub that dies
+            // before this leaves the session to the collector to end.
+            if let Ok(Some(a)) = self.cluster.take_answer(&self.cfg.id, &queued.id).await {
+                waiting.pending = false;
+                waiting.listed = false;
+                return decode_answer(&a);
+            }
             let now = tokio::time::Instant::now();
             match self.cluster.request_state(&queued.id).await {
-                Ok(RequestState::Answered(_)) => {
-                    // Marked taken before the client hears of it: a hub that dies
-                    // before this leaves the session to the collector to end.
-                    if let Ok(Some(a)) = self.cluster.take_answer(&self.cfg.id, &queued.id).await {
-                        waiting.pending = false;
-                        return self.deliver(&a);
-                    }
-                }
+                // Answered just after the look above: take it at once.
+                Ok(RequestState::Answered(_)) => notify.notify_one(),
                 Ok(RequestState::Cancelled) => {
                     waiting.pending = false;
                     return Err(GridError::not_created(
@@ -462,7 +441,7 @@ impl Hub {
                     {
                         Ok(Cancelled::Answered(a)) => {
                             waiting.pending = false;
-                            return self.deliver(&a);
+                            return decode_answer(&a);
                         }
                         Ok(Cancelled::WhileStarting) if !hard => {}
                         Ok(_) => {
@@ -560,12 +539,6 @@ impl Hub {
             })
     }
 
-    /// Turns a node's answer into the client's response, remembering the route.
-    fn deliver(&self, answer: &str) -> Result<Value, GridError> {
-        let v = decode_answer(answer)?;
-        Ok(v)
-    }
-
     /// Records a lifecycle event; observers only, so failures are just logged.
     async fn event(&self, kind: &str, fields: &[(&str, &str)]) {
         if let Err(e) = self.cluster.event(kind, fields).await {
@@ -615,11 +588,7 @@ impl Hub {
             Ok(None) => http::error(&GridError::invalid_session(format!(
                 "no such session: {sid}"
             ))),
-            Err(e) => http::error(&GridError::new(
-                ErrorCode::UnknownError,
-                Origin::Grid,
-                format!("the grid's store is unavailable: {e}"),
-            )),
+            Err(e) => http::error(&store_error(e)),
         }
     }
 
@@ -676,6 +645,28 @@ impl Hub {
     }
 }
 
+/// A new session could not be created because the store failed.
+fn store_down(e: gridiron_store::StoreError) -> GridError {
+    GridError::not_created(
+        Origin::Grid,
+        format!("the grid's store is unavailable: {e}"),
+    )
+}
+
+/// Any other request failed because the store failed.
+fn store_error(e: gridiron_store::StoreError) -> GridError {
+    GridError::new(
+        ErrorCode::UnknownError,
+        Origin::Grid,
+        format!("the grid's store is unavailable: {e}"),
+    )
+}
+
+/// The websocket URL of `path` on the node at `node_url`.
+fn node_ws(node_url: &str, path: &str) -> String {
+    format!("{}{path}", node_url.replacen("http://", "ws://", 1))
+}
+
 /// What a request needs from a node.
 #[derive(Clone, Copy)]
 enum Wanted<'a> {
@@ -706,7 +697,10 @@ struct Waiter {
     requested: Value,
     options: Value,
     since: i64,
+    /// Still waiting for an answer (its client is still there).
     pending: bool,
+    /// Still among the store's open requests of this hub.
+    listed: bool,
 }
 
 impl Waiter {
@@ -750,26 +744,20 @@ impl Drop for Waiter {
     fn drop(&mut self) {
         self.hub.waiters().remove(&self.rid);
         if !self.pending {
-            let (hub, rid) = (self.hub.clone(), self.rid.clone());
-            tokio::spawn(async move {
-                let _ = hub.cluster.close_request(&hub.cfg.id, &rid).await;
-            });
+            if self.listed {
+                let (hub, rid) = (self.hub.clone(), self.rid.clone());
+                tokio::spawn(async move {
+                    let _ = hub.cluster.close_request(&hub.cfg.id, &rid).await;
+                });
+            }
             return;
         }
         let hub = self.hub.clone();
         let new = self.take_record();
         tokio::spawn(async move {
             let rid = new.id.clone();
-            match hub.cluster.cancel(&rid, "client_gone", false).await {
-                Ok(Cancelled::Answered(a)) => {
-                    // Started just as the client left: end that session.
-                    if let Some(sid) = session_of(&a) {
-                        info!(session = %sid, "client left before the session was handed over");
-                        hub.delete_session(&sid).await;
-                    }
-                }
-                Ok(Cancelled::Removed) => record_unserved(&hub, new, EndReason::ClientGone).await,
-                _ => {}
+            if let Ok(Cancelled::Removed) = hub.withdraw(&rid).await {
+                record_unserved(&hub, new, EndReason::ClientGone).await;
             }
             let _ = hub.cluster.close_request(&hub.cfg.id, &rid).await;
         });
@@ -777,6 +765,19 @@ impl Drop for Waiter {
 }
 
 impl Hub {
+    /// Withdraws a request whose client is gone; a session already started
+    /// for it is ended. Returns where the request stood.
+    async fn withdraw(&self, rid: &str) -> Result<Cancelled, gridiron_store::StoreError> {
+        let outcome = self.cluster.cancel(rid, "client_gone", false).await?;
+        if let Cancelled::Answered(a) = &outcome {
+            if let Some(sid) = session_of(a) {
+                info!(session = %sid, "client left before the session was handed over");
+                self.delete_session(&sid).await;
+            }
+        }
+        Ok(outcome)
+    }
+
     async fn delete_session(&self, sid: &str) {
         let Ok(Some(url)) = self.node_url(sid).await else {
             return;
@@ -827,11 +828,7 @@ async fn status(State(hub): State<Arc<Hub>>) -> Response<Body> {
                 "availability": if !n.alive { "DOWN" } else if n.draining { "DRAINING" } else { "UP" },
                 "maxSessions": n.info.max_sessions,
                 "sessions": n.used,
-                "stereotypes": n.info.stereotypes.iter().map(|s| json!({
-                    "browserName": s.kind.driver_browser_name(),
-                    "browserVersion": s.version,
-                    "platformName": s.platform,
-                })).collect::<Vec<_>>(),
+                "stereotypes": n.info.stereotypes.iter().map(http::stereotype).collect::<Vec<_>>(),
                 "pools": n.info.profile.pools,
                 "labels": n.info.profile.labels,
             })
@@ -854,16 +851,7 @@ async fn new_session(
     State(hub): State<Arc<Hub>>,
     req: Request<Body>,
 ) -> Result<Response<Body>, GridErrorResponse> {
-    let limit = hub.cfg.max_body_bytes;
-    check_length(req.headers(), limit)?;
-    let (parts, body) = req.into_parts();
-    let body = axum::body::to_bytes(body, limit).await.map_err(|e| {
-        if format!("{e:?}").contains("LengthLimit") {
-            body_too_large(limit)
-        } else {
-            GridError::invalid_argument(format!("could not read the request body: {e}"))
-        }
-    })?;
+    let (parts, body) = read_body(req, hub.cfg.max_body_bytes).await?;
     let body: Value = serde_json::from_slice(&body)
         .map_err(|e| GridError::invalid_argument(format!("malformed JSON body: {e}")))?;
     let base = request_base(hub.cfg.public_url.as_deref(), &parts);
@@ -882,24 +870,16 @@ async fn session_command(State(hub): State<Arc<Hub>>, mut req: Request<Body>) ->
             let method = req.method().clone();
             return hub.not_running(sid, &method, rest).await;
         }
-        Err(e) => {
-            return http::error(&GridError::new(
-                ErrorCode::UnknownError,
-                Origin::Grid,
-                format!("the grid's store is unavailable: {e}"),
-            ))
-        }
+        Err(e) => return http::error(&store_error(e)),
     };
     if tunnel::is_upgrade(&req) {
         hub.sign(req.headers_mut());
-        let target = format!(
-            "{}{}",
-            url.replacen("http://", "ws://", 1),
-            req.uri()
-                .path_and_query()
-                .map(|p| p.as_str())
-                .unwrap_or("/")
-        );
+        let pq = req
+            .uri()
+            .path_and_query()
+            .map(|p| p.as_str())
+            .unwrap_or("/");
+        let target = node_ws(&url, pq);
         return tunnel::open(req, &target, (), || {}).await;
     }
     let quit = rest.is_empty() && req.method() == Method::DELETE;
@@ -953,10 +933,7 @@ async fn cdp_session(
         }
     };
     hub.sign(req.headers_mut());
-    let target = format!(
-        "{}/session/{sid}/se/cdp",
-        url.replacen("http://", "ws://", 1)
-    );
+    let target = node_ws(&url, &format!("/session/{sid}/se/cdp"));
     tunnel::open(req, &target, owner, || {}).await
 }
 

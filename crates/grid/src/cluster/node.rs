@@ -38,6 +38,14 @@ pub struct NodeConfig {
     pub profile: NodeProfile,
 }
 
+/// What a node starts for a queued request.
+enum Job {
+    /// A WebDriver session, from the request's body.
+    WebDriver,
+    /// A bare Chromium for a CDP client.
+    Cdp(gridiron_domain::cdp::CdpRequest),
+}
+
 /// A node's membership in the grid.
 pub struct NodeAgent {
     cfg: NodeConfig,
@@ -150,14 +158,14 @@ impl NodeAgent {
                 if self.free() == 0 || !self.takes_work() {
                     return Ok(());
                 }
-                if !self.can_run(w) {
+                let Some(job) = self.job(w) else {
                     skipped += 1;
                     continue;
-                }
+                };
                 match self.cluster.claim(w, &self.cfg.id).await? {
                     Claim::Claimed => {
                         self.starting.fetch_add(1, Ordering::SeqCst);
-                        tokio::spawn(self.clone().run(w.clone()));
+                        tokio::spawn(self.clone().run(w.clone(), job));
                     }
                     // Still waiting, so it keeps its place in the next page.
                     Claim::PoolFull => skipped += 1,
@@ -184,50 +192,39 @@ impl NodeAgent {
         self.stopping.store(true, Ordering::SeqCst);
     }
 
-    /// Whether this node has a browser for the request and is in its pool and labels.
-    fn can_run(&self, w: &Waiting) -> bool {
-        let Ok(body) = serde_json::from_str::<Value>(&w.body) else {
-            return false;
-        };
+    /// What this node would start for the request, if it has a browser for
+    /// it and is in its pool and labels; `None` if it cannot run it.
+    fn job(&self, w: &Waiting) -> Option<Job> {
+        let body = serde_json::from_str::<Value>(&w.body).ok()?;
         if let Some(query) = body.get(CDP_KEY).and_then(Value::as_str) {
             let chromium = self
                 .m
                 .catalog()
                 .iter()
                 .any(|s| s.kind == BrowserKind::Chromium);
-            return chromium
-                && parse_cdp_query(query)
-                    .is_ok_and(|r| node_accepts(&self.cfg.profile, &r.options));
+            let request = parse_cdp_query(query).ok()?;
+            return (chromium && node_accepts(&self.cfg.profile, &request.options))
+                .then_some(Job::Cdp(request));
         }
-        let Ok(request) = parse_new_session(&body) else {
-            return false;
-        };
-        let Ok(selection) = select(&request, self.m.catalog()) else {
-            return false;
-        };
+        let request = parse_new_session(&body).ok()?;
+        let selection = select(&request, self.m.catalog()).ok()?;
         GridOptions::from_capabilities(&selection.merged)
             .is_ok_and(|o| node_accepts(&self.cfg.profile, &o))
+            .then_some(Job::WebDriver)
     }
 
     /// Starts a claimed request's session and hands the answer to its hub.
-    async fn run(self: Arc<Self>, w: Waiting) {
-        let cdp = serde_json::from_str::<Value>(&w.body)
-            .ok()
-            .and_then(|b| b.get(CDP_KEY)?.as_str().map(str::to_string));
-        let result = match cdp {
-            Some(query) => match parse_cdp_query(&query) {
-                Ok(request) => self.m.new_cdp_session(request).await.map(|s| {
-                    json!({"value": {"sessionId": s.id, "capabilities": {"browserName": "chrome"}}})
-                }),
-                Err(e) => Err(e),
-            },
-            None => {
+    async fn run(self: Arc<Self>, w: Waiting, job: Job) {
+        let mut result = match job {
+            Job::Cdp(request) => self.m.new_cdp_session(request).await.map(|s| {
+                json!({"value": {"sessionId": s.id, "capabilities": {"browserName": "chrome"}}})
+            }),
+            Job::WebDriver => {
                 self.m
                     .new_session(Bytes::from(w.body.clone()), w.public_base.clone())
                     .await
             }
         };
-        let mut result = result;
         let sid = result
             .as_ref()
             .ok()
@@ -376,7 +373,7 @@ impl NodeAgent {
             warn!(error = %e, "could not register again");
         }
         if self.draining.load(Ordering::SeqCst) {
-            let _ = self.cluster.set_draining(&self.cfg.id).await;
+            let _ = self.cluster.drain_node(&self.cfg.id).await;
         }
     }
 
@@ -389,7 +386,7 @@ impl NodeAgent {
             return;
         }
         info!(sessions = self.m.slots_in_use(), "draining");
-        if let Err(e) = self.cluster.set_draining(&self.cfg.id).await {
+        if let Err(e) = self.cluster.drain_node(&self.cfg.id).await {
             warn!(error = %e, "could not mark the node draining");
         }
         let deadline = tokio::time::Instant::now() + self.cfg.drain_timeout;
