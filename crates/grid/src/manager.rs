@@ -877,7 +877,8 @@ async fn watch_timeouts(m: Weak<Manager>) {
                     info!(session = %s.id, reason = r.as_str(), "session timed out");
                     r
                 }
-                None if m.browser_gone(&s) => EndReason::DriverCrashed,
+                // A running command reports the browser's end itself, with the right reason.
+                None if !s.command_running() && m.browser_gone(&s) => EndReason::DriverCrashed,
                 None => continue,
             };
             let m = m.clone();

@@ -162,7 +162,7 @@ impl TunnelBusy {
 
 impl Drop for TunnelBusy {
     fn drop(&mut self) {
-        self.0.command_done();
+        self.0.tunnel_closed();
     }
 }
 

@@ -35,6 +35,8 @@ pub struct Session {
     last_activity_ms: AtomicU64,
     /// Commands being proxied right now; a session is never idle while one runs.
     in_flight: AtomicUsize,
+    /// Of those, commands (not tunnels): they see the browser's fate first-hand.
+    commands_running: AtomicUsize,
     /// Commands proxied so far.
     commands: AtomicU64,
     /// DevTools HTTP base of the browser, for CDP tunnels.
@@ -107,6 +109,7 @@ impl Session {
             slot: permit.index,
             last_activity_ms: AtomicU64::new(0),
             in_flight: AtomicUsize::new(0),
+            commands_running: AtomicUsize::new(0),
             commands: AtomicU64::new(0),
             browser_pid: browser_pid_cell,
             state: Mutex::new(SessionState::Running),
@@ -123,6 +126,7 @@ impl Session {
     /// A command starts: counts it and marks activity. Ends with [`Session::command_done`].
     pub fn command_started(&self) {
         self.commands.fetch_add(1, Ordering::Relaxed);
+        self.commands_running.fetch_add(1, Ordering::Relaxed);
         self.in_flight.fetch_add(1, Ordering::Relaxed);
         self.touch();
     }
@@ -133,11 +137,23 @@ impl Session {
         self.touch();
     }
 
-    /// A command finished (or failed), or a tunnel closed.
+    /// A command finished (or failed).
     pub fn command_done(&self) {
+        self.commands_running.fetch_sub(1, Ordering::Relaxed);
+        self.tunnel_closed();
+    }
+
+    /// A tunnel closed (and, through [`Session::command_done`], a command ended).
+    pub fn tunnel_closed(&self) {
         self.touch();
         // Release after the touch: a watcher that sees the count drop sees the new time.
         self.in_flight.fetch_sub(1, Ordering::Release);
+    }
+
+    /// Whether a command is being proxied right now. Its outcome tells why a
+    /// browser went away (a closed last window is a quit, not a crash).
+    pub fn command_running(&self) -> bool {
+        self.commands_running.load(Ordering::Relaxed) > 0
     }
 
     /// Commands so far.
