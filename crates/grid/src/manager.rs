@@ -413,6 +413,11 @@ impl Manager {
     ) -> Result<Arc<Session>, GridError> {
         let exit = launched.driver.exit_watch();
         let session = Arc::new(Session::new(launched));
+        // Known now, while the browser surely runs: a lookup after it died
+        // would find nothing, and the crash would go unnoticed.
+        session
+            .browser_pid
+            .get_or_init(|| gridiron_provision::browser_pid(session.driver_pid));
         let id = session.id.clone();
         self.sessions
             .write()
@@ -637,7 +642,7 @@ impl Manager {
     }
 
     /// Whether the session's driver or browser process has died. Reads one or
-    /// two `/proc` entries once the browser's pid is known.
+    /// two `/proc` entries (the browser's pid is looked up when it registers).
     pub fn browser_gone(&self, session: &Session) -> bool {
         if !gridiron_provision::process_alive(session.driver_pid) {
             return true;
