@@ -82,12 +82,20 @@ pub enum Origin {
 }
 
 impl Origin {
-    fn as_str(self) -> &'static str {
+    /// Its name on the wire between hubs and nodes (`client`, `grid`, `driver`).
+    pub fn as_str(self) -> &'static str {
         match self {
             Origin::Client => "client",
             Origin::Grid => "grid",
             Origin::Driver => "driver",
         }
+    }
+
+    /// The origin with this name, if any.
+    pub fn parse(s: &str) -> Option<Self> {
+        [Origin::Client, Origin::Grid, Origin::Driver]
+            .into_iter()
+            .find(|o| o.as_str() == s)
     }
 }
 

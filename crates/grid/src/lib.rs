@@ -4,17 +4,21 @@
 //! [`serve`] runs the HTTP side on a bound listener until a shutdown future
 //! resolves; [`Manager`] owns every session.
 
+pub mod backend;
 #[cfg(feature = "cluster")]
 pub mod cluster;
 pub mod config;
 mod http;
+mod local_session;
 mod manager;
 mod proxy;
 mod routes;
 mod session;
 mod slots;
+mod standalone;
 mod tunnel;
 
+pub use backend::Backend;
 pub use config::GridConfig;
 pub use manager::{recover, recover_processes, Manager};
 pub use routes::router;

@@ -2,6 +2,7 @@
 //! sessions through the provisioner, ends them (on quit, timeout, crash,
 //! shutdown) and records every step in the store.
 
+use crate::backend::{GridEvent, SessionSummary};
 use crate::config::GridConfig;
 use crate::session::{Launched, Session};
 use crate::slots::{NoSlot, SlotPermit, Slots};
@@ -64,6 +65,10 @@ pub struct Manager {
     starting: Arc<AtomicUsize>,
     /// Told the id of every session that has ended (a node unlists it).
     end_listener: OnceLock<EndListener>,
+    /// Lifecycle events, for whoever observes this grid.
+    events: tokio::sync::broadcast::Sender<GridEvent>,
+    /// This manager, for handing out from `&self` (the router's session lookups).
+    this: Weak<Manager>,
 }
 
 /// Told the id of each session that ends, and why.
@@ -99,7 +104,9 @@ impl Manager {
             .iter()
             .map(|i| i.stereotype.clone())
             .collect();
-        let m = Arc::new(Manager {
+        let m = Arc::new_cyclic(|this| Manager {
+            this: this.clone(),
+            events: tokio::sync::broadcast::channel(crate::backend::EVENT_BUFFER).0,
             slots: Slots::new(config.max_sessions, config.max_queue),
             config,
             store,
@@ -123,6 +130,43 @@ impl Manager {
             .unwrap_or_else(|e| e.into_inner())
             .get(id)
             .cloned()
+    }
+
+    /// This manager as an `Arc` (it always lives in one).
+    pub(crate) fn me(&self) -> Arc<Manager> {
+        self.this.upgrade().expect("a manager lives in an Arc")
+    }
+
+    /// The store of session records.
+    pub(crate) fn store(&self) -> &dyn Store {
+        self.store.as_ref()
+    }
+
+    /// Lifecycle events from now on.
+    pub fn subscribe_events(&self) -> tokio::sync::broadcast::Receiver<GridEvent> {
+        self.events.subscribe()
+    }
+
+    /// Tells observers of an event; nobody listening is fine.
+    fn emit(&self, kind: &str, fields: &[(&str, &str)]) {
+        let _ = self.events.send(GridEvent::now(kind, fields));
+    }
+
+    /// The running sessions, oldest first.
+    pub fn summaries(&self) -> Vec<SessionSummary> {
+        let mut all: Vec<SessionSummary> = self
+            .all_sessions()
+            .iter()
+            .map(|s| SessionSummary {
+                id: s.id.clone(),
+                browser: s.browser.clone(),
+                started_at: s.started_at_ms,
+                name: s.options.name.clone(),
+                node: "local".into(),
+            })
+            .collect();
+        all.sort_by_key(|s| s.started_at);
+        all
     }
 
     /// Calls `f` with the id and end reason of every session that ends from now on (once set).
@@ -197,18 +241,11 @@ impl Manager {
 
     /// The error for a session id that is not running, saying why if the store knows.
     pub async fn unknown_session(&self, id: &str) -> GridError {
-        match self.store.get(id).await {
-            Ok(Some(rec)) if rec.end_reason.is_some() => GridError::invalid_session(format!(
-                "session {id} has ended ({})",
-                rec.end_reason.map(|r| r.as_str()).unwrap_or_default()
-            )),
-            _ => GridError::invalid_session(format!("no such session: {id}")),
-        }
-    }
-
-    /// Whether the store knows this session as ended.
-    pub async fn has_ended(&self, id: &str) -> bool {
-        matches!(self.store.get(id).await, Ok(Some(r)) if r.end_reason.is_some())
+        crate::backend::NotRunning::of(self.store.as_ref(), id)
+            .await
+            .unwrap_or(crate::backend::NotRunning::Unknown)
+            .local()
+            .error(id)
     }
 
     /// Handles `POST /session`: validates, waits for a slot, starts the driver,
@@ -238,7 +275,8 @@ impl Manager {
             .slots
             .acquire(self.config.queue_timeout, |position| {
                 waiting.queued = true;
-                info!(position, "new session request queued")
+                info!(position, "new session request queued");
+                self.emit("queued", &[("position", &position.to_string())]);
             })
             .await;
         let permit = match permit {
@@ -430,6 +468,10 @@ impl Manager {
                 .await,
         );
         info!(session = %id, "session started");
+        self.emit(
+            "started",
+            &[("session", &id), ("browser", &session.browser)],
+        );
         let weak = Arc::downgrade(self);
         let watched = id.clone();
         tokio::spawn(async move {
@@ -634,6 +676,10 @@ impl Manager {
                     .await,
             );
             info!(session = %session.id, reason = reason.as_str(), commands, "session ended");
+            m.emit(
+                "ended",
+                &[("session", &session.id), ("reason", reason.as_str())],
+            );
             if let Some(f) = m.end_listener.get() {
                 f(&session.id, reason);
             }

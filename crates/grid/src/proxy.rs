@@ -165,22 +165,28 @@ pub async fn forward(
     }
 }
 
-/// `DELETE /session/{id}`: asks the driver to quit, then ends the session.
-pub async fn quit(m: &Arc<Manager>, session: Arc<Session>, req: Request<Body>) -> Response<Body> {
+/// `DELETE /session/{id}`: asks the driver to quit, then ends the session
+/// as `reason` (a quit, unless a hub says otherwise).
+pub async fn quit(
+    m: &Arc<Manager>,
+    session: Arc<Session>,
+    req: Request<Body>,
+    reason: EndReason,
+) -> Response<Body> {
     // Claim the end first: the browser closing during DELETE is not a crash.
-    let Some(session) = m.begin_end(&session.id, EndReason::Quit) else {
+    let Some(session) = m.begin_end(&session.id, reason) else {
         return http::error(&m.unknown_session(&session.id).await);
     };
     // A CDP-only session has no driver to tell: its browser just stops.
     if session.is_cdp_only() {
-        m.finish_end(session, EndReason::Quit).await;
+        m.finish_end(session, reason).await;
         return http::ok(serde_json::Value::Null);
     }
     // Whatever happens to this request, the session is ended: the rest runs on its own.
     let m = m.clone();
     tokio::spawn(async move {
         let resp = tokio::time::timeout(QUIT_TIMEOUT, forward(&m, session.clone(), req, "")).await;
-        m.finish_end(session, EndReason::Quit).await;
+        m.finish_end(session, reason).await;
         match resp {
             Ok(r) if r.status().is_success() => r,
             // The driver may be gone already; the session is ended either way.

@@ -6,6 +6,10 @@ mod hub;
 mod node;
 
 pub use hub::{Hub, HubConfig};
+
+/// The header in which a hub tells a node why it ends a session (a CDP
+/// client's tunnel closing is a quit, a client that left is `client_gone`).
+pub const END_REASON_HEADER: &str = "x-gridiron-end-reason";
 pub use node::{node_router, NodeAgent, NodeConfig};
 
 use gridiron_domain::{ErrorCode, GridError, Origin};
@@ -17,13 +21,6 @@ pub const SECRET_HEADER: &str = "x-gridiron-cluster-secret";
 /// Key of a queued request body that asks for a CDP-only session; its value
 /// is the `/cdp` query string.
 const CDP_KEY: &str = "gridiron:cdp";
-
-/// Parses a `/cdp` query string.
-fn parse_cdp_query(query: &str) -> Result<gridiron_domain::cdp::CdpRequest, GridError> {
-    let params: Vec<(String, String)> = serde_urlencoded::from_str(query)
-        .map_err(|e| GridError::invalid_argument(format!("malformed query string: {e}")))?;
-    gridiron_domain::cdp::parse_query(&params)
-}
 
 /// Compares secrets in time independent of where they differ.
 fn secret_matches(given: &[u8], expected: &[u8]) -> bool {
@@ -39,7 +36,11 @@ fn secret_matches(given: &[u8], expected: &[u8]) -> bool {
 fn encode_answer(r: &Result<Value, GridError>) -> String {
     match r {
         Ok(v) => json!({ "ok": v }),
-        Err(e) => json!({ "error": e.code.as_str(), "message": e.message }),
+        Err(e) => json!({
+            "error": e.code.as_str(),
+            "origin": e.origin.as_str(),
+            "message": e.message,
+        }),
     }
     .to_string()
 }
@@ -61,8 +62,15 @@ fn decode_answer(s: &str) -> Result<Value, GridError> {
         .and_then(Value::as_str)
         .and_then(ErrorCode::parse)
         .unwrap_or(ErrorCode::SessionNotCreated);
+    // Whoever caused it on the node (the client's capabilities, the node, its
+    // driver) caused it for the hub's client too.
+    let origin = v
+        .get("origin")
+        .and_then(Value::as_str)
+        .and_then(Origin::parse)
+        .unwrap_or(Origin::Grid);
     let message = v.get("message").and_then(Value::as_str).unwrap_or("");
-    Err(GridError::new(code, Origin::Driver, message))
+    Err(GridError::new(code, origin, message))
 }
 
 #[cfg(test)]
@@ -84,7 +92,11 @@ mod tests {
         let e = GridError::invalid_argument("bad");
         let back = decode_answer(&encode_answer(&Err(e))).unwrap_err();
         assert_eq!(back.code, ErrorCode::InvalidArgument);
+        assert_eq!(back.origin, Origin::Client);
         assert_eq!(back.message, "bad");
+        let e = GridError::not_created(Origin::Driver, "no browser");
+        let back = decode_answer(&encode_answer(&Err(e.clone()))).unwrap_err();
+        assert_eq!(back, e);
         assert!(decode_answer("{").is_err());
     }
 }

@@ -1,9 +1,10 @@
 //! The node role: pulls new-session requests it can serve from the shared
 //! queue, starts them with its local [`Manager`], heartbeats, and drains.
 
-use super::{encode_answer, parse_cdp_query, secret_matches, CDP_KEY, SECRET_HEADER};
+use super::{encode_answer, secret_matches, CDP_KEY, END_REASON_HEADER, SECRET_HEADER};
 use crate::http;
 use crate::manager::Manager;
+use crate::routes::parse_cdp_query;
 use axum::body::Body;
 use axum::extract::State;
 use axum::http::{Method, Request, Response, StatusCode};
@@ -465,6 +466,13 @@ async fn only_hubs(
     }
     // Drivers and browsers behind the node never see the secret.
     req.headers_mut().remove(SECRET_HEADER);
+    // Only a hub may say why it ends a session; the header stops here.
+    if let Some(reason) = req.headers_mut().remove(END_REASON_HEADER) {
+        if let Some(r) = reason.to_str().ok().and_then(EndReason::parse) {
+            req.extensions_mut()
+                .insert(crate::local_session::RequestedEnd(r));
+        }
+    }
     let path = req.uri().path();
     let new_session = req.method() == Method::POST
         && matches!(path, "/session" | "/wd/hub/session")

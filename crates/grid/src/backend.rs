@@ -1,0 +1,185 @@
+//! What the one front end needs from a role. The router (`routes`) serves the
+//! same W3C, CDP and status routes whether the sessions run in this process
+//! (a standalone grid or a node: [`crate::Manager`]) or on nodes reached
+//! through a shared store (a hub); the difference lives behind [`Backend`].
+
+use crate::manager::Manager;
+use crate::session::Session;
+use async_trait::async_trait;
+use axum::body::Body;
+use axum::http::{Request, Response};
+use bytes::Bytes;
+use gridiron_domain::cdp::CdpRequest;
+use gridiron_domain::{EndReason, GridError};
+use gridiron_store::{SessionRecord, Store};
+use serde_json::Value;
+use std::sync::Arc;
+
+/// Settings the front end applies before a request reaches the backend.
+#[derive(Debug, Clone)]
+pub struct FrontConfig {
+    /// Largest request body accepted, in bytes.
+    pub max_body_bytes: usize,
+    /// The URL clients use to reach the grid; `None` to derive it per request.
+    pub public_url: Option<String>,
+}
+
+/// Where a session is, as far as the front end must know to serve it.
+pub enum Located {
+    /// It runs in this process.
+    Local {
+        /// The manager that owns it.
+        manager: Arc<Manager>,
+        /// The session.
+        session: Arc<Session>,
+    },
+    /// It runs on another process (a node), reached through this handle.
+    Remote(Box<dyn RemoteSession>),
+    /// It is not running: the store's record says whether it ended and why.
+    NotRunning(NotRunning),
+}
+
+/// Why a session id does not lead to a running session.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NotRunning {
+    /// No record of it.
+    Unknown,
+    /// It ended, for this reason.
+    Ended(EndReason),
+    /// A record says it started, but nothing runs it (its node is gone).
+    Stranded,
+}
+
+impl NotRunning {
+    /// What the store's record of `id` says.
+    pub async fn of(store: &dyn Store, id: &str) -> Result<Self, gridiron_store::StoreError> {
+        Ok(match store.get(id).await? {
+            None => NotRunning::Unknown,
+            Some(SessionRecord {
+                end_reason: Some(reason),
+                ..
+            }) => NotRunning::Ended(reason),
+            Some(_) => NotRunning::Stranded,
+        })
+    }
+
+    /// As a process that runs its sessions itself sees it: a record without
+    /// an end is a session being started or ended right now, not a stranded one.
+    pub fn local(self) -> Self {
+        match self {
+            NotRunning::Stranded => NotRunning::Unknown,
+            other => other,
+        }
+    }
+
+    /// The W3C error for a command sent to such a session.
+    pub fn error(&self, id: &str) -> GridError {
+        GridError::invalid_session(match self {
+            NotRunning::Unknown => format!("no such session: {id}"),
+            NotRunning::Ended(reason) => format!("session {id} has ended ({})", reason.as_str()),
+            NotRunning::Stranded => format!("session {id} is not running on any node"),
+        })
+    }
+}
+
+/// A session running elsewhere, as a hub reaches it.
+#[async_trait]
+pub trait RemoteSession: Send {
+    /// Streams an HTTP command to the session's node and its answer back.
+    async fn forward(self: Box<Self>, req: Request<Body>) -> Response<Body>;
+    /// Prepares `req` for a websocket tunnel to `path_and_query` on the node
+    /// (authenticating it) and returns the websocket URL to connect to.
+    fn tunnel_target(&self, req: &mut Request<Body>, path_and_query: &str) -> String;
+}
+
+/// One running session, as lists and the API show it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SessionSummary {
+    /// The grid's session id.
+    pub id: String,
+    /// `chrome` or `firefox`.
+    pub browser: String,
+    /// Unix ms when it started.
+    pub started_at: i64,
+    /// The name the client gave, if any.
+    pub name: Option<String>,
+    /// Which node runs it (`local` on a standalone grid).
+    pub node: String,
+}
+
+/// A lifecycle event of the grid, as observers (logs, webhooks, feeds) see it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GridEvent {
+    /// `queued`, `started`, `ended`, `node_up`, `node_lost`, ...
+    pub kind: String,
+    /// Its fields (`session`, `request`, `reason`, `node`, ...).
+    pub fields: Vec<(String, String)>,
+    /// Unix ms when it happened.
+    pub at: i64,
+}
+
+impl GridEvent {
+    /// An event of `kind` with `fields`, happening now.
+    pub fn now(kind: &str, fields: &[(&str, &str)]) -> Self {
+        GridEvent {
+            kind: kind.to_string(),
+            fields: fields
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            at: gridiron_store::now_ms(),
+        }
+    }
+
+    /// The value of field `name`, if present.
+    pub fn field(&self, name: &str) -> Option<&str> {
+        self.fields
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// How many events a slow observer may fall behind before it misses some.
+pub(crate) const EVENT_BUFFER: usize = 1024;
+
+/// A role behind the one front end: a standalone grid, a node, or a hub.
+#[async_trait]
+pub trait Backend: Send + Sync + 'static {
+    /// Body limits and the public URL.
+    fn front(&self) -> FrontConfig;
+
+    /// `POST /session`: the W3C response body (`{"value": {...}}`).
+    async fn new_session(
+        self: Arc<Self>,
+        body: Bytes,
+        public_base: String,
+    ) -> Result<Value, GridError>;
+
+    /// `GET /cdp?...`: starts a bare Chromium for a CDP client (`query` is the
+    /// raw query string `request` was parsed from) and returns its session id.
+    async fn new_cdp_session(
+        self: Arc<Self>,
+        request: CdpRequest,
+        query: String,
+        public_base: String,
+    ) -> Result<String, GridError>;
+
+    /// Where session `id` runs, or why it does not.
+    async fn locate(&self, id: &str) -> Result<Located, GridError>;
+
+    /// Ends session `id` for `reason`, wherever it runs; nothing if it is not running.
+    async fn end_session(&self, id: &str, reason: EndReason);
+
+    /// The running sessions.
+    async fn sessions(&self) -> Result<Vec<SessionSummary>, GridError>;
+
+    /// The `GET /status` value; `uri` is this grid's address as the client sees it.
+    async fn status(&self, uri: &str) -> Value;
+
+    /// The version of the Chromium sessions would get, for `/json/version`.
+    async fn chromium_version(&self) -> Option<String>;
+
+    /// Lifecycle events from now on.
+    fn events(&self) -> tokio::sync::broadcast::Receiver<GridEvent>;
+}

@@ -1,0 +1,235 @@
+//! The hub role: accepts W3C clients through the one front end, queues
+//! new-session requests in the shared store for nodes to claim, routes
+//! session commands and websockets to the owning node, and collects what lost
+//! nodes and hubs left behind.
+
+mod collector;
+mod queueing;
+mod routing;
+mod status;
+
+use crate::backend::{
+    Backend, FrontConfig, GridEvent, Located, NotRunning, SessionSummary, EVENT_BUFFER,
+};
+use crate::manager::DriverClient;
+use async_trait::async_trait;
+use bytes::Bytes;
+use gridiron_domain::cdp::CdpRequest;
+use gridiron_domain::{BrowserKind, EndReason, ErrorCode, GridError, Origin};
+use gridiron_store::cluster::NodeState;
+use gridiron_store::{Cluster, RedisStore};
+use serde_json::Value;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::sync::Notify;
+use tracing::{info, warn};
+
+/// How a hub behaves.
+#[derive(Debug, Clone)]
+pub struct HubConfig {
+    /// Unique id of this hub process.
+    pub id: String,
+    /// Requests that may wait in the shared queue; more are refused at once.
+    pub max_queue: usize,
+    /// How long a request may wait for a node.
+    pub queue_timeout: Duration,
+    /// How long a node may take to start a claimed request.
+    pub start_timeout: Duration,
+    /// Largest request body accepted, in bytes.
+    pub max_body_bytes: usize,
+    /// The URL clients use to reach the grid; `None` to derive it per request.
+    pub public_url: Option<String>,
+    /// Shared with the nodes.
+    pub secret: String,
+    /// A hub whose heartbeat is older than this is gone (its queued requests too).
+    pub heartbeat_ttl: Duration,
+}
+
+/// A hub: stateless apart from caches; any number may run side by side.
+pub struct Hub {
+    cfg: HubConfig,
+    cluster: Cluster,
+    store: RedisStore,
+    client: DriverClient,
+    /// Wakes the request waiting for each answer.
+    waiters: Mutex<HashMap<String, Arc<Notify>>>,
+    /// Session id -> node URL, so commands need no store read.
+    routes: Mutex<HashMap<String, String>>,
+    /// The registered nodes, refreshed at most every half second.
+    nodes: tokio::sync::Mutex<(Option<Instant>, Vec<NodeState>)>,
+    /// Set once the hub is leaving: no more heartbeats.
+    leaving: AtomicBool,
+    /// Since when the store has answered without failing.
+    healthy_since: Mutex<Instant>,
+    /// Lifecycle events this hub records, for observers in this process.
+    events: tokio::sync::broadcast::Sender<GridEvent>,
+    /// This hub, for handing out from `&self` (tunnel owners, remote sessions).
+    this: std::sync::Weak<Hub>,
+}
+
+impl Hub {
+    /// Starts a hub over `cluster`: listens for answers, heartbeats, collects garbage.
+    pub async fn start(cluster: Cluster, cfg: HubConfig) -> Result<Arc<Self>, String> {
+        cluster
+            .hub_heartbeat(&cfg.id, cfg.heartbeat_ttl)
+            .await
+            .map_err(|e| e.to_string())?;
+        let hub = Arc::new_cyclic(|this| Hub {
+            store: cluster.sessions(),
+            client: crate::manager::driver_client(),
+            cfg,
+            cluster,
+            waiters: Mutex::default(),
+            routes: Mutex::default(),
+            nodes: tokio::sync::Mutex::new((None, Vec::new())),
+            leaving: AtomicBool::new(false),
+            healthy_since: Mutex::new(Instant::now()),
+            events: tokio::sync::broadcast::channel(EVENT_BUFFER).0,
+            this: this.clone(),
+        });
+        tokio::spawn(hub.clone().listen());
+        tokio::spawn(hub.clone().heartbeat());
+        tokio::spawn(hub.clone().collect());
+        info!(hub = %hub.cfg.id, "hub started");
+        Ok(hub)
+    }
+
+    /// The hub's router: the one front end, over this hub.
+    pub fn router(self: Arc<Self>) -> axum::Router {
+        crate::routes::router(self)
+    }
+
+    /// Leaves the grid cleanly: withdraws the requests still waiting here
+    /// (ending sessions already started for them), then unregisters.
+    pub async fn leave(&self) {
+        self.leaving.store(true, Ordering::SeqCst);
+        let waiting: Vec<String> = self.waiters().keys().cloned().collect();
+        for rid in waiting {
+            let _ = self.withdraw(&rid).await;
+        }
+        let _ = self.cluster.remove_hub(&self.cfg.id).await;
+    }
+
+    fn waiters(&self) -> std::sync::MutexGuard<'_, HashMap<String, Arc<Notify>>> {
+        self.waiters.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn routes(&self) -> std::sync::MutexGuard<'_, HashMap<String, String>> {
+        self.routes.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Wakes waiters as answers are announced; after a reconnect (when
+    /// announcements may have been missed) wakes them all to look.
+    async fn listen(self: Arc<Self>) {
+        let mut rx = self
+            .cluster
+            .subscribe(vec![self.cluster.hub_channel(&self.cfg.id)]);
+        while let Some((channel, rid)) = rx.recv().await {
+            let waiters = self.waiters();
+            if channel.is_empty() {
+                waiters.values().for_each(|n| n.notify_one());
+            } else if let Some(n) = waiters.get(&rid) {
+                n.notify_one();
+            }
+        }
+    }
+
+    /// Records a lifecycle event in the store and tells local observers;
+    /// observers only, so failures are just logged.
+    async fn event(&self, kind: &str, fields: &[(&str, &str)]) {
+        let _ = self.events.send(GridEvent::now(kind, fields));
+        if let Err(e) = self.cluster.event(kind, fields).await {
+            warn!(error = %e, kind, "could not record an event");
+        }
+    }
+
+    fn me(&self) -> Arc<Hub> {
+        self.this.upgrade().expect("a hub lives in an Arc")
+    }
+}
+
+/// A new session could not be created because the store failed.
+fn store_down(e: gridiron_store::StoreError) -> GridError {
+    GridError::not_created(
+        Origin::Grid,
+        format!("the grid's store is unavailable: {e}"),
+    )
+}
+
+/// Any other request failed because the store failed.
+fn store_error(e: gridiron_store::StoreError) -> GridError {
+    GridError::new(
+        ErrorCode::UnknownError,
+        Origin::Grid,
+        format!("the grid's store is unavailable: {e}"),
+    )
+}
+
+#[async_trait]
+impl Backend for Hub {
+    fn front(&self) -> FrontConfig {
+        FrontConfig {
+            max_body_bytes: self.cfg.max_body_bytes,
+            public_url: self.cfg.public_url.clone(),
+        }
+    }
+
+    async fn new_session(
+        self: Arc<Self>,
+        body: Bytes,
+        public_base: String,
+    ) -> Result<Value, GridError> {
+        let body: Value = serde_json::from_slice(&body)
+            .map_err(|e| GridError::invalid_argument(format!("malformed JSON body: {e}")))?;
+        self.queue_session(body, public_base).await
+    }
+
+    async fn new_cdp_session(
+        self: Arc<Self>,
+        request: CdpRequest,
+        query: String,
+        public_base: String,
+    ) -> Result<String, GridError> {
+        self.queue_cdp_session(request, query, public_base).await
+    }
+
+    async fn locate(&self, id: &str) -> Result<Located, GridError> {
+        match self.node_url(id).await.map_err(store_error)? {
+            Some(node_url) => Ok(Located::Remote(Box::new(routing::NodeSession {
+                hub: self.me(),
+                id: id.to_string(),
+                node_url,
+            }))),
+            None => Ok(Located::NotRunning(
+                NotRunning::of(&self.store, id).await.map_err(store_error)?,
+            )),
+        }
+    }
+
+    async fn end_session(&self, id: &str, reason: EndReason) {
+        self.delete_session(id, reason).await;
+    }
+
+    async fn sessions(&self) -> Result<Vec<SessionSummary>, GridError> {
+        self.running_sessions().await.map_err(store_error)
+    }
+
+    async fn status(&self, _uri: &str) -> Value {
+        self.status_value().await
+    }
+
+    async fn chromium_version(&self) -> Option<String> {
+        self.nodes(false).await.ok().and_then(|ns| {
+            ns.iter()
+                .flat_map(|n| n.info.stereotypes.iter())
+                .find(|s| s.kind == BrowserKind::Chromium)
+                .map(|s| s.version.clone())
+        })
+    }
+
+    fn events(&self) -> tokio::sync::broadcast::Receiver<GridEvent> {
+        self.events.subscribe()
+    }
+}

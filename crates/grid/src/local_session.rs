@@ -1,0 +1,117 @@
+//! Serving a session that runs in this process: commands go to its driver,
+//! websockets to its driver (BiDi) or browser (CDP).
+
+use crate::http;
+use crate::manager::Manager;
+use crate::proxy;
+use crate::session::Session;
+use crate::tunnel;
+use axum::body::Body;
+use axum::http::{Method, Request, Response, StatusCode};
+use gridiron_domain::{EndReason, ErrorCode, GridError, Origin};
+use std::sync::Arc;
+
+/// Why a hub ends a session it asks a node to delete (a request extension,
+/// set only for authenticated hub requests); a plain `DELETE` is a quit.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct RequestedEnd(pub EndReason);
+
+/// Serves one request for a local session; `rest` is the path after `/session/{id}`.
+pub(crate) async fn serve(
+    m: Arc<Manager>,
+    session: Arc<Session>,
+    req: Request<Body>,
+    rest: &str,
+) -> Response<Body> {
+    match rest {
+        "" if req.method() == Method::DELETE => {
+            let reason = req
+                .extensions()
+                .get::<RequestedEnd>()
+                .map_or(EndReason::Quit, |r| r.0);
+            proxy::quit(&m, session, req, reason).await
+        }
+        // BiDi clients may use the URL the driver gave, which is the session's own path.
+        "" | "/se/bidi" if tunnel::is_upgrade(&req) || rest == "/se/bidi" => {
+            let Some(target) = session.bidi_url.clone() else {
+                return http::error(&GridError::invalid_argument(
+                    "this session has no BiDi websocket; ask for the capability webSocketUrl: true",
+                ));
+            };
+            open_tunnel(&m, session, req, target).await
+        }
+        "/se/cdp" => {
+            let Some(cdp_http) = session.cdp_http.clone() else {
+                return http::error(&GridError::invalid_argument(
+                    "CDP is only available for Chromium sessions",
+                ));
+            };
+            match browser_websocket(&m, &cdp_http).await {
+                Ok(target) => open_tunnel(&m, session, req, target).await,
+                Err(e) => http::error(&e),
+            }
+        }
+        _ => proxy::forward(&m, session, req, rest).await,
+    }
+}
+
+/// Keeps a session busy (never idle) while a tunnel of it is open.
+struct TunnelBusy(Arc<Session>);
+
+impl TunnelBusy {
+    fn new(session: Arc<Session>) -> Self {
+        session.tunnel_opened();
+        TunnelBusy(session)
+    }
+}
+
+impl Drop for TunnelBusy {
+    fn drop(&mut self) {
+        self.0.tunnel_closed();
+    }
+}
+
+/// Tunnels a websocket for a session; an open tunnel of a WebDriver session
+/// keeps the session from idling.
+async fn open_tunnel(
+    m: &Arc<Manager>,
+    session: Arc<Session>,
+    req: Request<Body>,
+    target: String,
+) -> Response<Body> {
+    if !tunnel::is_upgrade(&req) {
+        return http::error(&GridError::invalid_argument(
+            "this endpoint needs a websocket upgrade (Upgrade: websocket)",
+        ));
+    }
+    let s = session.clone();
+    // A CDP-only session (reached through a hub) is its tunnel: as with `/cdp`,
+    // only traffic keeps it from idling, not the open connection.
+    let busy = (!session.is_cdp_only()).then(|| TunnelBusy::new(session.clone()));
+    let resp = tunnel::open(req, &target, busy, move || s.touch()).await;
+    if resp.status() != StatusCode::SWITCHING_PROTOCOLS {
+        m.end_if_browser_gone(&session, EndReason::DriverCrashed)
+            .await;
+    }
+    resp
+}
+
+/// The browser-level DevTools websocket URL, from `/json/version` of the browser.
+async fn browser_websocket(m: &Manager, cdp_http: &str) -> Result<String, GridError> {
+    let (status, v) = m
+        .get_json(&format!("{cdp_http}/json/version"))
+        .await
+        .map_err(|e| GridError::new(ErrorCode::UnknownError, Origin::Driver, e))?;
+    v.get("webSocketDebuggerUrl")
+        .and_then(serde_json::Value::as_str)
+        .map(str::to_string)
+        .ok_or_else(|| {
+            GridError::new(
+                ErrorCode::UnknownError,
+                Origin::Driver,
+                format!(
+                    "the browser's /json/version (status {status}) has no webSocketDebuggerUrl"
+                ),
+            )
+        })
+}

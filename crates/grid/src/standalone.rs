@@ -1,0 +1,71 @@
+//! The [`Backend`] of a process that runs its sessions itself: a standalone
+//! grid, or a node (behind its hubs).
+
+use crate::backend::{Backend, FrontConfig, GridEvent, Located, NotRunning, SessionSummary};
+use crate::manager::Manager;
+use async_trait::async_trait;
+use bytes::Bytes;
+use gridiron_domain::cdp::CdpRequest;
+use gridiron_domain::{EndReason, GridError};
+use serde_json::Value;
+use std::sync::Arc;
+
+#[async_trait]
+impl Backend for Manager {
+    fn front(&self) -> FrontConfig {
+        FrontConfig {
+            max_body_bytes: self.config.max_body_bytes,
+            public_url: self.config.public_url.clone(),
+        }
+    }
+
+    async fn new_session(
+        self: Arc<Self>,
+        body: Bytes,
+        public_base: String,
+    ) -> Result<Value, GridError> {
+        Manager::new_session(&self, body, public_base).await
+    }
+
+    async fn new_cdp_session(
+        self: Arc<Self>,
+        request: CdpRequest,
+        _query: String,
+        _public_base: String,
+    ) -> Result<String, GridError> {
+        Manager::new_cdp_session(&self, request)
+            .await
+            .map(|s| s.id.clone())
+    }
+
+    async fn locate(&self, id: &str) -> Result<Located, GridError> {
+        if let Some(session) = self.session(id) {
+            let manager = self.me();
+            return Ok(Located::Local { manager, session });
+        }
+        let why = NotRunning::of(self.store(), id)
+            .await
+            .unwrap_or(NotRunning::Unknown);
+        Ok(Located::NotRunning(why.local()))
+    }
+
+    async fn end_session(&self, id: &str, reason: EndReason) {
+        self.me().end(id, reason).await;
+    }
+
+    async fn sessions(&self) -> Result<Vec<SessionSummary>, GridError> {
+        Ok(self.summaries())
+    }
+
+    async fn status(&self, uri: &str) -> Value {
+        Manager::status(self, uri)
+    }
+
+    async fn chromium_version(&self) -> Option<String> {
+        Manager::chromium_version(self)
+    }
+
+    fn events(&self) -> tokio::sync::broadcast::Receiver<GridEvent> {
+        self.subscribe_events()
+    }
+}
