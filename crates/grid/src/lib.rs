@@ -7,17 +7,22 @@
 #[cfg(feature = "cluster")]
 pub mod cluster;
 pub mod config;
+pub mod driver_client;
 mod http;
 mod manager;
 mod proxy;
 mod routes;
 mod session;
 mod slots;
+#[cfg(any(test, feature = "testing"))]
+pub mod testing;
+pub mod timing;
 mod tunnel;
 
 pub use config::GridConfig;
 pub use manager::{recover, recover_processes, Manager};
 pub use routes::router;
+pub use session::{Session, SessionKind};
 
 use std::future::Future;
 use std::sync::Arc;
