@@ -48,14 +48,14 @@ const POLL_BROWSER: Duration = Duration::from_millis(250);
 /// A running driver, owned by one session (or waiting to be claimed by one).
 pub struct DriverProcess {
     /// The grid session id this driver serves (set at spawn, so its processes carry it).
-    pub session_id: String,
+    session_id: String,
     /// Where the process listens: a driver's `http://127.0.0.1:PORT`, or a
     /// browser's DevTools websocket URL.
-    pub endpoint: String,
+    endpoint: String,
     /// The driver's pid, which is also its process group id.
-    pub pid: i32,
+    pid: i32,
     /// The session directory: profile, temp files, driver log.
-    pub dir: PathBuf,
+    dir: PathBuf,
     /// The processes' TMPDIR (see [`crate::sweep::session_tmp_dir`]).
     tmp: PathBuf,
     exit: watch::Receiver<Option<DriverExit>>,
@@ -531,6 +531,25 @@ mod tests {
             Some(4444)
         );
         assert_eq!(listening_port("Only local connections are allowed."), None);
+    }
+
+    #[tokio::test]
+    async fn an_exited_process_is_noticed_without_reaping_it() {
+        let mut child = std::process::Command::new("sleep")
+            .arg("30")
+            .spawn()
+            .unwrap();
+        let exited = Arc::new(AtomicBool::new(false));
+        let watch = tokio::spawn(watch_exit(child.id() as i32, exited.clone()));
+        assert!(!exited.load(Ordering::SeqCst));
+        child.kill().unwrap();
+        // Not reaped yet: a zombie has exited too.
+        tokio::time::timeout(Duration::from_secs(5), watch)
+            .await
+            .expect("the exit is noticed")
+            .unwrap();
+        assert!(exited.load(Ordering::SeqCst));
+        child.wait().unwrap();
     }
 
     #[test]

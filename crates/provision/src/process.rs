@@ -24,10 +24,6 @@ pub trait SessionProcess: Send + Sync {
     fn pid(&self) -> Option<i32>;
     /// Turns `Some` when the main process exits.
     fn exit_watch(&self) -> watch::Receiver<Option<DriverExit>>;
-    /// Whether the main process has exited.
-    fn exited(&self) -> bool {
-        self.exit_watch().borrow().is_some()
-    }
     /// The last lines of output, for error messages.
     fn recent_output(&self) -> String;
     /// Called once the driver has started its browser (after the
