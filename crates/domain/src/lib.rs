@@ -7,6 +7,7 @@
 pub mod capabilities;
 pub mod cdp;
 pub mod error;
+pub mod launch;
 pub mod lifecycle;
 pub mod options;
 pub mod pool;

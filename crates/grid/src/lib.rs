@@ -8,6 +8,7 @@ pub mod backend;
 #[cfg(feature = "cluster")]
 pub mod cluster;
 pub mod config;
+pub mod driver_client;
 mod http;
 mod local_session;
 mod manager;
@@ -16,12 +17,16 @@ mod routes;
 mod session;
 mod slots;
 mod standalone;
+#[cfg(any(test, feature = "testing"))]
+pub mod testing;
+pub mod timing;
 mod tunnel;
 
 pub use backend::Backend;
 pub use config::GridConfig;
 pub use manager::{recover, recover_processes, Manager};
 pub use routes::router;
+pub use session::{Session, SessionKind};
 
 use std::future::Future;
 use std::sync::Arc;

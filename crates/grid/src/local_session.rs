@@ -101,7 +101,7 @@ async fn browser_websocket(m: &Manager, cdp_http: &str) -> Result<String, GridEr
     let (status, v) = m
         .get_json(&format!("{cdp_http}/json/version"))
         .await
-        .map_err(|e| GridError::new(ErrorCode::UnknownError, Origin::Driver, e))?;
+        .map_err(GridError::from)?;
     v.get("webSocketDebuggerUrl")
         .and_then(serde_json::Value::as_str)
         .map(str::to_string)

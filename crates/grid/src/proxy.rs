@@ -5,7 +5,8 @@
 
 use crate::http;
 use crate::manager::Manager;
-use crate::session::Session;
+use crate::session::{Session, SessionKind};
+use crate::timing::{CRASH_SETTLE, CRASH_SETTLE_STEP, QUIT_TIMEOUT, WINDOW_CLOSE_SETTLE};
 use axum::body::Body;
 use axum::http::{header, HeaderMap, HeaderName, Method, Request, Response, Uri};
 use gridiron_domain::{EndReason, ErrorCode, GridError, Origin};
@@ -61,13 +62,25 @@ pub(crate) async fn read_body(
     check_length(req.headers(), limit)?;
     let (parts, body) = req.into_parts();
     let body = axum::body::to_bytes(body, limit).await.map_err(|e| {
-        if format!("{e:?}").contains("LengthLimit") {
+        if is_length_limit(&e) {
             body_too_large(limit)
         } else {
             GridError::invalid_argument(format!("could not read the request body: {e}"))
         }
     })?;
     Ok((parts, body))
+}
+
+/// Whether `e`, or any error that caused it, is a body over its length limit.
+pub(crate) fn is_length_limit(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cause = Some(e);
+    while let Some(c) = cause {
+        if c.is::<http_body_util::LengthLimitError>() {
+            return true;
+        }
+        cause = c.source();
+    }
+    false
 }
 
 /// The error for a body over `limit` bytes.
@@ -87,11 +100,18 @@ pub async fn forward(
     if let Err(e) = check_length(req.headers(), m.config.max_body_bytes) {
         return http::error(&e);
     }
+    let SessionKind::WebDriver { driver_session_id } = &session.kind else {
+        return http::error(&GridError::new(
+            ErrorCode::UnknownCommand,
+            Origin::Client,
+            format!(
+                "session {} is a CDP-only session: it takes no WebDriver commands",
+                session.id
+            ),
+        ));
+    };
     let (parts, body) = req.into_parts();
-    let mut target = format!(
-        "{}/session/{}{}",
-        session.driver_url, session.driver_session_id, rest
-    );
+    let mut target = format!("{}/session/{driver_session_id}{rest}", session.driver_url);
     if let Some(q) = parts.uri.query() {
         target.push('?');
         target.push_str(q);
@@ -126,7 +146,7 @@ pub async fn forward(
                 // the client's doing, not a crash.
                 let (m, s) = (m.clone(), session.clone());
                 tokio::spawn(async move {
-                    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+                    tokio::time::sleep(WINDOW_CLOSE_SETTLE).await;
                     m.end_if_browser_gone(&s, EndReason::Quit).await
                 });
             }
@@ -138,24 +158,25 @@ pub async fn forward(
         Err(e) => {
             // The driver may have died a moment ago and not be reaped yet: give it
             // a short while to show, so the client learns the session is gone.
-            for _ in 0..25 {
+            let looks = (CRASH_SETTLE.as_millis() / CRASH_SETTLE_STEP.as_millis()).max(1);
+            for _ in 0..looks {
                 if m.end_if_browser_gone(&session, EndReason::DriverCrashed)
                     .await
                     || m.session(&session.id).is_none()
                 {
                     break;
                 }
-                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+                tokio::time::sleep(CRASH_SETTLE_STEP).await;
             }
             if m.session(&session.id).is_none() {
                 return http::error(&m.unknown_session(&session.id).await);
             }
+            if is_length_limit(&e) {
+                return http::error(&body_too_large(m.config.max_body_bytes));
+            }
             let cause = std::error::Error::source(&e)
                 .map(|s| s.to_string())
                 .unwrap_or_default();
-            if cause.contains("larger than") || format!("{e:?}").contains("LengthLimitError") {
-                return http::error(&body_too_large(m.config.max_body_bytes));
-            }
             http::error(&GridError::new(
                 ErrorCode::UnknownError,
                 Origin::Driver,
@@ -197,5 +218,28 @@ pub async fn quit(
     .unwrap_or_else(|_| http::ok(serde_json::Value::Null))
 }
 
-/// How long the driver may take to close its browser on quit.
-const QUIT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_body_over_the_limit_is_told_apart_from_other_read_errors() {
+        let req = Request::post("/session")
+            .body(Body::from(vec![b'x'; 100]))
+            .unwrap();
+        let e = read_body(req, 10).await.unwrap_err();
+        assert_eq!(e, body_too_large(10));
+        let declared = Request::post("/session")
+            .header(header::CONTENT_LENGTH, "100")
+            .body(Body::empty())
+            .unwrap();
+        assert_eq!(
+            read_body(declared, 10).await.unwrap_err(),
+            body_too_large(10)
+        );
+        let io = std::io::Error::other("connection reset");
+        assert!(!is_length_limit(&io));
+        let (_, body) = read_body(Request::new(Body::from("{}")), 10).await.unwrap();
+        assert_eq!(&body[..], b"{}");
+    }
+}

@@ -3,22 +3,33 @@
 use crate::slots::SlotPermit;
 use gridiron_domain::lifecycle::{transition, SessionEvent, Timeouts};
 use gridiron_domain::{EndReason, GridOptions, SessionState};
-use gridiron_provision::DriverProcess;
+use gridiron_provision::SessionHandle;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Mutex, OnceLock};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
+
+/// What kind of session runs: a WebDriver one behind a driver, or a bare
+/// browser for a CDP client.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SessionKind {
+    /// A driver runs the browser; commands are forwarded to it.
+    WebDriver {
+        /// The driver's own id for the session, used on the driver side.
+        driver_session_id: String,
+    },
+    /// A browser alone, reached only through its DevTools websocket.
+    CdpOnly,
+}
 
 /// One running session: where its driver is, its clocks and counters.
 pub struct Session {
     /// The grid's id, seen by clients.
     pub id: String,
-    /// The driver's own id for the same session, used on the driver side;
-    /// empty for a CDP-only session, whose "driver" is the browser itself.
-    pub driver_session_id: String,
-    /// `http://127.0.0.1:PORT` of the session's driver.
+    /// WebDriver (with the driver's session id) or CDP-only.
+    pub kind: SessionKind,
+    /// `http://127.0.0.1:PORT` of the session's driver; for a CDP-only
+    /// session, the browser's DevTools websocket URL.
     pub driver_url: String,
-    /// The driver's pid, also its process group.
-    pub driver_pid: i32,
     /// `chrome` or `firefox`.
     pub browser: String,
     /// Options the client gave.
@@ -43,21 +54,21 @@ pub struct Session {
     pub cdp_http: Option<String>,
     /// The driver's BiDi websocket, for BiDi tunnels.
     pub bidi_url: Option<String>,
-    /// The browser's main pid, looked up once after start.
-    pub browser_pid: OnceLock<Option<i32>>,
+    /// The session's processes, asked whether the browser still runs.
+    process: SessionHandle,
     state: Mutex<SessionState>,
     /// The processes and the slot, taken exactly once by whoever ends the session.
-    resources: Mutex<Option<(DriverProcess, SlotPermit)>>,
+    resources: Mutex<Option<(SessionHandle, SlotPermit)>>,
 }
 
 /// What a session is made of once its browser is up.
 pub struct Launched {
     /// The driver (or, for CDP sessions, the browser) process.
-    pub driver: DriverProcess,
+    pub process: SessionHandle,
     /// The slot it holds.
     pub permit: SlotPermit,
-    /// The driver's session id (empty for CDP sessions).
-    pub driver_session_id: String,
+    /// WebDriver or CDP-only.
+    pub kind: SessionKind,
     /// `chrome` or `firefox`.
     pub browser: String,
     /// Client options.
@@ -73,34 +84,27 @@ pub struct Launched {
 impl Session {
     /// Whether this is a bare browser for a CDP client, with no WebDriver driver.
     pub fn is_cdp_only(&self) -> bool {
-        self.driver_session_id.is_empty()
+        self.kind == SessionKind::CdpOnly
     }
 
     /// A running session from its launched parts.
     pub fn new(l: Launched) -> Self {
         let Launched {
-            driver,
+            process,
             permit,
-            driver_session_id,
+            kind,
             browser,
             options,
             timeouts,
             started_at_ms,
             targets,
         } = l;
-        // A CDP-only session's process is the browser itself.
-        let browser_pid_cell = if driver_session_id.is_empty() {
-            OnceLock::from(Some(driver.pid))
-        } else {
-            OnceLock::new()
-        };
         Session {
             cdp_http: targets.cdp_http,
             bidi_url: targets.bidi,
-            id: driver.session_id.clone(),
-            driver_session_id,
-            driver_url: driver.endpoint.clone(),
-            driver_pid: driver.pid,
+            id: process.session_id().to_string(),
+            kind,
+            driver_url: process.endpoint().to_string(),
             browser,
             options,
             timeouts,
@@ -111,9 +115,9 @@ impl Session {
             in_flight: AtomicUsize::new(0),
             commands_running: AtomicUsize::new(0),
             commands: AtomicU64::new(0),
-            browser_pid: browser_pid_cell,
+            process: process.clone(),
             state: Mutex::new(SessionState::Running),
-            resources: Mutex::new(Some((driver, permit))),
+            resources: Mutex::new(Some((process, permit))),
         }
     }
 
@@ -187,8 +191,13 @@ impl Session {
         }
     }
 
-    /// Takes the driver and slot out, for the one caller that ends the session.
-    pub fn take_resources(&self) -> Option<(DriverProcess, SlotPermit)> {
+    /// Whether the session's driver or browser process has died.
+    pub fn browser_gone(&self) -> bool {
+        self.process.browser_gone()
+    }
+
+    /// Takes the processes and slot out, for the one caller that ends the session.
+    pub fn take_resources(&self) -> Option<(SessionHandle, SlotPermit)> {
         self.resources
             .lock()
             .unwrap_or_else(|e| e.into_inner())

@@ -1,7 +1,7 @@
 //! The [`Backend`] of a process that runs its sessions itself: a standalone
 //! grid, or a node (behind its hubs).
 
-use crate::backend::{Backend, FrontConfig, GridEvent, Located, NotRunning, SessionSummary};
+use crate::backend::{Backend, FrontConfig, GridEvent, Located, SessionSummary};
 use crate::manager::Manager;
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -43,10 +43,7 @@ impl Backend for Manager {
             let manager = self.me();
             return Ok(Located::Local { manager, session });
         }
-        let why = NotRunning::of(self.store(), id)
-            .await
-            .unwrap_or(NotRunning::Unknown);
-        Ok(Located::NotRunning(why.local()))
+        Ok(Located::NotRunning(self.not_running(id).await))
     }
 
     async fn end_session(&self, id: &str, reason: EndReason) {

@@ -272,7 +272,7 @@ pub fn run_node(mut args: NodeArgs) -> Result<(), String> {
             }
         }
         profile.labels.extend(own_labels);
-        gridiron_grid::recover_processes(&grid.data_dir);
+        gridiron_grid::recover_processes(&grid.data_dir).await;
         let found = crate::cli::discover_guarded(&grid.data_dir)?;
         if found.installs.is_empty() {
             tracing::warn!("no browser with its driver was found; run `gridiron doctor`");

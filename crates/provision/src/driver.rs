@@ -5,6 +5,8 @@
 //! stops them all. A parent-death signal covers the grid dying abruptly.
 
 use crate::discovery::BrowserInstall;
+use crate::error::ProvisionError;
+use crate::process::SessionProcess;
 use crate::{ENV_DATA_DIR, ENV_SESSION};
 use gridiron_domain::BrowserKind;
 use nix::sys::signal::{killpg, Signal};
@@ -12,6 +14,7 @@ use nix::unistd::Pid;
 use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
@@ -39,25 +42,42 @@ impl std::fmt::Display for DriverExit {
 
 const KEEP_LINES: usize = 40;
 const START_TIMEOUT: Duration = Duration::from_secs(30);
+/// How often a browser is checked when the kernel cannot tell us it exited (no pidfd).
+const POLL_BROWSER: Duration = Duration::from_millis(250);
 
 /// A running driver, owned by one session (or waiting to be claimed by one).
-#[derive(Debug)]
 pub struct DriverProcess {
     /// The grid session id this driver serves (set at spawn, so its processes carry it).
-    pub session_id: String,
+    session_id: String,
     /// Where the process listens: a driver's `http://127.0.0.1:PORT`, or a
     /// browser's DevTools websocket URL.
-    pub endpoint: String,
+    endpoint: String,
     /// The driver's pid, which is also its process group id.
-    pub pid: i32,
+    pid: i32,
     /// The session directory: profile, temp files, driver log.
-    pub dir: PathBuf,
-    /// Which kind of browser the driver runs.
-    pub kind: BrowserKind,
+    dir: PathBuf,
     /// The processes' TMPDIR (see [`crate::sweep::session_tmp_dir`]).
     tmp: PathBuf,
     exit: watch::Receiver<Option<DriverExit>>,
     output: Arc<Mutex<VecDeque<String>>>,
+    /// The process is the browser itself (CDP), not a driver that starts one.
+    is_browser: bool,
+    /// Set once the browser the driver started has exited.
+    browser_exited: Arc<AtomicBool>,
+    /// The task watching the browser, stopped on shutdown.
+    browser_watch: Mutex<Option<tokio::task::JoinHandle<()>>>,
+    /// Set once shutdown has begun; the drop safety net then stays out.
+    shut: AtomicBool,
+}
+
+impl std::fmt::Debug for DriverProcess {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DriverProcess")
+            .field("session_id", &self.session_id)
+            .field("endpoint", &self.endpoint)
+            .field("pid", &self.pid)
+            .finish_non_exhaustive()
+    }
 }
 
 impl DriverProcess {
@@ -68,16 +88,15 @@ impl DriverProcess {
         session_id: &str,
         dir: &Path,
         data_dir: &Path,
-    ) -> Result<DriverProcess, String> {
-        let kind = install.stereotype.kind;
-        let args = match kind {
+    ) -> Result<DriverProcess, ProvisionError> {
+        let args = match install.stereotype.kind {
             BrowserKind::Chromium => vec![
                 "--port=0".to_string(),
                 format!("--log-path={}", dir.join("driver.log").display()),
             ],
             BrowserKind::Firefox => {
                 // geckodriver opens its BiDi websocket on 9222 unless told otherwise.
-                let ws = free_port().map_err(|e| format!("no free port: {e}"))?;
+                let ws = free_port().map_err(ProvisionError::NoFreePort)?;
                 vec![
                     "--port".into(),
                     "0".into(),
@@ -87,16 +106,15 @@ impl DriverProcess {
             }
         };
         let ready = |line: &str| listening_port(line).map(|p| format!("http://127.0.0.1:{p}"));
-        Self::spawn_process(
-            &install.driver,
-            &args,
-            ready,
-            kind,
+        let spawn = Spawn {
+            program: &install.driver,
+            args: &args,
+            is_browser: false,
             session_id,
             dir,
             data_dir,
-        )
-        .await
+        };
+        spawn.run(ready).await
     }
 
     /// Starts a Chromium browser itself (no driver) with `args`, for clients
@@ -107,29 +125,94 @@ impl DriverProcess {
         session_id: &str,
         dir: &Path,
         data_dir: &Path,
-    ) -> Result<DriverProcess, String> {
+    ) -> Result<DriverProcess, ProvisionError> {
         let binary = PathBuf::from(&install.stereotype.binary);
         let ready = |line: &str| {
             line.split_once("DevTools listening on ")
                 .map(|(_, url)| url.trim().to_string())
         };
-        let kind = install.stereotype.kind;
-        Self::spawn_process(&binary, args, ready, kind, session_id, dir, data_dir).await
+        let spawn = Spawn {
+            program: &binary,
+            args,
+            is_browser: true,
+            session_id,
+            dir,
+            data_dir,
+        };
+        spawn.run(ready).await
     }
 
-    async fn spawn_process(
-        program: &Path,
-        args: &[String],
+    /// Whether the driver has exited.
+    pub fn has_exited(&self) -> bool {
+        self.exit.borrow().is_some()
+    }
+
+    /// Kills the whole process group at once.
+    fn kill(&self) {
+        let _ = killpg(Pid::from_raw(self.pid), Signal::SIGKILL);
+    }
+
+    /// Kills the process group, waits for the driver to be reaped and removes
+    /// the session directory. Later calls do nothing.
+    pub async fn stop(&self) {
+        if self.shut.swap(true, Ordering::SeqCst) {
+            return;
+        }
+        if let Some(w) = lock(&self.browser_watch).take() {
+            w.abort();
+        }
+        self.kill();
+        // Helpers outside the group (Chromium's crash handler) carry the session marker.
+        let id = self.session_id.clone();
+        let _ = tokio::task::spawn_blocking(move || crate::sweep::kill_with_env(ENV_SESSION, &id))
+            .await;
+        let mut exit = self.exit.clone();
+        let _ = tokio::time::timeout(Duration::from_secs(5), exit.wait_for(Option::is_some)).await;
+        // Helpers that were mid-exit may still hold files for a moment.
+        for d in [&self.dir, &self.tmp] {
+            for _ in 0..3 {
+                match tokio::fs::remove_dir_all(d).await {
+                    Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                        self.kill();
+                    }
+                    _ => break,
+                }
+            }
+        }
+    }
+}
+
+/// What one process start needs.
+struct Spawn<'a> {
+    program: &'a Path,
+    args: &'a [String],
+    is_browser: bool,
+    session_id: &'a str,
+    dir: &'a Path,
+    data_dir: &'a Path,
+}
+
+impl Spawn<'_> {
+    /// Starts the process and waits until `ready` finds its endpoint in a line of output.
+    async fn run(
+        self,
         ready: impl Fn(&str) -> Option<String>,
-        kind: BrowserKind,
-        session_id: &str,
-        dir: &Path,
-        data_dir: &Path,
-    ) -> Result<DriverProcess, String> {
+    ) -> Result<DriverProcess, ProvisionError> {
+        let Spawn {
+            program,
+            args,
+            is_browser,
+            session_id,
+            dir,
+            data_dir,
+        } = self;
         let tmp = crate::sweep::session_tmp_dir(data_dir, session_id);
         for d in [dir, &tmp] {
-            std::fs::create_dir_all(d)
-                .map_err(|e| format!("cannot create {}: {e}", d.display()))?;
+            std::fs::create_dir_all(d).map_err(|source| ProvisionError::Files {
+                path: d.to_path_buf(),
+                source,
+            })?;
         }
         let mut cmd = Command::new(program);
         cmd.args(args);
@@ -154,13 +237,17 @@ impl DriverProcess {
                 Ok(())
             });
         }
-        let mut child = cmd
-            .spawn()
-            .map_err(|e| format!("cannot start {}: {e}", program.display()))?;
+        let mut child = cmd.spawn().map_err(|source| ProvisionError::Spawn {
+            program: program.to_path_buf(),
+            source,
+        })?;
         let pid = child
             .id()
             .map(|p| p as i32)
-            .ok_or("driver exited at once")?;
+            .ok_or(ProvisionError::ExitedEarly {
+                exit: None,
+                output: String::new(),
+            })?;
         let output = Arc::new(Mutex::new(VecDeque::with_capacity(KEEP_LINES)));
         let (lines_tx, mut lines_rx) = mpsc::unbounded_channel();
         if let Some(out) = child.stdout.take() {
@@ -192,101 +279,175 @@ impl DriverProcess {
             endpoint: String::new(),
             pid,
             dir: dir.to_path_buf(),
-            kind,
             tmp: tmp.clone(),
             exit: exit_rx,
             output,
+            is_browser,
+            browser_exited: Arc::default(),
+            browser_watch: Mutex::default(),
+            shut: AtomicBool::new(false),
         };
         let mut exit = proc.exit.clone();
+        /// Why no endpoint was found, before the output is attached.
+        enum NotReady {
+            Closed,
+            Exited(Option<DriverExit>),
+            Late,
+        }
         let endpoint = tokio::time::timeout(START_TIMEOUT, async {
             loop {
                 tokio::select! {
                     line = lines_rx.recv() => match line {
                         Some(l) => if let Some(p) = ready(&l) { return Ok(p) },
-                        None => return Err("driver closed its output before listening".to_string()),
+                        None => return Err(NotReady::Closed),
                     },
                     status = exit.wait_for(Option::is_some) => {
-                        let status = status.ok().and_then(|s| *s).map(|e| e.to_string()).unwrap_or_default();
-                        return Err(format!("driver exited before listening ({status})"));
+                        return Err(NotReady::Exited(status.ok().and_then(|s| *s)));
                     }
                 }
             }
         })
         .await
-        .unwrap_or_else(|_| Err(format!("driver did not listen within {START_TIMEOUT:?}")));
+        .unwrap_or(Err(NotReady::Late));
         match endpoint {
             Ok(e) => {
                 proc.endpoint = e;
                 Ok(proc)
             }
-            Err(e) => {
-                let out = proc.recent_output();
-                proc.shutdown().await;
-                Err(if out.is_empty() {
-                    e
-                } else {
-                    format!("{e}: {out}")
+            Err(why) => {
+                let output = proc.recent_output();
+                proc.stop().await;
+                Err(match why {
+                    NotReady::Closed => ProvisionError::ClosedOutput { output },
+                    NotReady::Exited(exit) => ProvisionError::ExitedEarly { exit, output },
+                    NotReady::Late => ProvisionError::DidNotListen {
+                        waited: START_TIMEOUT,
+                        output,
+                    },
                 })
             }
         }
     }
+}
 
-    /// The exit status, if the driver has exited.
-    pub fn exit_status(&self) -> Option<DriverExit> {
-        *self.exit.borrow()
+#[async_trait::async_trait]
+impl SessionProcess for DriverProcess {
+    fn session_id(&self) -> &str {
+        &self.session_id
     }
 
-    /// A receiver that turns `Some` when the driver exits.
-    pub fn exit_watch(&self) -> watch::Receiver<Option<DriverExit>> {
+    fn endpoint(&self) -> &str {
+        &self.endpoint
+    }
+
+    fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    fn pid(&self) -> Option<i32> {
+        Some(self.pid)
+    }
+
+    fn exit_watch(&self) -> watch::Receiver<Option<DriverExit>> {
         self.exit.clone()
     }
 
-    /// The driver's last lines of output, for error messages.
-    pub fn recent_output(&self) -> String {
-        let lines = self.output.lock().unwrap_or_else(|e| e.into_inner());
+    fn recent_output(&self) -> String {
+        let lines = lock(&self.output);
         lines.iter().cloned().collect::<Vec<_>>().join("\n")
     }
 
-    /// Kills the whole process group at once.
-    pub fn kill(&self) {
-        let _ = killpg(Pid::from_raw(self.pid), Signal::SIGKILL);
+    async fn browser_started(&self) {
+        // A CDP-only process is the browser: its exit watch covers it.
+        if self.is_browser || lock(&self.browser_watch).is_some() {
+            return;
+        }
+        // Looked up now, while the browser surely runs: a lookup after it died
+        // would find nothing, and the crash would go unnoticed.
+        let driver = self.pid;
+        let browser = tokio::task::spawn_blocking(move || browser_pid(driver))
+            .await
+            .ok()
+            .flatten();
+        if let Some(pid) = browser {
+            let watcher = tokio::spawn(watch_exit(pid, self.browser_exited.clone()));
+            *lock(&self.browser_watch) = Some(watcher);
+        }
     }
 
-    /// Kills the process group, waits for the driver to be reaped and removes
-    /// the session directory.
-    pub async fn shutdown(mut self) {
-        self.kill();
-        // Helpers outside the group (Chromium's crash handler) carry the session marker.
-        let id = self.session_id.clone();
-        let _ = tokio::task::spawn_blocking(move || crate::sweep::kill_with_env(ENV_SESSION, &id))
-            .await;
-        let _ =
-            tokio::time::timeout(Duration::from_secs(5), self.exit.wait_for(Option::is_some)).await;
-        // Helpers that were mid-exit may still hold files for a moment.
-        for d in [&self.dir, &self.tmp] {
-            for _ in 0..3 {
-                match tokio::fs::remove_dir_all(d).await {
-                    Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-                        tokio::time::sleep(Duration::from_millis(100)).await;
-                        self.kill();
-                    }
-                    _ => break,
-                }
-            }
-        }
-        self.dir = PathBuf::new();
+    fn browser_gone(&self) -> bool {
+        self.has_exited() || self.browser_exited.load(Ordering::SeqCst)
+    }
+
+    async fn shutdown(&self) {
+        self.stop().await;
     }
 }
 
 impl Drop for DriverProcess {
     fn drop(&mut self) {
-        // Safety net for paths that never reached `shutdown` (panics, cancelled tasks).
-        if !self.dir.as_os_str().is_empty() {
+        // Safety net for paths that never reached `stop` (panics, cancelled tasks).
+        if !*self.shut.get_mut() {
             self.kill();
             let _ = std::fs::remove_dir_all(&self.dir);
             let _ = std::fs::remove_dir_all(&self.tmp);
         }
+        if let Some(w) = lock(&self.browser_watch).take() {
+            w.abort();
+        }
     }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Sets `exited` once process `pid` (not our child) has exited: the kernel
+/// says so through a pidfd; without one, the process table is polled off
+/// the async threads.
+async fn watch_exit(pid: i32, exited: Arc<AtomicBool>) {
+    match pidfd_open(pid) {
+        Ok(fd) => {
+            // SAFETY: the AsyncFd owns the OwnedFd, which stays open (and the same
+            // descriptor) until the AsyncFd is dropped.
+            let registered = unsafe {
+                tokio::io::unix::AsyncFd::register_with_interest(fd, tokio::io::Interest::READABLE)
+            };
+            if let Ok(fd) = registered {
+                // A pidfd turns readable when its process exits.
+                let _ = fd.readable().await;
+                exited.store(true, Ordering::SeqCst);
+                return;
+            }
+        }
+        Err(e) if e.raw_os_error() == Some(libc::ESRCH) => {
+            exited.store(true, Ordering::SeqCst);
+            return;
+        }
+        Err(_) => {}
+    }
+    loop {
+        let alive = tokio::task::spawn_blocking(move || process_alive(pid))
+            .await
+            .unwrap_or(false);
+        if !alive {
+            exited.store(true, Ordering::SeqCst);
+            return;
+        }
+        tokio::time::sleep(POLL_BROWSER).await;
+    }
+}
+
+/// A pidfd for `pid` (Linux 5.3+).
+fn pidfd_open(pid: i32) -> std::io::Result<std::os::fd::OwnedFd> {
+    use std::os::fd::FromRawFd;
+    // SAFETY: pidfd_open takes a pid and flags and returns a new descriptor we own.
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
+    if fd < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: the descriptor was just created and nothing else owns it.
+    Ok(unsafe { std::os::fd::OwnedFd::from_raw_fd(fd as i32) })
 }
 
 async fn drain(
@@ -321,7 +482,7 @@ pub fn listening_port(line: &str) -> Option<u16> {
 }
 
 /// The browser's main process: the driver's child that is not a helper (`--type=`).
-pub fn browser_pid(driver_pid: i32) -> Option<i32> {
+pub(crate) fn browser_pid(driver_pid: i32) -> Option<i32> {
     let entries = std::fs::read_dir("/proc").ok()?;
     entries
         .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())
@@ -341,7 +502,7 @@ fn parent_of(pid: i32) -> Option<i32> {
 }
 
 /// Whether `pid` is a live process (not gone, not a zombie).
-pub fn process_alive(pid: i32) -> bool {
+pub(crate) fn process_alive(pid: i32) -> bool {
     let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
         return false;
     };
@@ -370,6 +531,25 @@ mod tests {
             Some(4444)
         );
         assert_eq!(listening_port("Only local connections are allowed."), None);
+    }
+
+    #[tokio::test]
+    async fn an_exited_process_is_noticed_without_reaping_it() {
+        let mut child = std::process::Command::new("sleep")
+            .arg("30")
+            .spawn()
+            .unwrap();
+        let exited = Arc::new(AtomicBool::new(false));
+        let watch = tokio::spawn(watch_exit(child.id() as i32, exited.clone()));
+        assert!(!exited.load(Ordering::SeqCst));
+        child.kill().unwrap();
+        // Not reaped yet: a zombie has exited too.
+        tokio::time::timeout(Duration::from_secs(5), watch)
+            .await
+            .expect("the exit is noticed")
+            .unwrap();
+        assert!(exited.load(Ordering::SeqCst));
+        child.wait().unwrap();
     }
 
     #[test]

@@ -7,13 +7,19 @@
 
 use crate::discovery::BrowserInstall;
 use crate::driver::DriverProcess;
+use crate::error::ProvisionError;
+use crate::process::{Provisioner, SessionHandle};
+use async_trait::async_trait;
+use gridiron_domain::Stereotype;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, Weak};
 
 /// Starts and stops session drivers on this host.
 pub struct LocalProvisioner {
+    /// Itself, for the tasks that start spares.
+    me: Weak<LocalProvisioner>,
     installs: Vec<BrowserInstall>,
     /// Root of the grid's files; also the marker every child process carries.
     data_dir: PathBuf,
@@ -28,7 +34,8 @@ pub struct LocalProvisioner {
 impl LocalProvisioner {
     /// A provisioner for `installs`, with session files under `data_dir/sessions`.
     pub fn new(installs: Vec<BrowserInstall>, data_dir: &Path, prewarm: bool) -> Arc<Self> {
-        let p = Arc::new(LocalProvisioner {
+        let p = Arc::new_cyclic(|me| LocalProvisioner {
+            me: me.clone(),
             installs,
             data_dir: data_dir.to_path_buf(),
             prewarm,
@@ -42,35 +49,7 @@ impl LocalProvisioner {
         p
     }
 
-    /// The browsers this provisioner can start.
-    pub fn installs(&self) -> &[BrowserInstall] {
-        &self.installs
-    }
-
-    /// Where session directories live.
-    pub fn sessions_dir(&self) -> PathBuf {
-        self.data_dir.join("sessions")
-    }
-
-    /// A listening driver for a new session of browser `install`, with a fresh
-    /// session id. The browser starts when the driver gets the new-session request.
-    pub async fn start(self: &Arc<Self>, install: usize) -> Result<DriverProcess, String> {
-        if self.closed.load(Ordering::SeqCst) {
-            return Err("the grid is shutting down".into());
-        }
-        // The replacement spare is started later (`replenish`), so it does not compete
-        // for CPU with the browser this session is about to start.
-        let spare = self.lock_spares().remove(&install);
-        if let Some(d) = spare {
-            if d.exit_status().is_none() {
-                return Ok(d);
-            }
-            d.shutdown().await;
-        }
-        self.spawn(install).await
-    }
-
-    async fn spawn(&self, install: usize) -> Result<DriverProcess, String> {
+    async fn spawn(&self, install: usize) -> Result<DriverProcess, ProvisionError> {
         let (inst, id, dir) = self.new_session_files(install)?;
         DriverProcess::spawn(inst, &id, &dir, &self.data_dir).await
     }
@@ -79,26 +58,55 @@ impl LocalProvisioner {
     fn new_session_files(
         &self,
         install: usize,
-    ) -> Result<(&BrowserInstall, String, PathBuf), String> {
+    ) -> Result<(&BrowserInstall, String, PathBuf), ProvisionError> {
         let inst = self
             .installs
             .get(install)
-            .ok_or_else(|| format!("no browser #{install}"))?;
+            .ok_or(ProvisionError::UnknownBrowser(install))?;
         let id = uuid::Uuid::new_v4().simple().to_string();
         let dir = self.sessions_dir().join(&id);
         Ok((inst, id, dir))
     }
 
-    /// A Chromium browser started directly with `args` (plus the grid's
-    /// defaults), for a CDP client; fresh profile and session id.
-    pub async fn start_browser(
+    fn lock_spares(&self) -> std::sync::MutexGuard<'_, HashMap<usize, DriverProcess>> {
+        self.spares.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+#[async_trait]
+impl Provisioner for LocalProvisioner {
+    fn stereotypes(&self) -> Vec<Stereotype> {
+        self.installs.iter().map(|i| i.stereotype.clone()).collect()
+    }
+
+    fn sessions_dir(&self) -> PathBuf {
+        self.data_dir.join("sessions")
+    }
+
+    async fn start_driver(&self, install: usize) -> Result<SessionHandle, ProvisionError> {
+        if self.closed.load(Ordering::SeqCst) {
+            return Err(ProvisionError::ShuttingDown);
+        }
+        // The replacement spare is started later (`replenish`), so it does not compete
+        // for CPU with the browser this session is about to start.
+        let spare = self.lock_spares().remove(&install);
+        if let Some(d) = spare {
+            if !d.has_exited() {
+                return Ok(Arc::new(d));
+            }
+            d.stop().await;
+        }
+        Ok(Arc::new(self.spawn(install).await?))
+    }
+
+    async fn start_browser(
         &self,
         install: usize,
         args: Vec<String>,
         headless: bool,
-    ) -> Result<DriverProcess, String> {
+    ) -> Result<SessionHandle, ProvisionError> {
         if self.closed.load(Ordering::SeqCst) {
-            return Err("the grid is shutting down".into());
+            return Err(ProvisionError::ShuttingDown);
         }
         let (inst, id, dir) = self.new_session_files(install)?;
         let defaults = gridiron_domain::capabilities::LaunchDefaults {
@@ -108,12 +116,11 @@ impl LocalProvisioner {
         let mut args = gridiron_domain::capabilities::chromium_args(args, &defaults);
         args.push("--remote-debugging-port=0".into());
         args.push("about:blank".into());
-        DriverProcess::spawn_browser(inst, &args, &id, &dir, &self.data_dir).await
+        let browser = DriverProcess::spawn_browser(inst, &args, &id, &dir, &self.data_dir).await?;
+        Ok(Arc::new(browser))
     }
 
-    /// Starts a spare driver for `install` in the background if it has none;
-    /// call once a session that took the spare has started (or failed to).
-    pub fn replenish(self: &Arc<Self>, install: usize) {
+    fn replenish(&self, install: usize) {
         // geckodriver's BiDi port is fixed when it starts; a spare could find it taken later.
         let chromium = self
             .installs
@@ -122,6 +129,7 @@ impl LocalProvisioner {
         if !self.prewarm || !chromium || self.closed.load(Ordering::SeqCst) {
             return;
         }
+        let Some(me) = self.me.upgrade() else { return };
         {
             let mut warming = self.warming.lock().unwrap_or_else(|e| e.into_inner());
             if warming.get(&install).copied().unwrap_or(false)
@@ -131,7 +139,6 @@ impl LocalProvisioner {
             }
             warming.insert(install, true);
         }
-        let me = self.clone();
         tokio::spawn(async move {
             let started = me.spawn(install).await;
             me.warming
@@ -150,7 +157,7 @@ impl LocalProvisioner {
                         }
                     };
                     if let Some(old) = rejected {
-                        old.shutdown().await;
+                        old.stop().await;
                     }
                 }
                 Err(e) => tracing::warn!(error = %e, "could not start a spare driver"),
@@ -158,19 +165,14 @@ impl LocalProvisioner {
         });
     }
 
-    fn lock_spares(&self) -> std::sync::MutexGuard<'_, HashMap<usize, DriverProcess>> {
-        self.spares.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    /// Stops starting spares and stops the ones there are.
-    pub async fn close(&self) {
+    async fn close(&self) {
         let spares: Vec<DriverProcess> = {
             let mut spares = self.lock_spares();
             self.closed.store(true, Ordering::SeqCst);
             spares.drain().map(|(_, d)| d).collect()
         };
         for d in spares {
-            d.shutdown().await;
+            d.stop().await;
         }
     }
 }

@@ -16,14 +16,11 @@
 //! `write` on a file opened for appending, so the lines of concurrent
 //! stand-in processes do not interleave.
 
-use serde_json::{json, Value};
-use std::io::{self, BufRead, BufReader, Read, Write};
+use gridiron_standin_driver::{answer, VERSION};
+use std::io::{self, BufRead, BufReader, Write};
 use std::net::{TcpListener, TcpStream};
 use std::process::ExitCode;
-use std::time::{SystemTime, UNIX_EPOCH};
 
-/// The version this stand-in claims, as driver and as browser.
-const VERSION: &str = "999.0.0.0";
 /// Largest request head or body accepted, in bytes.
 const MAX_BYTES: usize = 64 * 1024 * 1024;
 
@@ -99,7 +96,7 @@ fn serve(stream: TcpStream) -> io::Result<()> {
     let mut writer = stream.try_clone()?;
     let mut reader = BufReader::new(stream);
     while let Some(req) = read_request(&mut reader)? {
-        let (status, body) = answer(&req);
+        let (status, body) = answer(&req.method, &req.path, &req.body);
         let reason = match status {
             200 => "OK",
             400 => "Bad Request",
@@ -235,123 +232,6 @@ fn bad(msg: &str) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidData, msg)
 }
 
-/// The status and JSON body for a request.
-fn answer(req: &Request) -> (u16, Value) {
-    // Also accept the `/wd/hub` prefix (chromedriver's `--url-base=/wd/hub`).
-    let path = req.path.strip_prefix("/wd/hub").unwrap_or(&req.path);
-    let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
-    match (req.method.as_str(), segments.as_slice()) {
-        ("GET", ["status"]) => (
-            200,
-            json!({"value": {
-                "ready": true,
-                "message": "gridiron stand-in driver ready for new sessions.",
-                "build": {"version": VERSION},
-                "os": {"name": std::env::consts::OS, "arch": std::env::consts::ARCH},
-            }}),
-        ),
-        ("POST", ["session"]) => new_session(&req.body),
-        ("DELETE", ["session", _]) => (200, json!({"value": null})),
-        (_, ["session", _, ..]) => (200, json!({"value": null})),
-        _ => (
-            404,
-            json!({"value": {
-                "error": "unknown command",
-                "message": format!("unknown command: {} {}", req.method, req.path),
-                "stacktrace": "",
-            }}),
-        ),
-    }
-}
-
-/// Answers `POST /session` with a made-up Chrome session, logging its arrival.
-fn new_session(body: &[u8]) -> (u16, Value) {
-    let received = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_nanos())
-        .unwrap_or(0);
-    let parsed: Value = match serde_json::from_slice(body) {
-        Ok(v) => v,
-        Err(e) => {
-            return (
-                400,
-                json!({"value": {
-                    "error": "invalid argument",
-                    "message": format!("malformed JSON body: {e}"),
-                    "stacktrace": "",
-                }}),
-            )
-        }
-    };
-    if let Some(path) = std::env::var_os("STANDIN_LOG") {
-        log_arrival(&path, received, bench_seq(&parsed));
-    }
-    let id = random_hex();
-    (
-        200,
-        json!({"value": {
-            "sessionId": id,
-            "capabilities": {
-                "acceptInsecureCerts": false,
-                "browserName": "chrome",
-                "browserVersion": VERSION,
-                "chrome": {
-                    "chromedriverVersion": format!("{VERSION} (gridiron stand-in driver)"),
-                },
-                "pageLoadStrategy": "normal",
-                "platformName": "linux",
-                "proxy": {},
-                "setWindowRect": true,
-                "strictFileInteractability": false,
-                "timeouts": {"implicit": 0, "pageLoad": 300000, "script": 30000},
-                "unhandledPromptBehavior": "dismiss and notify",
-            },
-        }}),
-    )
-}
-
-/// The integer capability `bench:seq` from `alwaysMatch` or any `firstMatch`
-/// entry of a new-session body, or -1.
-fn bench_seq(body: &Value) -> i64 {
-    let caps = &body["capabilities"];
-    let first_match = caps["firstMatch"].as_array().into_iter().flatten();
-    std::iter::once(&caps["alwaysMatch"])
-        .chain(first_match)
-        .find_map(|c| c.get("bench:seq").and_then(Value::as_i64))
-        .unwrap_or(-1)
-}
-
-/// Appends `<ns> <seq>\n` to the log in a single write.
-fn log_arrival(path: &std::ffi::OsStr, received_ns: u128, seq: i64) {
-    let line = format!("{received_ns} {seq}\n");
-    let written = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(path)
-        .and_then(|mut f| f.write(line.as_bytes()));
-    match written {
-        Ok(n) if n == line.len() => {}
-        Ok(n) => eprintln!("gridiron-standin-driver: short write to STANDIN_LOG ({n} bytes)"),
-        Err(e) => eprintln!("gridiron-standin-driver: cannot write STANDIN_LOG: {e}"),
-    }
-}
-
-/// 32 random hex digits, like a chromedriver session id.
-fn random_hex() -> String {
-    let mut bytes = [0u8; 16];
-    let read = std::fs::File::open("/dev/urandom").and_then(|mut f| f.read_exact(&mut bytes));
-    if read.is_err() {
-        // Unique enough for a stand-in: time and pid.
-        let seed = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_nanos())
-            .unwrap_or(0)
-            ^ (u128::from(std::process::id()) << 96);
-        bytes = seed.to_le_bytes();
-    }
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -363,16 +243,6 @@ mod tests {
         assert_eq!(port_arg(&s(&["--port", "9515"])), Ok(9515));
         assert_eq!(port_arg(&s(&[])), Ok(0));
         assert!(port_arg(&s(&["--port=x"])).is_err());
-    }
-
-    #[test]
-    fn bench_seq_is_found_in_always_or_first_match() {
-        let always = json!({"capabilities": {"alwaysMatch": {"bench:seq": 7}, "firstMatch": [{}]}});
-        let first = json!({"capabilities": {"firstMatch": [{}, {"bench:seq": 9}]}});
-        let none = json!({"capabilities": {"alwaysMatch": {"browserName": "chrome"}}});
-        assert_eq!(bench_seq(&always), 7);
-        assert_eq!(bench_seq(&first), 9);
-        assert_eq!(bench_seq(&none), -1);
     }
 
     #[test]
@@ -392,30 +262,5 @@ POST /session/abc/url HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n3\r\n{\"a\r\
         let c = read_request(&mut r).unwrap().unwrap();
         assert_eq!(c.body, b"{\"a\":1}");
         assert!(read_request(&mut r).unwrap().is_none());
-    }
-
-    #[test]
-    fn routes_answer_like_chromedriver() {
-        let req = |method: &str, path: &str, body: &str| Request {
-            method: method.into(),
-            path: path.into(),
-            body: body.as_bytes().to_vec(),
-            close: false,
-        };
-        let (status, v) = answer(&req("POST", "/session", r#"{"capabilities":{}}"#));
-        assert_eq!(status, 200);
-        assert_eq!(v["value"]["sessionId"].as_str().map(str::len), Some(32));
-        assert_eq!(v["value"]["capabilities"]["browserName"], "chrome");
-        assert_eq!(
-            answer(&req("DELETE", "/session/x", "")),
-            (200, json!({"value": null}))
-        );
-        assert_eq!(
-            answer(&req("GET", "/session/x/title", "")).1["value"],
-            Value::Null
-        );
-        assert_eq!(answer(&req("GET", "/status", "")).1["value"]["ready"], true);
-        assert_eq!(answer(&req("GET", "/nothing", "")).0, 404);
-        assert_eq!(answer(&req("POST", "/session", "{")).0, 400);
     }
 }

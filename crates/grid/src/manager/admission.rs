@@ -1,0 +1,175 @@
+//! Admission: a new-session request is validated, matched against the
+//! catalog, and waits in line for a slot. Starting itself is in `launch`.
+
+use super::Manager;
+use crate::session::Session;
+use crate::slots::NoSlot;
+use bytes::Bytes;
+use gridiron_domain::capabilities::{parse_new_session, select};
+use gridiron_domain::cdp::CdpRequest;
+use gridiron_domain::queue::Refusal;
+use gridiron_domain::{BrowserKind, EndReason, GridError, GridOptions, Origin};
+use gridiron_store::{now_ms, NewSession};
+use serde_json::Value;
+use std::sync::Arc;
+use tokio::sync::oneshot;
+use tracing::info;
+
+impl Manager {
+    /// Handles `POST /session`: validates, waits for a slot, starts the driver,
+    /// and returns the W3C response body.
+    pub async fn new_session(
+        self: &Arc<Self>,
+        body: Bytes,
+        public_base: String,
+    ) -> Result<Value, GridError> {
+        let body: Value = serde_json::from_slice(&body)
+            .map_err(|e| GridError::invalid_argument(format!("malformed JSON body: {e}")))?;
+        let request = parse_new_session(&body)?;
+        let selection = select(&request, &self.catalog)?;
+        let options = GridOptions::from_capabilities(&selection.merged)?;
+        let requested = body.get("capabilities").cloned().unwrap_or(body);
+        let mut waiting = QueuedRequest {
+            m: self.clone(),
+            browser: self.catalog[selection.stereotype]
+                .kind
+                .driver_browser_name(),
+            requested: requested.clone(),
+            options: options.to_json(),
+            since: now_ms(),
+            queued: false,
+        };
+        let permit = self
+            .slots
+            .acquire(self.config.queue_timeout, |position| {
+                waiting.queued = true;
+                info!(position, "new session request queued");
+                self.emit("queued", &[("position", &position.to_string())]);
+            })
+            .await;
+        let permit = match permit {
+            Ok(p) => {
+                waiting.queued = false;
+                p
+            }
+            Err(e) => {
+                if e == NoSlot::TimedOut {
+                    waiting.record(EndReason::QueueTimeout);
+                }
+                waiting.queued = false;
+                return Err(self.no_slot_error(e));
+            }
+        };
+        // Starting runs in its own task so a client that leaves mid-start
+        // cannot cancel it half-way; the task tears down what it cannot hand over.
+        let (tx, rx) = oneshot::channel();
+        let me = self.clone();
+        tokio::spawn(async move {
+            me.launch_webdriver(permit, selection, options, requested, public_base, tx)
+                .await;
+        });
+        rx.await.unwrap_or_else(|_| Err(interrupted()))
+    }
+
+    /// Starts a CDP-only session: a bare Chromium for a Puppeteer or Playwright
+    /// client, with the same slots, queue, timeouts and records as WebDriver sessions.
+    pub async fn new_cdp_session(
+        self: &Arc<Self>,
+        request: CdpRequest,
+    ) -> Result<Arc<Session>, GridError> {
+        let install = self
+            .catalog
+            .iter()
+            .position(|s| s.kind == BrowserKind::Chromium)
+            .ok_or_else(|| {
+                GridError::not_created(
+                    Origin::Client,
+                    "CDP sessions need Chromium, and this grid has none (see `gridiron doctor`)",
+                )
+            })?;
+        let permit = self
+            .slots
+            .acquire(self.config.queue_timeout, |position| {
+                info!(position, "new CDP session request queued")
+            })
+            .await
+            .map_err(|e| self.no_slot_error(e))?;
+        let (tx, rx) = oneshot::channel();
+        let me = self.clone();
+        tokio::spawn(async move {
+            let result = me.launch_cdp(permit, install, request).await;
+            if let Err(Ok(session)) = tx.send(result) {
+                info!(session = %session.id, "client left before the session was handed over");
+                me.end(&session.id, EndReason::ClientGone).await;
+            }
+        });
+        rx.await.unwrap_or_else(|_| Err(interrupted()))
+    }
+
+    /// The error for a request that got no slot.
+    pub(super) fn no_slot_error(&self, e: NoSlot) -> GridError {
+        let msg = match e {
+            NoSlot::Refused(Refusal::QueueFull) => format!(
+                "the queue is full ({} requests already waiting for a free slot); try again later",
+                self.config.max_queue
+            ),
+            NoSlot::Refused(Refusal::ShuttingDown) | NoSlot::Closed => {
+                "the grid is shutting down".to_string()
+            }
+            NoSlot::TimedOut => format!(
+                "timed out after {:?} waiting in the queue for a free slot ({} slots, all busy)",
+                self.config.queue_timeout, self.config.max_sessions
+            ),
+        };
+        GridError::not_created(Origin::Grid, msg)
+    }
+}
+
+/// The error for a start whose task ended without an answer (it panicked).
+fn interrupted() -> GridError {
+    GridError::not_created(Origin::Grid, "session start was interrupted")
+}
+
+/// A request waiting in the queue. If it never gets a slot (it times out, or
+/// its client leaves and the request future is dropped), a record says so.
+struct QueuedRequest {
+    m: Arc<Manager>,
+    browser: &'static str,
+    requested: Value,
+    options: Value,
+    since: i64,
+    /// Still waiting in line (no slot yet, not refused).
+    queued: bool,
+}
+
+impl QueuedRequest {
+    /// Writes the record of a request that ended in the queue.
+    fn record(&mut self, reason: EndReason) {
+        self.queued = false;
+        let m = self.m.clone();
+        let new = NewSession {
+            id: uuid::Uuid::new_v4().simple().to_string(),
+            browser: self.browser.to_string(),
+            requested_caps: std::mem::take(&mut self.requested),
+            grid_options: std::mem::take(&mut self.options),
+            created_at: self.since,
+        };
+        info!(request = %new.id, reason = reason.as_str(), "queued request ended");
+        tokio::spawn(async move {
+            let id = new.id.clone();
+            m.record("insert", m.store.insert(new, true).await);
+            m.record(
+                "mark_ended",
+                m.store.mark_ended(&id, reason, now_ms(), 0).await,
+            );
+        });
+    }
+}
+
+impl Drop for QueuedRequest {
+    fn drop(&mut self) {
+        if self.queued {
+            self.record(EndReason::ClientGone);
+        }
+    }
+}

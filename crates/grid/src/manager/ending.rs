@@ -1,0 +1,84 @@
+//! Ending sessions, whatever the reason, and noticing crashed browsers.
+
+use super::Manager;
+use crate::session::Session;
+use gridiron_domain::lifecycle::SessionEvent;
+use gridiron_domain::EndReason;
+use gridiron_store::now_ms;
+use std::sync::Arc;
+use tracing::{info, warn};
+
+impl Manager {
+    /// Ends a session: stops its processes, returns its slot, records why.
+    /// Only the first call for a session does anything.
+    pub async fn end(self: &Arc<Self>, id: &str, reason: EndReason) {
+        if let Some(session) = self.begin_end(id, reason) {
+            self.finish_end(session, reason).await;
+        }
+    }
+
+    /// First half of ending: claims the session for `reason` and unlists it, so
+    /// new commands fail at once and no other end can start. `None` if it is
+    /// not running or already ending.
+    pub fn begin_end(&self, id: &str, reason: EndReason) -> Option<Arc<Session>> {
+        let session = self.session(id)?;
+        if !session.apply(SessionEvent::End(reason)) {
+            return None;
+        }
+        self.sessions
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(id);
+        Some(session)
+    }
+
+    /// Second half of ending: stops the processes, returns the slot, records it.
+    /// Runs in a task of its own, so a caller that is cancelled (its client hung
+    /// up) cannot leave a session half ended.
+    pub async fn finish_end(self: &Arc<Self>, session: Arc<Session>, reason: EndReason) {
+        let m = self.clone();
+        let _ = tokio::spawn(async move {
+            if let Some((process, permit)) = session.take_resources() {
+                process.shutdown().await;
+                drop(permit);
+            }
+            session.apply(SessionEvent::CleanedUp);
+            let commands = session.command_count();
+            m.record(
+                "mark_ended",
+                m.store
+                    .mark_ended(&session.id, reason, now_ms(), commands)
+                    .await,
+            );
+            info!(session = %session.id, reason = reason.as_str(), commands, "session ended");
+            m.emit(
+                "ended",
+                &[("session", &session.id), ("reason", reason.as_str())],
+            );
+            if let Some(f) = m.end_listener.get() {
+                f(&session.id, reason);
+            }
+        })
+        .await;
+    }
+
+    /// Whether the session's driver or browser process has died. Cheap: the
+    /// session's process handle keeps this up to date as processes exit.
+    pub fn browser_gone(&self, session: &Session) -> bool {
+        session.browser_gone()
+    }
+
+    /// Ends the session as `reason` if its browser has died; `true` if it had.
+    pub async fn end_if_browser_gone(
+        self: &Arc<Self>,
+        session: &Session,
+        reason: EndReason,
+    ) -> bool {
+        if !self.browser_gone(session) {
+            return false;
+        }
+        warn!(session = %session.id, reason = reason.as_str(), "browser process is gone");
+        self.end(&session.id, reason).await;
+        true
+    }
+}

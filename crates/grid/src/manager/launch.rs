@@ -1,0 +1,260 @@
+//! Launching: a session that holds a slot gets its processes from the
+//! provisioner, its browser from the driver (WebDriver) or directly (CDP),
+//! and is then registered: listed, recorded, watched.
+
+use super::{Manager, Starting};
+use crate::driver_client::{self, DriverError};
+use crate::session::{Launched, Session, SessionKind};
+use crate::slots::{NoSlot, SlotPermit};
+use gridiron_domain::capabilities::{
+    driver_capabilities, route_websockets, LaunchDefaults, Selection, WebSocketTargets,
+};
+use gridiron_domain::cdp::CdpRequest;
+use gridiron_domain::public_url::websocket_base;
+use gridiron_domain::{EndReason, ErrorCode, GridError, GridOptions, Origin};
+use gridiron_store::now_ms;
+use serde_json::{json, Value};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use tokio::sync::oneshot;
+use tracing::{info, warn};
+
+impl Manager {
+    /// Starts a WebDriver session on `permit`'s slot and sends the W3C answer
+    /// to `reply`; ends the session if nobody is there to take it.
+    pub(super) async fn launch_webdriver(
+        self: Arc<Self>,
+        permit: SlotPermit,
+        selection: Selection,
+        options: GridOptions,
+        requested: Value,
+        public_base: String,
+        reply: oneshot::Sender<Result<Value, GridError>>,
+    ) {
+        let _starting = Starting::new(&self.starting);
+        let stereotype = &self.catalog[selection.stereotype];
+        let browser = stereotype.kind.driver_browser_name().to_string();
+        let driver = match self.provisioner.start_driver(selection.stereotype).await {
+            Ok(d) => d,
+            Err(e) => {
+                warn!(error = %e, "driver failed to start");
+                self.provisioner.replenish(selection.stereotype);
+                let _ = reply.send(Err(e.into()));
+                return;
+            }
+        };
+        let id = driver.session_id().to_string();
+        self.record_new(&id, &browser, requested, &options).await;
+        info!(session = %id, browser = %browser, slot = permit.index, "session provisioning");
+        let caps = driver_capabilities(
+            &selection.merged,
+            stereotype,
+            &LaunchDefaults {
+                headless: self.config.headless,
+                profile_dir: driver.dir().join("profile").to_string_lossy().into_owned(),
+            },
+        );
+        let body = json!({"capabilities": {"alwaysMatch": caps, "firstMatch": [{}]}});
+        let url = format!("{}/session", driver.endpoint());
+        let answer = tokio::time::timeout(
+            self.config.new_session_timeout,
+            driver_client::post_json(&self.client, &url, &body),
+        )
+        .await
+        .unwrap_or(Err(DriverError::Timeout(self.config.new_session_timeout)));
+        self.provisioner.replenish(selection.stereotype);
+        let (driver_session_id, mut value) = match answer.and_then(|(s, v)| granted(s, v)) {
+            Ok(ok) => ok,
+            Err(e) => {
+                let output = driver.recent_output();
+                driver.shutdown().await;
+                drop(permit);
+                self.record(
+                    "mark_ended",
+                    self.store
+                        .mark_ended(&id, EndReason::FailedToStart, now_ms(), 0)
+                        .await,
+                );
+                warn!(session = %id, error = %e, "session failed to start");
+                let _ = reply.send(Err(refused(&browser, e, &output)));
+                return;
+            }
+        };
+        driver.browser_started().await;
+        value["sessionId"] = Value::String(id.clone());
+        let mut targets = WebSocketTargets::default();
+        if let Some(caps) = value.get_mut("capabilities").and_then(Value::as_object_mut) {
+            targets = route_websockets(caps, &websocket_base(&public_base), &id);
+        }
+        let granted_caps = value.get("capabilities").cloned().unwrap_or(Value::Null);
+        let launched = Launched {
+            timeouts: self.timeouts(&options),
+            process: driver,
+            permit,
+            kind: SessionKind::WebDriver { driver_session_id },
+            browser,
+            options,
+            started_at_ms: now_ms(),
+            targets,
+        };
+        if let Err(e) = self.register(launched, granted_caps).await {
+            let _ = reply.send(Err(e));
+            return;
+        }
+        if reply.send(Ok(json!({ "value": value }))).is_err() {
+            info!(session = %id, "client left before the session was handed over");
+            self.end(&id, EndReason::ClientGone).await;
+        }
+    }
+
+    /// Starts a CDP-only session (a bare browser) on `permit`'s slot.
+    pub(super) async fn launch_cdp(
+        self: &Arc<Self>,
+        permit: SlotPermit,
+        install: usize,
+        request: CdpRequest,
+    ) -> Result<Arc<Session>, GridError> {
+        let _starting = Starting::new(&self.starting);
+        let headless = request.headless.unwrap_or(self.config.headless);
+        let browser = self
+            .provisioner
+            .start_browser(install, request.args.clone(), headless)
+            .await?;
+        let id = browser.session_id().to_string();
+        let requested = json!({"cdp": request.args, "headless": headless});
+        self.record_new(&id, "chrome", requested, &request.options)
+            .await;
+        // ws://127.0.0.1:PORT/devtools/browser/ID -> http://127.0.0.1:PORT
+        let cdp_http = browser
+            .endpoint()
+            .strip_prefix("ws://")
+            .and_then(|r| r.split('/').next())
+            .map(|hostport| format!("http://{hostport}"));
+        let granted = json!({"browserName": "chrome", "webSocketDebuggerUrl": browser.endpoint()});
+        browser.browser_started().await;
+        let launched = Launched {
+            timeouts: self.timeouts(&request.options),
+            process: browser,
+            permit,
+            kind: SessionKind::CdpOnly,
+            browser: "chrome".into(),
+            options: request.options,
+            started_at_ms: now_ms(),
+            targets: WebSocketTargets {
+                cdp_http,
+                bidi: None,
+            },
+        };
+        self.register(launched, granted).await
+    }
+
+    /// Makes a launched session visible: listed, recorded as running, and
+    /// watched for its process exiting.
+    async fn register(
+        self: &Arc<Self>,
+        launched: Launched,
+        granted_caps: Value,
+    ) -> Result<Arc<Session>, GridError> {
+        let exit = launched.process.exit_watch();
+        let session = Arc::new(Session::new(launched));
+        let id = session.id.clone();
+        self.sessions
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(id.clone(), session.clone());
+        self.record(
+            "mark_running",
+            self.store
+                .mark_running(&id, granted_caps, session.started_at_ms)
+                .await,
+        );
+        info!(session = %id, "session started");
+        self.emit(
+            "started",
+            &[("session", &id), ("browser", &session.browser)],
+        );
+        let weak = Arc::downgrade(self);
+        let watched = id.clone();
+        tokio::spawn(async move {
+            let mut exit = exit;
+            let _ = exit.wait_for(Option::is_some).await;
+            if let Some(m) = weak.upgrade() {
+                m.end(&watched, EndReason::DriverCrashed).await;
+            }
+        });
+        if self.shutting_down.load(Ordering::SeqCst) {
+            self.end(&id, EndReason::Shutdown).await;
+            return Err(self.no_slot_error(NoSlot::Closed));
+        }
+        Ok(session)
+    }
+}
+
+/// Checks a driver's new-session answer; returns the driver's session id and
+/// the `value`, or the driver's refusal.
+fn granted(status: u16, v: Value) -> Result<(String, Value), DriverError> {
+    let value = v.get("value").cloned().unwrap_or(Value::Null);
+    match value.get("sessionId").and_then(Value::as_str) {
+        Some(sid) if status == 200 => Ok((sid.to_string(), value)),
+        _ => Err(DriverError::Refused {
+            status,
+            error: value
+                .get("error")
+                .and_then(Value::as_str)
+                .map(str::to_string),
+            message: value
+                .get("message")
+                .and_then(Value::as_str)
+                .map(str::to_string)
+                .unwrap_or_else(|| format!("driver answered status {status}: {v}")),
+        }),
+    }
+}
+
+/// The answer to a client whose session the driver would not start: its
+/// arguments' fault if the driver said so, else `session not created`.
+fn refused(browser: &str, e: DriverError, output: &str) -> GridError {
+    let code = if e.is_invalid_argument() {
+        ErrorCode::InvalidArgument
+    } else {
+        ErrorCode::SessionNotCreated
+    };
+    let msg = e.to_string();
+    let detail = if output.is_empty() || msg.contains(output) {
+        msg
+    } else {
+        format!("{msg}; driver output: {output}")
+    };
+    GridError::new(
+        code,
+        Origin::Driver,
+        format!("the {browser} driver could not start a session: {detail}"),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_refusal_keeps_the_drivers_blame() {
+        let v = json!({"value": {"error": "invalid argument", "message": "bad arg"}});
+        let e = granted(400, v).unwrap_err();
+        let g = refused("chrome", e, "");
+        assert_eq!(g.code, ErrorCode::InvalidArgument);
+        assert_eq!(
+            g.message,
+            "the chrome driver could not start a session: bad arg"
+        );
+        let e = granted(500, json!({"value": {"error": "session not created"}})).unwrap_err();
+        let g = refused("chrome", e, "chrome crashed");
+        assert_eq!(g.code, ErrorCode::SessionNotCreated);
+        assert!(
+            g.message.ends_with("; driver output: chrome crashed"),
+            "{}",
+            g.message
+        );
+        let (sid, _) = granted(200, json!({"value": {"sessionId": "abc"}})).unwrap();
+        assert_eq!(sid, "abc");
+    }
+}

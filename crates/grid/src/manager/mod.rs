@@ -1,0 +1,215 @@
+//! The session manager: admits requests, queues them for slots, starts
+//! sessions through the provisioner, ends them (on quit, timeout, crash,
+//! shutdown) and records every step in the store.
+//!
+//! One concern per file: [`admission`] (validation, slots, queue),
+//! [`launch`] (starting WebDriver and CDP sessions, registering them),
+//! [`ending`] (ends and crash checks), [`records`] (the store),
+//! [`shutdown`] (shutdown, recovery, file cleanup), [`status`] (`/status`)
+//! and [`reaper`] (the timeout watcher).
+
+mod admission;
+mod ending;
+mod launch;
+mod reaper;
+mod records;
+mod shutdown;
+mod status;
+#[cfg(test)]
+mod tests;
+
+pub use shutdown::{recover, recover_processes};
+// The hub reaches its nodes with the same client.
+pub(crate) use crate::driver_client::{driver_client, DriverClient};
+
+use crate::backend::{GridEvent, SessionSummary};
+use crate::config::GridConfig;
+use crate::driver_client::{self, DriverError};
+use crate::session::Session;
+use crate::slots::Slots;
+use gridiron_domain::lifecycle::Timeouts;
+use gridiron_domain::{BrowserKind, EndReason, GridOptions, Stereotype};
+use gridiron_provision::Provisioner;
+use gridiron_store::Store;
+use serde_json::Value;
+use std::collections::HashMap;
+use std::sync::atomic::AtomicBool;
+use std::sync::{Arc, OnceLock, RwLock, Weak};
+use tokio::sync::watch;
+
+/// Owns every session of this grid.
+pub struct Manager {
+    /// Settings.
+    pub config: GridConfig,
+    /// Where every session's life is recorded.
+    store: Arc<dyn Store>,
+    /// Starts the sessions' processes.
+    provisioner: Arc<dyn Provisioner>,
+    /// What the configured browsers offer, in preference order.
+    catalog: Vec<Stereotype>,
+    /// Capacity and the waiting line.
+    slots: Arc<Slots>,
+    /// The running sessions by grid id.
+    sessions: RwLock<HashMap<String, Arc<Session>>>,
+    /// Pooled connections to the drivers.
+    pub client: DriverClient,
+    /// Set when shutdown begins: new work is refused.
+    shutting_down: AtomicBool,
+    /// Turns `true` when shutdown has finished; later callers wait on it.
+    shut_down: watch::Sender<bool>,
+    /// Sessions being started right now; shutdown waits for it to reach 0.
+    starting: watch::Sender<usize>,
+    /// Told the id of every session that has ended (a node unlists it).
+    end_listener: OnceLock<EndListener>,
+    /// Lifecycle events, for whoever observes this grid.
+    events: tokio::sync::broadcast::Sender<GridEvent>,
+    /// This manager, for handing out from `&self` (the router's session lookups).
+    this: Weak<Manager>,
+}
+
+/// Told the id of each session that ends, and why.
+type EndListener = Box<dyn Fn(&str, EndReason) + Send + Sync>;
+
+/// Counts a session start for as long as it lives.
+struct Starting(watch::Sender<usize>);
+
+impl Starting {
+    fn new(counter: &watch::Sender<usize>) -> Self {
+        counter.send_modify(|n| *n += 1);
+        Starting(counter.clone())
+    }
+}
+
+impl Drop for Starting {
+    fn drop(&mut self) {
+        self.0.send_modify(|n| *n -= 1);
+    }
+}
+
+impl Manager {
+    /// A manager over `provisioner`'s browsers, recording into `store`.
+    /// Starts the timeout watcher.
+    pub fn start(
+        config: GridConfig,
+        store: Arc<dyn Store>,
+        provisioner: Arc<dyn Provisioner>,
+    ) -> Arc<Self> {
+        let m = Arc::new_cyclic(|this| Manager {
+            this: this.clone(),
+            events: tokio::sync::broadcast::channel(crate::backend::EVENT_BUFFER).0,
+            slots: Slots::new(config.max_sessions, config.max_queue),
+            catalog: provisioner.stereotypes(),
+            config,
+            store,
+            provisioner,
+            sessions: RwLock::default(),
+            client: driver_client(),
+            shutting_down: AtomicBool::new(false),
+            shut_down: watch::Sender::new(false),
+            starting: watch::Sender::new(0),
+            end_listener: OnceLock::new(),
+        });
+        tokio::spawn(reaper::watch_timeouts(Arc::downgrade(&m)));
+        m
+    }
+
+    /// The running session with this grid id.
+    pub fn session(&self, id: &str) -> Option<Arc<Session>> {
+        self.sessions
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(id)
+            .cloned()
+    }
+
+    /// Ids of the running sessions.
+    pub fn session_ids(&self) -> Vec<String> {
+        self.all_sessions()
+            .into_iter()
+            .map(|s| s.id.clone())
+            .collect()
+    }
+
+    fn all_sessions(&self) -> Vec<Arc<Session>> {
+        self.sessions
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .values()
+            .cloned()
+            .collect()
+    }
+
+    /// This manager as an `Arc` (it always lives in one).
+    pub(crate) fn me(&self) -> Arc<Manager> {
+        self.this.upgrade().expect("a manager lives in an Arc")
+    }
+
+    /// Lifecycle events from now on.
+    pub fn subscribe_events(&self) -> tokio::sync::broadcast::Receiver<GridEvent> {
+        self.events.subscribe()
+    }
+
+    /// Tells observers of an event; nobody listening is fine.
+    fn emit(&self, kind: &str, fields: &[(&str, &str)]) {
+        let _ = self.events.send(GridEvent::now(kind, fields));
+    }
+
+    /// The running sessions, oldest first.
+    pub fn summaries(&self) -> Vec<SessionSummary> {
+        let mut all: Vec<SessionSummary> = self
+            .all_sessions()
+            .iter()
+            .map(|s| SessionSummary {
+                id: s.id.clone(),
+                browser: s.browser.clone(),
+                started_at: s.started_at_ms,
+                name: s.options.name.clone(),
+                node: "local".into(),
+            })
+            .collect();
+        all.sort_by_key(|s| s.started_at);
+        all
+    }
+
+    /// Calls `f` with the id and end reason of every session that ends from now on (once set).
+    pub fn on_session_end(&self, f: impl Fn(&str, EndReason) + Send + Sync + 'static) {
+        let _ = self.end_listener.set(Box::new(f));
+    }
+
+    /// Slots free right now.
+    pub fn free_slots(&self) -> usize {
+        self.slots.snapshot().0
+    }
+
+    /// Slots taken by sessions running or starting.
+    pub fn slots_in_use(&self) -> usize {
+        let (free, capacity, ..) = self.slots.snapshot();
+        capacity.saturating_sub(free)
+    }
+
+    /// The browsers this manager can start.
+    pub fn catalog(&self) -> &[Stereotype] {
+        &self.catalog
+    }
+
+    /// The version of the Chromium this grid runs, if it has one.
+    pub fn chromium_version(&self) -> Option<String> {
+        self.catalog
+            .iter()
+            .find(|s| s.kind == BrowserKind::Chromium)
+            .map(|s| s.version.clone())
+    }
+
+    /// `GET url` with the drivers' client, expecting JSON.
+    pub async fn get_json(&self, url: &str) -> Result<(u16, Value), DriverError> {
+        driver_client::get_json(&self.client, url).await
+    }
+
+    /// The effective timeouts of a session with these options.
+    fn timeouts(&self, options: &GridOptions) -> Timeouts {
+        Timeouts {
+            idle: options.idle_timeout.unwrap_or(self.config.idle_timeout),
+            max_duration: options.session_timeout.or(self.config.session_timeout),
+        }
+    }
+}

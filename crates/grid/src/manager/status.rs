@@ -1,0 +1,60 @@
+//! The `GET /status` document.
+
+use super::Manager;
+use serde_json::{json, Value};
+use std::sync::atomic::Ordering;
+
+impl Manager {
+    /// The `GET /status` value.
+    pub fn status(&self, uri: &str) -> Value {
+        let (free, capacity, waiting, ready) = self.slots.snapshot();
+        let shutting_down = self.shutting_down.load(Ordering::SeqCst);
+        let ready = ready && !shutting_down && !self.catalog.is_empty();
+        let sessions = self.all_sessions();
+        let stereotypes: Vec<Value> = self.catalog.iter().map(crate::http::stereotype).collect();
+        let slots: Vec<Value> = (0..capacity)
+            .map(|i| {
+                let session = sessions.iter().find(|s| s.slot == i).map(|s| {
+                    json!({
+                        "sessionId": s.id,
+                        "browserName": s.browser,
+                        "startedAt": s.started_at_ms,
+                        "name": s.options.name,
+                        "commands": s.command_count(),
+                    })
+                });
+                json!({
+                    "id": format!("slot-{i}"),
+                    "stereotype": stereotypes.first(),
+                    "stereotypes": stereotypes,
+                    "session": session,
+                })
+            })
+            .collect();
+        let message = if shutting_down {
+            "Gridiron is shutting down".to_string()
+        } else if self.catalog.is_empty() {
+            "Gridiron found no browser it can run; see `gridiron doctor`".to_string()
+        } else if ready {
+            "Gridiron is ready to create new sessions".to_string()
+        } else {
+            format!("Gridiron is at capacity ({capacity} slots busy, {waiting} waiting)")
+        };
+        json!({
+            "ready": ready,
+            "message": message,
+            "build": {"version": env!("CARGO_PKG_VERSION")},
+            "maxSessions": capacity,
+            "sessions": sessions.len(),
+            "freeSlots": free,
+            "queue": waiting,
+            "nodes": [{
+                "id": "local",
+                "uri": uri,
+                "availability": if shutting_down { "DOWN" } else { "UP" },
+                "maxSessions": capacity,
+                "slots": slots,
+            }],
+        })
+    }
+}

@@ -1,0 +1,68 @@
+//! What a provisioner hands back: one session's running processes, seen
+//! through a trait so the grid can run on stand-ins in its tests.
+
+use crate::driver::DriverExit;
+use crate::error::ProvisionError;
+use async_trait::async_trait;
+use gridiron_domain::Stereotype;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use tokio::sync::watch;
+
+/// The processes of one session: a driver (which starts its browser), or, for
+/// a CDP-only session, a browser alone.
+#[async_trait]
+pub trait SessionProcess: Send + Sync {
+    /// The grid session id these processes serve.
+    fn session_id(&self) -> &str;
+    /// Where the process listens: a driver's `http://127.0.0.1:PORT`, or a
+    /// browser's DevTools websocket URL.
+    fn endpoint(&self) -> &str;
+    /// The session directory: profile, temp files, logs.
+    fn dir(&self) -> &Path;
+    /// The main process id, if there is a real process.
+    fn pid(&self) -> Option<i32>;
+    /// Turns `Some` when the main process exits.
+    fn exit_watch(&self) -> watch::Receiver<Option<DriverExit>>;
+    /// The last lines of output, for error messages.
+    fn recent_output(&self) -> String;
+    /// Called once the driver has started its browser (after the
+    /// new-session exchange), so crashes of the browser can be noticed.
+    async fn browser_started(&self);
+    /// Whether the driver or its browser has died. Cheap: it reads state kept
+    /// up to date by watchers, never the process table.
+    fn browser_gone(&self) -> bool;
+    /// Stops every process of the session and removes its files. Later calls
+    /// do nothing.
+    async fn shutdown(&self);
+}
+
+/// A session's processes as the grid holds them.
+pub type SessionHandle = Arc<dyn SessionProcess>;
+
+/// Starts the processes of sessions. One implementation per way of running
+/// browsers (local processes today); the grid sees only this trait.
+#[async_trait]
+pub trait Provisioner: Send + Sync {
+    /// The browsers this provisioner can start, in preference order. The
+    /// `browser` arguments below are indexes into this list.
+    fn stereotypes(&self) -> Vec<Stereotype>;
+    /// A listening driver for a new session of `browser`, with a fresh
+    /// session id. The browser starts when the driver gets the new-session request.
+    async fn start_driver(&self, browser: usize) -> Result<SessionHandle, ProvisionError>;
+    /// A Chromium browser started directly with `args` (plus the grid's
+    /// defaults), for a CDP client; fresh profile and session id.
+    async fn start_browser(
+        &self,
+        browser: usize,
+        args: Vec<String>,
+        headless: bool,
+    ) -> Result<SessionHandle, ProvisionError>;
+    /// Prepares ahead of demand what a start of `browser` will need (a spare
+    /// driver); called once a start that used it has finished.
+    fn replenish(&self, browser: usize);
+    /// Stops preparing ahead and stops what was prepared.
+    async fn close(&self);
+    /// Where session directories live.
+    fn sessions_dir(&self) -> PathBuf;
+}
