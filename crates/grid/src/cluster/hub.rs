@@ -19,7 +19,7 @@ use gridiron_domain::capabilities::{parse_new_session, select};
 use gridiron_domain::pool::{apply_defaults, node_accepts};
 use gridiron_domain::{BrowserKind, EndReason, ErrorCode, GridError, GridOptions, Origin};
 use gridiron_store::cluster::{Cancelled, NodeState, QueuedRequest, RequestState};
-use gridiron_store::{now_ms, Cluster, NewSession, RedisStore, Store};
+use gridiron_store::{now_ms, Cluster, NewSession, Store};
 use serde_json::{json, Value};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -55,8 +55,8 @@ pub struct HubConfig {
 /// A hub: stateless apart from caches; any number may run side by side.
 pub struct Hub {
     cfg: HubConfig,
-    cluster: Cluster,
-    store: RedisStore,
+    cluster: Arc<dyn Cluster>,
+    store: Arc<dyn Store>,
     client: DriverClient,
     /// Wakes the request waiting for each answer.
     waiters: Mutex<HashMap<String, Arc<Notify>>>,
@@ -72,7 +72,7 @@ pub struct Hub {
 
 impl Hub {
     /// Starts a hub over `cluster`: listens for answers, heartbeats, collects garbage.
-    pub async fn start(cluster: Cluster, cfg: HubConfig) -> Result<Arc<Self>, String> {
+    pub async fn start(cluster: Arc<dyn Cluster>, cfg: HubConfig) -> Result<Arc<Self>, String> {
         cluster
             .hub_heartbeat(&cfg.id, cfg.heartbeat_ttl)
             .await
