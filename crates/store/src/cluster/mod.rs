@@ -12,6 +12,8 @@
 mod keys;
 mod memory;
 mod memory_state;
+#[cfg(test)]
+mod memory_tests;
 #[cfg(feature = "redis")]
 mod redis;
 #[cfg(feature = "redis")]
