@@ -13,6 +13,7 @@ pub mod options;
 pub mod pool;
 pub mod public_url;
 pub mod queue;
+pub mod request;
 
 pub use capabilities::{BrowserKind, Stereotype};
 pub use error::{ErrorCode, GridError, Origin};

@@ -5,7 +5,6 @@
 //! resolves; [`Manager`] owns every session.
 
 pub mod backend;
-#[cfg(feature = "cluster")]
 pub mod cluster;
 pub mod config;
 pub mod driver_client;

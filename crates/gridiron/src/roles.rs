@@ -7,7 +7,7 @@ use crate::cli::{
 use clap::{Args, Subcommand};
 use gridiron_domain::pool::{check_name, NodeProfile, Pool};
 use gridiron_grid::cluster::{node_router, Hub, HubConfig, NodeAgent, NodeConfig};
-use gridiron_store::Cluster;
+use gridiron_store::{Cluster, RedisCluster};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
@@ -24,15 +24,16 @@ pub struct StoreArgs {
 }
 
 impl StoreArgs {
-    async fn connect(&self) -> Result<Cluster, String> {
+    async fn connect(&self) -> Result<Arc<dyn Cluster>, String> {
         if !(self.store.starts_with("redis://") || self.store.starts_with("rediss://")) {
             return Err(format!(
                 "--store must be a redis:// URL, got {}",
                 self.store
             ));
         }
-        Cluster::connect(&self.store, &self.namespace)
+        RedisCluster::connect(&self.store, &self.namespace)
             .await
+            .map(|c| Arc::new(c) as Arc<dyn Cluster>)
             .map_err(|e| format!("cannot reach the store at {}: {e}", self.store))
     }
 }
@@ -282,7 +283,7 @@ pub fn run_node(mut args: NodeArgs) -> Result<(), String> {
             .map_err(|e| format!("cannot listen on {}: {e}", s.addr))?;
         let provisioner =
             gridiron_provision::LocalProvisioner::new(found.installs, &grid.data_dir, grid.prewarm);
-        let store: Arc<dyn gridiron_store::Store> = Arc::new(cluster.sessions());
+        let store: Arc<dyn gridiron_store::Store> = cluster.sessions();
         let manager = gridiron_grid::Manager::start(grid, store, provisioner);
         let cfg = NodeConfig {
             id: format!("node-{}", short_id()),

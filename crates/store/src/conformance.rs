@@ -22,6 +22,7 @@ pub async fn run_all(store: &dyn Store) {
     unknown_ids_are_none(store).await;
     list_is_newest_first(store).await;
     unfinished_records_are_closed(store).await;
+    sessions_end_elsewhere_once(store).await;
 }
 
 async fn lifecycle_is_recorded(s: &dyn Store) {
@@ -89,6 +90,9 @@ async fn list_is_newest_first(s: &dyn Store) {
 }
 
 async fn unfinished_records_are_closed(s: &dyn Store) {
+    let mut before: Vec<String> = s.unfinished_ids().await.unwrap();
+    before.sort();
+    assert_eq!(before, ["list0", "list1", "list2"]);
     s.insert(new("left-running", 20_000), false).await.unwrap();
     s.mark_running("left-running", json!({}), 20_001)
         .await
@@ -108,10 +112,38 @@ async fn unfinished_records_are_closed(s: &dyn Store) {
         assert_eq!(r.ended_at, Some(30_000));
     }
     assert_eq!(s.get("life").await.unwrap().unwrap(), before_ended);
+    assert!(s.unfinished_ids().await.unwrap().is_empty());
     assert_eq!(
         s.close_unfinished(EndReason::Shutdown, 31_000)
             .await
             .unwrap(),
         0
     );
+}
+
+async fn sessions_end_elsewhere_once(s: &dyn Store) {
+    s.insert(new("elsewhere", 40_000), false).await.unwrap();
+    s.mark_running("elsewhere", json!({}), 40_001)
+        .await
+        .unwrap();
+    assert_eq!(s.unfinished_ids().await.unwrap(), ["elsewhere"]);
+    assert!(s
+        .end_elsewhere("elsewhere", EndReason::NodeLost, 40_002)
+        .await
+        .unwrap());
+    assert!(s.unfinished_ids().await.unwrap().is_empty());
+    // The first end stands; unknown ids are refused without error.
+    assert!(!s
+        .end_elsewhere("elsewhere", EndReason::Quit, 40_003)
+        .await
+        .unwrap());
+    assert!(!s
+        .end_elsewhere("no-such-session", EndReason::NodeLost, 40_004)
+        .await
+        .unwrap());
+    let r = s.get("elsewhere").await.unwrap().unwrap();
+    assert_eq!(r.state, "ended");
+    assert_eq!(r.end_reason, Some(EndReason::NodeLost));
+    assert_eq!(r.ended_at, Some(40_002));
+    assert_eq!(r.command_count, 0);
 }

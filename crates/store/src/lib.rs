@@ -2,16 +2,21 @@
 //!
 //! [`Store`] is the one interface; [`SqliteStore`] is the embedded default.
 //! [`conformance`] holds the test suite every implementation must pass.
+//! [`Cluster`] is the shared state of a scaled-out grid (queue, nodes,
+//! routes, hubs, pools, events); [`cluster_conformance`] is its suite.
 
-#[cfg(feature = "redis")]
 pub mod cluster;
+pub mod cluster_conformance;
 pub mod conformance;
+mod memory;
 #[cfg(feature = "redis")]
 mod redis_store;
 mod sqlite;
 
 #[cfg(feature = "redis")]
-pub use cluster::Cluster;
+pub use cluster::RedisCluster;
+pub use cluster::{Cluster, MemoryCluster};
+pub use memory::MemoryStore;
 #[cfg(feature = "redis")]
 pub use redis_store::RedisStore;
 pub use sqlite::SqliteStore;
@@ -21,13 +26,48 @@ use gridiron_domain::EndReason;
 use serde_json::Value;
 use std::fmt;
 
-/// A store operation failed; carries which operation and why.
+/// What kind of failure a [`StoreError`] is, which says whether trying again can help.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorKind {
+    /// The store could not be reached or did not answer in time (connection
+    /// lost, server restarting, thread gone): the same call may succeed later.
+    Unavailable,
+    /// The store answered with data that does not make sense (bad JSON, a
+    /// record missing fields, a reply of the wrong shape): retrying reads the same.
+    Malformed,
+    /// Concurrent writers kept changing what the operation depends on; it
+    /// gave up after a few attempts and may succeed when tried again.
+    Conflict,
+    /// The store refused the operation (a script or SQL error): a bug or a
+    /// misconfiguration, not worth retrying.
+    Failed,
+}
+
+/// A store operation failed; carries which operation, what kind of failure and why.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoreError {
     /// The operation that failed (`insert`, `get`, ...).
     pub op: &'static str,
+    /// What kind of failure.
+    pub kind: ErrorKind,
     /// The underlying cause.
     pub message: String,
+}
+
+impl StoreError {
+    /// An error of `kind` in `op`.
+    pub fn new(op: &'static str, kind: ErrorKind, message: impl Into<String>) -> StoreError {
+        StoreError {
+            op,
+            kind,
+            message: message.into(),
+        }
+    }
+
+    /// Whether the same call may succeed if tried again.
+    pub fn retryable(&self) -> bool {
+        matches!(self.kind, ErrorKind::Unavailable | ErrorKind::Conflict)
+    }
 }
 
 impl fmt::Display for StoreError {
@@ -109,6 +149,11 @@ pub trait Store: Send + Sync + 'static {
     /// Closes every record not yet ended (left by a process that died) with
     /// `reason`, and returns how many there were.
     async fn close_unfinished(&self, reason: EndReason, ended_at: i64) -> StoreResult<usize>;
+    /// Ends a session recorded by another process (whose node was lost),
+    /// keeping its command count; `false` if it had already ended or is unknown.
+    async fn end_elsewhere(&self, id: &str, reason: EndReason, ended_at: i64) -> StoreResult<bool>;
+    /// Ids of sessions not yet ended, in no particular order.
+    async fn unfinished_ids(&self) -> StoreResult<Vec<String>>;
 }
 
 /// Unix time in milliseconds.

@@ -5,7 +5,7 @@
 //! creation time, `NS:unfinished` the set of ids not yet ended. Conditional
 //! updates run as Lua scripts so they are atomic across processes.
 
-use crate::{NewSession, SessionRecord, Store, StoreError, StoreResult};
+use crate::{ErrorKind, NewSession, SessionRecord, Store, StoreError, StoreResult};
 use async_trait::async_trait;
 use gridiron_domain::EndReason;
 use redis::aio::ConnectionManager;
@@ -20,10 +20,20 @@ pub struct RedisStore {
     ns: String,
 }
 
-fn err(op: &'static str) -> impl Fn(redis::RedisError) -> StoreError {
-    move |e| StoreError {
-        op,
-        message: e.to_string(),
+/// Maps a Redis failure of `op` to a store error: connection trouble is worth
+/// retrying, a reply of the wrong shape is not, nor is a refused command.
+pub(crate) fn err(op: &'static str) -> impl Fn(redis::RedisError) -> StoreError {
+    move |e| {
+        use redis::{ErrorKind as K, RetryMethod};
+        let kind = match e.kind() {
+            K::UnexpectedReturnType | K::Parse => ErrorKind::Malformed,
+            _ if e.is_io_error() || e.is_timeout() || e.is_connection_dropped() => {
+                ErrorKind::Unavailable
+            }
+            _ if matches!(e.retry_method(), RetryMethod::NoRetry) => ErrorKind::Failed,
+            _ => ErrorKind::Unavailable,
+        };
+        StoreError::new(op, kind, e.to_string())
     }
 }
 
@@ -107,26 +117,6 @@ impl RedisStore {
         Ok(())
     }
 
-    /// Ends a session recorded by another process, keeping its command
-    /// count; `false` if it had already ended or is unknown.
-    pub async fn end_elsewhere(
-        &self,
-        id: &str,
-        reason: EndReason,
-        ended_at: i64,
-    ) -> StoreResult<bool> {
-        self.end("end_elsewhere", id, reason, ended_at, None).await
-    }
-
-    /// Ids of sessions not yet ended.
-    pub async fn unfinished_ids(&self) -> StoreResult<Vec<String>> {
-        self.conn
-            .clone()
-            .smembers(self.unfinished())
-            .await
-            .map_err(err("unfinished_ids"))
-    }
-
     async fn end(
         &self,
         op: &'static str,
@@ -149,7 +139,16 @@ impl RedisStore {
     }
 }
 
+/// A session record from its hash; `None` (and a warning) if it lacks its id
+/// or state, `None` quietly if there is no hash at all.
 fn record(h: HashMap<String, String>) -> Option<SessionRecord> {
+    if h.is_empty() {
+        return None;
+    }
+    if !(h.contains_key("id") && h.contains_key("state")) {
+        tracing::warn!(fields = ?h.keys().collect::<Vec<_>>(), "skipping a malformed session record");
+        return None;
+    }
     let json = |k: &str| {
         h.get(k)
             .and_then(|s| serde_json::from_str(s).ok())
@@ -274,5 +273,17 @@ impl Store for RedisStore {
             }
         }
         Ok(closed)
+    }
+
+    async fn end_elsewhere(&self, id: &str, reason: EndReason, ended_at: i64) -> StoreResult<bool> {
+        self.end("end_elsewhere", id, reason, ended_at, None).await
+    }
+
+    async fn unfinished_ids(&self) -> StoreResult<Vec<String>> {
+        self.conn
+            .clone()
+            .smembers(self.unfinished())
+            .await
+            .map_err(err("unfinished_ids"))
     }
 }

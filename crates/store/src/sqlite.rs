@@ -4,7 +4,7 @@
 //! its calls block; a dedicated thread that runs queued jobs in order keeps
 //! the async runtime free and gives the write ordering the trait promises.
 
-use crate::{NewSession, SessionRecord, Store, StoreError, StoreResult};
+use crate::{ErrorKind, NewSession, SessionRecord, Store, StoreError, StoreResult};
 use async_trait::async_trait;
 use gridiron_domain::EndReason;
 use rusqlite::{params, Connection, OptionalExtension, Row};
@@ -41,9 +41,8 @@ CREATE INDEX IF NOT EXISTS sessions_state ON sessions(state);
 impl SqliteStore {
     /// Opens (creating if needed) the database file at `path`.
     pub fn open(path: &Path) -> StoreResult<Self> {
-        let err = |e: rusqlite::Error| StoreError {
-            op: "open",
-            message: format!("{}: {e}", path.display()),
+        let err = |e: rusqlite::Error| {
+            StoreError::new("open", kind(&e), format!("{}: {e}", path.display()))
         };
         let conn = Connection::open(path).map_err(err)?;
         conn.pragma_update(None, "journal_mode", "WAL")
@@ -58,14 +57,9 @@ impl SqliteStore {
 
     /// A private in-memory database, for tests.
     pub fn in_memory() -> StoreResult<Self> {
-        let conn = Connection::open_in_memory().map_err(|e| StoreError {
-            op: "open",
-            message: e.to_string(),
-        })?;
-        conn.execute_batch(SCHEMA).map_err(|e| StoreError {
-            op: "open",
-            message: e.to_string(),
-        })?;
+        let err = |e: rusqlite::Error| StoreError::new("open", kind(&e), e.to_string());
+        let conn = Connection::open_in_memory().map_err(err)?;
+        conn.execute_batch(SCHEMA).map_err(err)?;
         Ok(Self::spawn(conn))
     }
 
@@ -89,19 +83,31 @@ impl SqliteStore {
         f: impl FnOnce(&mut Connection) -> rusqlite::Result<T> + Send + 'static,
     ) -> StoreResult<T> {
         let (tx, rx) = oneshot::channel();
-        let gone = || StoreError {
-            op,
-            message: "the store thread has stopped".into(),
-        };
+        let gone = || StoreError::new(op, ErrorKind::Unavailable, "the store thread has stopped");
         self.jobs
             .send(Box::new(move |c| {
                 let _ = tx.send(f(c));
             }))
             .map_err(|_| gone())?;
-        rx.await.map_err(|_| gone())?.map_err(|e| StoreError {
-            op,
-            message: e.to_string(),
-        })
+        rx.await
+            .map_err(|_| gone())?
+            .map_err(|e| StoreError::new(op, kind(&e), e.to_string()))
+    }
+}
+
+/// Busy or locked databases free up; bad column data stays bad; the rest is a bug.
+fn kind(e: &rusqlite::Error) -> ErrorKind {
+    use rusqlite::ffi::ErrorCode;
+    match e {
+        rusqlite::Error::SqliteFailure(f, _)
+            if matches!(f.code, ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked) =>
+        {
+            ErrorKind::Unavailable
+        }
+        rusqlite::Error::FromSqlConversionFailure(..)
+        | rusqlite::Error::InvalidColumnType(..)
+        | rusqlite::Error::IntegralValueOutOfRange(..) => ErrorKind::Malformed,
+        _ => ErrorKind::Failed,
     }
 }
 
@@ -227,6 +233,28 @@ impl Store for SqliteStore {
                 "UPDATE sessions SET state = 'ended', end_reason = ?1, ended_at = ?2 WHERE state != 'ended'",
                 params![reason.as_str(), ended_at],
             )
+        })
+        .await
+    }
+
+    async fn end_elsewhere(&self, id: &str, reason: EndReason, ended_at: i64) -> StoreResult<bool> {
+        let id = id.to_string();
+        self.run("end_elsewhere", move |c| {
+            c.execute(
+                "UPDATE sessions SET state = 'ended', end_reason = ?2, ended_at = ?3
+                 WHERE id = ?1 AND state != 'ended'",
+                params![id, reason.as_str(), ended_at],
+            )
+            .map(|n| n == 1)
+        })
+        .await
+    }
+
+    async fn unfinished_ids(&self) -> StoreResult<Vec<String>> {
+        self.run("unfinished_ids", |c| {
+            let mut stmt = c.prepare("SELECT id FROM sessions WHERE state != 'ended'")?;
+            let rows = stmt.query_map([], |r| r.get(0))?;
+            rows.collect()
         })
         .await
     }

@@ -14,7 +14,7 @@ use bytes::Bytes;
 use gridiron_domain::capabilities::{parse_new_session, select};
 use gridiron_domain::pool::{node_accepts, NodeProfile};
 use gridiron_domain::{BrowserKind, EndReason, ErrorCode, GridError, GridOptions, Origin};
-use gridiron_store::cluster::{Beat, Claim, NodeInfo, Waiting};
+use gridiron_store::cluster::{Beat, Claim, Completion, NodeInfo, Waiting};
 use gridiron_store::{now_ms, Cluster};
 use serde_json::{json, Value};
 use std::collections::HashMap;
@@ -50,7 +50,7 @@ enum Job {
 /// A node's membership in the grid.
 pub struct NodeAgent {
     cfg: NodeConfig,
-    cluster: Cluster,
+    cluster: Arc<dyn Cluster>,
     m: Arc<Manager>,
     /// Requests claimed whose start has not finished.
     starting: AtomicUsize,
@@ -66,7 +66,7 @@ pub struct NodeAgent {
 impl NodeAgent {
     /// Registers the node and starts pulling work and heartbeating.
     pub async fn start(
-        cluster: Cluster,
+        cluster: Arc<dyn Cluster>,
         m: Arc<Manager>,
         cfg: NodeConfig,
     ) -> Result<Arc<Self>, String> {
@@ -164,9 +164,9 @@ impl NodeAgent {
                     continue;
                 };
                 match self.cluster.claim(w, &self.cfg.id).await? {
-                    Claim::Claimed => {
+                    Claim::Claimed { epoch } => {
                         self.starting.fetch_add(1, Ordering::SeqCst);
-                        tokio::spawn(self.clone().run(w.clone(), job));
+                        tokio::spawn(self.clone().run(w.clone(), job, epoch));
                     }
                     // Still waiting, so it keeps its place in the next page.
                     Claim::PoolFull => skipped += 1,
@@ -214,8 +214,9 @@ impl NodeAgent {
             .then_some(Job::WebDriver)
     }
 
-    /// Starts a claimed request's session and hands the answer to its hub.
-    async fn run(self: Arc<Self>, w: Waiting, job: Job) {
+    /// Starts a claimed request's session and hands the answer to its hub;
+    /// `epoch` is the registration the claim is held by.
+    async fn run(self: Arc<Self>, w: Waiting, job: Job, epoch: u64) {
         let mut result = match job {
             Job::Cdp(request) => self.m.new_cdp_session(request).await.map(|s| {
                 json!({"value": {"sessionId": s.id, "capabilities": {"browserName": "chrome"}}})
@@ -266,14 +267,24 @@ impl NodeAgent {
         self.starting.fetch_sub(1, Ordering::SeqCst);
         self.report_usage().await;
         let answer = encode_answer(&result);
-        let delivered = retry("complete", || {
-            self.cluster.complete(&w, &self.cfg.id, &answer, started)
+        let completion = retry("complete", || {
+            self.cluster
+                .complete(&w, &self.cfg.id, epoch, &answer, started)
         })
         .await
-        .unwrap_or(false);
-        if let (false, Some(sid), true) = (delivered, &sid, started) {
-            info!(session = %sid, "nobody waits for the session any more");
-            self.m.end(sid, EndReason::ClientGone).await;
+        .unwrap_or(Completion::Gone);
+        match (completion, &sid, started) {
+            (Completion::Delivered, _, _) | (_, None, _) | (_, _, false) => {}
+            (Completion::Gone, Some(sid), true) => {
+                info!(session = %sid, "nobody waits for the session any more");
+                self.m.end(sid, EndReason::ClientGone).await;
+            }
+            // The node was declared lost while starting it: the request went
+            // back to the queue and is served elsewhere.
+            (Completion::Fenced, Some(sid), true) => {
+                info!(session = %sid, "the claim was taken back; ending the session");
+                self.m.end(sid, EndReason::NodeLost).await;
+            }
         }
         self.wake.notify_one();
     }

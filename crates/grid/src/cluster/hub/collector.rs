@@ -4,7 +4,7 @@
 use super::queueing::session_of;
 use super::Hub;
 use gridiron_domain::EndReason;
-use gridiron_store::{now_ms, Store};
+use gridiron_store::now_ms;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};

@@ -17,7 +17,7 @@ use bytes::Bytes;
 use gridiron_domain::cdp::CdpRequest;
 use gridiron_domain::{BrowserKind, EndReason, ErrorCode, GridError, Origin};
 use gridiron_store::cluster::NodeState;
-use gridiron_store::{Cluster, RedisStore};
+use gridiron_store::{Cluster, Store};
 use serde_json::Value;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -50,8 +50,8 @@ pub struct HubConfig {
 /// A hub: stateless apart from caches; any number may run side by side.
 pub struct Hub {
     cfg: HubConfig,
-    cluster: Cluster,
-    store: RedisStore,
+    cluster: Arc<dyn Cluster>,
+    store: Arc<dyn Store>,
     client: DriverClient,
     /// Wakes the request waiting for each answer.
     waiters: Mutex<HashMap<String, Arc<Notify>>>,
@@ -71,7 +71,7 @@ pub struct Hub {
 
 impl Hub {
     /// Starts a hub over `cluster`: listens for answers, heartbeats, collects garbage.
-    pub async fn start(cluster: Cluster, cfg: HubConfig) -> Result<Arc<Self>, String> {
+    pub async fn start(cluster: Arc<dyn Cluster>, cfg: HubConfig) -> Result<Arc<Self>, String> {
         cluster
             .hub_heartbeat(&cfg.id, cfg.heartbeat_ttl)
             .await
@@ -203,7 +203,7 @@ impl Backend for Hub {
                 node_url,
             }))),
             None => Ok(Located::NotRunning(
-                NotRunning::of(&self.store, id).await.map_err(store_error)?,
+                NotRunning::of(self.store.as_ref(), id).await.map_err(store_error)?,
             )),
         }
     }

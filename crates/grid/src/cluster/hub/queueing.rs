@@ -9,7 +9,7 @@ use gridiron_domain::cdp::CdpRequest;
 use gridiron_domain::pool::{apply_defaults, node_accepts};
 use gridiron_domain::{BrowserKind, EndReason, ErrorCode, GridError, GridOptions, Origin};
 use gridiron_store::cluster::{Cancelled, QueuedRequest, RequestState};
-use gridiron_store::{now_ms, NewSession, Store};
+use gridiron_store::{now_ms, NewSession};
 use serde_json::{json, Value};
 use std::sync::Arc;
 use std::time::Duration;

@@ -5,7 +5,6 @@ use super::Hub;
 use crate::backend::SessionSummary;
 use crate::http;
 use gridiron_store::cluster::NodeState;
-use gridiron_store::Store;
 use serde_json::{json, Value};
 
 impl Hub {

@@ -1,0 +1,121 @@
+//! Every Redis key and channel of a grid's shared state, built in one place.
+//!
+//! Layout under the namespace `NS`:
+//! - `NS:seq` request counter; `NS:queue` waiting request ids by sequence;
+//!   `NS:req:RID` a hash per request (`state` waiting|claimed|done|delivered|cancelled,
+//!   and `node`, `epoch` of the registration holding its claim).
+//! - `NS:nodes` ids of live nodes; `NS:node:ID` its description, `NS:node:ID:alive`
+//!   its heartbeat (expires after the TTL), `NS:node:ID:claims` requests it is
+//!   starting, `NS:node:ID:sessions` its sessions (id -> "request pool");
+//!   `NS:epochs` the last registration epoch handed out.
+//! - `NS:route:SID` the node of a running session.
+//! - `NS:hubs`, `NS:hub:ID:alive` hubs and their heartbeats, `NS:hub:ID:requests`
+//!   the requests hub `ID` still owes an answer to its clients; hub `ID` hears
+//!   answers to its requests on channel `NS:hub:ID`; nodes hear of new work on `NS:work`.
+//! - `NS:pools`, `NS:pool:NAME` pool definitions; `NS:pool:NAME:running` the
+//!   places taken in the pool, `REQUEST@NODE`.
+//! - `NS:lock:NAME` short-lived locks; `NS:events` a stream of lifecycle events.
+//!
+//! Scripts get every key they touch in KEYS, never a namespace to build keys
+//! from, so that they could run on Redis Cluster (given a hash tag in `NS`).
+
+/// Key names under one namespace.
+#[derive(Debug, Clone)]
+pub struct Keys {
+    ns: String,
+}
+
+impl Keys {
+    /// Keys under `namespace`.
+    pub fn new(namespace: &str) -> Keys {
+        Keys {
+            ns: namespace.to_string(),
+        }
+    }
+
+    fn k(&self, rest: &str) -> String {
+        format!("{}:{rest}", self.ns)
+    }
+
+    /// The request counter.
+    pub fn seq(&self) -> String {
+        self.k("seq")
+    }
+    /// Waiting request ids by sequence.
+    pub fn queue(&self) -> String {
+        self.k("queue")
+    }
+    /// A request's hash.
+    pub fn request(&self, rid: &str) -> String {
+        self.k(&format!("req:{rid}"))
+    }
+    /// Ids of nodes taking part.
+    pub fn nodes(&self) -> String {
+        self.k("nodes")
+    }
+    /// The last registration epoch handed out.
+    pub fn epochs(&self) -> String {
+        self.k("epochs")
+    }
+    /// A node's hash.
+    pub fn node(&self, id: &str) -> String {
+        self.k(&format!("node:{id}"))
+    }
+    /// A node's heartbeat, expiring after its TTL.
+    pub fn node_alive(&self, id: &str) -> String {
+        self.k(&format!("node:{id}:alive"))
+    }
+    /// Requests a node is starting.
+    pub fn node_claims(&self, id: &str) -> String {
+        self.k(&format!("node:{id}:claims"))
+    }
+    /// A node's sessions.
+    pub fn node_sessions(&self, id: &str) -> String {
+        self.k(&format!("node:{id}:sessions"))
+    }
+    /// The node of a running session.
+    pub fn route(&self, sid: &str) -> String {
+        self.k(&format!("route:{sid}"))
+    }
+    /// Ids of hubs.
+    pub fn hubs(&self) -> String {
+        self.k("hubs")
+    }
+    /// A hub's heartbeat.
+    pub fn hub_alive(&self, id: &str) -> String {
+        self.k(&format!("hub:{id}:alive"))
+    }
+    /// Requests a hub still owes its clients an answer to.
+    pub fn hub_requests(&self, id: &str) -> String {
+        self.k(&format!("hub:{id}:requests"))
+    }
+    /// The channel a hub hears answers on.
+    pub fn hub_channel(&self, id: &str) -> String {
+        self.k(&format!("hub:{id}"))
+    }
+    /// The channel nodes hear of new work on.
+    pub fn work_channel(&self) -> String {
+        self.k("work")
+    }
+    /// Names of pools.
+    pub fn pools(&self) -> String {
+        self.k("pools")
+    }
+    /// A pool's definition.
+    pub fn pool(&self, name: &str) -> String {
+        self.k(&format!("pool:{name}"))
+    }
+    /// Places taken in a pool (`pool_running("")` stands in where a script
+    /// needs a key but the request has no pool).
+    pub fn pool_running(&self, name: &str) -> String {
+        self.k(&format!("pool:{name}:running"))
+    }
+    /// A lock.
+    pub fn lock(&self, name: &str) -> String {
+        self.k(&format!("lock:{name}"))
+    }
+    /// The event stream.
+    pub fn events(&self) -> String {
+        self.k("events")
+    }
+}

@@ -1,0 +1,158 @@
+//! The maps behind [`super::MemoryCluster`], laid out like the Redis keys,
+//! and the steps several operations share.
+
+use super::{parse_session_value, place, NodeInfo, RecordedEvent, FINISHED_TTL, LOST_TTL};
+use gridiron_domain::pool::Pool;
+use gridiron_domain::request::{step, Event, Phase};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+
+/// The channel nodes hear of new work on.
+pub(super) const WORK: &str = "work";
+
+/// A request's record.
+pub(super) struct Req {
+    pub(super) phase: Phase,
+    /// Its place in the queue, kept when a lost node's claim puts it back.
+    pub(super) seq: u64,
+    pub(super) body: String,
+    pub(super) pool: Option<String>,
+    pub(super) pool_max: u32,
+    pub(super) hub: String,
+    pub(super) base: String,
+    pub(super) answer: Option<String>,
+    /// Finished records are forgotten after a while.
+    pub(super) expires: Option<Instant>,
+}
+
+/// A node's record. `info` is `None` for a node declared lost that the
+/// store never saw register (its data was lost meanwhile).
+#[derive(Default)]
+pub(super) struct NodeRec {
+    pub(super) info: Option<NodeInfo>,
+    pub(super) used: usize,
+    pub(super) draining: bool,
+    pub(super) lost: bool,
+    pub(super) epoch: u64,
+    /// A lost node is remembered for a while, so it learns it was lost.
+    pub(super) expires: Option<Instant>,
+}
+
+type Subscriber = (Vec<String>, mpsc::UnboundedSender<(String, String)>);
+
+#[derive(Default)]
+pub(super) struct State {
+    pub(super) seq: u64,
+    /// The last registration epoch handed out.
+    pub(super) epoch: u64,
+    /// Waiting request ids by sequence.
+    pub(super) queue: BTreeMap<u64, String>,
+    pub(super) requests: HashMap<String, Req>,
+    /// Ids of nodes taking part (not lost, not gone).
+    pub(super) nodes: BTreeSet<String>,
+    pub(super) node: HashMap<String, NodeRec>,
+    pub(super) node_alive: HashMap<String, Instant>,
+    /// Requests each node is starting.
+    pub(super) claims: HashMap<String, BTreeSet<String>>,
+    /// Sessions each node runs: id -> `"rid pool"`.
+    pub(super) node_sessions: HashMap<String, BTreeMap<String, String>>,
+    pub(super) routes: HashMap<String, String>,
+    pub(super) hubs: BTreeSet<String>,
+    pub(super) hub_alive: HashMap<String, Instant>,
+    /// Requests each hub still owes its clients an answer to.
+    pub(super) hub_requests: HashMap<String, BTreeSet<String>>,
+    pub(super) pools: BTreeMap<String, Pool>,
+    /// Places taken in each pool.
+    pub(super) running: HashMap<String, BTreeSet<String>>,
+    pub(super) locks: HashMap<String, Instant>,
+    pub(super) events: VecDeque<RecordedEvent>,
+    pub(super) subscribers: Vec<Subscriber>,
+}
+
+impl State {
+    /// Drops what has expired by `now`, as Redis would have.
+    pub(super) fn expire(&mut self, now: Instant) {
+        let live = |t: &Instant| *t > now;
+        self.node_alive.retain(|_, t| live(t));
+        self.hub_alive.retain(|_, t| live(t));
+        self.locks.retain(|_, t| live(t));
+        self.requests
+            .retain(|_, r| r.expires.as_ref().is_none_or(live));
+        self.node.retain(|_, n| n.expires.as_ref().is_none_or(live));
+    }
+
+    pub(super) fn publish(&mut self, channel: &str, message: &str) {
+        self.subscribers.retain(|(channels, tx)| {
+            !channels.iter().any(|c| c == channel)
+                || tx.send((channel.to_string(), message.to_string())).is_ok()
+        });
+    }
+
+    pub(super) fn unqueue(&mut self, rid: &str) {
+        self.queue.retain(|_, id| id != rid);
+    }
+
+    pub(super) fn free_place(&mut self, pool: Option<&str>, rid: &str, node: &str) {
+        if let Some(set) = pool.and_then(|p| self.running.get_mut(p)) {
+            set.remove(&place(rid, node));
+        }
+    }
+
+    /// Sets a request's phase; final phases are kept for [`FINISHED_TTL`].
+    pub(super) fn set(&mut self, rid: &str, phase: Phase, now: Instant) {
+        if let Some(r) = self.requests.get_mut(rid) {
+            if phase.is_final() || matches!(phase, Phase::Answered(_)) {
+                r.expires = Some(now + FINISHED_TTL);
+            }
+            r.phase = phase;
+        }
+    }
+
+    /// Mirrors `reclaim.lua`.
+    pub(super) fn reclaim(
+        &mut self,
+        node: &str,
+        leaving: bool,
+        now: Instant,
+    ) -> Option<Vec<String>> {
+        if !leaving && self.node_alive.contains_key(node) {
+            return None;
+        }
+        let mut requeued = 0;
+        for rid in self.claims.remove(node).unwrap_or_default() {
+            let Some(r) = self.requests.get_mut(&rid) else {
+                continue;
+            };
+            let pool = r.pool.clone();
+            let lost = Event::NodeLost { node: node.into() };
+            if let Ok(next) = step(Some(&r.phase), &lost) {
+                r.phase = next;
+                let seq = r.seq;
+                self.queue.insert(seq, rid.clone());
+                requeued += 1;
+            }
+            self.free_place(pool.as_deref(), &rid, node);
+        }
+        let mut out = Vec::new();
+        for (sid, v) in self.node_sessions.remove(node).unwrap_or_default() {
+            self.routes.remove(&sid);
+            let (rid, pool) = parse_session_value(&v);
+            self.free_place(pool, rid, node);
+            out.push(sid);
+        }
+        self.nodes.remove(node);
+        if leaving {
+            self.node.remove(node);
+            self.node_alive.remove(node);
+        } else {
+            let rec = self.node.entry(node.to_string()).or_default();
+            rec.lost = true;
+            rec.expires = Some(now + LOST_TTL);
+        }
+        if requeued > 0 {
+            self.publish(WORK, "requeued");
+        }
+        Some(out)
+    }
+}

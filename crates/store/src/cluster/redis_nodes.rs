@@ -1,0 +1,363 @@
+//! The Redis side of nodes, sessions, hubs, pools and events. Steps whose
+//! keys depend on data (a node's sessions, a hub's requests) read that data
+//! first, pass every key to the script, and try again if the script finds
+//! the data changed meanwhile.
+
+use super::redis::{
+    conflict, ms, RedisCluster, ADD_SESSION, ATTEMPTS, FORGET_HUB, HEARTBEAT, RECLAIM, REGISTER,
+    REMOVE_SESSION,
+};
+use super::{
+    parse_session_value, place, session_value, Beat, NodeInfo, NodeState, RecordedEvent,
+    EVENTS_KEPT, FINISHED_TTL, LOST_TTL,
+};
+use crate::redis_store::err;
+use crate::{ErrorKind, StoreError, StoreResult};
+use gridiron_domain::pool::Pool;
+use redis::AsyncCommands;
+use std::collections::HashMap;
+use std::time::Duration;
+
+impl RedisCluster {
+    pub(super) async fn register(&self, info: &NodeInfo, ttl: Duration) -> StoreResult<()> {
+        let json = serde_json::to_string(info)
+            .map_err(|e| StoreError::new("register_node", ErrorKind::Malformed, e.to_string()))?;
+        let k = &self.keys;
+        let _: String = REGISTER
+            .key(k.node(&info.id))
+            .key(k.node_alive(&info.id))
+            .key(k.nodes())
+            .key(k.epochs())
+            .arg(&info.id)
+            .arg(json)
+            .arg(ms(ttl))
+            .arg(crate::now_ms())
+            .invoke_async(&mut self.conn())
+            .await
+            .map_err(err("register_node"))?;
+        Ok(())
+    }
+
+    pub(super) async fn beat(&self, node: &str, used: usize, ttl: Duration) -> StoreResult<Beat> {
+        let n: i64 = HEARTBEAT
+            .key(self.keys.node(node))
+            .key(self.keys.node_alive(node))
+            .arg(ms(ttl))
+            .arg(used)
+            .invoke_async(&mut self.conn())
+            .await
+            .map_err(err("heartbeat"))?;
+        Ok(match n {
+            -1 => Beat::Unknown,
+            -2 => Beat::Lost,
+            d => Beat::Alive { draining: d == 1 },
+        })
+    }
+
+    pub(super) async fn list_nodes(&self) -> StoreResult<Vec<NodeState>> {
+        let ids: Vec<String> = self
+            .conn()
+            .smembers(self.keys.nodes())
+            .await
+            .map_err(err("nodes"))?;
+        let mut out = Vec::new();
+        for id in ids {
+            let (info, used, draining): (Option<String>, Option<usize>, Option<String>) =
+                redis::cmd("HMGET")
+                    .arg(self.keys.node(&id))
+                    .arg(&["info", "used", "draining"])
+                    .query_async(&mut self.conn())
+                    .await
+                    .map_err(err("nodes"))?;
+            let alive: bool = self
+                .conn()
+                .exists(self.keys.node_alive(&id))
+                .await
+                .map_err(err("nodes"))?;
+            let Some(info) = info else { continue };
+            let info = match serde_json::from_str::<NodeInfo>(&info) {
+                Ok(i) => i,
+                Err(e) => {
+                    tracing::warn!(node = %id, error = %e, "skipping a malformed node description");
+                    continue;
+                }
+            };
+            out.push(NodeState {
+                info,
+                used: used.unwrap_or(0),
+                draining: draining.as_deref() == Some("1"),
+                alive,
+            });
+        }
+        // Oldest first; ties by id, so every store lists them alike.
+        out.sort_by(|a, b| (a.info.started_at, &a.info.id).cmp(&(b.info.started_at, &b.info.id)));
+        Ok(out)
+    }
+
+    pub(super) async fn drain(&self, node: &str) -> StoreResult<bool> {
+        let known: bool = self
+            .conn()
+            .sismember(self.keys.nodes(), node)
+            .await
+            .map_err(err("drain_node"))?;
+        if known {
+            let _: () = self
+                .conn()
+                .hset(self.keys.node(node), "draining", "1")
+                .await
+                .map_err(err("drain_node"))?;
+        }
+        Ok(known)
+    }
+
+    /// Declares `node` lost (or, `leaving`, removes it); see `reclaim.lua`.
+    pub(super) async fn reclaim(
+        &self,
+        node: &str,
+        leaving: bool,
+    ) -> StoreResult<Option<Vec<String>>> {
+        let op = if leaving {
+            "remove_node"
+        } else {
+            "reclaim_node"
+        };
+        let k = &self.keys;
+        for _ in 0..ATTEMPTS {
+            let (claims, sessions): (Vec<String>, HashMap<String, String>) = redis::pipe()
+                .smembers(k.node_claims(node))
+                .hgetall(k.node_sessions(node))
+                .query_async(&mut self.conn())
+                .await
+                .map_err(err(op))?;
+            let mut pools: Vec<Option<String>> = Vec::new();
+            if !claims.is_empty() {
+                let mut pipe = redis::pipe();
+                for rid in &claims {
+                    pipe.hget(k.request(rid), "pool");
+                }
+                pools = pipe.query_async(&mut self.conn()).await.map_err(err(op))?;
+            }
+            let mut s = RECLAIM.prepare_invoke();
+            s.key(k.node(node))
+                .key(k.node_alive(node))
+                .key(k.nodes())
+                .key(k.node_claims(node))
+                .key(k.node_sessions(node))
+                .key(k.queue());
+            s.arg(node)
+                .arg(if leaving { "1" } else { "0" })
+                .arg(ms(LOST_TTL))
+                .arg(k.work_channel())
+                .arg(claims.len());
+            for (rid, pool) in claims.iter().zip(&pools) {
+                let pool = pool.as_deref().unwrap_or("");
+                s.key(k.request(rid)).key(k.pool_running(pool));
+                s.arg(rid).arg(pool);
+            }
+            s.arg(sessions.len());
+            for (sid, v) in &sessions {
+                let (_, pool) = parse_session_value(v);
+                s.key(k.route(sid)).key(k.pool_running(pool.unwrap_or("")));
+                s.arg(sid).arg(v);
+            }
+            let mut reply: Vec<String> = s.invoke_async(&mut self.conn()).await.map_err(err(op))?;
+            match reply.first().map(String::as_str) {
+                Some("alive") => return Ok(None),
+                Some("done") => return Ok(Some(reply.split_off(1))),
+                _ => {}
+            }
+        }
+        Err(conflict(op))
+    }
+
+    pub(super) async fn add_route(
+        &self,
+        node: &str,
+        sid: &str,
+        rid: &str,
+        pool: Option<&str>,
+    ) -> StoreResult<()> {
+        let pool = pool.filter(|p| !p.is_empty());
+        let _: i64 = ADD_SESSION
+            .key(self.keys.node_sessions(node))
+            .key(self.keys.route(sid))
+            .key(self.keys.pool_running(pool.unwrap_or("")))
+            .arg(sid)
+            .arg(session_value(rid, pool))
+            .arg(node)
+            .arg(pool.map(|_| place(rid, node)).unwrap_or_default())
+            .invoke_async(&mut self.conn())
+            .await
+            .map_err(err("add_session"))?;
+        Ok(())
+    }
+
+    pub(super) async fn remove_route(&self, node: &str, sid: &str) -> StoreResult<()> {
+        let k = &self.keys;
+        for _ in 0..ATTEMPTS {
+            let v: Option<String> = self
+                .conn()
+                .hget(k.node_sessions(node), sid)
+                .await
+                .map_err(err("remove_session"))?;
+            let v = v.unwrap_or_default();
+            let (rid, pool) = parse_session_value(&v);
+            let reply: String = REMOVE_SESSION
+                .key(k.node_sessions(node))
+                .key(k.route(sid))
+                .key(k.pool_running(pool.unwrap_or("")))
+                .arg(sid)
+                .arg(&v)
+                .arg(pool.map(|_| place(rid, node)).unwrap_or_default())
+                .invoke_async(&mut self.conn())
+                .await
+                .map_err(err("remove_session"))?;
+            if reply == "ok" {
+                return Ok(());
+            }
+        }
+        Err(conflict("remove_session"))
+    }
+
+    /// Forgets every hub whose heartbeat expired; see `forget_hub.lua`.
+    pub(super) async fn forget_hubs(&self) -> StoreResult<(usize, Vec<String>)> {
+        let op = "forget_dead_hubs";
+        let k = &self.keys;
+        let hubs: Vec<String> = self.conn().smembers(k.hubs()).await.map_err(err(op))?;
+        let (mut forgotten, mut orphans) = (0, Vec::new());
+        'hubs: for hub in hubs {
+            for _ in 0..ATTEMPTS {
+                let rids: Vec<String> = self
+                    .conn()
+                    .smembers(k.hub_requests(&hub))
+                    .await
+                    .map_err(err(op))?;
+                let mut s = FORGET_HUB.prepare_invoke();
+                s.key(k.hubs())
+                    .key(k.hub_alive(&hub))
+                    .key(k.queue())
+                    .key(k.hub_requests(&hub));
+                s.arg(&hub).arg(ms(FINISHED_TTL)).arg(rids.len());
+                for rid in &rids {
+                    s.key(k.request(rid));
+                    s.arg(rid);
+                }
+                let mut reply: Vec<String> =
+                    s.invoke_async(&mut self.conn()).await.map_err(err(op))?;
+                match reply.first().map(String::as_str) {
+                    Some("alive") => continue 'hubs,
+                    Some("done") => {
+                        forgotten += 1;
+                        orphans.extend(reply.split_off(1));
+                        continue 'hubs;
+                    }
+                    _ => {}
+                }
+            }
+            return Err(conflict(op));
+        }
+        Ok((forgotten, orphans))
+    }
+
+    pub(super) async fn store_pool(&self, pool: &Pool) -> StoreResult<()> {
+        let json = serde_json::to_string(pool)
+            .map_err(|e| StoreError::new("put_pool", ErrorKind::Malformed, e.to_string()))?;
+        redis::pipe()
+            .atomic()
+            .set(self.keys.pool(&pool.name), json)
+            .sadd(self.keys.pools(), &pool.name)
+            .exec_async(&mut self.conn())
+            .await
+            .map_err(err("put_pool"))
+    }
+
+    pub(super) async fn read_pool(&self, name: &str) -> StoreResult<Option<Pool>> {
+        let json: Option<String> = self
+            .conn()
+            .get(self.keys.pool(name))
+            .await
+            .map_err(err("pool"))?;
+        Ok(json.and_then(|j| match serde_json::from_str(&j) {
+            Ok(p) => Some(p),
+            Err(e) => {
+                tracing::warn!(pool = %name, error = %e, "skipping a malformed pool definition");
+                None
+            }
+        }))
+    }
+
+    pub(super) async fn list_pools(&self) -> StoreResult<Vec<(Pool, usize)>> {
+        let mut names: Vec<String> = self
+            .conn()
+            .smembers(self.keys.pools())
+            .await
+            .map_err(err("pools"))?;
+        names.sort();
+        let mut out = Vec::new();
+        for name in names {
+            if let Some(p) = self.read_pool(&name).await? {
+                let running: usize = self
+                    .conn()
+                    .scard(self.keys.pool_running(&name))
+                    .await
+                    .map_err(err("pools"))?;
+                out.push((p, running));
+            }
+        }
+        Ok(out)
+    }
+
+    pub(super) async fn add_event(&self, kind: &str, fields: &[(&str, &str)]) -> StoreResult<()> {
+        let mut cmd = redis::cmd("XADD");
+        cmd.arg(self.keys.events())
+            .arg("MAXLEN")
+            .arg("~")
+            .arg(EVENTS_KEPT)
+            .arg("*")
+            .arg("type")
+            .arg(kind)
+            .arg("at")
+            .arg(crate::now_ms());
+        for (k, v) in fields {
+            cmd.arg(*k).arg(*v);
+        }
+        let _: String = cmd
+            .query_async(&mut self.conn())
+            .await
+            .map_err(err("event"))?;
+        Ok(())
+    }
+
+    pub(super) async fn read_events(&self, limit: usize) -> StoreResult<Vec<RecordedEvent>> {
+        let entries: Vec<(String, Vec<String>)> = redis::cmd("XREVRANGE")
+            .arg(self.keys.events())
+            .arg("+")
+            .arg("-")
+            .arg("COUNT")
+            .arg(limit)
+            .query_async(&mut self.conn())
+            .await
+            .map_err(err("events"))?;
+        let mut out = Vec::with_capacity(entries.len());
+        for (id, flat) in entries.into_iter().rev() {
+            let mut pairs: Vec<(String, String)> = flat
+                .chunks_exact(2)
+                .map(|p| (p[0].clone(), p[1].clone()))
+                .collect();
+            let take = |pairs: &mut Vec<(String, String)>, name: &str| {
+                let i = pairs.iter().position(|(k, _)| k == name)?;
+                Some(pairs.remove(i).1)
+            };
+            let (Some(kind), Some(at)) = (take(&mut pairs, "type"), take(&mut pairs, "at")) else {
+                tracing::warn!(event = %id, "skipping a malformed event");
+                continue;
+            };
+            out.push(RecordedEvent {
+                kind,
+                at: at.parse().unwrap_or(0),
+                fields: pairs,
+            });
+        }
+        Ok(out)
+    }
+}

@@ -1,0 +1,31 @@
+-- Hands a claimed request's answer to its hub. Mirrors
+-- gridiron_domain::request::step(Event::Complete): only the registration
+-- that holds the claim (same node, same epoch) may answer; a retry of an
+-- answer already given is told the same again. Safe to repeat.
+-- KEYS: request, node claims, pool running set, the hub's alive key.
+-- ARGV: rid, node, epoch, answer, started ('1' if a session runs for it),
+--       ttl ms, the hub the caller believes owns the request, its channel.
+-- Returns {'delivered'}, {'gone'}, {'fenced'}, or {'hub', HUB} when the
+-- request belongs to another hub than passed (call again with its keys).
+local st = redis.call('HGET', KEYS[1], 'state')
+if st then
+  local hub = redis.call('HGET', KEYS[1], 'hub') or ''
+  if hub ~= ARGV[7] then return {'hub', hub} end
+end
+redis.call('SREM', KEYS[2], ARGV[1])
+if ARGV[5] ~= '1' then redis.call('SREM', KEYS[3], ARGV[1] .. '@' .. ARGV[2]) end
+if not st then return {'gone'} end
+local holder = redis.call('HMGET', KEYS[1], 'node', 'epoch')
+local mine = holder[1] == ARGV[2] and holder[2] == ARGV[3]
+if (st == 'done' or st == 'delivered') and mine then return {'delivered'} end
+if st == 'cancelled' then return {'gone'} end
+if st ~= 'claimed' or not mine then return {'fenced'} end
+if redis.call('EXISTS', KEYS[4]) == 0 then
+  redis.call('HSET', KEYS[1], 'state', 'cancelled', 'reason', 'client_gone')
+  redis.call('PEXPIRE', KEYS[1], ARGV[6])
+  return {'gone'}
+end
+redis.call('HSET', KEYS[1], 'state', 'done', 'answer', ARGV[4])
+redis.call('PEXPIRE', KEYS[1], ARGV[6])
+redis.call('PUBLISH', ARGV[8], ARGV[1])
+return {'delivered'}
