@@ -61,9 +61,9 @@ pub async fn serve_app(
         // A client machine that vanishes without closing its sockets is noticed
         // (and its commands and tunnels dropped) within about a minute.
         let keepalive = socket2::TcpKeepalive::new()
-            .with_time(std::time::Duration::from_secs(30))
-            .with_interval(std::time::Duration::from_secs(10))
-            .with_retries(3);
+            .with_time(timing::KEEPALIVE_IDLE)
+            .with_interval(timing::KEEPALIVE_INTERVAL)
+            .with_retries(timing::KEEPALIVE_RETRIES);
         let _ = socket2::SockRef::from(&*tcp).set_tcp_keepalive(&keepalive);
     });
     let (stopped_tx, stopped_rx) = tokio::sync::watch::channel(false);
@@ -83,7 +83,7 @@ pub async fn serve_app(
         r = server => r,
         _ = async {
             stopped().await;
-            tokio::time::sleep(std::time::Duration::from_secs(3)).await;
+            tokio::time::sleep(timing::SERVE_GRACE).await;
         } => Ok(()),
     }
 }

@@ -47,7 +47,7 @@ pub async fn open(
         return upstream_error(format!("upstream websocket URL has no host: {target}"));
     };
     let connect = tokio::net::TcpStream::connect(authority.as_str());
-    let stream = match tokio::time::timeout(std::time::Duration::from_secs(5), connect).await {
+    let stream = match tokio::time::timeout(crate::timing::TUNNEL_CONNECT_TIMEOUT, connect).await {
         Ok(Ok(s)) => s,
         Ok(Err(e)) => return upstream_error(format!("cannot reach {authority}: {e}")),
         Err(_) => return upstream_error(format!("cannot reach {authority}: timed out")),

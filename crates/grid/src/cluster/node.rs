@@ -5,6 +5,7 @@ use super::{encode_answer, secret_matches, CDP_KEY, END_REASON_HEADER, SECRET_HE
 use crate::http;
 use crate::manager::Manager;
 use crate::routes::parse_cdp_query;
+use crate::timing;
 use axum::body::Body;
 use axum::extract::State;
 use axum::http::{Method, Request, Response, StatusCode};
@@ -61,6 +62,12 @@ pub struct NodeAgent {
     stopping: AtomicBool,
     wake: Notify,
     drained: watch::Sender<bool>,
+    /// Bumped whenever a session ends or a start finishes, so a drain waits
+    /// for the node to become idle without polling.
+    changed: watch::Sender<u64>,
+    /// Orders heartbeats: each reads the slots in use while holding it, so a
+    /// slower, older report can never overwrite a newer one.
+    beating: tokio::sync::Mutex<()>,
 }
 
 impl NodeAgent {
@@ -80,6 +87,8 @@ impl NodeAgent {
             stopping: AtomicBool::new(false),
             wake: Notify::new(),
             drained: watch::channel(false).0,
+            changed: watch::channel(0).0,
+            beating: tokio::sync::Mutex::new(()),
         });
         agent
             .cluster
@@ -130,7 +139,7 @@ impl NodeAgent {
                 m = work.recv() => if m.is_none() { return },
                 _ = self.wake.notified() => {}
                 // Notices missed while the store was away, and pool places freed elsewhere.
-                _ = tokio::time::sleep(Duration::from_millis(500)) => {}
+                _ = tokio::time::sleep(timing::QUEUE_RECHECK) => {}
             }
             if !self.takes_work() {
                 continue;
@@ -265,6 +274,7 @@ impl NodeAgent {
             _ => {}
         }
         self.starting.fetch_sub(1, Ordering::SeqCst);
+        self.load_changed();
         self.report_usage().await;
         let answer = encode_answer(&result);
         let completion = retry("complete", || {
@@ -298,6 +308,7 @@ impl NodeAgent {
             }
         }
         self.report_usage().await;
+        self.load_changed();
         self.wake.notify_one();
         if self.draining.load(Ordering::SeqCst) && self.idle() {
             let _ = self.drained.send(true);
@@ -315,10 +326,20 @@ impl NodeAgent {
 
     /// Publishes the slots in use now, so hubs' status is current between heartbeats.
     async fn report_usage(&self) {
-        let _ = self
-            .cluster
+        let _ = self.beat().await;
+    }
+
+    /// Heartbeats with the slots in use now, one heartbeat at a time.
+    async fn beat(&self) -> gridiron_store::StoreResult<Beat> {
+        let _one_at_a_time = self.beating.lock().await;
+        self.cluster
             .heartbeat(&self.cfg.id, self.m.slots_in_use(), self.cfg.heartbeat_ttl)
-            .await;
+            .await
+    }
+
+    /// Tells a waiting drain that the node's load changed.
+    fn load_changed(&self) {
+        self.changed.send_modify(|n| *n = n.wrapping_add(1));
     }
 
     fn idle(&self) -> bool {
@@ -329,17 +350,13 @@ impl NodeAgent {
     /// lost the node (declared lost, or restarted without its data).
     async fn heartbeat(self: Arc<Self>) {
         let ttl = self.cfg.heartbeat_ttl;
-        let every = (ttl / 4).clamp(Duration::from_millis(100), Duration::from_secs(2));
+        let every = (ttl / 4).clamp(timing::NODE_BEAT_MIN, timing::NODE_BEAT_MAX);
         loop {
             tokio::time::sleep(every).await;
             if self.m.is_shut_down() {
                 return;
             }
-            match self
-                .cluster
-                .heartbeat(&self.cfg.id, self.m.slots_in_use(), ttl)
-                .await
-            {
+            match self.beat().await {
                 Ok(Beat::Alive { draining }) => {
                     if draining && !self.draining.load(Ordering::SeqCst) {
                         info!("drain requested");
@@ -401,10 +418,17 @@ impl NodeAgent {
         if let Err(e) = self.cluster.drain_node(&self.cfg.id).await {
             warn!(error = %e, "could not mark the node draining");
         }
-        let deadline = tokio::time::Instant::now() + self.cfg.drain_timeout;
-        while !self.idle() && tokio::time::Instant::now() < deadline {
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        // Subscribed before the first look, so no change between the look
+        // and the wait is missed.
+        let mut changes = self.changed.subscribe();
+        let idle = async {
+            while !self.idle() {
+                if changes.changed().await.is_err() {
+                    return;
+                }
+            }
+        };
+        let _ = tokio::time::timeout(self.cfg.drain_timeout, idle).await;
         let _ = self.drained.send(true);
     }
 
@@ -431,8 +455,8 @@ where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Result<T, gridiron_store::StoreError>>,
 {
-    let mut delay = Duration::from_millis(50);
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    let mut delay = timing::STORE_RETRY_FIRST;
+    let deadline = tokio::time::Instant::now() + timing::STORE_RETRY_FOR;
     loop {
         match f().await {
             Ok(v) => return Ok(v),
@@ -443,7 +467,7 @@ where
             Err(e) => {
                 warn!(op, error = %e, "store write failed; retrying");
                 tokio::time::sleep(delay).await;
-                delay = (delay * 2).min(Duration::from_secs(1));
+                delay = (delay * 2).min(timing::STORE_RETRY_MAX);
             }
         }
     }

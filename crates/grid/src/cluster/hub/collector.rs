@@ -7,17 +7,16 @@ use gridiron_domain::EndReason;
 use gridiron_store::now_ms;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 use tracing::warn;
 
-/// A store call slower than this counts as an outage.
-const SLOW_STORE: Duration = Duration::from_secs(1);
+use crate::timing::{COLLECTOR_LOCK, HUB_TICK, MIN_SETTLE, SLOW_STORE};
 
 impl Hub {
     /// Renews this hub's heartbeat, in a task of its own so that a long
     /// collection round never makes a live hub look dead.
     pub(super) async fn heartbeat(self: Arc<Self>) {
-        let mut tick = tokio::time::interval(Duration::from_millis(500));
+        let mut tick = tokio::time::interval(HUB_TICK);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tick.tick().await;
@@ -41,21 +40,21 @@ impl Hub {
 
     /// Notes a failed store call: the collector waits for a full TTL of
     /// working store before declaring anything lost again.
-    fn store_failed(&self) {
+    pub(super) fn store_failed(&self) {
         *self.healthy_since.lock().unwrap_or_else(|e| e.into_inner()) = Instant::now();
     }
 
     /// Whether the store has worked long enough that every live node and hub
     /// has heartbeated since (after an outage all heartbeats have expired).
-    fn store_settled(&self) -> bool {
+    pub(super) fn store_settled(&self) -> bool {
         let since = *self.healthy_since.lock().unwrap_or_else(|e| e.into_inner());
-        since.elapsed() > self.cfg.heartbeat_ttl.max(Duration::from_secs(2))
+        since.elapsed() > self.cfg.heartbeat_ttl.max(MIN_SETTLE)
     }
 
     /// One hub at a time declares silent nodes lost and drops requests of
     /// silent hubs.
     pub(super) async fn collect(self: Arc<Self>) {
-        let mut tick = tokio::time::interval(Duration::from_millis(500));
+        let mut tick = tokio::time::interval(HUB_TICK);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut rounds = 0u64;
         loop {
@@ -74,7 +73,7 @@ impl Hub {
             let asked = Instant::now();
             match self
                 .cluster
-                .try_lock("gc", &self.cfg.id, Duration::from_millis(450))
+                .try_lock("gc", &self.cfg.id, COLLECTOR_LOCK)
                 .await
             {
                 Ok(true) if asked.elapsed() > SLOW_STORE => {

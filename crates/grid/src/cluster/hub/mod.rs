@@ -127,6 +127,10 @@ impl Hub {
             .cluster
             .subscribe(vec![self.cluster.hub_channel(&self.cfg.id)]);
         while let Some((channel, rid)) = rx.recv().await {
+            if channel.is_empty() {
+                // Reconnected: the store may have restarted and lost its data.
+                self.store_failed();
+            }
             let waiters = self.waiters();
             if channel.is_empty() {
                 waiters.values().for_each(|n| n.notify_one());
@@ -196,15 +200,24 @@ impl Backend for Hub {
     }
 
     async fn locate(&self, id: &str) -> Result<Located, GridError> {
-        match self.node_url(id).await.map_err(store_error)? {
-            Some(node_url) => Ok(Located::Remote(Box::new(routing::NodeSession {
-                hub: self.me(),
-                id: id.to_string(),
-                node_url,
-            }))),
-            None => Ok(Located::NotRunning(
-                NotRunning::of(self.store.as_ref(), id).await.map_err(store_error)?,
-            )),
+        loop {
+            if let Some(node_url) = self.node_url(id).await.map_err(store_error)? {
+                return Ok(Located::Remote(Box::new(routing::NodeSession {
+                    hub: self.me(),
+                    id: id.to_string(),
+                    node_url,
+                })));
+            }
+            let why = NotRunning::of(self.store.as_ref(), id)
+                .await
+                .map_err(store_error)?;
+            // Just after the store came back (perhaps empty), nodes are still
+            // announcing their sessions again: a missing route may only be
+            // late. Wait for it rather than tell a client its session is gone.
+            if matches!(why, NotRunning::Ended(_)) || self.store_settled() {
+                return Ok(Located::NotRunning(why));
+            }
+            tokio::time::sleep(crate::timing::ROUTE_RECHECK).await;
         }
     }
 

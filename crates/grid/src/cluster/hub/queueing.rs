@@ -12,7 +12,6 @@ use gridiron_store::cluster::{Cancelled, QueuedRequest, RequestState};
 use gridiron_store::{now_ms, NewSession};
 use serde_json::{json, Value};
 use std::sync::Arc;
-use std::time::Duration;
 use tokio::sync::Notify;
 use tracing::{info, warn};
 
@@ -116,9 +115,9 @@ impl Hub {
             // lost with a connection. Past the queue deadline only a node's
             // start is awaited, so look more often, but never in a tight loop.
             let wake = if tokio::time::Instant::now() < queue_deadline {
-                queue_deadline.min(tokio::time::Instant::now() + Duration::from_secs(5))
+                queue_deadline.min(tokio::time::Instant::now() + crate::timing::ANSWER_RECHECK)
             } else {
-                tokio::time::Instant::now() + Duration::from_millis(250)
+                tokio::time::Instant::now() + crate::timing::START_RECHECK
             };
             tokio::select! {
                 _ = notify.notified() => {}

@@ -15,7 +15,7 @@ use gridiron_domain::{EndReason, ErrorCode, GridError, Origin};
 use gridiron_store::cluster::NodeState;
 use gridiron_store::now_ms;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 use tracing::warn;
 
 impl Hub {
@@ -27,7 +27,7 @@ impl Hub {
         let mut cache = self.nodes.lock().await;
         let stale = cache
             .0
-            .is_none_or(|t| fresh || t.elapsed() > Duration::from_millis(500));
+            .is_none_or(|t| fresh || t.elapsed() > crate::timing::NODE_CACHE);
         if stale {
             *cache = (Some(Instant::now()), self.cluster.nodes().await?);
         }
