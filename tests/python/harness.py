@@ -18,6 +18,7 @@ import socket
 import sqlite3
 import subprocess
 import tempfile
+import threading
 import time
 
 DEFAULT_BIN = os.path.expanduser("~/.cache/gridiron-target/debug/gridiron")
@@ -105,6 +106,27 @@ def wait_until(predicate, timeout, interval=0.1, what="condition"):
         if time.monotonic() >= deadline:
             raise AssertionError(f"timed out after {timeout:.1f}s waiting for {what}; last value: {last!r}")
         time.sleep(interval)
+
+
+def request_in_background(grid, method, path, body=None, timeout=60.0):
+    """`grid.request(...)` from a daemon thread, for requests that wait (e.g. in the queue).
+
+    Returns (thread, box); when the thread ends, box has "resp" or "error",
+    and "elapsed" (seconds).
+    """
+    box = {}
+
+    def run():
+        started = time.monotonic()
+        try:
+            box["resp"] = grid.request(method, path, body=body, timeout=timeout)
+        except Exception as e:  # reported to the test through the box
+            box["error"] = e
+        box["elapsed"] = time.monotonic() - started
+
+    t = threading.Thread(target=run, daemon=True)
+    t.start()
+    return t, box
 
 
 # --------------------------------------------------------------------------

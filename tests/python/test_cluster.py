@@ -14,7 +14,7 @@ import pytest
 import websocket
 from selenium import webdriver
 
-from harness import Cluster, chrome_caps, http_request, wait_until
+from harness import Cluster, chrome_caps, http_request, request_in_background, wait_until
 
 HEARTBEAT_TTL = 3
 
@@ -174,19 +174,15 @@ def test_pool_defaults_targets_and_concurrency(shared, drivers):
     assert "--lang=de" in chromium.cmdline, chromium.cmdline
     assert json.loads(shared.redis.session(d.session_id)["grid_options"])["labels"] == {"team": "web"}
     # The pool allows one session at a time, even though the other node is free.
-    results = {}
-    t = threading.Thread(
-        target=lambda: results.setdefault("r", a.request("POST", "/session", body=chrome_caps(grid_options={"pool": "web"}), timeout=60)),
-        daemon=True,
-    )
-    t.start()
+    t, results = request_in_background(a, "POST", "/session", body=chrome_caps(grid_options={"pool": "web"}), timeout=60)
     wait_until(lambda: shared.redis.queue_len() == 1, 10, what="second pool session queued")
     time.sleep(1.0)
-    assert "r" not in results and b.status()["sessions"] == 1
+    assert not results and b.status()["sessions"] == 1
     d.quit()
     drivers.remove(d)
     t.join(60)
-    second = results["r"]
+    assert "error" not in results, results
+    second = results["resp"]
     assert second.status == 200, second
     sid = second.value["sessionId"]
     assert shared.node_of(sid) is web
@@ -303,12 +299,7 @@ def test_redis_restart_under_load_recovers_without_help(make_cluster):
     a, b = c.hub(), c.hub()
     c.capacity(a, 2)
     running = [a.new_session_raw(), b.new_session_raw()]
-    waiting = {}
-    t = threading.Thread(
-        target=lambda: waiting.setdefault("r", a.request("POST", "/session", body=chrome_caps(), timeout=90)),
-        daemon=True,
-    )
-    t.start()
+    t, waiting = request_in_background(a, "POST", "/session", body=chrome_caps(), timeout=90)
     wait_until(lambda: c.redis.queue_len() == 1, 10, what="request queued")
     # Everything Redis held is gone: queue, routes, nodes, records.
     c.redis.restart()
@@ -321,7 +312,8 @@ def test_redis_restart_under_load_recovers_without_help(make_cluster):
         assert c.redis.session(sid).get("state") == "running"
     a.delete_session_raw(running[0])
     t.join(60)
-    resp = waiting["r"]
+    assert "error" not in waiting, waiting
+    resp = waiting["resp"]
     assert resp.status == 200, resp
     for sid in (running[1], resp.value["sessionId"]):
         assert b.delete_session_raw(sid).status == 200
