@@ -708,12 +708,19 @@ def _read_reply(reader):
     raise RuntimeError(f"unexpected reply {line!r}")
 
 
-class Hub(Grid):
-    """One `gridiron hub`."""
+class _Member(Grid):
+    """A hub or node of a cluster: shares its Redis and the cluster secret; keeps no local store."""
 
     def __init__(self, binary, redis, env=None, **options):
         super().__init__(binary, env=dict({"GRIDIRON_CLUSTER_SECRET": CLUSTER_SECRET}, **(env or {})), **options)
         self.redis = redis
+
+    def known_session_ids(self):
+        return set()
+
+
+class Hub(_Member):
+    """One `gridiron hub`."""
 
     def command_line(self):
         cmd = [self.binary, "hub", "--host", "127.0.0.1", "--port", str(self.port), "--store", self.redis.url]
@@ -733,22 +740,15 @@ class Hub(Grid):
         except OSError:
             return False
 
-    def known_session_ids(self):
-        return set()
-
     def db_rows(self, where="1=1", args=()):
         raise RuntimeError("a hub has no local store")
 
 
-class Node(Grid):
+class Node(_Member):
     """One `gridiron node` with its own data dir (its processes carry it)."""
 
     # SIGTERM drains a node (waits for its sessions); Ctrl-C stops it at once.
     stop_signal = signal.SIGINT
-
-    def __init__(self, binary, redis, env=None, **options):
-        super().__init__(binary, env=dict({"GRIDIRON_CLUSTER_SECRET": CLUSTER_SECRET}, **(env or {})), **options)
-        self.redis = redis
 
     def command_line(self):
         cmd = [
@@ -785,9 +785,6 @@ class Node(Grid):
             if f'"url":"http://127.0.0.1:{self.port}"' in info:
                 return nid
         return None
-
-    def known_session_ids(self):
-        return set()
 
     def db_rows(self, where="1=1", args=()):
         raise RuntimeError("a node keeps its records in Redis")
