@@ -1,10 +1,38 @@
-"""Helpers shared by the benchmark scripts (Python standard library only)."""
+"""Helpers shared by the benchmark scripts (Python standard library only).
+
+Free ports, process scans, the stand-in driver's PATH directory and the
+redis-server command line come from the test suite's helper module
+(tests/python/harness.py, standard library only), so the suite and the
+benchmarks start and observe processes the same way.
+"""
 
 from __future__ import annotations
 
 import ctypes
-import socket
+import os
+import sys
 from typing import Callable
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests", "python"))
+
+from harness import (  # noqa: E402  (the path above makes it importable)
+    STANDIN_VERSION,
+    free_port,
+    processes_with_env,
+    redis_server_argv,
+    standin_driver_dir,
+)
+
+__all__ = [
+    "STANDIN_VERSION",
+    "free_port",
+    "pdeathsig",
+    "percentile",
+    "processes_with_env",
+    "redis_server_argv",
+    "standin_driver_dir",
+    "tail",
+]
 
 
 def percentile(sorted_vals: list[float], p: float) -> float:
@@ -15,12 +43,6 @@ def percentile(sorted_vals: list[float], p: float) -> float:
     lo = int(k)
     hi = min(lo + 1, len(sorted_vals) - 1)
     return sorted_vals[lo] + (sorted_vals[hi] - sorted_vals[lo]) * (k - lo)
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def pdeathsig(sig: int) -> Callable[[], None] | None:

@@ -47,12 +47,12 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 
-from benchlib import free_port, pdeathsig, percentile, tail
+from benchlib import (STANDIN_VERSION, free_port, pdeathsig, percentile, processes_with_env,
+                      redis_server_argv, standin_driver_dir, tail)
 
 SECRET = "bench-secret-0001"
 NAMESPACE = "gridiron"
 QUEUE_KEY = f"{NAMESPACE}:queue"
-STANDIN_VERSION = "999.0.0.0"
 # Marks every process this run starts (and the stand-in drivers the nodes start).
 MARKER_ENV = "GRIDIRON_SCHED_BENCH_RUN"
 
@@ -165,25 +165,7 @@ class Processes:
 
     def strays(self) -> list[tuple[int, str]]:
         """Live processes carrying this run's marker that are not ours to wait for."""
-        marker = f"{MARKER_ENV}={self.workdir}".encode()
-        found = []
-        for name in os.listdir("/proc"):
-            if not name.isdigit() or int(name) == os.getpid():
-                continue
-            try:
-                with open(f"/proc/{name}/environ", "rb") as f:
-                    if marker not in f.read().split(b"\0"):
-                        continue
-                with open(f"/proc/{name}/stat", "rb") as f:
-                    stat = f.read().decode(errors="replace")
-                if stat[stat.rfind(")") + 2:].startswith("Z"):
-                    continue
-                with open(f"/proc/{name}/cmdline", "rb") as f:
-                    cmd = f.read().replace(b"\0", b" ").decode(errors="replace").strip()
-            except OSError:
-                continue
-            found.append((int(name), cmd))
-        return found
+        return [(p.pid, p.cmd_text) for p in processes_with_env(f"{MARKER_ENV}={self.workdir}")]
 
     def kill_strays(self) -> list[tuple[int, str]]:
         found = self.strays()
@@ -611,23 +593,6 @@ def default_bin_dir() -> str:
     return os.path.join(target, "release")
 
 
-def make_driver_dir(workdir: str, standin: str) -> str:
-    """A PATH directory where `chromedriver` is the stand-in driver and
-    `chromium` a script that only reports a version."""
-    bindir = os.path.join(workdir, "bin")
-    os.makedirs(bindir)
-    os.symlink(standin, os.path.join(bindir, "chromedriver"))
-    script = os.path.join(bindir, "chromium")
-    with open(script, "w") as f:
-        f.write("#!/bin/sh\n"
-                "# Stand-in browser of the Gridiron scheduling benchmark: only asked its version;\n"
-                "# the stand-in driver never starts it.\n"
-                f'if [ "$1" = "--version" ]; then echo "Chromium {STANDIN_VERSION} stand-in"; exit 0; fi\n'
-                'echo "stand-in chromium: not a browser" >&2\nexit 1\n')
-    os.chmod(script, 0o755)
-    return bindir
-
-
 async def wait_until(what: str, check, timeout: float, procs: Processes) -> object:
     deadline = time.monotonic() + timeout
     last = None
@@ -686,8 +651,7 @@ async def run(args, procs: Processes, workdir: str, report: dict) -> bool:
 
     # Redis.
     topo.redis_port = free_port()
-    procs.start("redis", ["redis-server", "--port", str(topo.redis_port), "--bind", "127.0.0.1",
-                          "--save", "", "--appendonly", "no", "--dir", workdir])
+    procs.start("redis", redis_server_argv(topo.redis_port, workdir))
     redis = Redis(topo.redis_port)
 
     async def redis_up():
@@ -917,7 +881,7 @@ def main() -> int:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("GRIDIRON_", "STANDIN_"))}
     # Only the stand-in is discovered: chromedriver/chromium come first on PATH, and with
     # HOME elsewhere ~/.cargo/bin/geckodriver is not found (so Firefox is never complete).
-    env.update(PATH=f"{make_driver_dir(workdir, args.standin)}:/usr/bin:/bin", HOME=home,
+    env.update(PATH=f"{standin_driver_dir(workdir, args.standin)}:/usr/bin:/bin", HOME=home,
                GRIDIRON_LOG="info", **{MARKER_ENV: workdir})
     procs = Processes(workdir, env)
     report: dict = {}

@@ -4,7 +4,7 @@ import net from 'node:net';
 import { after, before, test } from 'node:test';
 import puppeteer from 'puppeteer-core';
 import { chromium } from 'playwright-core';
-import { Grid, eventually, request, servePages } from './harness.mjs';
+import { Grid, eventually, request, servePages, sleep, withTimeout } from './harness.mjs';
 
 let grid;
 let pages;
@@ -101,7 +101,7 @@ test('a browser that dies with a websocket open closes it and ends the session',
   const pid = grid.browserPid(id);
   assert.ok(pid, 'found the browser process');
   process.kill(pid, 'SIGKILL');
-  await Promise.race([disconnected, new Promise((_, rej) => setTimeout(() => rej(new Error('socket stayed open')), 10000))]);
+  await withTimeout(disconnected, 10000, 'the websocket closed when the browser died');
   await idle();
   await eventually('its processes are gone', () => grid.sessionProcesses(id).length === 0);
   assert.ok((await grid.status()).ready, 'the slot is free again');
@@ -151,11 +151,11 @@ test('a CDP session without traffic ends at its idle timeout; traffic keeps it a
   // Traffic every half second for 3 s: longer than the idle timeout, but never idle.
   for (let i = 0; i < 6; i++) {
     assert.equal(await page.evaluate(() => 1), 1);
-    await new Promise((r) => setTimeout(r, 500));
+    await sleep(500);
   }
   const [id] = await grid.sessionIds();
   assert.ok(id, 'still running while busy');
-  await Promise.race([disconnected, new Promise((_, rej) => setTimeout(() => rej(new Error('not ended when idle')), 10000))]);
+  await withTimeout(disconnected, 10000, 'the session ended when idle');
   await idle();
   await eventually('its processes are gone', () => grid.sessionProcesses(id).length === 0);
   const ended = new RegExp(`session ended session=${id} reason="idle_timeout"`);

@@ -2,6 +2,7 @@
 
 * `grid`       one grid per test module (options from the module's GRID_OPTIONS)
 * `make_grid`  dedicated grids for config-specific tests, stopped after the test
+* `make_cluster` dedicated Redis + hubs + nodes, stopped after the test
 * `pages`      local HTTP server with the test pages
 * `drivers`    tracks selenium drivers and quits them after the test
 
@@ -21,7 +22,7 @@ import time
 import pytest
 
 import harness
-from harness import GRIDS, Grid
+from harness import GRIDS, Cluster, Grid
 from pages import PageServer
 
 DEFAULT_CALL_DEADLINE = 120  # seconds per test body, override with @pytest.mark.deadline(N)
@@ -184,6 +185,27 @@ def make_grid(grid_binary):
             continue
         try:
             g.stop()
+        except AssertionError as e:
+            errors.append(str(e))
+    if errors:
+        pytest.fail("\n\n".join(errors), pytrace=False)
+
+
+@pytest.fixture
+def make_cluster(grid_binary):
+    """Factory of `Cluster`s (keyword arguments as for Cluster); all are stopped after the test."""
+    made = []
+
+    def factory(**kwargs):
+        c = Cluster(grid_binary, **kwargs)
+        made.append(c)
+        return c
+
+    yield factory
+    errors = []
+    for c in made:
+        try:
+            c.stop()
         except AssertionError as e:
             errors.append(str(e))
     if errors:

@@ -1,7 +1,12 @@
-"""Helpers to run a Gridiron grid under test and to observe it from outside.
+"""The one helper module of the Python suite (and of the benchmarks in bench/):
+free ports, waiting, process scans, raw HTTP, and the processes under test --
+a standalone grid, a redis-server, hubs and nodes -- started, observed and
+stopped with leak checks.
 
 Everything here is bounded in time: every wait has a deadline and every HTTP
 request has a socket timeout, so a hung grid fails a test instead of hanging CI.
+It uses the standard library only (selenium is imported when a test asks for
+a selenium client) and never pytest, so scripts outside the suite can use it.
 """
 
 import http.client
@@ -13,13 +18,16 @@ import socket
 import sqlite3
 import subprocess
 import tempfile
+import threading
 import time
 
-from selenium import webdriver
-from selenium.webdriver.chrome.options import Options as ChromeOptions
-from selenium.webdriver.remote.client_config import ClientConfig
-
-DEFAULT_BIN = "/root/.cache/gridiron-target/debug/gridiron"
+DEFAULT_BIN = os.path.expanduser("~/.cache/gridiron-target/debug/gridiron")
+STANDIN_NAME = "gridiron-standin-driver"
+# The version the stand-in driver and its stand-in browser report.
+STANDIN_VERSION = "999.0.0.0"
+# Shared by hubs and nodes of a test cluster, and by the CLI run against it.
+CLUSTER_SECRET = "test-cluster-secret-0123"
+NAMESPACE = "gridiron"
 READY_TIMEOUT = 30.0
 STOP_TIMEOUT = 10.0
 LEAK_TIMEOUT = 5.0
@@ -32,19 +40,50 @@ class GridError(AssertionError):
     """A grid misbehaved (did not start, did not stop, leaked processes...)."""
 
 
-def find_binary():
-    """Path of the gridiron binary, or None when it has not been built yet."""
-    explicit = os.environ.get("GRIDIRON_BIN")
+def find_binary(name="gridiron", env_var="GRIDIRON_BIN"):
+    """Path of a debug binary of this workspace, or None when it has not been built yet.
+
+    `env_var` names it explicitly; otherwise it is looked for next to
+    $GRIDIRON_BIN, in $CARGO_TARGET_DIR/debug and in the default target dir.
+    """
+    explicit = os.environ.get(env_var)
     if explicit:
         return explicit if os.path.isfile(explicit) else None
-    candidates = [DEFAULT_BIN]
+    candidates = []
+    if os.environ.get("GRIDIRON_BIN"):
+        candidates.append(os.path.join(os.path.dirname(os.environ["GRIDIRON_BIN"]), name))
     target = os.environ.get("CARGO_TARGET_DIR")
     if target:
-        candidates.append(os.path.join(target, "debug", "gridiron"))
+        candidates.append(os.path.join(target, "debug", name))
+    candidates.append(os.path.join(os.path.dirname(DEFAULT_BIN), name))
     for path in candidates:
         if os.path.isfile(path) and os.access(path, os.X_OK):
             return path
     return None
+
+
+def find_standin_binary():
+    """The stand-in driver (crates/standin-driver), or None when it has not been built."""
+    return find_binary(STANDIN_NAME, "GRIDIRON_STANDIN_BIN")
+
+
+def standin_driver_dir(workdir, standin):
+    """A PATH directory where `chromedriver` is the stand-in driver and
+    `chromium` a script that only reports a version, so a grid whose PATH
+    starts here offers one browser, served without any real browser."""
+    bindir = os.path.join(workdir, "bin")
+    os.makedirs(bindir)
+    os.symlink(standin, os.path.join(bindir, "chromedriver"))
+    script = os.path.join(bindir, "chromium")
+    with open(script, "w") as f:
+        f.write(
+            "#!/bin/sh\n"
+            "# Stand-in browser: only asked its version; the stand-in driver never starts it.\n"
+            f'if [ "$1" = "--version" ]; then echo "Chromium {STANDIN_VERSION} stand-in"; exit 0; fi\n'
+            'echo "stand-in chromium: not a browser" >&2\nexit 1\n'
+        )
+    os.chmod(script, 0o755)
+    return bindir
 
 
 def free_port():
@@ -67,6 +106,27 @@ def wait_until(predicate, timeout, interval=0.1, what="condition"):
         if time.monotonic() >= deadline:
             raise AssertionError(f"timed out after {timeout:.1f}s waiting for {what}; last value: {last!r}")
         time.sleep(interval)
+
+
+def request_in_background(grid, method, path, body=None, timeout=60.0):
+    """`grid.request(...)` from a daemon thread, for requests that wait (e.g. in the queue).
+
+    Returns (thread, box); when the thread ends, box has "resp" or "error",
+    and "elapsed" (seconds).
+    """
+    box = {}
+
+    def run():
+        started = time.monotonic()
+        try:
+            box["resp"] = grid.request(method, path, body=body, timeout=timeout)
+        except Exception as e:  # reported to the test through the box
+            box["error"] = e
+        box["elapsed"] = time.monotonic() - started
+
+    t = threading.Thread(target=run, daemon=True)
+    t.start()
+    return t, box
 
 
 # --------------------------------------------------------------------------
@@ -113,9 +173,12 @@ def _read(path, mode="rb"):
         return f.read()
 
 
-def scan_processes(data_dir):
-    """All live processes whose environment has GRIDIRON_DATA_DIR=<data_dir> exactly."""
-    marker = f"GRIDIRON_DATA_DIR={data_dir}".encode()
+def processes_with_env(entry):
+    """All live processes whose environment has `entry` ("NAME=value") exactly.
+
+    A zombie has no environment left, so it is never listed.
+    """
+    marker = entry.encode()
     me = os.getpid()
     found = []
     for name in os.listdir("/proc"):
@@ -149,7 +212,7 @@ def kill_pids(pids, sig=signal.SIGKILL):
     for pid in pids:
         try:
             os.kill(pid, sig)
-        except ProcessLookupError:
+        except (ProcessLookupError, PermissionError):
             pass
 
 
@@ -219,9 +282,10 @@ class Grid:
     # The signal that stops this kind of process at once.
     stop_signal = signal.SIGTERM
 
-    def __init__(self, binary, **options):
+    def __init__(self, binary, env=None, **options):
         self.binary = binary
         self.options = options
+        self.env = dict(env or {})  # added to this process's environment
         self.port = free_port()
         self.data_dir = os.path.realpath(tempfile.mkdtemp(prefix="gridiron-test-"))
         self.log_path = os.path.join(self.data_dir, "grid.log")
@@ -248,7 +312,10 @@ class Grid:
         env = dict(os.environ)
         env.setdefault("NO_COLOR", "1")
         env.setdefault("RUST_BACKTRACE", "1")
-        self._log_file = open(self.log_path, "ab")
+        env.update(self.env)
+        self.stopped = False
+        self.exit_code = None
+        self._log_file = self._log_file or open(self.log_path, "ab")
         self._log_file.write(("$ " + " ".join(self.command_line()) + "\n").encode())
         self._log_file.flush()
         self.proc = subprocess.Popen(
@@ -259,7 +326,8 @@ class Grid:
             env=env,
             start_new_session=True,
         )
-        GRIDS.append(self)
+        if self not in GRIDS:
+            GRIDS.append(self)
         self.wait_ready()
         return self
 
@@ -285,6 +353,13 @@ class Grid:
 
     def signal(self, sig):
         self.proc.send_signal(sig)
+
+    def kill_hard(self):
+        """SIGKILL the process's group (not its sessions' groups, which are their own)."""
+        self.stopped = True
+        os.killpg(self.proc.pid, signal.SIGKILL)
+        self.proc.wait(timeout=10)
+        self.exit_code = "killed"
 
     def terminate(self, timeout=STOP_TIMEOUT):
         """Signal the grid to stop and wait for it. Returns (exit code, seconds taken)."""
@@ -382,10 +457,14 @@ class Grid:
     def delete_session_raw(self, session_id, timeout=30.0):
         return self.request("DELETE", f"/session/{session_id}", timeout=timeout)
 
-    def remote(self, path="", grid_options=None, browser_name=None, timeout=90):
-        """A selenium Remote driver through this grid (plain ChromeOptions)."""
+    def remote(self, path="", grid_options=None, browser_name=None, timeout=90, options=None):
+        """A selenium Remote driver through this grid (plain ChromeOptions unless `options`)."""
+        from selenium import webdriver
+        from selenium.webdriver.remote.client_config import ClientConfig
+
         url = self.url + path
-        options = webdriver.FirefoxOptions() if browser_name == "firefox" else ChromeOptions()
+        if options is None:
+            options = webdriver.FirefoxOptions() if browser_name == "firefox" else webdriver.ChromeOptions()
         if browser_name:
             options.set_capability("browserName", browser_name)
         if grid_options is not None:
@@ -452,7 +531,7 @@ class Grid:
     # ---- processes -----------------------------------------------------------
 
     def processes(self):
-        return scan_processes(self.data_dir)
+        return processes_with_env(f"GRIDIRON_DATA_DIR={self.data_dir}")
 
     def session_processes(self, session_id):
         return [p for p in self.processes() if p.session == session_id]
@@ -507,3 +586,274 @@ class Grid:
             return sorted(os.listdir(self.sessions_dir))
         except FileNotFoundError:
             return []
+
+
+# --------------------------------------------------------------------------
+# The scaled-out grid: a real redis-server, hubs and nodes
+# --------------------------------------------------------------------------
+
+
+def redis_server_argv(port, directory):
+    """A redis-server on loopback that keeps nothing on disk: killed, it forgets everything."""
+    return ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", directory]
+
+
+class Redis:
+    """One redis-server on a free port, with its own directory, read with a minimal RESP client."""
+
+    def __init__(self, env=None):
+        self.port = free_port()
+        self.dir = tempfile.mkdtemp(prefix="gridiron-redis-")
+        self.env = dict(env or {})  # added to the server's environment
+        self.proc = None
+
+    @property
+    def url(self):
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self):
+        if shutil.which("redis-server") is None:
+            raise GridError("redis-server is not installed (scripts/install-deps)")
+        self.proc = subprocess.Popen(
+            redis_server_argv(self.port, self.dir),
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            env=dict(os.environ, **self.env),
+            start_new_session=True,
+        )
+        wait_until(self._answers, 10, what="redis-server to accept connections")
+        return self
+
+    def _answers(self):
+        if self.proc.poll() is not None:
+            raise GridError(f"redis-server on {self.port} exited with code {self.proc.poll()}")
+        try:
+            return self.command("PING") == "PONG"
+        except OSError:
+            return False
+
+    def kill(self):
+        """SIGKILL: the server loses everything it held (no persistence)."""
+        if self.proc and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(timeout=10)
+
+    def restart(self):
+        """Kill and start again on the same port, empty."""
+        self.kill()
+        return self.start()
+
+    def stop(self):
+        self.kill()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+    def command(self, *args, timeout=5.0):
+        """One command; returns the decoded reply (str, int, list or None)."""
+        with socket.create_connection(("127.0.0.1", self.port), timeout=timeout) as s:
+            payload = f"*{len(args)}\r\n".encode()
+            for a in args:
+                b = str(a).encode()
+                payload += f"${len(b)}\r\n".encode() + b + b"\r\n"
+            s.sendall(payload)
+            reader = s.makefile("rb")
+            return _read_reply(reader)
+
+    def hash(self, key):
+        flat = self.command("HGETALL", f"{NAMESPACE}:{key}") or []
+        return dict(zip(flat[::2], flat[1::2]))
+
+    def events(self):
+        """The lifecycle event stream, oldest first, as dicts."""
+        entries = self.command("XRANGE", f"{NAMESPACE}:events", "-", "+") or []
+        return [dict(zip(fields[::2], fields[1::2])) for _, fields in entries]
+
+    def session(self, session_id):
+        return self.hash(f"session:{session_id}")
+
+    def queue_len(self):
+        return self.command("ZCARD", f"{NAMESPACE}:queue")
+
+    def wait_ended(self, session_id, reason=None, timeout=10.0):
+        rec = wait_until(
+            lambda: (lambda r: r if r.get("state") == "ended" else None)(self.session(session_id)),
+            timeout,
+            what=f"session {session_id} ended in the store",
+        )
+        if reason is not None:
+            assert rec.get("end_reason") == reason, rec
+        return rec
+
+
+def _read_reply(reader):
+    line = reader.readline()
+    if not line:
+        raise OSError("redis closed the connection")
+    kind, rest = line[:1], line[1:-2]
+    if kind == b"+":
+        return rest.decode()
+    if kind == b"-":
+        raise RuntimeError(rest.decode())
+    if kind == b":":
+        return int(rest)
+    if kind == b"$":
+        n = int(rest)
+        if n < 0:
+            return None
+        data = reader.read(n + 2)[:-2]
+        return data.decode()
+    if kind == b"*":
+        n = int(rest)
+        return None if n < 0 else [_read_reply(reader) for _ in range(n)]
+    raise RuntimeError(f"unexpected reply {line!r}")
+
+
+class _Member(Grid):
+    """A hub or node of a cluster: shares its Redis and the cluster secret; keeps no local store."""
+
+    def __init__(self, binary, redis, env=None, **options):
+        super().__init__(binary, env=dict({"GRIDIRON_CLUSTER_SECRET": CLUSTER_SECRET}, **(env or {})), **options)
+        self.redis = redis
+
+    def known_session_ids(self):
+        return set()
+
+
+class Hub(_Member):
+    """One `gridiron hub`."""
+
+    def command_line(self):
+        cmd = [self.binary, "hub", "--host", "127.0.0.1", "--port", str(self.port), "--store", self.redis.url]
+        for key, value in self.options.items():
+            cmd += ["--" + key.replace("_", "-"), str(value)]
+        return cmd
+
+    def wait_ready(self, timeout=READY_TIMEOUT):
+        # A hub is up once it answers; it is "ready" only when some node has room.
+        wait_until(self._answers, timeout, what=f"hub on {self.port} to answer")
+
+    def _answers(self):
+        if self.proc.poll() is not None:
+            raise GridError(f"hub exited with code {self.proc.poll()}\n{self.log_tail()}")
+        try:
+            return http_request(self.port, "GET", "/status", timeout=2).status == 200
+        except OSError:
+            return False
+
+    def db_rows(self, where="1=1", args=()):
+        raise RuntimeError("a hub has no local store")
+
+
+class Node(_Member):
+    """One `gridiron node` with its own data dir (its processes carry it)."""
+
+    # SIGTERM drains a node (waits for its sessions); Ctrl-C stops it at once.
+    stop_signal = signal.SIGINT
+
+    def command_line(self):
+        cmd = [
+            self.binary, "node", "--host", "127.0.0.1", "--port", str(self.port),
+            "--data-dir", self.data_dir, "--store", self.redis.url,
+            "--advertise-url", f"http://127.0.0.1:{self.port}",
+        ]
+        for key, value in self.options.items():
+            values = value if isinstance(value, list) else [value]
+            for v in values:
+                if v is True:
+                    cmd += ["--" + key.replace("_", "-")]
+                else:
+                    cmd += ["--" + key.replace("_", "-"), str(v)]
+        return cmd
+
+    def request(self, method, path, body=None, headers=None, timeout=30.0):
+        hdrs = {"x-gridiron-cluster-secret": CLUSTER_SECRET}
+        hdrs.update(headers or {})
+        return http_request(self.port, method, path, body=body, headers=hdrs, timeout=timeout)
+
+    def wait_ready(self, timeout=READY_TIMEOUT):
+        def registered():
+            if self.proc.poll() is not None:
+                raise GridError(f"node exited with code {self.proc.poll()}\n{self.log_tail()}")
+            return self.node_id()
+
+        wait_until(registered, timeout, what=f"node on {self.port} to register")
+
+    def node_id(self):
+        """This node's id, from the registered nodes' URLs."""
+        for nid in self.redis.command("SMEMBERS", f"{NAMESPACE}:nodes") or []:
+            info = self.redis.hash(f"node:{nid}").get("info", "")
+            if f'"url":"http://127.0.0.1:{self.port}"' in info:
+                return nid
+        return None
+
+    def db_rows(self, where="1=1", args=()):
+        raise RuntimeError("a node keeps its records in Redis")
+
+    def browsers(self):
+        return [p for p in self.processes() if p.is_chromium()]
+
+
+class Cluster:
+    """Redis, nodes and hubs started together and stopped together.
+
+    `env` is added to the environment of every process started (e.g. a PATH
+    that offers only the stand-in driver, or a marker to scan for).
+    """
+
+    def __init__(self, binary, heartbeat_ttl=3, env=None):
+        self.binary = binary
+        self.heartbeat_ttl = heartbeat_ttl
+        self.env = dict(env or {})
+        self.redis = Redis(env=self.env).start()
+        self.nodes = []
+        self.hubs = []
+
+    def node(self, **options):
+        options.setdefault("max_sessions", 1)
+        options.setdefault("heartbeat_ttl", self.heartbeat_ttl)
+        n = Node(self.binary, self.redis, env=self.env, **options)
+        self.nodes.append(n)
+        return n.start()
+
+    def hub(self, **options):
+        options.setdefault("queue_timeout", 60)
+        options.setdefault("heartbeat_ttl", self.heartbeat_ttl)
+        h = Hub(self.binary, self.redis, env=self.env, **options)
+        self.hubs.append(h)
+        return h.start()
+
+    def cli(self, *args):
+        """`gridiron <args> --store <this cluster's redis>`, finished."""
+        env = dict(os.environ, GRIDIRON_CLUSTER_SECRET=CLUSTER_SECRET, **self.env)
+        return subprocess.run([self.binary, *args, "--store", self.redis.url], capture_output=True, text=True, timeout=30, env=env)
+
+    def capacity(self, hub, slots, timeout=20):
+        """Wait until `hub` reports `slots` slots and is ready; return its status."""
+        return wait_until(
+            lambda: (lambda s: s if s.get("maxSessions") == slots and s["ready"] else None)(hub.status()),
+            timeout,
+            what=f"hub to report {slots} free slots",
+        )
+
+    def node_of(self, session_id, timeout=10):
+        """The node whose processes belong to session_id."""
+        found = wait_until(
+            lambda: [n for n in self.nodes if n.running() and n.session_processes(session_id)],
+            timeout,
+            what=f"the node running {session_id}",
+        )
+        assert len(found) == 1, found
+        return found[0]
+
+    def stop(self):
+        """Stop every hub and node (each checked for leaks), then Redis."""
+        errors = []
+        for g in self.hubs + self.nodes:
+            if g.proc is not None:
+                try:
+                    g.stop()
+                except AssertionError as e:
+                    errors.append(str(e))
+        self.redis.stop()
+        if errors:
+            raise GridError("\n\n".join(errors))

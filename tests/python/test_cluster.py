@@ -7,121 +7,44 @@ and two hubs; tests that kill or drain processes build their own.
 import json
 import os
 import signal
-import subprocess
 import threading
 import time
 
 import pytest
 import websocket
 from selenium import webdriver
-from selenium.webdriver.remote.client_config import ClientConfig
 
-from cluster import SECRET, Hub, Node, Redis
-from harness import chrome_caps, http_request, wait_until
+from harness import Cluster, chrome_caps, http_request, request_in_background, wait_until
 
 HEARTBEAT_TTL = 3
 
 
-def remote(hub, grid_options=None, timeout=90):
-    options = webdriver.ChromeOptions()
-    if grid_options is not None:
-        options.set_capability("gridiron:options", grid_options)
-    config = ClientConfig(remote_server_addr=hub.url, timeout=timeout)
-    return webdriver.Remote(command_executor=hub.url, options=options, client_config=config)
-
-
-def gridiron_cli(binary, *args):
-    env = dict(os.environ, GRIDIRON_CLUSTER_SECRET=SECRET)
-    return subprocess.run([binary, *args], capture_output=True, text=True, timeout=30, env=env)
-
-
-class Cluster:
-    """Redis, nodes and hubs started together and stopped together."""
-
-    def __init__(self, binary):
-        self.binary = binary
-        self.redis = Redis().start()
-        self.nodes = []
-        self.hubs = []
-
-    def node(self, **options):
-        options.setdefault("max_sessions", 1)
-        options.setdefault("heartbeat_ttl", HEARTBEAT_TTL)
-        n = Node(self.binary, self.redis, **options)
-        self.nodes.append(n)
-        return n.start()
-
-    def hub(self, **options):
-        options.setdefault("queue_timeout", 60)
-        options.setdefault("heartbeat_ttl", HEARTBEAT_TTL)
-        h = Hub(self.binary, self.redis, **options)
-        self.hubs.append(h)
-        return h.start()
-
-    def cli(self, *args):
-        return gridiron_cli(self.binary, *args, "--store", self.redis.url)
-
-    def capacity(self, hub, slots, timeout=20):
-        return wait_until(
-            lambda: (lambda s: s if s.get("maxSessions") == slots and s["ready"] else None)(hub.status()),
-            timeout,
-            what=f"hub to report {slots} free slots",
-        )
-
-    def stop(self):
-        errors = []
-        for g in self.hubs + self.nodes:
-            if g.proc is not None:
-                try:
-                    g.stop()
-                except AssertionError as e:
-                    errors.append(str(e))
-        self.redis.stop()
-        if errors:
-            pytest.fail("\n\n".join(errors), pytrace=False)
-
-
 @pytest.fixture(scope="module")
 def shared(grid_binary):
-    c = Cluster(grid_binary)
-    created = c.cli("pools", "create", "web", "--browser", "chrome", "--arg=--lang=de", "--label", "team=web", "--max-concurrency", "1")
-    assert created.returncode == 0, created.stderr
-    c.node(pool="web")
-    c.node(label="zone=b")
-    c.hub()
-    c.hub()
-    c.capacity(c.hubs[0], 2)
+    c = Cluster(grid_binary, heartbeat_ttl=HEARTBEAT_TTL)
+    try:
+        created = c.cli("pools", "create", "web", "--browser", "chrome", "--arg=--lang=de", "--label", "team=web", "--max-concurrency", "1")
+        assert created.returncode == 0, created.stderr
+        c.node(pool="web")
+        c.node(label="zone=b")
+        c.hub()
+        c.hub()
+        c.capacity(c.hubs[0], 2)
+    except BaseException:
+        c.stop()
+        raise
     yield c
     c.stop()
 
 
 @pytest.fixture
-def make_cluster(grid_binary):
-    made = []
-
-    def factory():
-        c = Cluster(grid_binary)
-        made.append(c)
-        return c
-
-    yield factory
-    for c in made:
-        c.stop()
+def make_cluster(make_cluster):
+    """Clusters with this module's heartbeat TTL."""
+    return lambda: make_cluster(heartbeat_ttl=HEARTBEAT_TTL)
 
 
 def titled(title):
     return f"data:text/html,<title>{title}</title>"
-
-
-def node_of(cluster, session_id):
-    """The node whose processes belong to session_id."""
-    found = wait_until(
-        lambda: [n for n in cluster.nodes if n.proc and n.proc.poll() is None and n.session_processes(session_id)],
-        10,
-        what=f"the node running {session_id}",
-    )
-    assert len(found) == 1, found
-    return found[0]
 
 
 def cdp_over(hub, session_id):
@@ -147,7 +70,7 @@ def test_sessions_work_through_either_hub(shared, drivers):
     status = b.status()
     assert status["maxSessions"] == 2 and len(status["nodes"]) == 2
     assert {n["availability"] for n in status["nodes"]} == {"UP"}
-    d = remote(a)
+    d = a.remote()
     drivers.append(d)
     d.get(titled("through-a"))
     sid = d.session_id
@@ -160,7 +83,7 @@ def test_sessions_work_through_either_hub(shared, drivers):
     assert d.title == "through-b"
     assert "Chrome" in cdp_over(b, sid)["product"] or "Chromium" in cdp_over(b, sid)["product"]
     assert b.status()["sessions"] == 1
-    node = node_of(shared, sid)
+    node = shared.node_of(sid)
     d.quit()
     drivers.remove(d)
     shared.redis.wait_ended(sid, "quit")
@@ -244,33 +167,29 @@ def test_pool_defaults_targets_and_concurrency(shared, drivers):
     web, other = shared.nodes
     listed = shared.cli("pools", "list")
     assert listed.returncode == 0 and "web" in listed.stdout and "--lang=de" in listed.stdout, listed
-    d = remote(a, {"pool": "web", "name": "pooled"})
+    d = a.remote(grid_options={"pool": "web", "name": "pooled"})
     drivers.append(d)
-    assert node_of(shared, d.session_id) is web
+    assert shared.node_of(d.session_id) is web
     chromium = web.chromium_main_of(d.session_id)
     assert "--lang=de" in chromium.cmdline, chromium.cmdline
     assert json.loads(shared.redis.session(d.session_id)["grid_options"])["labels"] == {"team": "web"}
     # The pool allows one session at a time, even though the other node is free.
-    results = {}
-    t = threading.Thread(
-        target=lambda: results.setdefault("r", a.request("POST", "/session", body=chrome_caps(grid_options={"pool": "web"}), timeout=60)),
-        daemon=True,
-    )
-    t.start()
+    t, results = request_in_background(a, "POST", "/session", body=chrome_caps(grid_options={"pool": "web"}), timeout=60)
     wait_until(lambda: shared.redis.queue_len() == 1, 10, what="second pool session queued")
     time.sleep(1.0)
-    assert "r" not in results and b.status()["sessions"] == 1
+    assert not results and b.status()["sessions"] == 1
     d.quit()
     drivers.remove(d)
     t.join(60)
-    second = results["r"]
+    assert "error" not in results, results
+    second = results["resp"]
     assert second.status == 200, second
     sid = second.value["sessionId"]
-    assert node_of(shared, sid) is web
+    assert shared.node_of(sid) is web
     b.delete_session_raw(sid)
     # Node labels target the other node.
     sid = a.new_session_raw(chrome_caps(grid_options={"nodeLabels": {"zone": "b"}}))
-    assert node_of(shared, sid) is other
+    assert shared.node_of(sid) is other
     a.delete_session_raw(sid)
     for caps, needle in [
         (chrome_caps(grid_options={"pool": "nosuch"}), "no pool named nosuch"),
@@ -331,7 +250,7 @@ def test_killed_node_loses_its_sessions_and_its_slots_come_back(make_cluster):
     hub = c.hub()
     c.capacity(hub, 2)
     s1, s2 = hub.new_session_raw(), hub.new_session_raw()
-    victim, survivor = node_of(c, s1), node_of(c, s2)
+    victim, survivor = c.node_of(s1), c.node_of(s2)
     assert victim is not survivor
     assert victim.browsers()
     victim.kill_hard()
@@ -353,7 +272,7 @@ def test_killed_node_loses_its_sessions_and_its_slots_come_back(make_cluster):
     hub.delete_session_raw(s2)
     # The reclaimed capacity serves new sessions.
     s3 = hub.new_session_raw()
-    assert node_of(c, s3) is survivor
+    assert c.node_of(s3) is survivor
     hub.delete_session_raw(s3)
 
 
@@ -380,12 +299,7 @@ def test_redis_restart_under_load_recovers_without_help(make_cluster):
     a, b = c.hub(), c.hub()
     c.capacity(a, 2)
     running = [a.new_session_raw(), b.new_session_raw()]
-    waiting = {}
-    t = threading.Thread(
-        target=lambda: waiting.setdefault("r", a.request("POST", "/session", body=chrome_caps(), timeout=90)),
-        daemon=True,
-    )
-    t.start()
+    t, waiting = request_in_background(a, "POST", "/session", body=chrome_caps(), timeout=90)
     wait_until(lambda: c.redis.queue_len() == 1, 10, what="request queued")
     # Everything Redis held is gone: queue, routes, nodes, records.
     c.redis.restart()
@@ -398,7 +312,8 @@ def test_redis_restart_under_load_recovers_without_help(make_cluster):
         assert c.redis.session(sid).get("state") == "running"
     a.delete_session_raw(running[0])
     t.join(60)
-    resp = waiting["r"]
+    assert "error" not in waiting, waiting
+    resp = waiting["resp"]
     assert resp.status == 200, resp
     for sid in (running[1], resp.value["sessionId"]):
         assert b.delete_session_raw(sid).status == 200
@@ -420,7 +335,7 @@ def test_drain_finishes_running_sessions_and_takes_no_new_ones(make_cluster):
     assert refused.status == 500 and refused.value["error"] == "session not created", refused
     other = c.node(max_sessions=1)
     served = hub.new_session_raw()
-    assert node_of(c, served) is other
+    assert c.node_of(served) is other
     # The running session keeps working until its client is done.
     nav = hub.request("POST", f"/session/{sid}/url", body={"url": titled("draining")})
     assert nav.status == 200, nav
@@ -467,7 +382,7 @@ def test_bidi_through_a_hub(shared, drivers, pages):
     a, _ = shared.hubs
     options = webdriver.ChromeOptions()
     options.set_capability("webSocketUrl", True)
-    d = webdriver.Remote(command_executor=a.url, options=options, client_config=ClientConfig(remote_server_addr=a.url, timeout=90))
+    d = a.remote(options=options)
     drivers.append(d)
     assert d.capabilities["webSocketUrl"] == f"ws://127.0.0.1:{a.port}/session/{d.session_id}/se/bidi"
     seen = []

@@ -3,12 +3,11 @@
 import json
 import re
 import socket
-import threading
 import time
 
 import pytest
 
-from harness import chrome_caps, wait_until
+from harness import chrome_caps, request_in_background, wait_until
 
 
 def assert_session_not_created(resp):
@@ -21,19 +20,7 @@ def assert_session_not_created(resp):
 
 
 def post_session_in_thread(grid, timeout=60):
-    box = {}
-
-    def run():
-        started = time.monotonic()
-        try:
-            box["resp"] = grid.request("POST", "/session", body=chrome_caps(), timeout=timeout)
-        except Exception as e:
-            box["error"] = e
-        box["elapsed"] = time.monotonic() - started
-
-    t = threading.Thread(target=run, daemon=True)
-    t.start()
-    return t, box
+    return request_in_background(grid, "POST", "/session", body=chrome_caps(), timeout=timeout)
 
 
 def test_queue_timeout(make_grid, drivers):

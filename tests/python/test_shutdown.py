@@ -1,11 +1,10 @@
 """SIGTERM ends every session, removes their files and exits 0."""
 
 import os
-import threading
 
 import pytest
 
-from harness import chrome_caps, wait_until
+from harness import chrome_caps, request_in_background, wait_until
 
 
 @pytest.mark.deadline(90)
@@ -43,16 +42,7 @@ def test_sigterm_with_a_queued_request(make_grid):
     """A client waiting in the queue gets an answer (or the connection closes) and nothing leaks."""
     g = make_grid(max_sessions=1, queue_timeout=60)
     holder = g.remote()
-    box = {}
-
-    def queued():
-        try:
-            box["resp"] = g.request("POST", "/session", body=chrome_caps(), timeout=30)
-        except Exception as e:
-            box["error"] = e
-
-    t = threading.Thread(target=queued, daemon=True)
-    t.start()
+    t, box = request_in_background(g, "POST", "/session", body=chrome_caps(), timeout=30)
     wait_until(lambda: g.status()["queue"] == 1, 5, what="one queued request")
     code, _ = g.terminate(timeout=10)
     assert code == 0

@@ -3,16 +3,10 @@
 import time
 
 from selenium import webdriver
-from selenium.webdriver.remote.client_config import ClientConfig
 
 from harness import wait_until
 
 GRID_OPTIONS = {"max_sessions": 2, "queue_timeout": 60}
-
-
-def remote(grid, options):
-    config = ClientConfig(remote_server_addr=grid.url, timeout=90)
-    return webdriver.Remote(command_executor=grid.url, options=options, client_config=config)
 
 
 def bidi_console_round_trip(driver, pages):
@@ -28,7 +22,7 @@ def bidi_console_round_trip(driver, pages):
 def test_chromium_session_advertises_cdp_and_bidi_through_the_grid(grid, drivers):
     options = webdriver.ChromeOptions()
     options.set_capability("webSocketUrl", True)
-    d = remote(grid, options)
+    d = grid.remote(options=options)
     drivers.append(d)
     caps = d.capabilities
     prefix = f"ws://127.0.0.1:{grid.port}/session/{d.session_id}"
@@ -38,7 +32,7 @@ def test_chromium_session_advertises_cdp_and_bidi_through_the_grid(grid, drivers
 
 
 def test_execute_cdp_cmd(grid, drivers):
-    d = remote(grid, webdriver.ChromeOptions())
+    d = grid.remote(options=webdriver.ChromeOptions())
     drivers.append(d)
     d.get("data:text/html,<title>cdp</title>")
     result = d.execute_cdp_cmd("Runtime.evaluate", {"expression": "6 * 7"})
@@ -50,7 +44,7 @@ def test_execute_cdp_cmd(grid, drivers):
 def test_bidi_console_listener_on_chromium(grid, drivers, pages):
     options = webdriver.ChromeOptions()
     options.set_capability("webSocketUrl", True)
-    d = remote(grid, options)
+    d = grid.remote(options=options)
     drivers.append(d)
     seen = bidi_console_round_trip(d, pages)
     assert any(m.text == "through the grid" for m in seen)
@@ -60,7 +54,7 @@ def test_bidi_keeps_idle_session_alive_while_open(make_grid, drivers):
     g = make_grid(max_sessions=1, idle_timeout=2)
     options = webdriver.ChromeOptions()
     options.set_capability("webSocketUrl", True)
-    d = remote(g, options)
+    d = g.remote(options=options)
     drivers.append(d)
     d.script.add_console_message_handler(lambda m: None)  # opens the BiDi websocket
     time.sleep(3.5)
@@ -72,7 +66,7 @@ def test_bidi_keeps_idle_session_alive_while_open(make_grid, drivers):
 def test_firefox_bidi_round_trip(grid, drivers, pages):
     options = webdriver.FirefoxOptions()
     options.set_capability("webSocketUrl", True)
-    d = remote(grid, options)
+    d = grid.remote(options=options)
     drivers.append(d)
     assert d.capabilities["browserName"] == "firefox"
     assert d.capabilities["webSocketUrl"] == f"ws://127.0.0.1:{grid.port}/session/{d.session_id}/se/bidi"
