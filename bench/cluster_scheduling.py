@@ -836,7 +836,7 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--gridiron", default=os.path.join(default_bin_dir(), "gridiron"),
-                    help="gridiron binary built with --features redis "
+                    help="gridiron release binary "
                          "[default: $CARGO_TARGET_DIR or ~/.cache/gridiron-target, /release/gridiron]")
     ap.add_argument("--standin", help="the stand-in driver binary [default: gridiron-standin-driver "
                                       "next to --gridiron]")
@@ -858,14 +858,14 @@ def main() -> int:
     args.gridiron = os.path.abspath(args.gridiron)
     args.standin = os.path.abspath(args.standin or os.path.join(
         os.path.dirname(args.gridiron), "gridiron-standin-driver"))
-    for path, hint in [(args.gridiron, "cargo build --release -p gridiron --features redis"),
+    for path, hint in [(args.gridiron, "cargo build --release -p gridiron"),
                        (args.standin, "cargo build --release -p gridiron-standin-driver")]:
         if not os.access(path, os.X_OK):
             print(f"missing {path}; build it with: {hint}", file=sys.stderr)
             return 2
     if subprocess.run([args.gridiron, "hub", "--help"], capture_output=True).returncode != 0:
         print(f"{args.gridiron} has no `hub` command; build it with: "
-              "cargo build --release -p gridiron --features redis", file=sys.stderr)
+              "cargo build --release -p gridiron", file=sys.stderr)
         return 2
     if shutil.which("redis-server") is None:
         print("redis-server not found (apt-get install -y redis-server)", file=sys.stderr)
