@@ -180,6 +180,9 @@ pub trait Backend: Send + Sync + 'static {
     /// The version of the Chromium sessions would get, for `/json/version`.
     async fn chromium_version(&self) -> Option<String>;
 
+    /// The tasks this role runs (tunnels and ends spawned by the front end among them).
+    fn tasks(&self) -> &crate::tasks::Tasks;
+
     /// Lifecycle events from now on.
     fn events(&self) -> tokio::sync::broadcast::Receiver<GridEvent>;
 }

@@ -16,6 +16,7 @@ mod routes;
 mod session;
 mod slots;
 mod standalone;
+pub mod tasks;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;
 pub mod timing;

@@ -88,7 +88,7 @@ async fn open_tunnel(
     // A CDP-only session (reached through a hub) is its tunnel: as with `/cdp`,
     // only traffic keeps it from idling, not the open connection.
     let busy = (!session.is_cdp_only()).then(|| TunnelBusy::new(session.clone()));
-    let resp = tunnel::open(req, &target, busy, move || s.touch()).await;
+    let resp = tunnel::open(&m.tasks, req, &target, busy, move || s.touch()).await;
     if resp.status() != StatusCode::SWITCHING_PROTOCOLS {
         m.end_if_browser_gone(&session, EndReason::DriverCrashed)
             .await;

@@ -137,17 +137,17 @@ pub async fn forward(
             if parts.status.is_server_error() {
                 // A dead browser shows up as a driver error first: end the session now
                 // so the next command fails fast with a clear reason.
-                let (m, s) = (m.clone(), session.clone());
-                tokio::spawn(
-                    async move { m.end_if_browser_gone(&s, EndReason::DriverCrashed).await },
+                let (me, s) = (m.clone(), session.clone());
+                m.tasks.spawn(
+                    async move { me.end_if_browser_gone(&s, EndReason::DriverCrashed).await },
                 );
             } else if closes_window && parts.status.is_success() {
                 // Closing the last window makes the driver close the browser: that is
                 // the client's doing, not a crash.
-                let (m, s) = (m.clone(), session.clone());
-                tokio::spawn(async move {
+                let (me, s) = (m.clone(), session.clone());
+                m.tasks.spawn(async move {
                     tokio::time::sleep(WINDOW_CLOSE_SETTLE).await;
-                    m.end_if_browser_gone(&s, EndReason::Quit).await
+                    me.end_if_browser_gone(&s, EndReason::Quit).await
                 });
             }
             let mut out = Response::new(Body::new(body));
@@ -204,18 +204,21 @@ pub async fn quit(
         return http::ok(serde_json::Value::Null);
     }
     // Whatever happens to this request, the session is ended: the rest runs on its own.
-    let m = m.clone();
-    tokio::spawn(async move {
-        let resp = tokio::time::timeout(QUIT_TIMEOUT, forward(&m, session.clone(), req, "")).await;
-        m.finish_end(session, reason).await;
-        match resp {
-            Ok(r) if r.status().is_success() => r,
-            // The driver may be gone already; the session is ended either way.
-            _ => http::ok(serde_json::Value::Null),
-        }
-    })
-    .await
-    .unwrap_or_else(|_| http::ok(serde_json::Value::Null))
+    let me = m.clone();
+    m.tasks
+        .spawn(async move {
+            let m = me;
+            let resp =
+                tokio::time::timeout(QUIT_TIMEOUT, forward(&m, session.clone(), req, "")).await;
+            m.finish_end(session, reason).await;
+            match resp {
+                Ok(r) if r.status().is_success() => r,
+                // The driver may be gone already; the session is ended either way.
+                _ => http::ok(serde_json::Value::Null),
+            }
+        })
+        .await
+        .unwrap_or_else(|_| http::ok(serde_json::Value::Null))
 }
 
 #[cfg(test)]

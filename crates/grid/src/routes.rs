@@ -105,7 +105,7 @@ async fn session_command(State(b): State<Role>, mut req: Request<Body>) -> Respo
                 .map(|p| p.as_str().to_string())
                 .unwrap_or_else(|| path.clone());
             let target = remote.tunnel_target(&mut req, &pq);
-            tunnel::open(req, &target, (), || {}).await
+            tunnel::open(b.tasks(), req, &target, (), || {}).await
         }
         Ok(Located::Remote(remote)) => remote.forward(req).await,
         Ok(Located::NotRunning(why)) => {
@@ -140,7 +140,9 @@ impl Drop for CdpOwner {
             EndReason::FailedToStart
         };
         let (b, id) = (self.backend.clone(), std::mem::take(&mut self.id));
-        tokio::spawn(async move { b.end_session(&id, reason).await });
+        self.backend
+            .tasks()
+            .spawn(async move { b.end_session(&id, reason).await });
     }
 }
 
@@ -178,11 +180,11 @@ async fn cdp_session(
     let resp = match b.locate(&id).await {
         Ok(Located::Local { session, .. }) => {
             let target = session.driver_url.clone();
-            tunnel::open(req, &target, owner, move || session.touch()).await
+            tunnel::open(b.tasks(), req, &target, owner, move || session.touch()).await
         }
         Ok(Located::Remote(remote)) => {
             let target = remote.tunnel_target(&mut req, &format!("/session/{id}/se/cdp"));
-            tunnel::open(req, &target, owner, || {}).await
+            tunnel::open(b.tasks(), req, &target, owner, || {}).await
         }
         _ => http::error(&GridError::not_created(
             Origin::Grid,

@@ -62,6 +62,10 @@ impl Backend for Manager {
         Manager::chromium_version(self)
     }
 
+    fn tasks(&self) -> &crate::tasks::Tasks {
+        Manager::tasks(self)
+    }
+
     fn events(&self) -> tokio::sync::broadcast::Receiver<GridEvent> {
         self.subscribe_events()
     }

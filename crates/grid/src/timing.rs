@@ -6,6 +6,8 @@ use std::time::Duration;
 pub const REAPER_TICK: Duration = Duration::from_millis(250);
 /// How long shutdown lets session starts under way finish before ending sessions.
 pub const SHUTDOWN_START_GRACE: Duration = Duration::from_secs(15);
+/// At the end of shutdown, how long the tasks still running get to finish.
+pub const TASKS_GRACE: Duration = Duration::from_secs(5);
 /// How long the driver may take to close its browser on quit.
 pub const QUIT_TIMEOUT: Duration = Duration::from_secs(10);
 /// After a closed window, how long the driver gets to close a browser left

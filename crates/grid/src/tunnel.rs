@@ -3,6 +3,7 @@
 //! bytes are copied in both directions without looking at frames.
 
 use crate::http;
+use crate::tasks::Tasks;
 use axum::body::Body;
 use axum::http::{header, HeaderValue, Request, Response, StatusCode, Uri};
 use gridiron_domain::{ErrorCode, GridError, Origin};
@@ -26,9 +27,11 @@ fn upstream_error(message: String) -> Response<Body> {
 
 /// Connects the client's websocket to `target` (`ws://127.0.0.1:PORT/path`).
 /// `guard` lives exactly as long as the tunnel: it is dropped when either side
-/// closes, when the upgrade fails, or when this future is cancelled.
+/// closes, when the upgrade fails, when this future is cancelled, or when
+/// `tasks` stop.
 /// `activity` runs whenever bytes pass, in either direction.
 pub async fn open(
+    tasks: &Tasks,
     mut req: Request<Body>,
     target: &str,
     guard: impl Send + 'static,
@@ -58,7 +61,9 @@ pub async fn open(
         Ok(x) => x,
         Err(e) => return upstream_error(format!("handshake with {authority} failed: {e}")),
     };
-    tokio::spawn(conn.with_upgrades());
+    tasks.spawn_until_stopped(async move {
+        let _ = conn.with_upgrades().await;
+    });
 
     let mut up = Request::builder()
         .method("GET")
@@ -89,7 +94,8 @@ pub async fn open(
     let mut out = Response::new(Body::empty());
     *out.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
     *out.headers_mut() = resp.headers().clone();
-    tokio::spawn(async move {
+    // The grid stopping closes tunnels too.
+    tasks.spawn_until_stopped(async move {
         if let (Ok(client), Ok(upstream)) = (client_upgrade.await, upstream_upgrade.await) {
             splice(client, upstream, &activity).await;
         }

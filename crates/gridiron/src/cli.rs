@@ -268,11 +268,33 @@ pub(crate) fn listen_addr(host: Option<String>, port: u16) -> Result<SocketAddr,
 
 /// A runtime on one thread: the grid only moves bytes, and on small hosts
 /// handing work between threads costs more per command than it gains.
+/// The async runtime of every role: one worker thread per core, unless
+/// `GRIDIRON_WORKER_THREADS` says otherwise (`1` runs everything on the main
+/// thread). Nothing blocks it: process sweeps and `/proc` reads run on the
+/// blocking pool.
 pub(crate) fn runtime() -> Result<tokio::runtime::Runtime, String> {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| e.to_string())
+    let workers = match std::env::var("GRIDIRON_WORKER_THREADS") {
+        Ok(v) => Some(
+            v.trim()
+                .parse::<usize>()
+                .ok()
+                .filter(|n| *n > 0)
+                .ok_or_else(|| {
+                    format!("GRIDIRON_WORKER_THREADS must be a positive number, got {v:?}")
+                })?,
+        ),
+        Err(_) => None,
+    };
+    let mut builder = if workers == Some(1) {
+        tokio::runtime::Builder::new_current_thread()
+    } else {
+        let mut b = tokio::runtime::Builder::new_multi_thread();
+        if let Some(n) = workers {
+            b.worker_threads(n);
+        }
+        b
+    };
+    builder.enable_all().build().map_err(|e| e.to_string())
 }
 
 pub(crate) fn init_logs(json: bool) {

@@ -306,7 +306,9 @@ async fn silent_nodes_are_reclaimed_and_cannot_come_back(f: &dyn Fixture) {
 
 async fn requests_of_silent_hubs_are_dropped(f: &dyn Fixture) {
     let c = f.cluster("hubs").await;
-    c.hub_heartbeat("hub-1", LONG).await.unwrap();
+    // A hub learns whether the store knew it (it did not, after a data loss).
+    assert!(!c.hub_heartbeat("hub-1", LONG).await.unwrap());
+    assert!(c.hub_heartbeat("hub-1", LONG).await.unwrap());
     c.hub_heartbeat("hub-2", LONG).await.unwrap();
     c.enqueue(&request("r1", None, 0), 10).await.unwrap();
     let mut other = request("r2", None, 0);

@@ -99,11 +99,13 @@ impl NodeAgent {
         m.on_session_end(move |sid, reason| {
             if let Some(a) = weak.upgrade() {
                 let sid = sid.to_string();
-                tokio::spawn(async move { a.session_ended(&sid, reason).await });
+                let tasks = a.m.tasks().clone();
+                tasks.spawn(async move { a.session_ended(&sid, reason).await });
             }
         });
-        tokio::spawn(agent.clone().pull());
-        tokio::spawn(agent.clone().heartbeat());
+        let tasks = m.tasks();
+        tasks.spawn_until_stopped(agent.clone().pull());
+        tasks.spawn_until_stopped(agent.clone().heartbeat());
         agent
             .event("node_up", &[("url", &agent.cfg.advertise_url)])
             .await;
@@ -175,7 +177,9 @@ impl NodeAgent {
                 match self.cluster.claim(w, &self.cfg.id).await? {
                     Claim::Claimed { epoch } => {
                         self.starting.fetch_add(1, Ordering::SeqCst);
-                        tokio::spawn(self.clone().run(w.clone(), job, epoch));
+                        self.m
+                            .tasks()
+                            .spawn(self.clone().run(w.clone(), job, epoch));
                     }
                     // Still waiting, so it keeps its place in the next page.
                     Claim::PoolFull => skipped += 1,
@@ -360,7 +364,7 @@ impl NodeAgent {
                 Ok(Beat::Alive { draining }) => {
                     if draining && !self.draining.load(Ordering::SeqCst) {
                         info!("drain requested");
-                        tokio::spawn(self.clone().drain());
+                        self.m.tasks().spawn_until_stopped(self.clone().drain());
                     }
                 }
                 Ok(Beat::Lost) => {

@@ -64,7 +64,7 @@ impl Manager {
         // cannot cancel it half-way; the task tears down what it cannot hand over.
         let (tx, rx) = oneshot::channel();
         let me = self.clone();
-        tokio::spawn(async move {
+        self.tasks.spawn(async move {
             me.launch_webdriver(permit, selection, options, requested, public_base, tx)
                 .await;
         });
@@ -96,7 +96,7 @@ impl Manager {
             .map_err(|e| self.no_slot_error(e))?;
         let (tx, rx) = oneshot::channel();
         let me = self.clone();
-        tokio::spawn(async move {
+        self.tasks.spawn(async move {
             let result = me.launch_cdp(permit, install, request).await;
             if let Err(Ok(session)) = tx.send(result) {
                 info!(session = %session.id, "client left before the session was handed over");
@@ -155,7 +155,7 @@ impl QueuedRequest {
             created_at: self.since,
         };
         info!(request = %new.id, reason = reason.as_str(), "queued request ended");
-        tokio::spawn(async move {
+        self.m.tasks.spawn(async move {
             let id = new.id.clone();
             m.record("insert", m.store.insert(new, true).await);
             m.record(

@@ -37,29 +37,31 @@ impl Manager {
     /// up) cannot leave a session half ended.
     pub async fn finish_end(self: &Arc<Self>, session: Arc<Session>, reason: EndReason) {
         let m = self.clone();
-        let _ = tokio::spawn(async move {
-            if let Some((process, permit)) = session.take_resources() {
-                process.shutdown().await;
-                drop(permit);
-            }
-            session.apply(SessionEvent::CleanedUp);
-            let commands = session.command_count();
-            m.record(
-                "mark_ended",
-                m.store
-                    .mark_ended(&session.id, reason, now_ms(), commands)
-                    .await,
-            );
-            info!(session = %session.id, reason = reason.as_str(), commands, "session ended");
-            m.emit(
-                "ended",
-                &[("session", &session.id), ("reason", reason.as_str())],
-            );
-            if let Some(f) = m.end_listener.get() {
-                f(&session.id, reason);
-            }
-        })
-        .await;
+        let _ = self
+            .tasks
+            .spawn(async move {
+                if let Some((process, permit)) = session.take_resources() {
+                    process.shutdown().await;
+                    drop(permit);
+                }
+                session.apply(SessionEvent::CleanedUp);
+                let commands = session.command_count();
+                m.record(
+                    "mark_ended",
+                    m.store
+                        .mark_ended(&session.id, reason, now_ms(), commands)
+                        .await,
+                );
+                info!(session = %session.id, reason = reason.as_str(), commands, "session ended");
+                m.emit(
+                    "ended",
+                    &[("session", &session.id), ("reason", reason.as_str())],
+                );
+                if let Some(f) = m.end_listener.get() {
+                    f(&session.id, reason);
+                }
+            })
+            .await;
     }
 
     /// Whether the session's driver or browser process has died. Cheap: the

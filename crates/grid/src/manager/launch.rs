@@ -175,7 +175,7 @@ impl Manager {
         );
         let weak = Arc::downgrade(self);
         let watched = id.clone();
-        tokio::spawn(async move {
+        self.tasks.spawn_until_stopped(async move {
             let mut exit = exit;
             let _ = exit.wait_for(Option::is_some).await;
             if let Some(m) = weak.upgrade() {

@@ -27,6 +27,7 @@ use crate::config::GridConfig;
 use crate::driver_client::{self, DriverError};
 use crate::session::Session;
 use crate::slots::Slots;
+use crate::tasks::Tasks;
 use gridiron_domain::lifecycle::Timeouts;
 use gridiron_domain::{BrowserKind, EndReason, GridOptions, Stereotype};
 use gridiron_provision::Provisioner;
@@ -61,6 +62,8 @@ pub struct Manager {
     starting: watch::Sender<usize>,
     /// Told the id of every session that has ended (a node unlists it).
     end_listener: OnceLock<EndListener>,
+    /// Every task this grid spawns; shutdown stops and awaits them.
+    pub(crate) tasks: Tasks,
     /// Lifecycle events, for whoever observes this grid.
     events: tokio::sync::broadcast::Sender<GridEvent>,
     /// This manager, for handing out from `&self` (the router's session lookups).
@@ -96,6 +99,7 @@ impl Manager {
     ) -> Arc<Self> {
         let m = Arc::new_cyclic(|this| Manager {
             this: this.clone(),
+            tasks: Tasks::default(),
             events: tokio::sync::broadcast::channel(crate::backend::EVENT_BUFFER).0,
             slots: Slots::new(config.max_sessions, config.max_queue),
             catalog: provisioner.stereotypes(),
@@ -109,7 +113,8 @@ impl Manager {
             starting: watch::Sender::new(0),
             end_listener: OnceLock::new(),
         });
-        tokio::spawn(reaper::watch_timeouts(Arc::downgrade(&m)));
+        m.tasks
+            .spawn_until_stopped(reaper::watch_timeouts(Arc::downgrade(&m)));
         m
     }
 
@@ -142,6 +147,11 @@ impl Manager {
     /// This manager as an `Arc` (it always lives in one).
     pub(crate) fn me(&self) -> Arc<Manager> {
         self.this.upgrade().expect("a manager lives in an Arc")
+    }
+
+    /// The tasks this grid runs (a node's agent runs its own among them).
+    pub fn tasks(&self) -> &Tasks {
+        &self.tasks
     }
 
     /// Lifecycle events from now on.

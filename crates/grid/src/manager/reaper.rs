@@ -23,8 +23,9 @@ pub(super) async fn watch_timeouts(m: Weak<Manager>) {
                 None if !s.command_running() && s.browser_gone() => EndReason::DriverCrashed,
                 None => continue,
             };
-            let m = m.clone();
-            tokio::spawn(async move { m.end(&s.id, reason).await });
+            let ending = m.clone();
+            m.tasks
+                .spawn(async move { ending.end(&s.id, reason).await });
         }
     }
 }

@@ -1,7 +1,7 @@
 //! Shutdown, recovery after an earlier process, and removing session files.
 
 use super::Manager;
-use crate::timing::{DIR_REMOVE_ATTEMPTS, DIR_REMOVE_BACKOFF, SHUTDOWN_START_GRACE};
+use crate::timing::{DIR_REMOVE_ATTEMPTS, DIR_REMOVE_BACKOFF, SHUTDOWN_START_GRACE, TASKS_GRACE};
 use gridiron_domain::EndReason;
 use gridiron_provision::sweep;
 use gridiron_store::{now_ms, Store};
@@ -45,6 +45,8 @@ impl Manager {
         }
         remove_session_dirs(self.provisioner.sessions_dir()).await;
         remove_tmp_dirs(self.config.data_dir.clone()).await;
+        // Loops and tunnels stop; records of the ends above get written.
+        self.tasks.close(TASKS_GRACE).await;
         self.shut_down.send_replace(true);
         info!("all sessions ended");
     }

@@ -416,11 +416,11 @@ impl Cluster for MemoryCluster {
         Ok(self.lock().0.routes.get(sid).cloned())
     }
 
-    async fn hub_heartbeat(&self, hub: &str, ttl_: Duration) -> StoreResult<()> {
+    async fn hub_heartbeat(&self, hub: &str, ttl_: Duration) -> StoreResult<bool> {
         let (mut g, now) = self.lock();
-        g.hubs.insert(hub.to_string());
+        let added = g.hubs.insert(hub.to_string());
         g.hub_alive.insert(hub.to_string(), ttl(now, ttl_));
-        Ok(())
+        Ok(!added)
     }
 
     async fn remove_hub(&self, hub: &str) -> StoreResult<()> {

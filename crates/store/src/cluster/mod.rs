@@ -267,7 +267,9 @@ pub trait Cluster: Send + Sync {
     async fn route(&self, sid: &str) -> StoreResult<Option<String>>;
 
     /// Renews hub `hub`'s heartbeat.
-    async fn hub_heartbeat(&self, hub: &str, ttl: Duration) -> StoreResult<()>;
+    /// Returns whether the store knew the hub already: `false` at its first
+    /// heartbeat, and after the store lost its data.
+    async fn hub_heartbeat(&self, hub: &str, ttl: Duration) -> StoreResult<bool>;
     /// Removes a hub that leaves cleanly.
     async fn remove_hub(&self, hub: &str) -> StoreResult<()>;
     /// Forgets hubs whose heartbeat expired: withdraws their requests and

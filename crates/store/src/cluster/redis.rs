@@ -390,17 +390,19 @@ impl Cluster for RedisCluster {
             .map_err(err("route"))
     }
 
-    async fn hub_heartbeat(&self, hub: &str, ttl: Duration) -> StoreResult<()> {
-        redis::pipe()
+    async fn hub_heartbeat(&self, hub: &str, ttl: Duration) -> StoreResult<bool> {
+        let (added,): (i64,) = redis::pipe()
             .sadd(self.keys.hubs(), hub)
             .set_options(
                 self.keys.hub_alive(hub),
                 "1",
                 redis::SetOptions::default().with_expiration(redis::SetExpiry::PX(ms(ttl))),
             )
-            .exec_async(&mut self.conn())
+            .ignore()
+            .query_async(&mut self.conn())
             .await
-            .map_err(err("hub_heartbeat"))
+            .map_err(err("hub_heartbeat"))?;
+        Ok(added == 0)
     }
 
     async fn remove_hub(&self, hub: &str) -> StoreResult<()> {

@@ -28,10 +28,20 @@ impl Hub {
                 .cluster
                 .hub_heartbeat(&self.cfg.id, self.cfg.heartbeat_ttl)
                 .await;
-            if let Err(e) = beat {
-                warn!(error = %e, "hub heartbeat failed");
-                self.store_failed();
-            } else if asked.elapsed() > SLOW_STORE {
+            match beat {
+                Err(e) => {
+                    warn!(error = %e, "hub heartbeat failed");
+                    self.store_failed();
+                }
+                Ok(false) if !self.leaving.load(Ordering::SeqCst) => {
+                    // Registered at start, so the store lost its data: nodes are
+                    // announcing their sessions again.
+                    warn!("the store no longer knew this hub; waiting for nodes to re-announce");
+                    self.store_failed();
+                }
+                Ok(_) => {}
+            }
+            if asked.elapsed() > SLOW_STORE {
                 // The store stalled: heartbeats may have expired meanwhile.
                 self.store_failed();
             }

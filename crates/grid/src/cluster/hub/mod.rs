@@ -12,6 +12,7 @@ use crate::backend::{
     Backend, FrontConfig, GridEvent, Located, NotRunning, SessionSummary, EVENT_BUFFER,
 };
 use crate::manager::DriverClient;
+use crate::tasks::Tasks;
 use async_trait::async_trait;
 use bytes::Bytes;
 use gridiron_domain::cdp::CdpRequest;
@@ -65,6 +66,8 @@ pub struct Hub {
     healthy_since: Mutex<Instant>,
     /// Lifecycle events this hub records, for observers in this process.
     events: tokio::sync::broadcast::Sender<GridEvent>,
+    /// Every task this hub spawns; leaving stops and awaits them.
+    tasks: Tasks,
     /// This hub, for handing out from `&self` (tunnel owners, remote sessions).
     this: std::sync::Weak<Hub>,
 }
@@ -88,10 +91,11 @@ impl Hub {
             healthy_since: Mutex::new(Instant::now()),
             events: tokio::sync::broadcast::channel(EVENT_BUFFER).0,
             this: this.clone(),
+            tasks: Tasks::default(),
         });
-        tokio::spawn(hub.clone().listen());
-        tokio::spawn(hub.clone().heartbeat());
-        tokio::spawn(hub.clone().collect());
+        hub.tasks.spawn_until_stopped(hub.clone().listen());
+        hub.tasks.spawn_until_stopped(hub.clone().heartbeat());
+        hub.tasks.spawn_until_stopped(hub.clone().collect());
         info!(hub = %hub.cfg.id, "hub started");
         Ok(hub)
     }
@@ -110,6 +114,7 @@ impl Hub {
             let _ = self.withdraw(&rid).await;
         }
         let _ = self.cluster.remove_hub(&self.cfg.id).await;
+        self.tasks.close(crate::timing::TASKS_GRACE).await;
     }
 
     fn waiters(&self) -> std::sync::MutexGuard<'_, HashMap<String, Arc<Notify>>> {
@@ -200,8 +205,13 @@ impl Backend for Hub {
     }
 
     async fn locate(&self, id: &str) -> Result<Located, GridError> {
+        // A failing store may be one restarting empty: routes will be late.
+        let failed = |e| {
+            self.store_failed();
+            store_error(e)
+        };
         loop {
-            if let Some(node_url) = self.node_url(id).await.map_err(store_error)? {
+            if let Some(node_url) = self.node_url(id).await.map_err(failed)? {
                 return Ok(Located::Remote(Box::new(routing::NodeSession {
                     hub: self.me(),
                     id: id.to_string(),
@@ -210,7 +220,7 @@ impl Backend for Hub {
             }
             let why = NotRunning::of(self.store.as_ref(), id)
                 .await
-                .map_err(store_error)?;
+                .map_err(failed)?;
             // Just after the store came back (perhaps empty), nodes are still
             // announcing their sessions again: a missing route may only be
             // late. Wait for it rather than tell a client its session is gone.
@@ -240,6 +250,10 @@ impl Backend for Hub {
                 .find(|s| s.kind == BrowserKind::Chromium)
                 .map(|s| s.version.clone())
         })
+    }
+
+    fn tasks(&self) -> &Tasks {
+        &self.tasks
     }
 
     fn events(&self) -> tokio::sync::broadcast::Receiver<GridEvent> {

@@ -290,7 +290,9 @@ impl Waiter {
     fn record(&mut self, reason: EndReason) {
         self.pending = false;
         let (hub, new) = (self.hub.clone(), self.take_record());
-        tokio::spawn(async move { record_unserved(&hub, new, reason).await });
+        self.hub
+            .tasks
+            .spawn(async move { record_unserved(&hub, new, reason).await });
     }
 
     /// The record of this request, as a session that never started.
@@ -328,7 +330,7 @@ impl Drop for Waiter {
         if !self.pending {
             if self.listed {
                 let (hub, rid) = (self.hub.clone(), self.rid.clone());
-                tokio::spawn(async move {
+                self.hub.tasks.spawn(async move {
                     let _ = hub.cluster.close_request(&hub.cfg.id, &rid).await;
                 });
             }
@@ -336,7 +338,7 @@ impl Drop for Waiter {
         }
         let hub = self.hub.clone();
         let new = self.take_record();
-        tokio::spawn(async move {
+        self.hub.tasks.spawn(async move {
             let rid = new.id.clone();
             if let Ok(Cancelled::Removed) = hub.withdraw(&rid).await {
                 record_unserved(&hub, new, EndReason::ClientGone).await;
