@@ -74,29 +74,4 @@ fn decode_answer(s: &str) -> Result<Value, GridError> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn secrets_compare_exactly() {
-        assert!(secret_matches(b"s3cret", b"s3cret"));
-        assert!(!secret_matches(b"s3cre", b"s3cret"));
-        assert!(!secret_matches(b"s3creT", b"s3cret"));
-        assert!(!secret_matches(b"", b"s3cret"));
-    }
-
-    #[test]
-    fn answers_round_trip() {
-        let ok = json!({"value": {"sessionId": "x"}});
-        assert_eq!(decode_answer(&encode_answer(&Ok(ok.clone()))), Ok(ok));
-        let e = GridError::invalid_argument("bad");
-        let back = decode_answer(&encode_answer(&Err(e))).unwrap_err();
-        assert_eq!(back.code, ErrorCode::InvalidArgument);
-        assert_eq!(back.origin, Origin::Client);
-        assert_eq!(back.message, "bad");
-        let e = GridError::not_created(Origin::Driver, "no browser");
-        let back = decode_answer(&encode_answer(&Err(e.clone()))).unwrap_err();
-        assert_eq!(back, e);
-        assert!(decode_answer("{").is_err());
-    }
-}
+mod tests;

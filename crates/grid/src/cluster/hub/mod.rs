@@ -133,8 +133,18 @@ impl Hub {
             .subscribe(vec![self.cluster.hub_channel(&self.cfg.id)]);
         while let Some((channel, rid)) = rx.recv().await {
             if channel.is_empty() {
-                // Reconnected: the store may have restarted and lost its data.
+                // Reconnected: the store may have restarted and lost its data,
+                // this hub's heartbeat with it. Renew it before waiters queue
+                // their requests again: a node completing a request of a hub
+                // the store does not know as alive drops the answer and ends
+                // the session it started.
                 self.store_failed();
+                if !self.leaving.load(Ordering::SeqCst) {
+                    let ttl = self.cfg.heartbeat_ttl;
+                    if let Err(e) = self.cluster.hub_heartbeat(&self.cfg.id, ttl).await {
+                        warn!(error = %e, "hub heartbeat failed");
+                    }
+                }
             }
             let waiters = self.waiters();
             if channel.is_empty() {

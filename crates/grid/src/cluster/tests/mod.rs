@@ -1,0 +1,13 @@
+//! Hubs and nodes together, without Redis or a browser: every role runs in
+//! this process over one [`gridiron_store::MemoryCluster`], served over real
+//! HTTP, with nodes on the stand-in provisioner.
+
+mod claiming;
+mod client_gone;
+mod drain;
+mod fixture;
+mod hub_loss;
+mod node_loss;
+mod queueing;
+mod store_restart;
+mod wire;
