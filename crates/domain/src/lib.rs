@@ -14,6 +14,7 @@ pub mod pool;
 pub mod public_url;
 pub mod queue;
 pub mod request;
+pub mod request_wait;
 
 pub use capabilities::{BrowserKind, Stereotype};
 pub use error::{ErrorCode, GridError, Origin};

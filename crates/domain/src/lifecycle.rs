@@ -67,13 +67,11 @@ impl EndReason {
     }
 }
 
-/// Where a session is in its life.
+/// Where a running session is in its life. (Before it runs, a request is
+/// queued and then provisioning: those steps are the request's, recorded in
+/// the store, and a session exists only once its browser answers.)
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SessionState {
-    /// Waiting for a slot.
-    Queued,
-    /// A slot is reserved; the driver and browser are starting.
-    Provisioning,
     /// The client is using it.
     Running,
     /// Ending: processes are being stopped.
@@ -86,8 +84,6 @@ impl SessionState {
     /// The stored name of the state.
     pub fn as_str(self) -> &'static str {
         match self {
-            SessionState::Queued => "queued",
-            SessionState::Provisioning => "provisioning",
             SessionState::Running => "running",
             SessionState::Terminating(_) => "terminating",
             SessionState::Ended(_) => "ended",
@@ -98,10 +94,6 @@ impl SessionState {
 /// Something that happens to a session.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SessionEvent {
-    /// A slot was reserved for the request.
-    SlotReserved,
-    /// The driver answered the new-session request.
-    Started,
     /// Something asked the session to end.
     End(EndReason),
     /// Its processes are gone and its slot is returned.
@@ -128,11 +120,7 @@ pub fn transition(
     use SessionEvent as E;
     use SessionState as S;
     let to = match (from, event) {
-        (S::Queued, E::SlotReserved) => S::Provisioning,
-        (S::Provisioning, E::Started) => S::Running,
-        // Nothing to stop yet: a queued request ends at once.
-        (S::Queued, E::End(r)) => S::Ended(r),
-        (S::Provisioning | S::Running, E::End(r)) => S::Terminating(r),
+        (S::Running, E::End(r)) => S::Terminating(r),
         (S::Terminating(r), E::CleanedUp) => S::Ended(r),
         _ => return Err(InvalidTransition { from, event }),
     };
@@ -176,10 +164,7 @@ mod tests {
 
     #[test]
     fn happy_path() {
-        let s = transition(S::Queued, E::SlotReserved).unwrap();
-        let s = transition(s, E::Started).unwrap();
-        assert_eq!(s, S::Running);
-        let s = transition(s, E::End(R::Quit)).unwrap();
+        let s = transition(S::Running, E::End(R::Quit)).unwrap();
         assert_eq!(s, S::Terminating(R::Quit));
         assert_eq!(transition(s, E::CleanedUp).unwrap(), S::Ended(R::Quit));
     }
@@ -195,24 +180,11 @@ mod tests {
     }
 
     #[test]
-    fn queued_requests_end_directly() {
-        assert_eq!(
-            transition(S::Queued, E::End(R::QueueTimeout)).unwrap(),
-            S::Ended(R::QueueTimeout)
-        );
-        assert_eq!(
-            transition(S::Provisioning, E::End(R::FailedToStart)).unwrap(),
-            S::Terminating(R::FailedToStart)
-        );
-    }
-
-    #[test]
     fn invalid_transitions_are_refused() {
-        assert!(transition(S::Queued, E::Started).is_err());
-        assert!(transition(S::Running, E::SlotReserved).is_err());
         assert!(transition(S::Running, E::CleanedUp).is_err());
         assert!(transition(S::Ended(R::Quit), E::End(R::Quit)).is_err());
-        assert!(transition(S::Ended(R::Quit), E::Started).is_err());
+        assert!(transition(S::Ended(R::Quit), E::CleanedUp).is_err());
+        assert!(transition(S::Terminating(R::Quit), E::End(R::IdleTimeout)).is_err());
     }
 
     #[test]

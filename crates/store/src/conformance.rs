@@ -31,8 +31,6 @@ async fn lifecycle_is_recorded(s: &dyn Store) {
     assert_eq!(r.state, "queued");
     assert_eq!(r.grid_options, json!({"name": "life"}));
     assert_eq!(r.granted_caps, serde_json::Value::Null);
-    s.mark_provisioning("life").await.unwrap();
-    assert_eq!(s.get("life").await.unwrap().unwrap().state, "provisioning");
     s.mark_running("life", json!({"browserName": "chrome"}), 1_100)
         .await
         .unwrap();

@@ -129,8 +129,6 @@ pub struct SessionRecord {
 pub trait Store: Send + Sync + 'static {
     /// Records an admitted request (state `provisioning`, or `queued` if `queued`).
     async fn insert(&self, session: NewSession, queued: bool) -> StoreResult<()>;
-    /// Records that a queued request got its slot.
-    async fn mark_provisioning(&self, id: &str) -> StoreResult<()>;
     /// Records that the driver granted the session.
     async fn mark_running(&self, id: &str, granted_caps: Value, started_at: i64)
         -> StoreResult<()>;

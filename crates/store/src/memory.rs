@@ -76,16 +76,6 @@ impl Store for MemoryStore {
         Ok(())
     }
 
-    async fn mark_provisioning(&self, id: &str) -> StoreResult<()> {
-        self.update(id, |r| {
-            if r.state == "queued" {
-                r.state = "provisioning".into();
-            }
-            true
-        });
-        Ok(())
-    }
-
     async fn mark_running(&self, id: &str, granted: Value, started_at: i64) -> StoreResult<()> {
         self.update(id, |r| {
             if matches!(r.state.as_str(), "queued" | "provisioning") {

@@ -196,11 +196,6 @@ impl Store for RedisStore {
             .map_err(err("insert"))
     }
 
-    async fn mark_provisioning(&self, id: &str) -> StoreResult<()> {
-        self.advance("mark_provisioning", id, "provisioning", "queued", &[])
-            .await
-    }
-
     async fn mark_running(&self, id: &str, granted: Value, started_at: i64) -> StoreResult<()> {
         self.advance(
             "mark_running",

@@ -159,18 +159,6 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn mark_provisioning(&self, id: &str) -> StoreResult<()> {
-        let id = id.to_string();
-        self.run("mark_provisioning", move |c| {
-            c.execute(
-                "UPDATE sessions SET state = 'provisioning' WHERE id = ?1 AND state = 'queued'",
-                params![id],
-            )
-            .map(drop)
-        })
-        .await
-    }
-
     async fn mark_running(&self, id: &str, granted: Value, started_at: i64) -> StoreResult<()> {
         let id = id.to_string();
         self.run("mark_running", move |c| {

@@ -7,6 +7,7 @@ use crate::cluster::{decode_answer, CDP_KEY};
 use gridiron_domain::capabilities::{parse_new_session, select};
 use gridiron_domain::cdp::CdpRequest;
 use gridiron_domain::pool::{apply_defaults, node_accepts};
+use gridiron_domain::request_wait::{self, AfterCancel, CancelSeen, Next, Seen, WaitLimits};
 use gridiron_domain::{BrowserKind, EndReason, ErrorCode, GridError, GridOptions, Origin};
 use gridiron_store::cluster::{Cancelled, QueuedRequest, RequestState};
 use gridiron_store::{now_ms, NewSession};
@@ -108,16 +109,21 @@ impl Hub {
                 return Err(store_down(e));
             }
         }
-        let queue_deadline = tokio::time::Instant::now() + self.cfg.queue_timeout;
-        let hard_deadline = queue_deadline + self.cfg.start_timeout;
+        let limits = WaitLimits {
+            queue: self.cfg.queue_timeout,
+            start: self.cfg.start_timeout,
+        };
+        let queued_at = tokio::time::Instant::now();
+        let mut last_error = None;
         loop {
             // Answers are announced; looking now and then covers announcements
             // lost with a connection. Past the queue deadline only a node's
             // start is awaited, so look more often, but never in a tight loop.
-            let wake = if tokio::time::Instant::now() < queue_deadline {
-                queue_deadline.min(tokio::time::Instant::now() + crate::timing::ANSWER_RECHECK)
+            let now = tokio::time::Instant::now();
+            let wake = if limits.queue_over(now - queued_at) {
+                now + crate::timing::START_RECHECK
             } else {
-                tokio::time::Instant::now() + crate::timing::START_RECHECK
+                (queued_at + limits.queue).min(now + crate::timing::ANSWER_RECHECK)
             };
             tokio::select! {
                 _ = notify.notified() => {}
@@ -130,43 +136,65 @@ impl Hub {
                 waiting.listed = false;
                 return decode_answer(&a);
             }
-            let now = tokio::time::Instant::now();
-            match self.cluster.request_state(&queued.id).await {
-                // Answered just after the look above: take it at once.
-                Ok(RequestState::Answered(_)) => notify.notify_one(),
-                Ok(RequestState::Cancelled) => {
+            let seen = match self.cluster.request_state(&queued.id).await {
+                Ok(RequestState::Pending) => Seen::Pending,
+                Ok(RequestState::Answered(_)) => Seen::Answered,
+                Ok(RequestState::Cancelled) => Seen::Cancelled,
+                Ok(RequestState::Missing) => Seen::Missing,
+                Err(e) => {
+                    last_error = Some(e);
+                    Seen::StoreFailed
+                }
+            };
+            match request_wait::next(seen, queued_at.elapsed(), limits) {
+                Next::Wait => {}
+                Next::TakeAnswer => notify.notify_one(),
+                Next::Requeue => {
+                    // The store lost its data (restarted empty): queue it again.
+                    warn!(request = %queued.id, "request lost by the store; queueing it again");
+                    let _ = self.cluster.enqueue(&queued, self.cfg.max_queue).await;
+                }
+                Next::FailWithdrawn => {
                     waiting.pending = false;
                     return Err(GridError::not_created(
                         Origin::Grid,
                         "the request was withdrawn from the queue",
                     ));
                 }
-                Ok(RequestState::Missing) if now >= queue_deadline => {
+                Next::FailLost => {
                     waiting.pending = false;
                     return Err(GridError::not_created(
                         Origin::Grid,
                         "the grid's store lost the request and it could not be queued again in time",
                     ));
                 }
-                Ok(RequestState::Missing) => {
-                    // The store lost its data (restarted empty): queue it again.
-                    warn!(request = %queued.id, "request lost by the store; queueing it again");
-                    let _ = self.cluster.enqueue(&queued, self.cfg.max_queue).await;
+                Next::FailStore => {
+                    waiting.pending = false;
+                    return Err(match last_error.take() {
+                        Some(e) => store_down(e),
+                        None => {
+                            GridError::not_created(Origin::Grid, "the grid's store is unavailable")
+                        }
+                    });
                 }
-                Ok(RequestState::Pending) | Err(_) if now < queue_deadline => {}
-                Ok(RequestState::Pending) => {
-                    let hard = now >= hard_deadline;
-                    match self
+                Next::Cancel { hard } => {
+                    let outcome = self
                         .cluster
                         .cancel(&queued.id, "queue_timeout", !hard)
-                        .await
-                    {
-                        Ok(Cancelled::Answered(a)) => {
+                        .await;
+                    let (seen, answer) = match outcome {
+                        Ok(Cancelled::Removed) => (CancelSeen::Removed, None),
+                        Ok(Cancelled::WhileStarting) => (CancelSeen::WhileStarting, None),
+                        Ok(Cancelled::Answered(a)) => (CancelSeen::Answered, Some(a)),
+                        Ok(Cancelled::Missing) => (CancelSeen::Missing, None),
+                        Err(_) => (CancelSeen::StoreFailed, None),
+                    };
+                    match (request_wait::after_cancel(seen, hard), answer) {
+                        (AfterCancel::Deliver, Some(a)) => {
                             waiting.pending = false;
                             return decode_answer(&a);
                         }
-                        Ok(Cancelled::WhileStarting) if !hard => {}
-                        Ok(_) => {
+                        (AfterCancel::TimedOut, _) => {
                             waiting.record(EndReason::QueueTimeout);
                             return Err(GridError::not_created(
                                 Origin::Grid,
@@ -176,14 +204,9 @@ impl Hub {
                                 ),
                             ));
                         }
-                        Err(_) => {}
+                        _ => {}
                     }
                 }
-                Err(e) if now >= hard_deadline => {
-                    waiting.pending = false;
-                    return Err(store_down(e));
-                }
-                Err(_) => {}
             }
         }
     }
