@@ -1,5 +1,5 @@
 //! The shared store suite against a real `redis-server`, started here on a free port.
-#![cfg(feature = "redis")]
+#![cfg(feature = "redis-server-tests")]
 
 use gridiron_store::{NewSession, RedisStore, Store};
 use std::process::{Child, Command, Stdio};
