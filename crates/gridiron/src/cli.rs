@@ -469,6 +469,22 @@ mod tests {
     }
 
     #[test]
+    fn isolation_options_come_from_the_file_too() {
+        let file: StandaloneArgs = toml::from_str(
+            "session-uid-base = 300000\nsession_uid_count = 50\npass-env = [\"HTTP_PROXY\"]",
+        )
+        .unwrap();
+        let merged = StandaloneArgs {
+            session_uid_count: Some(7),
+            ..Default::default()
+        }
+        .or(file);
+        assert_eq!(merged.session_uid_base, Some(300_000));
+        assert_eq!(merged.session_uid_count, Some(7));
+        assert_eq!(merged.pass_env, Some(vec!["HTTP_PROXY".to_string()]));
+    }
+
+    #[test]
     fn unknown_file_keys_are_rejected() {
         assert!(toml::from_str::<StandaloneArgs>("prot = 1").is_err());
     }
