@@ -677,7 +677,11 @@ async def run(args, procs: Processes, workdir: str, report: dict) -> bool:
                                      "--store", store, "--advertise-url", f"http://127.0.0.1:{port}",
                                      "--max-sessions", str(args.slots),
                                      "--data-dir", os.path.join(workdir, f"n{i + 1}"),
-                                     "--cluster-secret", SECRET],
+                                     "--cluster-secret", SECRET,
+                                     # Drivers start with a cleared environment: the stand-in
+                                     # gets STANDIN_LOG only when passed by name, and writes it
+                                     # into this run's private dir as the node's own user.
+                                     "--pass-env", "STANDIN_LOG", "--session-uid-base", "0"],
                     stop_signal=signal.SIGINT, death_signal=signal.SIGINT,
                     extra_env={"STANDIN_LOG": grid_log})
     total_slots = args.nodes * args.slots

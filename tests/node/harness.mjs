@@ -57,7 +57,15 @@ export function request(port, method, p, { body, headers } = {}) {
   });
 }
 
-/** Pids whose environment contains `entry` (e.g. GRIDIRON_SESSION=abc). */
+/**
+ * The variables every process a grid starts carries (crates/provision/src/lib.rs):
+ * the grid's data dir and the session id. Private names, so that no setting an
+ * operator exports (GRIDIRON_DATA_DIR) marks a process for the grid's sweeps.
+ */
+export const MARK_ENV = '__GRIDIRON_SWEEP_MARK';
+export const SESSION_ENV = '__GRIDIRON_SWEEP_SESSION';
+
+/** Pids whose environment contains `entry` (e.g. `${SESSION_ENV}=abc`). */
 export function processesWithEnv(entry) {
   const out = [];
   for (const name of fs.readdirSync('/proc')) {
@@ -138,9 +146,9 @@ export class Grid {
     return st.nodes.flatMap((n) => n.slots).filter((s) => s.session).map((s) => s.session.sessionId);
   }
 
-  processes() { return processesWithEnv(`GRIDIRON_DATA_DIR=${this.dataDir}`); }
+  processes() { return processesWithEnv(`${MARK_ENV}=${this.dataDir}`); }
 
-  sessionProcesses(id) { return processesWithEnv(`GRIDIRON_SESSION=${id}`); }
+  sessionProcesses(id) { return processesWithEnv(`${SESSION_ENV}=${id}`); }
 
   /** The browser's main process of a session (not a helper process). */
   browserPid(id) { return browserMains(this.sessionProcesses(id))[0]; }
@@ -195,7 +203,7 @@ export class Cluster {
     const n = this.#spawn(name, ['node', '--host', '127.0.0.1', '--port', String(port),
       '--advertise-url', `http://127.0.0.1:${port}`, '--data-dir', dataDir, ...extra]);
     Object.assign(n, { name, port, dataDir });
-    n.processes = () => processesWithEnv(`GRIDIRON_DATA_DIR=${dataDir}`);
+    n.processes = () => processesWithEnv(`${MARK_ENV}=${dataDir}`);
     n.browsers = () => n.processes().filter((p) => comm(p) === 'chromium');
     this.nodes.push(n);
     await eventually(`${name} answers`, () => answers(port, { 'x-gridiron-cluster-secret': CLUSTER_SECRET }), 20000);

@@ -32,6 +32,12 @@ READY_TIMEOUT = 30.0
 STOP_TIMEOUT = 10.0
 LEAK_TIMEOUT = 5.0
 
+# The variables every process a grid starts carries (crates/provision/src/lib.rs):
+# the grid's data dir, and the session id. Private names, so that no setting an
+# operator exports (GRIDIRON_DATA_DIR) marks a process for the grid's sweeps.
+MARK_ENV = "__GRIDIRON_SWEEP_MARK"
+SESSION_ENV = "__GRIDIRON_SWEEP_SESSION"
+
 # Every grid started in this pytest process, in start order.
 GRIDS = []
 
@@ -143,7 +149,7 @@ class Proc:
 
     @property
     def session(self):
-        return self.env.get("GRIDIRON_SESSION", "")
+        return self.env.get(SESSION_ENV, "")
 
     @property
     def cmd_text(self):
@@ -531,7 +537,7 @@ class Grid:
     # ---- processes -----------------------------------------------------------
 
     def processes(self):
-        return processes_with_env(f"GRIDIRON_DATA_DIR={self.data_dir}")
+        return processes_with_env(f"{MARK_ENV}={self.data_dir}")
 
     def session_processes(self, session_id):
         return [p for p in self.processes() if p.session == session_id]
@@ -546,7 +552,7 @@ class Grid:
         """(session processes, spare drivers) of this grid.
 
         A spare is a pre-started driver (chromedriver, geckodriver...) that no
-        session owns yet: it has no GRIDIRON_SESSION, or an id the store does
+        session owns yet: it has no session marker, or an id the store does
         not know and that no other process (no browser) shares.
         """
         procs = self.processes()

@@ -12,11 +12,14 @@ pub struct LaunchDefaults {
     pub headless: bool,
     /// The session's own profile directory.
     pub profile_dir: String,
+    /// Chromium keeps its sandbox; when false it gets `--no-sandbox` (it cannot
+    /// sandbox itself as root, or without unprivileged user namespaces).
+    pub sandbox: bool,
 }
 
-/// Chromium switches every grid session gets unless the client set the same switch.
+/// Chromium switches every grid session gets unless the client set the same switch
+/// (and `--no-sandbox` when [`LaunchDefaults::sandbox`] is false).
 pub const CHROMIUM_DEFAULT_ARGS: &[&str] = &[
-    "--no-sandbox",
     "--disable-gpu",
     "--disable-dev-shm-usage",
     "--disable-background-networking",
@@ -80,7 +83,8 @@ pub fn chromium_args(mut args: Vec<String>, defaults: &LaunchDefaults) -> Vec<St
     if defaults.headless && !has(&args, "--headless") {
         args.push("--headless=new".into());
     }
-    for d in CHROMIUM_DEFAULT_ARGS {
+    let no_sandbox = (!defaults.sandbox).then_some("--no-sandbox");
+    for d in no_sandbox.iter().chain(CHROMIUM_DEFAULT_ARGS) {
         if !has(&args, d) {
             args.push((*d).into());
         }
@@ -191,6 +195,7 @@ mod tests {
         let d = LaunchDefaults {
             headless: true,
             profile_dir: "/data/s1/profile".into(),
+            sandbox: false,
         };
         let caps = driver_capabilities(merged.as_object().unwrap(), &chromium(), &d);
         assert!(!caps.contains_key(GRID_OPTIONS_KEY));
@@ -212,6 +217,18 @@ mod tests {
     }
 
     #[test]
+    fn a_sandboxed_chromium_gets_no_no_sandbox() {
+        let d = LaunchDefaults {
+            headless: true,
+            profile_dir: "/p".into(),
+            sandbox: true,
+        };
+        let args = chromium_args(vec![], &d);
+        assert!(!args.iter().any(|a| a == "--no-sandbox"), "{args:?}");
+        assert!(args.iter().any(|a| a == "--disable-gpu"), "{args:?}");
+    }
+
+    #[test]
     fn client_choices_win_over_defaults() {
         let merged = json!({"goog:chromeOptions": {
             "binary": "/opt/chrome",
@@ -220,6 +237,7 @@ mod tests {
         let d = LaunchDefaults {
             headless: true,
             profile_dir: "/data/p".into(),
+            sandbox: false,
         };
         let caps = driver_capabilities(merged.as_object().unwrap(), &chromium(), &d);
         let opts = &caps["goog:chromeOptions"];
@@ -275,6 +293,7 @@ mod tests {
         let d = LaunchDefaults {
             headless: true,
             profile_dir: "/p".into(),
+            sandbox: false,
         };
         let caps = driver_capabilities(&Map::new(), &firefox(), &d);
         assert_eq!(caps["moz:firefoxOptions"]["args"], json!(["-headless"]));

@@ -129,6 +129,22 @@ pub struct StandaloneArgs {
     #[arg(long, env = "GRIDIRON_LOG_FORMAT")]
     #[serde(alias = "log_format")]
     pub log_format: Option<String>,
+    /// When the grid runs as root: first user id that sessions' drivers and
+    /// browsers run under, one id per session, so a page cannot read the store
+    /// or other sessions' files; 0 runs them as root [default: 200000].
+    #[arg(long, env = "GRIDIRON_SESSION_UID_BASE")]
+    #[serde(alias = "session_uid_base")]
+    pub session_uid_base: Option<u32>,
+    /// How many user ids from --session-uid-base on sessions may use [default: 10000].
+    #[arg(long, env = "GRIDIRON_SESSION_UID_COUNT")]
+    #[serde(alias = "session_uid_count")]
+    pub session_uid_count: Option<u32>,
+    /// Variables of the grid's environment that drivers and browsers also get
+    /// (comma-separated names, e.g. `HTTP_PROXY,NO_PROXY`); they get no others
+    /// but PATH, HOME, TMPDIR, the display, locale and time zone [default: none].
+    #[arg(long, env = "GRIDIRON_PASS_ENV", value_delimiter = ',')]
+    #[serde(alias = "pass_env")]
+    pub pass_env: Option<Vec<String>>,
 }
 
 impl StandaloneArgs {
@@ -150,6 +166,9 @@ impl StandaloneArgs {
             no_prewarm: self.no_prewarm.or(file.no_prewarm),
             public_url: self.public_url.or(file.public_url),
             log_format: self.log_format.or(file.log_format),
+            session_uid_base: self.session_uid_base.or(file.session_uid_base),
+            session_uid_count: self.session_uid_count.or(file.session_uid_count),
+            pass_env: self.pass_env.or(file.pass_env),
         }
     }
 }
@@ -177,6 +196,8 @@ pub(crate) struct Standalone {
     pub(crate) addr: SocketAddr,
     pub(crate) grid: GridConfig,
     pub(crate) json_logs: bool,
+    /// How sessions are kept from the grid's secrets and from each other.
+    pub(crate) isolation: gridiron_provision::IsolationSettings,
 }
 
 pub(crate) fn resolve(args: StandaloneArgs) -> Result<Standalone, String> {
@@ -231,10 +252,18 @@ pub(crate) fn resolve(args: StandaloneArgs) -> Result<Standalone, String> {
     grid.prewarm = !args.no_prewarm.unwrap_or(false);
     grid.public_url = public_url(args.public_url)?;
     let json_logs = json_logs(args.log_format.as_deref())?;
+    let defaults = gridiron_provision::IsolationSettings::default();
+    let isolation = gridiron_provision::IsolationSettings {
+        uid_base: args.session_uid_base.unwrap_or(defaults.uid_base),
+        uid_count: args.session_uid_count.unwrap_or(defaults.uid_count),
+        pass_env: args.pass_env.unwrap_or_default(),
+    };
+    isolation.check()?;
     Ok(Standalone {
         addr,
         grid,
         json_logs,
+        isolation,
     })
 }
 
@@ -324,6 +353,10 @@ pub(crate) fn lock_data_dir(dir: &Path) -> Result<std::fs::File, String> {
             dir.display()
         ));
     }
+    // Before the store is opened: its files are created private.
+    gridiron_provision::isolation::private_files();
+    gridiron_provision::isolation::protect_data_dir(dir)
+        .map_err(|e| format!("cannot protect the data dir {}: {e}", dir.display()))?;
     Ok(f)
 }
 
@@ -338,7 +371,7 @@ pub fn run_standalone(args: StandaloneArgs) -> Result<(), String> {
             .map_err(|e| e.to_string())?;
         let store: Arc<dyn gridiron_store::Store> = Arc::new(store);
         gridiron_grid::recover(&s.grid.data_dir, store.as_ref()).await;
-        let found = discover_guarded(&s.grid.data_dir)?;
+        let (found, isolation) = discover_guarded(&s.grid.data_dir, &s.isolation)?;
         if found.installs.is_empty() {
             tracing::warn!("no browser with its driver was found; run `gridiron doctor`");
         }
@@ -357,6 +390,7 @@ pub fn run_standalone(args: StandaloneArgs) -> Result<(), String> {
             found.installs,
             &s.grid.data_dir,
             s.grid.prewarm,
+            isolation,
         );
         tracing::info!(
             addr = %listener.local_addr().map_err(|e| e.to_string())?,
@@ -374,13 +408,34 @@ pub fn run_standalone(args: StandaloneArgs) -> Result<(), String> {
 }
 
 /// The browsers and drivers of this host, each browser started so that it
-/// dies with its driver (see `gridiron_provision::guard`).
-pub(crate) fn discover_guarded(data_dir: &Path) -> Result<gridiron_provision::Discovery, String> {
+/// dies with its driver (see `gridiron_provision::guard`), and how their
+/// sessions are isolated (logged: a weaker isolation is a warning).
+pub(crate) fn discover_guarded(
+    data_dir: &Path,
+    settings: &gridiron_provision::IsolationSettings,
+) -> Result<(gridiron_provision::Discovery, gridiron_provision::Isolation), String> {
     let mut found = gridiron_provision::discover();
-    let me = std::env::current_exe().map_err(|e| format!("cannot find this executable: {e}"))?;
+    let mut me =
+        std::env::current_exe().map_err(|e| format!("cannot find this executable: {e}"))?;
+    let isolation =
+        gridiron_provision::Isolation::decide(settings, data_dir, &mut found.installs, &mut me);
     gridiron_provision::guard_browsers(&mut found.installs, &me, data_dir)
         .map_err(|e| format!("cannot write browser launch scripts: {e}"))?;
-    Ok(found)
+    match &isolation.uids {
+        Some(uids) => tracing::info!(
+            uids = %uids,
+            chromium_sandbox = isolation.chromium_sandbox,
+            "sessions run under user ids of their own"
+        ),
+        None => tracing::info!(
+            chromium_sandbox = isolation.chromium_sandbox,
+            "sessions share the grid's user"
+        ),
+    }
+    for note in &isolation.notes {
+        tracing::warn!("isolation: {note}");
+    }
+    Ok((found, isolation))
 }
 
 pub(crate) async fn shutdown_signal() {
@@ -414,6 +469,22 @@ mod tests {
     }
 
     #[test]
+    fn isolation_options_come_from_the_file_too() {
+        let file: StandaloneArgs = toml::from_str(
+            "session-uid-base = 300000\nsession_uid_count = 50\npass-env = [\"HTTP_PROXY\"]",
+        )
+        .unwrap();
+        let merged = StandaloneArgs {
+            session_uid_count: Some(7),
+            ..Default::default()
+        }
+        .or(file);
+        assert_eq!(merged.session_uid_base, Some(300_000));
+        assert_eq!(merged.session_uid_count, Some(7));
+        assert_eq!(merged.pass_env, Some(vec!["HTTP_PROXY".to_string()]));
+    }
+
+    #[test]
     fn unknown_file_keys_are_rejected() {
         assert!(toml::from_str::<StandaloneArgs>("prot = 1").is_err());
     }
@@ -433,9 +504,13 @@ mod tests {
         assert!(resolve(args(|a| a.max_sessions = Some(0))).is_err());
         assert!(resolve(args(|a| a.host = Some("not a host".into()))).is_err());
         assert!(resolve(args(|a| a.log_format = Some("xml".into()))).is_err());
+        assert!(resolve(args(|a| a.session_uid_base = Some(10))).is_err());
+        assert!(resolve(args(|a| a.pass_env = Some(vec!["A=B".into()]))).is_err());
         let ok = resolve(args(|a| a.session_timeout = Some(30.0))).unwrap();
         assert_eq!(ok.grid.session_timeout, Some(Duration::from_secs(30)));
         assert_eq!(ok.addr.port(), 4444);
+        assert_eq!(ok.isolation.uid_base, 200_000);
+        assert!(ok.isolation.pass_env.is_empty());
         let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -274,15 +274,19 @@ pub fn run_node(mut args: NodeArgs) -> Result<(), String> {
         }
         profile.labels.extend(own_labels);
         gridiron_grid::recover_processes(&grid.data_dir).await;
-        let found = crate::cli::discover_guarded(&grid.data_dir)?;
+        let (found, isolation) = crate::cli::discover_guarded(&grid.data_dir, &s.isolation)?;
         if found.installs.is_empty() {
             tracing::warn!("no browser with its driver was found; run `gridiron doctor`");
         }
         let listener = tokio::net::TcpListener::bind(s.addr)
             .await
             .map_err(|e| format!("cannot listen on {}: {e}", s.addr))?;
-        let provisioner =
-            gridiron_provision::LocalProvisioner::new(found.installs, &grid.data_dir, grid.prewarm);
+        let provisioner = gridiron_provision::LocalProvisioner::new(
+            found.installs,
+            &grid.data_dir,
+            grid.prewarm,
+            isolation,
+        );
         let store: Arc<dyn gridiron_store::Store> = cluster.sessions();
         let manager = gridiron_grid::Manager::start(grid, store, provisioner);
         let cfg = NodeConfig {

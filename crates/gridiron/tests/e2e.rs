@@ -398,11 +398,13 @@ fn a_restart_after_kill_9_closes_records_and_kills_leftovers() {
     // The driver dies with the grid and the browser with its driver (both
     // have a parent-death signal), before any restart.
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    while !common::processes_with_env(&format!("GRIDIRON_SESSION={id}")).is_empty() {
+    while !common::processes_with_env(&format!("{}={id}", gridiron_provision::ENV_SESSION))
+        .is_empty()
+    {
         assert!(
             std::time::Instant::now() < deadline,
             "processes of the killed grid's session outlived it: {:?}",
-            common::processes_with_env(&format!("GRIDIRON_SESSION={id}"))
+            common::processes_with_env(&format!("{}={id}", gridiron_provision::ENV_SESSION))
         );
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
@@ -415,7 +417,7 @@ fn a_restart_after_kill_9_closes_records_and_kills_leftovers() {
     );
     let grid = Grid::start_in(tmp, &["--max-sessions", "1"]);
     assert!(
-        common::processes_with_env(&format!("GRIDIRON_SESSION={id}")).is_empty(),
+        common::processes_with_env(&format!("{}={id}", gridiron_provision::ENV_SESSION)).is_empty(),
         "leftovers of the killed grid are gone"
     );
     assert_eq!(

@@ -6,8 +6,9 @@
 
 use crate::discovery::BrowserInstall;
 use crate::error::ProvisionError;
+use crate::isolation::{give_dirs, Isolation, UidLease};
 use crate::process::SessionProcess;
-use crate::{ENV_DATA_DIR, ENV_SESSION};
+use crate::ENV_SESSION;
 use gridiron_domain::BrowserKind;
 use nix::sys::signal::{killpg, Signal};
 use nix::unistd::Pid;
@@ -68,6 +69,9 @@ pub struct DriverProcess {
     browser_watch: Mutex<Option<tokio::task::JoinHandle<()>>>,
     /// Set once shutdown has begun; the drop safety net then stays out.
     shut: AtomicBool,
+    /// The user id the processes run under, held until they are gone (the
+    /// field is dropped after `Drop::drop` has killed them).
+    _uid: Option<UidLease>,
 }
 
 impl std::fmt::Debug for DriverProcess {
@@ -88,6 +92,7 @@ impl DriverProcess {
         session_id: &str,
         dir: &Path,
         data_dir: &Path,
+        isolation: &Isolation,
     ) -> Result<DriverProcess, ProvisionError> {
         let args = match install.stereotype.kind {
             BrowserKind::Chromium => vec![
@@ -113,6 +118,7 @@ impl DriverProcess {
             session_id,
             dir,
             data_dir,
+            isolation,
         };
         spawn.run(ready).await
     }
@@ -125,6 +131,7 @@ impl DriverProcess {
         session_id: &str,
         dir: &Path,
         data_dir: &Path,
+        isolation: &Isolation,
     ) -> Result<DriverProcess, ProvisionError> {
         let binary = PathBuf::from(&install.stereotype.binary);
         let ready = |line: &str| {
@@ -138,6 +145,7 @@ impl DriverProcess {
             session_id,
             dir,
             data_dir,
+            isolation,
         };
         spawn.run(ready).await
     }
@@ -191,6 +199,7 @@ struct Spawn<'a> {
     session_id: &'a str,
     dir: &'a Path,
     data_dir: &'a Path,
+    isolation: &'a Isolation,
 }
 
 impl Spawn<'_> {
@@ -206,28 +215,38 @@ impl Spawn<'_> {
             session_id,
             dir,
             data_dir,
+            isolation,
         } = self;
         let tmp = crate::sweep::session_tmp_dir(data_dir, session_id);
-        for d in [dir, &tmp] {
-            std::fs::create_dir_all(d).map_err(|source| ProvisionError::Files {
-                path: d.to_path_buf(),
-                source,
-            })?;
-        }
+        let lease = match &isolation.uids {
+            Some(range) => Some(range.acquire().ok_or_else(|| ProvisionError::Files {
+                path: dir.to_path_buf(),
+                source: std::io::Error::other("every session user id is in use"),
+            })?),
+            None => None,
+        };
+        let uid = lease.as_ref().map(UidLease::uid);
+        let home = dir.join("home");
+        give_dirs(&[dir, &home, &tmp], uid).map_err(|source| ProvisionError::Files {
+            path: dir.to_path_buf(),
+            source,
+        })?;
         let mut cmd = Command::new(program);
         cmd.args(args);
-        cmd.env(ENV_DATA_DIR, data_dir)
-            .env(ENV_SESSION, session_id)
-            .env("TMPDIR", &tmp)
-            // Chromium's config and crash database would otherwise land in the user's home.
-            .env("XDG_CONFIG_HOME", dir.join("config"))
-            .env("XDG_CACHE_HOME", dir.join("cache"))
+        // Nothing of the grid's environment (cluster secret, store URL) reaches a page.
+        cmd.env_clear()
+            .envs(isolation.session_env(dir, &tmp, data_dir, session_id))
             .current_dir(dir)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .process_group(0)
             .kill_on_drop(true);
+        if let Some(u) = uid {
+            // Also drops root's supplementary groups (std calls setgroups).
+            cmd.uid(u).gid(u);
+        }
+        // Runs after the user id changed (a change of ids clears the parent-death signal).
         // SAFETY: prctl is async-signal-safe; nothing else runs between fork and exec.
         unsafe {
             cmd.pre_exec(|| {
@@ -286,6 +305,7 @@ impl Spawn<'_> {
             browser_exited: Arc::default(),
             browser_watch: Mutex::default(),
             shut: AtomicBool::new(false),
+            _uid: lease,
         };
         let mut exit = proc.exit.clone();
         /// Why no endpoint was found, before the output is attached.

@@ -20,6 +20,8 @@ pub fn guard_browsers(
 ) -> io::Result<()> {
     let dir = data_dir.join("bin");
     std::fs::create_dir_all(&dir)?;
+    // Session processes may run as another user; the grid's umask is 077.
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755))?;
     for (i, install) in installs.iter_mut().enumerate() {
         let name = format!(
             "{}-{i}-guarded",

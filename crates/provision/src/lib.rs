@@ -11,6 +11,7 @@ pub mod discovery;
 pub mod driver;
 pub mod error;
 pub mod guard;
+pub mod isolation;
 pub mod local;
 pub mod process;
 pub mod sweep;
@@ -19,11 +20,16 @@ pub use discovery::{discover, BrowserInstall, Discovery};
 pub use driver::{DriverExit, DriverProcess};
 pub use error::ProvisionError;
 pub use guard::{exec_guarded, guard_browsers};
+pub use isolation::{Isolation, IsolationSettings};
 pub use local::LocalProvisioner;
 pub use process::{Provisioner, SessionHandle, SessionProcess};
 
 /// Environment variable carried by every process the grid starts: the grid's
-/// data directory. Lets the grid (and tests) find its own processes.
-pub const ENV_DATA_DIR: &str = "GRIDIRON_DATA_DIR";
+/// data directory. Lets the grid (and tests) find its own processes, and the
+/// start-up sweep kill what a previous grid left behind. A private name on
+/// purpose: the sweep kills whatever carries it, so it must never be the name
+/// of a setting (`GRIDIRON_DATA_DIR`) that an operator's shell or supervisor
+/// may carry too.
+pub const ENV_MARK: &str = "__GRIDIRON_SWEEP_MARK";
 /// Environment variable carried by a session's processes: its session id.
-pub const ENV_SESSION: &str = "GRIDIRON_SESSION";
+pub const ENV_SESSION: &str = "__GRIDIRON_SWEEP_SESSION";

@@ -8,6 +8,7 @@
 use crate::discovery::BrowserInstall;
 use crate::driver::DriverProcess;
 use crate::error::ProvisionError;
+use crate::isolation::Isolation;
 use crate::process::{Provisioner, SessionHandle};
 use async_trait::async_trait;
 use gridiron_domain::Stereotype;
@@ -29,11 +30,19 @@ pub struct LocalProvisioner {
     /// Browsers whose spare is being started, so only one start runs at a time.
     warming: Mutex<HashMap<usize, bool>>,
     closed: AtomicBool,
+    /// How sessions are kept from the grid's secrets and from each other.
+    isolation: Isolation,
 }
 
 impl LocalProvisioner {
-    /// A provisioner for `installs`, with session files under `data_dir/sessions`.
-    pub fn new(installs: Vec<BrowserInstall>, data_dir: &Path, prewarm: bool) -> Arc<Self> {
+    /// A provisioner for `installs`, with session files under `data_dir/sessions`,
+    /// isolating sessions as `isolation` says.
+    pub fn new(
+        installs: Vec<BrowserInstall>,
+        data_dir: &Path,
+        prewarm: bool,
+        isolation: Isolation,
+    ) -> Arc<Self> {
         let p = Arc::new_cyclic(|me| LocalProvisioner {
             me: me.clone(),
             installs,
@@ -42,6 +51,7 @@ impl LocalProvisioner {
             spares: Mutex::default(),
             warming: Mutex::default(),
             closed: AtomicBool::new(false),
+            isolation,
         });
         for i in 0..p.installs.len() {
             p.replenish(i);
@@ -51,7 +61,7 @@ impl LocalProvisioner {
 
     async fn spawn(&self, install: usize) -> Result<DriverProcess, ProvisionError> {
         let (inst, id, dir) = self.new_session_files(install)?;
-        DriverProcess::spawn(inst, &id, &dir, &self.data_dir).await
+        DriverProcess::spawn(inst, &id, &dir, &self.data_dir, &self.isolation).await
     }
 
     /// The browser, a fresh session id and that session's directory.
@@ -83,6 +93,10 @@ impl Provisioner for LocalProvisioner {
         self.data_dir.join("sessions")
     }
 
+    fn chromium_sandbox(&self) -> bool {
+        self.isolation.chromium_sandbox
+    }
+
     async fn start_driver(&self, install: usize) -> Result<SessionHandle, ProvisionError> {
         if self.closed.load(Ordering::SeqCst) {
             return Err(ProvisionError::ShuttingDown);
@@ -112,11 +126,14 @@ impl Provisioner for LocalProvisioner {
         let defaults = gridiron_domain::capabilities::LaunchDefaults {
             headless,
             profile_dir: dir.join("profile").to_string_lossy().into_owned(),
+            sandbox: self.isolation.chromium_sandbox,
         };
         let mut args = gridiron_domain::capabilities::chromium_args(args, &defaults);
         args.push("--remote-debugging-port=0".into());
         args.push("about:blank".into());
-        let browser = DriverProcess::spawn_browser(inst, &args, &id, &dir, &self.data_dir).await?;
+        let browser =
+            DriverProcess::spawn_browser(inst, &args, &id, &dir, &self.data_dir, &self.isolation)
+                .await?;
         Ok(Arc::new(browser))
     }
 

@@ -65,4 +65,9 @@ pub trait Provisioner: Send + Sync {
     async fn close(&self);
     /// Where session directories live.
     fn sessions_dir(&self) -> PathBuf;
+    /// Whether Chromium may keep its sandbox (no `--no-sandbox`) in the
+    /// sessions this provisioner starts.
+    fn chromium_sandbox(&self) -> bool {
+        false
+    }
 }

@@ -1,12 +1,12 @@
 //! Finding and killing processes that carry a grid's marker, e.g. left by a
 //! previous grid process with the same data directory that was killed hard.
 
-use crate::ENV_DATA_DIR;
+use crate::ENV_MARK;
 use std::path::Path;
 
-/// Pids of processes whose environment has `GRIDIRON_DATA_DIR=<data_dir>`.
+/// Pids of processes whose environment has `__GRIDIRON_SWEEP_MARK=<data_dir>`.
 pub fn marked_processes(data_dir: &Path) -> Vec<i32> {
-    processes_with_env(ENV_DATA_DIR, &data_dir.display().to_string())
+    processes_with_env(ENV_MARK, &data_dir.display().to_string())
 }
 
 /// Pids of processes (other than this one) whose environment has `var=value`.
@@ -29,7 +29,7 @@ pub fn processes_with_env(var: &str, value: &str) -> Vec<i32> {
 
 /// Kills every marked process; returns how many there were.
 pub fn kill_marked(data_dir: &Path) -> usize {
-    kill_with_env(ENV_DATA_DIR, &data_dir.display().to_string())
+    kill_with_env(ENV_MARK, &data_dir.display().to_string())
 }
 
 /// Kills every process carrying `var=value`; returns how many there were.
@@ -103,7 +103,7 @@ pub fn session_tmp_dir(data_dir: &Path, session_id: &str) -> std::path::PathBuf 
 }
 
 /// `$TMPDIR` if it is short enough to leave room for Chromium's socket paths, else `/tmp`.
-fn tmp_root() -> std::path::PathBuf {
+pub(crate) fn tmp_root() -> std::path::PathBuf {
     let t = std::env::temp_dir();
     if t.as_os_str().len() <= 24 {
         t
@@ -161,7 +161,7 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("gridiron-sweep-{}", std::process::id()));
         let mut child = std::process::Command::new("sleep")
             .arg("30")
-            .env(ENV_DATA_DIR, &dir)
+            .env(ENV_MARK, &dir)
             .spawn()
             .unwrap();
         let pid = child.id() as i32;

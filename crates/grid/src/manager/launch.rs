@@ -52,6 +52,7 @@ impl Manager {
             &LaunchDefaults {
                 headless: self.config.headless,
                 profile_dir: driver.dir().join("profile").to_string_lossy().into_owned(),
+                sandbox: self.provisioner.chromium_sandbox(),
             },
         );
         let body = json!({"capabilities": {"alwaysMatch": caps, "firstMatch": [{}]}});

@@ -112,12 +112,16 @@ impl Grid {
 
     /// Processes carrying this grid's marker.
     pub fn processes(&self) -> Vec<i32> {
-        processes_with_env(&format!("GRIDIRON_DATA_DIR={}", self.data_dir.display()))
+        processes_with_env(&format!(
+            "{}={}",
+            gridiron_provision::ENV_MARK,
+            self.data_dir.display()
+        ))
     }
 
     /// Processes of one session.
     pub fn session_processes(&self, session: &str) -> Vec<i32> {
-        processes_with_env(&format!("GRIDIRON_SESSION={session}"))
+        processes_with_env(&format!("{}={session}", gridiron_provision::ENV_SESSION))
     }
 
     /// The pid of a session's driver.
