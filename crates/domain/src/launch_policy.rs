@@ -129,19 +129,19 @@ fn check_vendor_options(
                 }
             },
             "env" if value.as_object().is_some_and(Map::is_empty) => {}
-            item @ ("debuggeraddress" | "env" | "profile" | "minidumppath") => {
-                if !allow.allows(name) {
-                    let why = match item {
-                        "debuggeraddress" => "attaches the driver to a browser the grid did not start",
-                        "env" => "sets the browser's environment",
-                        "profile" => "replaces the profile the grid made for the session",
-                        _ => "moves the browser's crash dumps",
-                    };
-                    return Err(refused(
-                        &format!("{key}.{name}"),
-                        &format!("{why}; an operator can allow it with --allow-arg={name}"),
-                    ));
-                }
+            item @ ("debuggeraddress" | "env" | "profile" | "minidumppath")
+                if !allow.allows(name) =>
+            {
+                let why = match item {
+                    "debuggeraddress" => "attaches the driver to a browser the grid did not start",
+                    "env" => "sets the browser's environment",
+                    "profile" => "replaces the profile the grid made for the session",
+                    _ => "moves the browser's crash dumps",
+                };
+                return Err(refused(
+                    &format!("{key}.{name}"),
+                    &format!("{why}; an operator can allow it with --allow-arg={name}"),
+                ));
             }
             "args" => {
                 let where_ = format!("{key}.args");
