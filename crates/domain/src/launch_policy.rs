@@ -293,6 +293,8 @@ fn refused_switch(name: &str) -> Option<String> {
 /// Whether a browser preference (flattened, dotted) moves files or starts
 /// programs: download and cache directories, protocol and MIME helpers,
 /// auto-opened downloads, autoconfig scripts, remote debugging, sandbox levels.
+/// (Selenium itself sets `remote.active-protocols`, so the `remote.` family
+/// of geckodriver's own protocols stays open.)
 fn pref_refused(pref: &str) -> bool {
     const PREFIXES: &[&str] = &[
         "network.protocol-handler.app",
@@ -300,8 +302,6 @@ fn pref_refused(pref: &str) -> bool {
         "helpers.",
         "general.config.",
         "devtools.debugger.remote",
-        "remote.",
-        "marionette.",
         "security.sandbox.",
         "download.extensions-to-open",
         "browser.helperapps.neverask.openfile",
