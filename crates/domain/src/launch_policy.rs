@@ -180,6 +180,9 @@ fn check_vendor_options(
 /// whitespace-separated word in it that looks like a switch (so a wrapper
 /// that splits on spaces cannot be fed two switches in one argument).
 fn check_arg(where_: &str, arg: &str, allow: &LaunchAllowances) -> Result<(), GridError> {
+    if ephemeral_debugging_port(arg) {
+        return Ok(());
+    }
     if let Some(name) = switch_name(arg) {
         if let Some(canonical) = refused_switch(&name) {
             if !allow.allows(arg) {
@@ -191,7 +194,7 @@ fn check_arg(where_: &str, arg: &str, allow: &LaunchAllowances) -> Result<(), Gr
     }
     for word in arg.split(char::is_whitespace) {
         if let Some(canonical) = switch_name(word).and_then(|n| refused_switch(&n)) {
-            if !allow.allows(word) {
+            if !allow.allows(word) && !ephemeral_debugging_port(word) {
                 return Err(refused_arg(where_, arg, &canonical));
             }
         }
@@ -215,6 +218,18 @@ fn switch_name(arg: &str) -> Option<String> {
     }
     let name = t.split('=').next().unwrap_or_default();
     Some(normalise(name))
+}
+
+/// `--remote-debugging-port=0`: an ephemeral DevTools port on loopback, what
+/// chromedriver asks for itself and what Playwright's Selenium mode sends.
+/// It opens nothing the session does not already have; any other port (a
+/// fixed, guessable one) and every other `--remote-debugging-*` stay refused.
+fn ephemeral_debugging_port(arg: &str) -> bool {
+    let t = arg.trim();
+    let Some((name, value)) = t.split_once('=') else {
+        return false;
+    };
+    t.starts_with(is_dash) && normalise(name) == "remote-debugging-port" && value.trim() == "0"
 }
 
 /// Trims whitespace and leading dashes, lower-cases, and reads `_` as `-`.

@@ -126,6 +126,25 @@ fn page_switches_pass() {
 }
 
 #[test]
+fn an_ephemeral_debugging_port_is_what_the_driver_asks_for_itself() {
+    let args: Vec<String> = vec![
+        "--remote-debugging-port=0".into(),
+        "--lang=de --remote-debugging-port=0".into(),
+    ];
+    check_switches("/cdp", &args, &none()).unwrap();
+    for other in [
+        "--remote-debugging-port=9222",
+        "--remote-debugging-port",
+        "--remote-debugging-port=0,9222",
+        "--remote-debugging-address=0.0.0.0",
+        "--lang=de --remote-debugging-port=1",
+    ] {
+        let e = check_switches("/cdp", &[other.to_string()], &none()).unwrap_err();
+        assert_names(&e, "--remote-debugging-");
+    }
+}
+
+#[test]
 fn client_binaries_are_refused_unless_allowed() {
     for key in ["goog:chromeOptions", "moz:firefoxOptions", "ms:edgeOptions"] {
         let c = caps(json!({ key: {"binary": "/usr/bin/python3", "args": ["-c", "print(1)"]} }));
