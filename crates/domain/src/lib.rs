@@ -8,6 +8,7 @@ pub mod capabilities;
 pub mod cdp;
 pub mod error;
 pub mod launch;
+pub mod launch_policy;
 pub mod lifecycle;
 pub mod options;
 pub mod pool;

@@ -1,5 +1,6 @@
 //! Settings of a grid instance.
 
+use gridiron_domain::launch_policy::LaunchAllowances;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -29,6 +30,9 @@ pub struct GridConfig {
     pub public_url: Option<String>,
     /// Where the store, session files and logs live (absolute).
     pub data_dir: PathBuf,
+    /// What the operator lets clients choose beyond the launch policy
+    /// (`--allow-binary`, `--allow-arg`); nothing by default.
+    pub launch_allowances: LaunchAllowances,
 }
 
 impl GridConfig {
@@ -46,6 +50,7 @@ impl GridConfig {
             prewarm: true,
             public_url: None,
             data_dir,
+            launch_allowances: LaunchAllowances::default(),
         }
     }
 }

@@ -4,6 +4,7 @@
 //! then the built-in default.
 
 use clap::{Args, Parser, Subcommand};
+use gridiron_domain::launch_policy::LaunchAllowances;
 use gridiron_grid::GridConfig;
 use serde::Deserialize;
 use std::net::SocketAddr;
@@ -145,6 +146,25 @@ pub struct StandaloneArgs {
     #[arg(long, env = "GRIDIRON_PASS_ENV", value_delimiter = ',')]
     #[serde(alias = "pass_env")]
     pub pass_env: Option<Vec<String>>,
+    /// A browser binary clients may name in `goog:chromeOptions.binary` /
+    /// `moz:firefoxOptions.binary` (repeatable; exact path) [default: none].
+    #[arg(
+        long = "allow-binary",
+        env = "GRIDIRON_ALLOW_BINARY",
+        value_delimiter = ','
+    )]
+    #[serde(alias = "allow_binary")]
+    pub allow_binary: Vec<String>,
+    /// A prefix of refused browser switches or options clients may use anyway
+    /// (repeatable), e.g. `--allow-arg=--renderer-cmd-prefix` [default: none].
+    #[arg(
+        long = "allow-arg",
+        env = "GRIDIRON_ALLOW_ARG",
+        value_delimiter = ',',
+        allow_hyphen_values = true
+    )]
+    #[serde(alias = "allow_arg")]
+    pub allow_arg: Vec<String>,
 }
 
 impl StandaloneArgs {
@@ -169,7 +189,18 @@ impl StandaloneArgs {
             session_uid_base: self.session_uid_base.or(file.session_uid_base),
             session_uid_count: self.session_uid_count.or(file.session_uid_count),
             pass_env: self.pass_env.or(file.pass_env),
+            allow_binary: or_list(self.allow_binary, file.allow_binary),
+            allow_arg: or_list(self.allow_arg, file.allow_arg),
         }
+    }
+}
+
+/// A list option: the one given on the command line or environment, else the file's.
+fn or_list(given: Vec<String>, file: Vec<String>) -> Vec<String> {
+    if given.is_empty() {
+        file
+    } else {
+        given
     }
 }
 
@@ -251,6 +282,7 @@ pub(crate) fn resolve(args: StandaloneArgs) -> Result<Standalone, String> {
     grid.headless = !args.headful.unwrap_or(false);
     grid.prewarm = !args.no_prewarm.unwrap_or(false);
     grid.public_url = public_url(args.public_url)?;
+    grid.launch_allowances = LaunchAllowances::new(args.allow_binary, args.allow_arg)?;
     let json_logs = json_logs(args.log_format.as_deref())?;
     let defaults = gridiron_provision::IsolationSettings::default();
     let isolation = gridiron_provision::IsolationSettings {
@@ -485,6 +517,44 @@ mod tests {
     }
 
     #[test]
+    fn allowances_come_from_flags_or_the_file() {
+        let file: StandaloneArgs = toml::from_str(
+            "allow-binary = [\"/usr/bin/chromium\"]\nallow-arg = [\"--renderer-cmd-prefix\", \"--gpu-launcher\"]",
+        )
+        .unwrap();
+        let merged = StandaloneArgs::default().or(file);
+        assert_eq!(merged.allow_binary, vec!["/usr/bin/chromium"]);
+        assert_eq!(merged.allow_arg.len(), 2);
+        let flags = StandaloneArgs {
+            allow_arg: vec!["--lang".into()],
+            ..Default::default()
+        };
+        let file: StandaloneArgs = toml::from_str("allow_arg = [\"--x\"]").unwrap();
+        assert_eq!(flags.or(file).allow_arg, vec!["--lang"]);
+        let parsed = Cli::try_parse_from([
+            "gridiron",
+            "standalone",
+            "--allow-arg",
+            "--renderer-cmd-prefix",
+            "--allow-arg=--gpu-launcher,--utility-cmd-prefix",
+            "--allow-binary=/opt/chrome",
+        ])
+        .unwrap();
+        let Command::Standalone(a) = parsed.command else {
+            panic!("not standalone")
+        };
+        assert_eq!(
+            a.allow_arg,
+            vec![
+                "--renderer-cmd-prefix",
+                "--gpu-launcher",
+                "--utility-cmd-prefix"
+            ]
+        );
+        assert_eq!(a.allow_binary, vec!["/opt/chrome"]);
+    }
+
+    #[test]
     fn unknown_file_keys_are_rejected() {
         assert!(toml::from_str::<StandaloneArgs>("prot = 1").is_err());
     }
@@ -506,6 +576,8 @@ mod tests {
         assert!(resolve(args(|a| a.log_format = Some("xml".into()))).is_err());
         assert!(resolve(args(|a| a.session_uid_base = Some(10))).is_err());
         assert!(resolve(args(|a| a.pass_env = Some(vec!["A=B".into()]))).is_err());
+        assert!(resolve(args(|a| a.allow_binary = vec!["chromium".into()])).is_err());
+        assert!(resolve(args(|a| a.allow_arg = vec!["--".into()])).is_err());
         let ok = resolve(args(|a| a.session_timeout = Some(30.0))).unwrap();
         assert_eq!(ok.grid.session_timeout, Some(Duration::from_secs(30)));
         assert_eq!(ok.addr.port(), 4444);

@@ -5,6 +5,7 @@ use crate::cli::{
     shutdown_signal, StandaloneArgs,
 };
 use clap::{Args, Subcommand};
+use gridiron_domain::launch_policy::{check_switches, LaunchAllowances};
 use gridiron_domain::pool::{check_name, NodeProfile, Pool};
 use gridiron_grid::cluster::{node_router, Hub, HubConfig, NodeAgent, NodeConfig};
 use gridiron_store::{Cluster, RedisCluster};
@@ -95,6 +96,22 @@ pub struct HubArgs {
     /// Log format: `text` or `json`.
     #[arg(long, env = "GRIDIRON_LOG_FORMAT")]
     pub log_format: Option<String>,
+    /// A browser binary clients may name in `binary` (repeatable; exact path).
+    #[arg(
+        long = "allow-binary",
+        env = "GRIDIRON_ALLOW_BINARY",
+        value_delimiter = ','
+    )]
+    pub allow_binary: Vec<String>,
+    /// A prefix of refused browser switches or options clients may use anyway
+    /// (repeatable), e.g. `--allow-arg=--renderer-cmd-prefix`.
+    #[arg(
+        long = "allow-arg",
+        env = "GRIDIRON_ALLOW_ARG",
+        value_delimiter = ',',
+        allow_hyphen_values = true
+    )]
+    pub allow_arg: Vec<String>,
 }
 
 /// Options of `gridiron node`: those of `standalone` (its slots, timeouts,
@@ -149,6 +166,15 @@ pub enum PoolsCommand {
         max_concurrency: Option<u32>,
         #[command(flatten)]
         store: StoreArgs,
+        /// A prefix of refused browser switches this pool may use anyway
+        /// (repeatable); hubs and nodes must allow it too.
+        #[arg(
+            long = "allow-arg",
+            env = "GRIDIRON_ALLOW_ARG",
+            value_delimiter = ',',
+            allow_hyphen_values = true
+        )]
+        allow_arg: Vec<String>,
     },
     /// List pools and the sessions each runs.
     List {
@@ -213,6 +239,10 @@ pub fn run_hub(args: HubArgs) -> Result<(), String> {
         public_url: public_url(args.public_url.clone())?,
         secret,
         heartbeat_ttl: seconds("heartbeat-ttl", Some(args.heartbeat_ttl), Duration::ZERO)?,
+        launch_allowances: LaunchAllowances::new(
+            args.allow_binary.clone(),
+            args.allow_arg.clone(),
+        )?,
     };
     runtime()?.block_on(async move {
         let cluster = args.store.connect().await?;
@@ -351,8 +381,11 @@ pub fn run_pools(cmd: PoolsCommand) -> Result<(), String> {
                 labels: l,
                 max_concurrency,
                 store,
+                allow_arg,
             } => {
                 check_name(&name).map_err(|e| e.message)?;
+                let allow = LaunchAllowances::new(Vec::new(), allow_arg)?;
+                check_switches("--arg", &args, &allow).map_err(|e| e.message)?;
                 if max_concurrency == Some(0) {
                     return Err("--max-concurrency must be at least 1".into());
                 }

@@ -298,7 +298,13 @@ fn errors_have_the_w3c_shape() {
 
 #[test]
 fn driver_start_failure_is_reported_and_frees_the_slot() {
-    let grid = Grid::start(&["--max-sessions", "1"]);
+    // The operator allows the broken binary, so the driver gets to fail on it.
+    let grid = Grid::start(&[
+        "--max-sessions",
+        "1",
+        "--allow-binary",
+        "/nonexistent/chrome",
+    ]);
     let (status, body) = grid.request(
         "POST",
         "/session",

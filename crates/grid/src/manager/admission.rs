@@ -7,6 +7,7 @@ use crate::slots::NoSlot;
 use bytes::Bytes;
 use gridiron_domain::capabilities::{parse_new_session, select};
 use gridiron_domain::cdp::CdpRequest;
+use gridiron_domain::launch_policy::{check_request, check_switches};
 use gridiron_domain::queue::Refusal;
 use gridiron_domain::{BrowserKind, EndReason, GridError, GridOptions, Origin};
 use gridiron_store::{now_ms, NewSession};
@@ -26,6 +27,9 @@ impl Manager {
         let body: Value = serde_json::from_slice(&body)
             .map_err(|e| GridError::invalid_argument(format!("malformed JSON body: {e}")))?;
         let request = parse_new_session(&body)?;
+        // Before anything is queued or started: the client never chooses
+        // what runs on this host (on a node, the body comes from the store).
+        check_request(&request, &self.config.launch_allowances)?;
         let selection = select(&request, &self.catalog)?;
         let options = GridOptions::from_capabilities(&selection.merged)?;
         let requested = body.get("capabilities").cloned().unwrap_or(body);
@@ -77,6 +81,7 @@ impl Manager {
         self: &Arc<Self>,
         request: CdpRequest,
     ) -> Result<Arc<Session>, GridError> {
+        check_switches("/cdp", &request.args, &self.config.launch_allowances)?;
         let install = self
             .catalog
             .iter()

@@ -282,3 +282,102 @@ async fn a_cdp_session_is_a_bare_browser() {
     assert_eq!(f.end_reason(&s.id).await, Some(EndReason::Quit));
     assert_eq!(f.standin.alive(), 0);
 }
+
+/// Hostile launch requests: each is refused with `invalid argument` naming
+/// the refused item, before a slot, a queue place, a record or a process.
+#[tokio::test]
+async fn the_launch_policy_refuses_before_anything_starts() {
+    let f = Fixture::new(1, |_| {});
+    // A full grid: a request that got past admission would wait in the queue.
+    let held = f.session().await;
+    for (caps, item) in [
+        (
+            serde_json::json!({"goog:chromeOptions": {"binary": "/usr/bin/python3", "args": ["-c", "open('/tmp/x','w')"]}}),
+            "goog:chromeOptions.binary",
+        ),
+        (
+            serde_json::json!({"goog:chromeOptions": {"args": ["--renderer-cmd-prefix=touch /tmp/x"]}}),
+            "--renderer-cmd-prefix",
+        ),
+        (
+            serde_json::json!({"goog:chromeOptions": {"args": ["--GPU-LAUNCHER", "touch /tmp/x"]}}),
+            "--gpu-launcher",
+        ),
+        (
+            serde_json::json!({"goog:chromeOptions": {"debuggerAddress": "127.0.0.1:9222"}}),
+            "debuggerAddress",
+        ),
+        (
+            serde_json::json!({"browserName": "firefox", "moz:firefoxOptions": {"env": {"LD_PRELOAD": "/tmp/x.so"}}}),
+            "moz:firefoxOptions.env",
+        ),
+    ] {
+        let started = Instant::now();
+        let e = f.request(caps).await.unwrap_err();
+        assert_eq!(e.code, ErrorCode::InvalidArgument, "{e}");
+        assert!(e.message.contains(item), "{item} not named: {}", e.message);
+        assert!(
+            started.elapsed() < Duration::from_secs(1),
+            "refused at once"
+        );
+    }
+    let cdp = gridiron_domain::cdp::CdpRequest {
+        args: vec!["--utility-cmd-prefix=touch /tmp/x".into()],
+        ..Default::default()
+    };
+    let Err(e) = f.m.new_cdp_session(cdp).await else {
+        panic!("a CDP request with --utility-cmd-prefix started a session")
+    };
+    assert_eq!(e.code, ErrorCode::InvalidArgument);
+    assert!(e.message.contains("--utility-cmd-prefix"), "{}", e.message);
+    assert_eq!(f.waiting(), 0, "nothing was queued");
+    assert_eq!(
+        (f.standin.started(), f.standin.alive()),
+        (1, 1),
+        "only the held session started"
+    );
+    assert_eq!(f.records().await.len(), 1, "no record of refused requests");
+    f.m.end(&held, EndReason::Quit).await;
+}
+
+#[tokio::test]
+async fn a_refused_request_starts_nothing_on_an_idle_grid() {
+    let f = Fixture::new(2, |_| {});
+    let e = f
+        .request(serde_json::json!({"goog:chromeOptions": {"args": ["--utility-cmd-prefix=touch /tmp/x"]}}))
+        .await
+        .unwrap_err();
+    assert_eq!(e.code, ErrorCode::InvalidArgument);
+    assert_eq!(e.http_status(), 400);
+    assert_eq!((f.standin.started(), f.m.slots_in_use()), (0, 0));
+}
+
+#[tokio::test]
+async fn the_operator_allows_exactly_what_it_names() {
+    let f = Fixture::new(2, |c| {
+        c.launch_allowances = gridiron_domain::launch_policy::LaunchAllowances::new(
+            vec!["/opt/allowed/chrome".into()],
+            vec!["--renderer-cmd-prefix".into()],
+        )
+        .unwrap()
+    });
+    let ok = f
+        .request(serde_json::json!({"goog:chromeOptions": {
+            "binary": "/opt/allowed/chrome",
+            "args": ["--renderer-cmd-prefix=nice"]
+        }}))
+        .await
+        .unwrap();
+    assert!(ok["value"]["sessionId"].is_string());
+    let e = f
+        .request(serde_json::json!({"goog:chromeOptions": {"args": ["--utility-cmd-prefix=nice"]}}))
+        .await
+        .unwrap_err();
+    assert!(e.message.contains("--utility-cmd-prefix"), "{}", e.message);
+    let e = f
+        .request(serde_json::json!({"goog:chromeOptions": {"binary": "/usr/bin/python3"}}))
+        .await
+        .unwrap_err();
+    assert_eq!(e.code, ErrorCode::InvalidArgument);
+    assert_eq!(f.standin.started(), 1, "only the allowed request started");
+}

@@ -46,6 +46,9 @@ pub struct HubConfig {
     pub secret: String,
     /// A hub whose heartbeat is older than this is gone (its queued requests too).
     pub heartbeat_ttl: Duration,
+    /// What the operator lets clients choose beyond the launch policy
+    /// (`--allow-binary`, `--allow-arg`); nothing by default.
+    pub launch_allowances: gridiron_domain::launch_policy::LaunchAllowances,
 }
 
 /// A hub: stateless apart from caches; any number may run side by side.

@@ -6,6 +6,7 @@ use super::{store_down, Hub};
 use crate::cluster::{decode_answer, CDP_KEY};
 use gridiron_domain::capabilities::{parse_new_session, select};
 use gridiron_domain::cdp::CdpRequest;
+use gridiron_domain::launch_policy::{check_request, check_switches};
 use gridiron_domain::pool::{apply_defaults, node_accepts};
 use gridiron_domain::request_wait::{self, AfterCancel, CancelSeen, Next, Seen, WaitLimits};
 use gridiron_domain::{BrowserKind, EndReason, ErrorCode, GridError, GridOptions, Origin};
@@ -24,6 +25,9 @@ impl Hub {
         public_base: String,
     ) -> Result<Value, GridError> {
         let request = parse_new_session(&body)?;
+        let allow = &self.cfg.launch_allowances;
+        // Refused at once, before the store or any node sees it.
+        check_request(&request, allow)?;
         let options = GridOptions::from_capabilities(&request.always_match)?;
         // The pool decides defaults and the concurrency count before any
         // firstMatch entry is chosen, so it must be the same for all of them.
@@ -40,10 +44,14 @@ impl Hub {
             let pool = pool.ok_or_else(|| {
                 GridError::not_created(Origin::Client, format!("there is no pool named {name}"))
             })?;
+            // A pool comes from the shared store: its arguments are checked
+            // each time they are applied, not only when it was created.
+            check_switches(&format!("pool {name}'s args"), &pool.args, allow)?;
             apply_defaults(&mut body, &pool);
             pool_max = pool.max_concurrency.unwrap_or(0);
         }
         let request = parse_new_session(&body)?;
+        check_request(&request, allow)?;
         self.check_satisfiable(Wanted::WebDriver(&request)).await?;
         let requested = body.get("capabilities").cloned().unwrap_or(Value::Null);
         let queued = QueuedRequest {
@@ -257,6 +265,7 @@ impl Hub {
         query: String,
         public_base: String,
     ) -> Result<String, GridError> {
+        check_switches("/cdp", &request.args, &self.cfg.launch_allowances)?;
         self.check_satisfiable(Wanted::Cdp(&request.options))
             .await?;
         let queued = QueuedRequest {
