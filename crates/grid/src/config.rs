@@ -29,6 +29,8 @@ pub struct GridConfig {
     pub public_url: Option<String>,
     /// Where the store, session files and logs live (absolute).
     pub data_dir: PathBuf,
+    /// Refuse requests without an API key even while no key exists.
+    pub require_auth: bool,
 }
 
 impl GridConfig {
@@ -46,6 +48,7 @@ impl GridConfig {
             prewarm: true,
             public_url: None,
             data_dir,
+            require_auth: false,
         }
     }
 }

@@ -4,6 +4,7 @@
 //! [`serve`] runs the HTTP side on a bound listener until a shutdown future
 //! resolves; [`Manager`] owns every session.
 
+pub mod auth;
 pub mod backend;
 pub mod cluster;
 pub mod config;

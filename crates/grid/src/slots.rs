@@ -67,6 +67,7 @@ impl Slots {
 
     /// Takes a slot, waiting in line up to `timeout`. `on_queued` runs once if
     /// the request has to wait.
+    #[cfg(test)]
     pub async fn acquire(
         self: &Arc<Self>,
         timeout: Duration,

@@ -62,6 +62,12 @@ pub enum Command {
         #[command(subcommand)]
         command: crate::roles::NodesCommand,
     },
+    /// Create, list or revoke API keys (standalone: --data-dir; hubs and nodes: --store).
+    Keys {
+        /// What to do.
+        #[command(subcommand)]
+        command: crate::keys::KeysCommand,
+    },
 }
 
 /// Options of `gridiron standalone`. Every option can also come from the
@@ -129,6 +135,11 @@ pub struct StandaloneArgs {
     #[arg(long, env = "GRIDIRON_LOG_FORMAT")]
     #[serde(alias = "log_format")]
     pub log_format: Option<String>,
+    /// Refuse requests without an API key even while no key exists (`/status` stays
+    /// open) [default: a key is needed as soon as one exists].
+    #[arg(long, env = "GRIDIRON_REQUIRE_AUTH", num_args = 0..=1, default_missing_value = "true")]
+    #[serde(alias = "require_auth")]
+    pub require_auth: Option<bool>,
 }
 
 impl StandaloneArgs {
@@ -150,6 +161,7 @@ impl StandaloneArgs {
             no_prewarm: self.no_prewarm.or(file.no_prewarm),
             public_url: self.public_url.or(file.public_url),
             log_format: self.log_format.or(file.log_format),
+            require_auth: self.require_auth.or(file.require_auth),
         }
     }
 }
@@ -230,6 +242,7 @@ pub(crate) fn resolve(args: StandaloneArgs) -> Result<Standalone, String> {
     grid.headless = !args.headful.unwrap_or(false);
     grid.prewarm = !args.no_prewarm.unwrap_or(false);
     grid.public_url = public_url(args.public_url)?;
+    grid.require_auth = args.require_auth.unwrap_or(false);
     let json_logs = json_logs(args.log_format.as_deref())?;
     Ok(Standalone {
         addr,
@@ -338,6 +351,7 @@ pub fn run_standalone(args: StandaloneArgs) -> Result<(), String> {
             .map_err(|e| e.to_string())?;
         let store: Arc<dyn gridiron_store::Store> = Arc::new(store);
         gridiron_grid::recover(&s.grid.data_dir, store.as_ref()).await;
+        crate::keys::warn_if_open(store.as_ref(), s.grid.require_auth, s.addr).await;
         let found = discover_guarded(&s.grid.data_dir)?;
         if found.installs.is_empty() {
             tracing::warn!("no browser with its driver was found; run `gridiron doctor`");
@@ -409,6 +423,8 @@ mod tests {
             toml::from_str("port = 1\nmax-sessions = 3\nqueue_timeout = 2.5").unwrap();
         let merged = flags.or(file);
         assert_eq!(merged.port, Some(5555));
+        let file: StandaloneArgs = toml::from_str("require-auth = true").unwrap();
+        assert_eq!(StandaloneArgs::default().or(file).require_auth, Some(true));
         assert_eq!(merged.max_sessions, Some(3));
         assert_eq!(merged.queue_timeout, Some(2.5));
     }

@@ -95,6 +95,9 @@ pub struct HubArgs {
     /// Log format: `text` or `json`.
     #[arg(long, env = "GRIDIRON_LOG_FORMAT")]
     pub log_format: Option<String>,
+    /// Refuse requests without an API key even while no key exists (`/status` stays open).
+    #[arg(long, env = "GRIDIRON_REQUIRE_AUTH", num_args = 0..=1, default_missing_value = "true", default_value_t = false)]
+    pub require_auth: bool,
 }
 
 /// Options of `gridiron node`: those of `standalone` (its slots, timeouts,
@@ -213,12 +216,14 @@ pub fn run_hub(args: HubArgs) -> Result<(), String> {
         public_url: public_url(args.public_url.clone())?,
         secret,
         heartbeat_ttl: seconds("heartbeat-ttl", Some(args.heartbeat_ttl), Duration::ZERO)?,
+        require_auth: args.require_auth,
     };
     runtime()?.block_on(async move {
         let cluster = args.store.connect().await?;
         let listener = tokio::net::TcpListener::bind(addr)
             .await
             .map_err(|e| format!("cannot listen on {addr}: {e}"))?;
+        crate::keys::warn_if_open(cluster.sessions().as_ref(), args.require_auth, addr).await;
         let hub = Hub::start(cluster, cfg).await?;
         tracing::info!(%addr, store = %args.store.store, "gridiron hub listening");
         let app = hub.clone().router();

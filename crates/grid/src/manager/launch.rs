@@ -29,6 +29,7 @@ impl Manager {
         options: GridOptions,
         requested: Value,
         public_base: String,
+        owner: Option<String>,
         reply: oneshot::Sender<Result<Value, GridError>>,
     ) {
         let _starting = Starting::new(&self.starting);
@@ -44,7 +45,8 @@ impl Manager {
             }
         };
         let id = driver.session_id().to_string();
-        self.record_new(&id, &browser, requested, &options).await;
+        self.record_new(&id, &browser, requested, &options, owner.clone())
+            .await;
         info!(session = %id, browser = %browser, slot = permit.index, "session provisioning");
         let caps = driver_capabilities(
             &selection.merged,
@@ -96,6 +98,7 @@ impl Manager {
             options,
             started_at_ms: now_ms(),
             targets,
+            owner,
         };
         if let Err(e) = self.register(launched, granted_caps).await {
             let _ = reply.send(Err(e));
@@ -113,6 +116,7 @@ impl Manager {
         permit: SlotPermit,
         install: usize,
         request: CdpRequest,
+        owner: Option<String>,
     ) -> Result<Arc<Session>, GridError> {
         let _starting = Starting::new(&self.starting);
         let headless = request.headless.unwrap_or(self.config.headless);
@@ -122,7 +126,7 @@ impl Manager {
             .await?;
         let id = browser.session_id().to_string();
         let requested = json!({"cdp": request.args, "headless": headless});
-        self.record_new(&id, "chrome", requested, &request.options)
+        self.record_new(&id, "chrome", requested, &request.options, owner.clone())
             .await;
         // ws://127.0.0.1:PORT/devtools/browser/ID -> http://127.0.0.1:PORT
         let cdp_http = browser
@@ -144,6 +148,7 @@ impl Manager {
                 cdp_http,
                 bidi: None,
             },
+            owner,
         };
         self.register(launched, granted).await
     }

@@ -8,6 +8,7 @@ mod queueing;
 mod routing;
 mod status;
 
+use crate::auth::Caller;
 use crate::backend::{
     Backend, FrontConfig, GridEvent, Located, NotRunning, SessionSummary, EVENT_BUFFER,
 };
@@ -46,6 +47,8 @@ pub struct HubConfig {
     pub secret: String,
     /// A hub whose heartbeat is older than this is gone (its queued requests too).
     pub heartbeat_ttl: Duration,
+    /// Refuse requests without an API key even while no key exists.
+    pub require_auth: bool,
 }
 
 /// A hub: stateless apart from caches; any number may run side by side.
@@ -56,8 +59,8 @@ pub struct Hub {
     client: DriverClient,
     /// Wakes the request waiting for each answer.
     waiters: Mutex<HashMap<String, Arc<Notify>>>,
-    /// Session id -> node URL, so commands need no store read.
-    routes: Mutex<HashMap<String, String>>,
+    /// Session id -> its node's URL and its owner, so commands need no store read.
+    routes: Mutex<HashMap<String, routing::Route>>,
     /// The registered nodes, refreshed at most every half second.
     nodes: tokio::sync::Mutex<(Option<Instant>, Vec<NodeState>)>,
     /// Set once the hub is leaving: no more heartbeats.
@@ -70,6 +73,8 @@ pub struct Hub {
     tasks: Tasks,
     /// This hub, for handing out from `&self` (tunnel owners, remote sessions).
     this: std::sync::Weak<Hub>,
+    /// The API keys clients present, shared by every hub through the store.
+    keyring: Arc<crate::auth::Keyring>,
 }
 
 impl Hub {
@@ -80,6 +85,7 @@ impl Hub {
             .await
             .map_err(|e| e.to_string())?;
         let hub = Arc::new_cyclic(|this| Hub {
+            keyring: crate::auth::Keyring::new(cluster.sessions(), cfg.require_auth),
             store: cluster.sessions(),
             client: crate::manager::driver_client(),
             cfg,
@@ -121,7 +127,7 @@ impl Hub {
         self.waiters.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn routes(&self) -> std::sync::MutexGuard<'_, HashMap<String, String>> {
+    fn routes(&self) -> std::sync::MutexGuard<'_, HashMap<String, routing::Route>> {
         self.routes.lock().unwrap_or_else(|e| e.into_inner())
     }
 
@@ -195,14 +201,19 @@ impl Backend for Hub {
         }
     }
 
+    fn keyring(&self) -> Arc<crate::auth::Keyring> {
+        self.keyring.clone()
+    }
+
     async fn new_session(
         self: Arc<Self>,
         body: Bytes,
         public_base: String,
+        caller: Caller,
     ) -> Result<Value, GridError> {
         let body: Value = serde_json::from_slice(&body)
             .map_err(|e| GridError::invalid_argument(format!("malformed JSON body: {e}")))?;
-        self.queue_session(body, public_base).await
+        self.queue_session(body, public_base, &caller).await
     }
 
     async fn new_cdp_session(
@@ -210,8 +221,10 @@ impl Backend for Hub {
         request: CdpRequest,
         query: String,
         public_base: String,
+        caller: Caller,
     ) -> Result<String, GridError> {
-        self.queue_cdp_session(request, query, public_base).await
+        self.queue_cdp_session(request, query, public_base, &caller)
+            .await
     }
 
     async fn locate(&self, id: &str) -> Result<Located, GridError> {
@@ -221,11 +234,12 @@ impl Backend for Hub {
             store_error(e)
         };
         loop {
-            if let Some(node_url) = self.node_url(id).await.map_err(failed)? {
+            if let Some(route) = self.node_route(id).await.map_err(failed)? {
                 return Ok(Located::Remote(Box::new(routing::NodeSession {
                     hub: self.me(),
                     id: id.to_string(),
-                    node_url,
+                    node_url: route.url,
+                    owner: route.owner,
                 })));
             }
             let why = NotRunning::of(self.store.as_ref(), id)

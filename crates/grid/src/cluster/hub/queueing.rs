@@ -3,6 +3,7 @@
 //! queue timeout, or its client leaving.
 
 use super::{store_down, Hub};
+use crate::auth::Caller;
 use crate::cluster::{decode_answer, CDP_KEY};
 use gridiron_domain::capabilities::{parse_new_session, select};
 use gridiron_domain::cdp::CdpRequest;
@@ -22,6 +23,7 @@ impl Hub {
         self: &Arc<Self>,
         mut body: Value,
         public_base: String,
+        caller: &Caller,
     ) -> Result<Value, GridError> {
         let request = parse_new_session(&body)?;
         let options = GridOptions::from_capabilities(&request.always_match)?;
@@ -54,6 +56,7 @@ impl Hub {
             hub: self.cfg.id.clone(),
             public_base,
             created_at: now_ms(),
+            owner: caller.key.clone().unwrap_or_default(),
         };
         self.queue_and_wait(queued, requested, &options).await
     }
@@ -85,6 +88,7 @@ impl Hub {
             requested,
             options: options.to_json(),
             since: queued.created_at,
+            owner: Some(queued.owner.clone()).filter(|o| !o.is_empty()),
             pending: true,
             listed: true,
         };
@@ -256,6 +260,7 @@ impl Hub {
         request: CdpRequest,
         query: String,
         public_base: String,
+        caller: &Caller,
     ) -> Result<String, GridError> {
         self.check_satisfiable(Wanted::Cdp(&request.options))
             .await?;
@@ -267,6 +272,7 @@ impl Hub {
             hub: self.cfg.id.clone(),
             public_base,
             created_at: now_ms(),
+            owner: caller.key.clone().unwrap_or_default(),
         };
         let requested = json!({ "cdp": request.args });
         let v = self
@@ -306,6 +312,8 @@ struct Waiter {
     pending: bool,
     /// Still among the store's open requests of this hub.
     listed: bool,
+    /// The API key that asked.
+    owner: Option<String>,
 }
 
 impl Waiter {
@@ -326,6 +334,7 @@ impl Waiter {
             requested_caps: std::mem::take(&mut self.requested),
             grid_options: std::mem::take(&mut self.options),
             created_at: self.since,
+            owner: self.owner.clone(),
         }
     }
 }

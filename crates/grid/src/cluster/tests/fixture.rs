@@ -172,6 +172,7 @@ impl Grid {
             public_url: None,
             secret: SECRET.into(),
             heartbeat_ttl: Duration::from_millis(1500),
+            require_auth: false,
         };
         tune(&mut cfg);
         let process = Process::start(&id);
