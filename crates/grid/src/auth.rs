@@ -197,7 +197,7 @@ pub async fn authenticate(
         }
     };
     let caller = match given {
-        Err(why) => return refuse(&why),
+        Err(why) => return refuse(&format!("the API key could not be read: {why}")),
         Ok(Some(c)) => match find_key(&keys, &c) {
             Some(key) => {
                 if let Err(wait) = ring.take(key) {

@@ -5,6 +5,8 @@
 //! resolves; [`Manager`] owns every session.
 
 pub mod auth;
+#[cfg(test)]
+mod auth_tests;
 pub mod backend;
 pub mod cluster;
 pub mod config;
