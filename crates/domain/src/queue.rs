@@ -280,7 +280,10 @@ mod tests {
             q.request_in(2, "a", Some(1)),
             Admission::Queued { position: 1 }
         );
-        assert!(q.ready(), "a waiter that may not take a slot does not block others");
+        assert!(
+            q.ready(),
+            "a waiter that may not take a slot does not block others"
+        );
         assert_eq!(q.request_in(3, "b", None), Admission::Granted);
         assert_eq!(q.free(), 1);
         // b's slot coming back does not go to a (still at its limit).

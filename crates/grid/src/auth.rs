@@ -229,7 +229,10 @@ fn strip_credentials(req: &mut Request<Body>) {
     let Some(query) = req.uri().query() else {
         return;
     };
-    if !query.split('&').any(|p| p.split('=').next() == Some("token")) {
+    if !query
+        .split('&')
+        .any(|p| p.split('=').next() == Some("token"))
+    {
         return;
     }
     let path = req.uri().path();

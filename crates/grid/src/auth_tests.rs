@@ -36,7 +36,10 @@ impl Answer {
     }
     fn session_id(&self) -> String {
         assert_eq!(self.status, 200, "{}", self.body);
-        self.body["value"]["sessionId"].as_str().unwrap().to_string()
+        self.body["value"]["sessionId"]
+            .as_str()
+            .unwrap()
+            .to_string()
     }
 }
 
@@ -126,7 +129,9 @@ async fn a_grid_without_keys_stays_open() {
         sid.as_str(),
         "without keys everyone sees everything, as before"
     );
-    let title = g.call(Method::GET, &format!("/session/{sid}/title"), None).await;
+    let title = g
+        .call(Method::GET, &format!("/session/{sid}/title"), None)
+        .await;
     assert_eq!(title.status, 200);
 }
 
@@ -156,10 +161,7 @@ async fn without_a_valid_key_requests_get_401_and_a_challenge() {
     // Each way of presenting the key works.
     let sid = g.new_session(&token).await.session_id();
     let path = format!("/session/{sid}/title");
-    let basic = format!(
-        "Basic {}",
-        base64_of(&format!("alice:{token}"))
-    );
+    let basic = format!("Basic {}", base64_of(&format!("alice:{token}")));
     for auth in [
         ("authorization", basic.as_str()),
         ("x-api-key", token.as_str()),
@@ -199,16 +201,27 @@ async fn a_user_key_sees_and_drives_only_its_own_sessions() {
     let title = format!("/session/{sid}/title");
     // Another user key is told the session does not exist, for commands and deletes.
     for method in [Method::GET, Method::DELETE] {
-        let path = if method == Method::GET { title.clone() } else { format!("/session/{sid}") };
+        let path = if method == Method::GET {
+            title.clone()
+        } else {
+            format!("/session/{sid}")
+        };
         let r = g.as_key(method, &path, &b).await;
         assert_eq!((r.status, r.error()), (404, "invalid session id"));
-        assert!(r.body["value"]["message"].as_str().unwrap().contains("no such session"));
+        assert!(r.body["value"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("no such session"));
     }
     assert_eq!(g.as_key(Method::GET, &title, &a).await.status, 200);
     // Status shows the session's details only to its owner and admins.
     let slot_session = |a: &Answer| a.body["value"]["nodes"][0]["slots"][0]["session"].clone();
     let seen_by_b = g.as_key(Method::GET, "/status", &b).await;
-    assert!(slot_session(&seen_by_b).get("sessionId").is_none(), "{}", seen_by_b.body);
+    assert!(
+        slot_session(&seen_by_b).get("sessionId").is_none(),
+        "{}",
+        seen_by_b.body
+    );
     assert!(!seen_by_b.body.to_string().contains(&sid));
     let anonymous = g.call(Method::GET, "/status", None).await;
     assert!(!anonymous.body.to_string().contains(&sid));
@@ -218,7 +231,9 @@ async fn a_user_key_sees_and_drives_only_its_own_sessions() {
     assert_eq!(slot_session(&seen_by_admin)["owner"], "a");
     // An admin may drive and end it.
     assert_eq!(g.as_key(Method::GET, &title, &admin).await.status, 200);
-    let del = g.as_key(Method::DELETE, &format!("/session/{sid}"), &admin).await;
+    let del = g
+        .as_key(Method::DELETE, &format!("/session/{sid}"), &admin)
+        .await;
     assert_eq!(del.status, 200, "{}", del.body);
 }
 
@@ -233,7 +248,9 @@ async fn a_capped_key_waits_while_another_key_is_served() {
     let mut waiting = Vec::new();
     for _ in 0..5 {
         let (g, a) = (g.clone(), a.clone());
-        waiting.push(tokio::spawn(async move { g.new_session(&a).await.session_id() }));
+        waiting.push(tokio::spawn(
+            async move { g.new_session(&a).await.session_id() },
+        ));
     }
     tokio::time::sleep(Duration::from_millis(200)).await;
     assert!(waiting.iter().all(|w| !w.is_finished()));
@@ -247,14 +264,21 @@ async fn a_capped_key_waits_while_another_key_is_served() {
     // Each end of a's session lets one more of a's start.
     let mut current = first;
     for w in waiting {
-        let del = g.as_key(Method::DELETE, &format!("/session/{current}"), &a).await;
+        let del = g
+            .as_key(Method::DELETE, &format!("/session/{current}"), &a)
+            .await;
         assert_eq!(del.status, 200);
         current = tokio::time::timeout(Duration::from_secs(5), w)
             .await
             .expect("a's next request is served after its session ended")
             .unwrap();
     }
-    assert_eq!(g.as_key(Method::DELETE, &format!("/session/{other}"), &b).await.status, 200);
+    assert_eq!(
+        g.as_key(Method::DELETE, &format!("/session/{other}"), &b)
+            .await
+            .status,
+        200
+    );
 }
 
 #[tokio::test]
@@ -266,7 +290,11 @@ async fn a_key_over_its_rate_gets_429_with_retry_after() {
     let codes: Vec<u16> = {
         let mut v = Vec::new();
         for _ in 0..3 {
-            v.push(g.as_key(Method::GET, "/session/x/title", &slow).await.status);
+            v.push(
+                g.as_key(Method::GET, "/session/x/title", &slow)
+                    .await
+                    .status,
+            );
         }
         v
     };
@@ -274,25 +302,50 @@ async fn a_key_over_its_rate_gets_429_with_retry_after() {
     let over = g.as_key(Method::GET, "/session/x/title", &slow).await;
     assert_eq!((over.status, over.error()), (429, "unknown error"));
     assert_eq!(over.headers["retry-after"], "1");
-    assert!(over.body["value"]["message"].as_str().unwrap().contains("rate limit"));
+    assert!(over.body["value"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("rate limit"));
     // Other keys are not affected.
-    assert_eq!(g.as_key(Method::GET, "/session/x/title", &fast).await.status, 404);
+    assert_eq!(
+        g.as_key(Method::GET, "/session/x/title", &fast)
+            .await
+            .status,
+        404
+    );
 }
 
 #[tokio::test]
 async fn keys_made_or_revoked_while_running_take_effect() {
     let g = Grid::start(1, |_| {}).await;
     // Open at first.
-    assert_eq!(g.call(Method::GET, "/session/x/title", None).await.status, 404);
+    assert_eq!(
+        g.call(Method::GET, "/session/x/title", None).await.status,
+        404
+    );
     let t = g.key("late", Role::User, None, None).await;
     tokio::time::sleep(crate::auth::KEY_CACHE + Duration::from_millis(50)).await;
-    assert_eq!(g.call(Method::GET, "/session/x/title", None).await.status, 401);
-    assert_eq!(g.as_key(Method::GET, "/session/x/title", &t).await.status, 404);
+    assert_eq!(
+        g.call(Method::GET, "/session/x/title", None).await.status,
+        401
+    );
+    assert_eq!(
+        g.as_key(Method::GET, "/session/x/title", &t).await.status,
+        404
+    );
     assert!(g.store.revoke_key("late").await.unwrap());
     let other = g.key("other", Role::User, None, None).await;
     tokio::time::sleep(crate::auth::KEY_CACHE + Duration::from_millis(50)).await;
-    assert_eq!(g.as_key(Method::GET, "/session/x/title", &t).await.status, 401);
-    assert_eq!(g.as_key(Method::GET, "/session/x/title", &other).await.status, 404);
+    assert_eq!(
+        g.as_key(Method::GET, "/session/x/title", &t).await.status,
+        401
+    );
+    assert_eq!(
+        g.as_key(Method::GET, "/session/x/title", &other)
+            .await
+            .status,
+        404
+    );
 }
 
 #[tokio::test]

@@ -62,11 +62,7 @@ fn caller<B>(req: &Request<B>) -> Caller {
 
 /// Where session `id` runs, as `caller` may know it: a session of another
 /// key is unknown to a user key, exactly as an id that never existed.
-pub(crate) async fn locate_for(
-    b: &Role,
-    id: &str,
-    caller: &Caller,
-) -> Result<Located, GridError> {
+pub(crate) async fn locate_for(b: &Role, id: &str, caller: &Caller) -> Result<Located, GridError> {
     let located = b.locate(id).await?;
     let owner = match &located {
         Located::Local { session, .. } => session.owner.as_deref(),
@@ -110,7 +106,10 @@ async fn status(State(b): State<Role>, req: Request<Body>) -> Response<Body> {
         .and_then(|h| h.to_str().ok())
         .unwrap_or("localhost");
     let caller = caller(&req);
-    http::ok(status_for(b.status(&format!("http://{host}")).await, &caller))
+    http::ok(status_for(
+        b.status(&format!("http://{host}")).await,
+        &caller,
+    ))
 }
 
 /// The public base URL: `configured` if set, else from the request's headers.

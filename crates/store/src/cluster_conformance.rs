@@ -121,7 +121,10 @@ async fn the_queue_is_fifo_bounded_and_claimed_once(f: &dyn Fixture) {
     assert_eq!(waiting[0].body, r#"{"n":"r0"}"#);
     assert_eq!(waiting[0].hub, "hub-1");
     assert_eq!(waiting[0].public_base, "http://grid");
-    assert_eq!(waiting[0].owner, "owner-of-r0", "the key that asked travels with it");
+    assert_eq!(
+        waiting[0].owner, "owner-of-r0",
+        "the key that asked travels with it"
+    );
     let e = claimed(c.claim(&waiting[0], "n1").await.unwrap());
     assert_eq!(c.claim(&waiting[0], "n2").await.unwrap(), Claim::Gone);
     assert_eq!(c.queue_len().await.unwrap(), 4);

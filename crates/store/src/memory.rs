@@ -2,10 +2,10 @@
 //! of code above the store that must also see the store lose its data.
 
 use crate::{ApiKey, NewSession, SessionRecord, Store, StoreResult};
-use std::collections::BTreeMap;
 use async_trait::async_trait;
 use gridiron_domain::EndReason;
 use serde_json::Value;
+use std::collections::BTreeMap;
 use std::collections::HashMap;
 use std::sync::{Mutex, MutexGuard};
 

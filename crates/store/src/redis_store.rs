@@ -191,9 +191,14 @@ fn key_json(k: &ApiKey) -> String {
 fn key_from(name: String, v: &str) -> Option<ApiKey> {
     let j: Value = serde_json::from_str(v).ok()?;
     let key = ApiKey {
-        role: j["role"].as_str().and_then(Role::parse).unwrap_or(Role::User),
+        role: j["role"]
+            .as_str()
+            .and_then(Role::parse)
+            .unwrap_or(Role::User),
         token_hash: j["token_hash"].as_str()?.to_string(),
-        max_sessions: j["max_sessions"].as_u64().map(|m| m.min(u32::MAX as u64) as u32),
+        max_sessions: j["max_sessions"]
+            .as_u64()
+            .map(|m| m.min(u32::MAX as u64) as u32),
         rate: j["rate"].as_f64(),
         created_at: j["created_at"].as_i64().unwrap_or(0),
         name,

@@ -81,8 +81,16 @@ impl Manager {
         let me = self.clone();
         let owner = caller.key.clone();
         self.tasks.spawn(async move {
-            me.launch_webdriver(permit, selection, options, requested, public_base, owner, tx)
-                .await;
+            me.launch_webdriver(
+                permit,
+                selection,
+                options,
+                requested,
+                public_base,
+                owner,
+                tx,
+            )
+            .await;
         });
         rx.await.unwrap_or_else(|_| Err(interrupted()))
     }

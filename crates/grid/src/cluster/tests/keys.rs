@@ -32,10 +32,19 @@ async fn hubs_authenticate_and_keep_sessions_to_their_owners() {
     let c = &g.client;
 
     let anonymous = c
-        .call(Method::POST, &format!("{}/session", hub.url), Some(&caps(json!({}))))
+        .call(
+            Method::POST,
+            &format!("{}/session", hub.url),
+            Some(&caps(json!({}))),
+        )
         .await;
-    assert_eq!((anonymous.status, anonymous.error()), (401, "unknown error"));
-    let status = c.call(Method::GET, &format!("{}/status", hub.url), None).await;
+    assert_eq!(
+        (anonymous.status, anonymous.error()),
+        (401, "unknown error")
+    );
+    let status = c
+        .call(Method::GET, &format!("{}/status", hub.url), None)
+        .await;
     assert_eq!(status.status, 200, "readiness probes need no key");
 
     let created = c
@@ -49,7 +58,11 @@ async fn hubs_authenticate_and_keep_sessions_to_their_owners() {
     let sid = created.session_id();
     assert!(node.runs(&sid));
     let rec = g.cluster.sessions().get(&sid).await.unwrap().unwrap();
-    assert_eq!(rec.owner.as_deref(), Some("a"), "the node recorded the owner");
+    assert_eq!(
+        rec.owner.as_deref(),
+        Some("a"),
+        "the node recorded the owner"
+    );
 
     for h in [&hub, &other_hub] {
         let title = format!("{}/session/{sid}/title", h.url);
@@ -64,13 +77,20 @@ async fn hubs_authenticate_and_keep_sessions_to_their_owners() {
     let del_b = c.call_as(Method::DELETE, &session, None, Some(&b)).await;
     assert_eq!(del_b.status, 404);
     assert!(node.runs(&sid), "b could not end a's session");
-    let del_admin = c.call_as(Method::DELETE, &session, None, Some(&admin)).await;
+    let del_admin = c
+        .call_as(Method::DELETE, &session, None, Some(&admin))
+        .await;
     assert_eq!(del_admin.status, 200, "{:?}", del_admin.body);
     assert!(!node.runs(&sid));
 
     // Nodes still refuse anyone but hubs, keys or not.
     let direct = c
-        .call_as(Method::GET, &format!("{}/status", node_url(&g, &node.id).await), None, Some(&admin))
+        .call_as(
+            Method::GET,
+            &format!("{}/status", node_url(&g, &node.id).await),
+            None,
+            Some(&admin),
+        )
         .await;
     assert_eq!(direct.status, 401);
 }
