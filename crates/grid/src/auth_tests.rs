@@ -83,9 +83,11 @@ impl Grid {
     }
 
     async fn call(&self, method: Method, path: &str, auth: Option<(&str, &str)>) -> Answer {
-        let body = (method == Method::POST && path.ends_with("/session"))
-            .then(|| json!({"capabilities": {"alwaysMatch": {}}}).to_string())
-            .unwrap_or_default();
+        let body = if method == Method::POST && path.ends_with("/session") {
+            json!({"capabilities": {"alwaysMatch": {}}}).to_string()
+        } else {
+            String::new()
+        };
         let mut req = Request::builder()
             .method(method)
             .uri(format!("{}{path}", self.url))

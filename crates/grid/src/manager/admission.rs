@@ -79,18 +79,14 @@ impl Manager {
         // cannot cancel it half-way; the task tears down what it cannot hand over.
         let (tx, rx) = oneshot::channel();
         let me = self.clone();
-        let owner = caller.key.clone();
+        let asked = super::launch::Asked {
+            requested,
+            public_base,
+            owner: caller.key.clone(),
+        };
         self.tasks.spawn(async move {
-            me.launch_webdriver(
-                permit,
-                selection,
-                options,
-                requested,
-                public_base,
-                owner,
-                tx,
-            )
-            .await;
+            me.launch_webdriver(permit, selection, options, asked, tx)
+                .await;
         });
         rx.await.unwrap_or_else(|_| Err(interrupted()))
     }

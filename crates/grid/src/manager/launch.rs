@@ -19,6 +19,16 @@ use std::sync::Arc;
 use tokio::sync::oneshot;
 use tracing::{info, warn};
 
+/// What the client sent with a WebDriver request, beyond its capabilities.
+pub(super) struct Asked {
+    /// The capabilities exactly as requested, for the record.
+    pub requested: Value,
+    /// The grid's address as the client sees it, for websocket URLs.
+    pub public_base: String,
+    /// The API key that asked; the session will be its.
+    pub owner: Option<String>,
+}
+
 impl Manager {
     /// Starts a WebDriver session on `permit`'s slot and sends the W3C answer
     /// to `reply`; ends the session if nobody is there to take it.
@@ -27,11 +37,14 @@ impl Manager {
         permit: SlotPermit,
         selection: Selection,
         options: GridOptions,
-        requested: Value,
-        public_base: String,
-        owner: Option<String>,
+        asked: Asked,
         reply: oneshot::Sender<Result<Value, GridError>>,
     ) {
+        let Asked {
+            requested,
+            public_base,
+            owner,
+        } = asked;
         let _starting = Starting::new(&self.starting);
         let stereotype = &self.catalog[selection.stereotype];
         let browser = stereotype.kind.driver_browser_name().to_string();
