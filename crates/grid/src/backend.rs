@@ -87,6 +87,8 @@ impl NotRunning {
 pub trait RemoteSession: Send {
     /// Streams an HTTP command to the session's node and its answer back.
     async fn forward(self: Box<Self>, req: Request<Body>) -> Response<Body>;
+    /// The API key that owns the session (`None` if none does).
+    fn owner(&self) -> Option<&str>;
     /// Prepares `req` for a websocket tunnel to `path_and_query` on the node
     /// (authenticating it) and returns the websocket URL to connect to.
     fn tunnel_target(&self, req: &mut Request<Body>, path_and_query: &str) -> String;
@@ -149,20 +151,27 @@ pub trait Backend: Send + Sync + 'static {
     /// Body limits and the public URL.
     fn front(&self) -> FrontConfig;
 
-    /// `POST /session`: the W3C response body (`{"value": {...}}`).
+    /// The API keys its front end checks.
+    fn keyring(&self) -> Arc<crate::auth::Keyring>;
+
+    /// `POST /session` by `caller`, who will own the session: the W3C
+    /// response body (`{"value": {...}}`).
     async fn new_session(
         self: Arc<Self>,
         body: Bytes,
         public_base: String,
+        caller: crate::auth::Caller,
     ) -> Result<Value, GridError>;
 
     /// `GET /cdp?...`: starts a bare Chromium for a CDP client (`query` is the
-    /// raw query string `request` was parsed from) and returns its session id.
+    /// raw query string `request` was parsed from, its token removed), owned
+    /// by `caller`, and returns its session id.
     async fn new_cdp_session(
         self: Arc<Self>,
         request: CdpRequest,
         query: String,
         public_base: String,
+        caller: crate::auth::Caller,
     ) -> Result<String, GridError>;
 
     /// Where session `id` runs, or why it does not.

@@ -33,6 +33,8 @@ pub struct GridConfig {
     /// What the operator lets clients choose beyond the launch policy
     /// (`--allow-binary`, `--allow-arg`); nothing by default.
     pub launch_allowances: LaunchAllowances,
+    /// Refuse requests without an API key even while no key exists.
+    pub require_auth: bool,
 }
 
 impl GridConfig {
@@ -51,6 +53,7 @@ impl GridConfig {
             public_url: None,
             data_dir,
             launch_allowances: LaunchAllowances::default(),
+            require_auth: false,
         }
     }
 }

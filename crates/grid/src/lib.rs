@@ -4,6 +4,9 @@
 //! [`serve`] runs the HTTP side on a bound listener until a shutdown future
 //! resolves; [`Manager`] owns every session.
 
+pub mod auth;
+#[cfg(test)]
+mod auth_tests;
 pub mod backend;
 pub mod cluster;
 pub mod config;

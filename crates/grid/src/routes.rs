@@ -2,6 +2,7 @@
 //! and `/wd/hub`, `/status`, and CDP (`/cdp`, `/json/*`). What differs
 //! between a standalone grid, a node and a hub lives behind [`Backend`].
 
+use crate::auth::{self, Caller};
 use crate::backend::{Backend, Located};
 use crate::http::{self, GridErrorResponse};
 use crate::local_session;
@@ -22,8 +23,10 @@ use std::sync::Arc;
 type Role = Arc<dyn Backend>;
 
 /// The router of a grid, node or hub: W3C routes at `/` and `/wd/hub`, CDP
-/// discovery at `/json/*`, W3C errors for unknown routes and methods.
+/// discovery at `/json/*`, W3C errors for unknown routes and methods; every
+/// request authenticated first (see [`crate::auth`]).
 pub fn router(backend: Arc<dyn Backend>) -> Router {
+    let keyring = backend.keyring();
     let w3c = Router::new()
         .route("/status", get(status).fallback(unknown_method))
         .route("/session", post(new_session).fallback(unknown_method))
@@ -42,6 +45,58 @@ pub fn router(backend: Arc<dyn Backend>) -> Router {
         .nest("/wd/hub", w3c)
         .fallback(unknown_command)
         .with_state(backend)
+        .layer(axum::middleware::from_fn_with_state(
+            keyring,
+            auth::authenticate,
+        ))
+}
+
+/// Who sent `req`, as the authentication layer found; without its mark
+/// (which cannot happen behind [`router`]), the least trusted caller.
+fn caller<B>(req: &Request<B>) -> Caller {
+    req.extensions()
+        .get::<Caller>()
+        .cloned()
+        .unwrap_or_else(Caller::anonymous)
+}
+
+/// Where session `id` runs, as `caller` may know it: a session of another
+/// key is unknown to a user key, exactly as an id that never existed.
+pub(crate) async fn locate_for(b: &Role, id: &str, caller: &Caller) -> Result<Located, GridError> {
+    let located = b.locate(id).await?;
+    let owner = match &located {
+        Located::Local { session, .. } => session.owner.as_deref(),
+        Located::Remote(remote) => remote.owner(),
+        Located::NotRunning(_) => return Ok(located),
+    };
+    if caller.may_use(owner) {
+        Ok(located)
+    } else {
+        Err(GridError::invalid_session(format!("no such session: {id}")))
+    }
+}
+
+/// The `/status` value as `caller` may see it: a user key sees the details of
+/// its own sessions only, anyone without a key none.
+fn status_for(mut value: serde_json::Value, caller: &Caller) -> serde_json::Value {
+    if caller.admin {
+        return value;
+    }
+    let nodes = value.get_mut("nodes").and_then(|n| n.as_array_mut());
+    for node in nodes.into_iter().flatten() {
+        let slots = node.get_mut("slots").and_then(|s| s.as_array_mut());
+        for slot in slots.into_iter().flatten() {
+            let Some(session) = slot.get_mut("session").filter(|s| s.is_object()) else {
+                continue;
+            };
+            let owner = session.get("owner").and_then(|o| o.as_str());
+            if !caller.may_use(owner) {
+                // The slot is busy; whose and with what is not this caller's business.
+                *session = serde_json::json!({"browserName": session["browserName"].clone()});
+            }
+        }
+    }
+    value
 }
 
 async fn status(State(b): State<Role>, req: Request<Body>) -> Response<Body> {
@@ -50,7 +105,11 @@ async fn status(State(b): State<Role>, req: Request<Body>) -> Response<Body> {
         .get(header::HOST)
         .and_then(|h| h.to_str().ok())
         .unwrap_or("localhost");
-    http::ok(b.status(&format!("http://{host}")).await)
+    let caller = caller(&req);
+    http::ok(status_for(
+        b.status(&format!("http://{host}")).await,
+        &caller,
+    ))
 }
 
 /// The public base URL: `configured` if set, else from the request's headers.
@@ -72,9 +131,10 @@ async fn new_session(
     req: Request<Body>,
 ) -> Result<Response<Body>, GridErrorResponse> {
     let front = b.front();
+    let who = caller(&req);
     let (parts, body) = proxy::read_body(req, front.max_body_bytes).await?;
     let base = request_base(front.public_url.as_deref(), &parts);
-    let value = b.new_session(body, base).await?;
+    let value = b.new_session(body, base, who).await?;
     Ok(http::json(StatusCode::OK, &value))
 }
 
@@ -93,7 +153,8 @@ async fn session_command(State(b): State<Role>, mut req: Request<Body>) -> Respo
     let Some((id, rest)) = session_path(&path) else {
         return unknown_command().await;
     };
-    match b.locate(id).await {
+    let who = caller(&req);
+    match locate_for(&b, id, &who).await {
         Err(e) => http::error(&e),
         Ok(Located::Local { manager, session }) => {
             local_session::serve(manager, session, req, rest).await
@@ -159,6 +220,7 @@ async fn cdp_session(
         ));
     }
     let query = query.unwrap_or_default();
+    let who = caller(&req);
     let request = match parse_cdp_query(&query) {
         Ok(r) => r,
         Err(e) => return http::error(&e),
@@ -166,7 +228,7 @@ async fn cdp_session(
     let (parts, body) = req.into_parts();
     let base = request_base(b.front().public_url.as_deref(), &parts);
     let mut req = Request::from_parts(parts, body);
-    let id = match b.clone().new_cdp_session(request, query, base).await {
+    let id = match b.clone().new_cdp_session(request, query, base, who).await {
         Ok(id) => id,
         Err(e) => return http::error(&e),
     };

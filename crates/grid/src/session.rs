@@ -42,6 +42,8 @@ pub struct Session {
     pub started_at_ms: i64,
     /// Which slot it holds.
     pub slot: usize,
+    /// The API key that created it; only it (and admins) may use it.
+    pub owner: Option<String>,
     /// Milliseconds after `started` of the last command start or end.
     last_activity_ms: AtomicU64,
     /// Commands being proxied right now; a session is never idle while one runs.
@@ -79,6 +81,8 @@ pub struct Launched {
     pub started_at_ms: i64,
     /// Where its websockets really are.
     pub targets: gridiron_domain::capabilities::WebSocketTargets,
+    /// The API key that asked for it.
+    pub owner: Option<String>,
 }
 
 impl Session {
@@ -98,6 +102,7 @@ impl Session {
             timeouts,
             started_at_ms,
             targets,
+            owner,
         } = l;
         Session {
             cdp_http: targets.cdp_http,
@@ -111,6 +116,7 @@ impl Session {
             started: Instant::now(),
             started_at_ms,
             slot: permit.index,
+            owner,
             last_activity_ms: AtomicU64::new(0),
             in_flight: AtomicUsize::new(0),
             commands_running: AtomicUsize::new(0),

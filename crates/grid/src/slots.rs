@@ -22,7 +22,7 @@ pub enum NoSlot {
 
 struct Inner {
     queue: SlotQueue<u64>,
-    waiters: HashMap<u64, oneshot::Sender<usize>>,
+    waiters: HashMap<u64, oneshot::Sender<(usize, String)>>,
     /// Slot numbers not in use, so status can name which slot runs what.
     free_ids: Vec<usize>,
     next_ticket: u64,
@@ -38,11 +38,13 @@ pub struct SlotPermit {
     slots: Arc<Slots>,
     /// Which slot this is, `0..capacity`.
     pub index: usize,
+    /// The group (API key name, `""` for none) holding it.
+    group: String,
 }
 
 impl Drop for SlotPermit {
     fn drop(&mut self) {
-        self.slots.give_back(self.index);
+        self.slots.give_back(self.index, &self.group);
     }
 }
 
@@ -65,8 +67,21 @@ impl Slots {
 
     /// Takes a slot, waiting in line up to `timeout`. `on_queued` runs once if
     /// the request has to wait.
+    #[cfg(test)]
     pub async fn acquire(
         self: &Arc<Self>,
+        timeout: Duration,
+        on_queued: impl FnOnce(usize),
+    ) -> Result<SlotPermit, NoSlot> {
+        self.acquire_as("", None, timeout, on_queued).await
+    }
+
+    /// Takes a slot for `group` (an API key), which may hold at most `limit`
+    /// at once; groups with waiters are served in turn.
+    pub async fn acquire_as(
+        self: &Arc<Self>,
+        group: &str,
+        limit: Option<usize>,
         timeout: Duration,
         on_queued: impl FnOnce(usize),
     ) -> Result<SlotPermit, NoSlot> {
@@ -74,12 +89,13 @@ impl Slots {
             let mut inner = self.lock();
             let ticket = inner.next_ticket;
             inner.next_ticket += 1;
-            match inner.queue.request(ticket) {
+            match inner.queue.request_in(ticket, group, limit) {
                 Admission::Granted => {
                     let index = inner.free_ids.pop().unwrap_or(0);
                     return Ok(SlotPermit {
                         slots: self.clone(),
                         index,
+                        group: group.to_string(),
                     });
                 }
                 Admission::Refused(r) => return Err(NoSlot::Refused(r)),
@@ -98,11 +114,12 @@ impl Slots {
         };
         let mut waiter = rx;
         match tokio::time::timeout(timeout, &mut waiter.rx).await {
-            Ok(Ok(index)) => {
+            Ok(Ok((index, group))) => {
                 waiter.done = true;
                 Ok(SlotPermit {
                     slots: self.clone(),
                     index,
+                    group,
                 })
             }
             Ok(Err(_)) => Err(NoSlot::Closed),
@@ -110,25 +127,29 @@ impl Slots {
         }
     }
 
-    fn give_back(&self, index: usize) {
-        Self::release(&mut self.lock(), index);
+    fn give_back(&self, index: usize, group: &str) {
+        Self::release(&mut self.lock(), index, group);
     }
 
-    /// Returns one slot: to the first waiter still there, else to the pool.
-    fn release(inner: &mut Inner, index: usize) {
+    /// Returns one slot held by `group`: to the next waiter in turn still
+    /// there, else to the pool.
+    fn release(inner: &mut Inner, index: usize, group: &str) {
+        let mut from = group.to_string();
         loop {
-            match inner.queue.release() {
+            match inner.queue.release(&from) {
                 None => {
                     inner.free_ids.push(index);
                     return;
                 }
-                Some(ticket) => {
+                Some((ticket, to)) => {
                     if let Some(tx) = inner.waiters.remove(&ticket) {
-                        if tx.send(index).is_ok() {
+                        if tx.send((index, to.clone())).is_ok() {
                             return;
                         }
                     }
-                    // That waiter vanished: offer the same slot to the next one.
+                    // That waiter vanished: offer the same slot to the next one
+                    // (the queue counted it as `to`'s, so `to` gives it back).
+                    from = to;
                 }
             }
         }
@@ -157,7 +178,7 @@ impl Slots {
 struct Waiter {
     slots: Arc<Slots>,
     ticket: u64,
-    rx: oneshot::Receiver<usize>,
+    rx: oneshot::Receiver<(usize, String)>,
     done: bool,
 }
 
@@ -172,8 +193,8 @@ impl Drop for Waiter {
             return;
         }
         // Not waiting any more: a slot may have been sent just now. Return it.
-        if let Ok(index) = self.rx.try_recv() {
-            Slots::release(&mut inner, index);
+        if let Ok((index, group)) = self.rx.try_recv() {
+            Slots::release(&mut inner, index, &group);
         }
     }
 }
@@ -254,5 +275,26 @@ mod tests {
             slots.acquire(LONG, |_| {}).await.err(),
             Some(NoSlot::Refused(Refusal::ShuttingDown))
         );
+    }
+
+    #[tokio::test]
+    async fn a_capped_key_waits_while_another_is_served() {
+        let slots = Slots::new(2, 10);
+        let a1 = slots.acquire_as("a", Some(1), LONG, |_| {}).await.unwrap();
+        let s = slots.clone();
+        let a2 = tokio::spawn(async move { s.acquire_as("a", Some(1), LONG, |_| {}).await });
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        assert_eq!(slots.snapshot().2, 1, "a's second request waits");
+        // b is served at once from the free slot.
+        let b = slots
+            .acquire_as("b", None, Duration::from_millis(100), |_| {})
+            .await
+            .unwrap();
+        drop(b);
+        assert!(!a2.is_finished(), "b's slot does not lift a's limit");
+        drop(a1);
+        let a2 = a2.await.unwrap().unwrap();
+        drop(a2);
+        assert_eq!(slots.snapshot(), (2, 2, 0, true));
     }
 }

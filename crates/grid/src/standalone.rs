@@ -1,6 +1,7 @@
 //! The [`Backend`] of a process that runs its sessions itself: a standalone
 //! grid, or a node (behind its hubs).
 
+use crate::auth::{Caller, Keyring};
 use crate::backend::{Backend, FrontConfig, GridEvent, Located, SessionSummary};
 use crate::manager::Manager;
 use async_trait::async_trait;
@@ -19,12 +20,17 @@ impl Backend for Manager {
         }
     }
 
+    fn keyring(&self) -> Arc<Keyring> {
+        self.keyring.clone()
+    }
+
     async fn new_session(
         self: Arc<Self>,
         body: Bytes,
         public_base: String,
+        caller: Caller,
     ) -> Result<Value, GridError> {
-        Manager::new_session(&self, body, public_base).await
+        Manager::new_session_for(&self, body, public_base, &caller).await
     }
 
     async fn new_cdp_session(
@@ -32,8 +38,9 @@ impl Backend for Manager {
         request: CdpRequest,
         _query: String,
         _public_base: String,
+        caller: Caller,
     ) -> Result<String, GridError> {
-        Manager::new_cdp_session(&self, request)
+        Manager::new_cdp_session_for(&self, request, &caller)
             .await
             .map(|s| s.id.clone())
     }

@@ -63,6 +63,12 @@ pub enum Command {
         #[command(subcommand)]
         command: crate::roles::NodesCommand,
     },
+    /// Create, list or revoke API keys (standalone: --data-dir; hubs and nodes: --store).
+    Keys {
+        /// What to do.
+        #[command(subcommand)]
+        command: crate::keys::KeysCommand,
+    },
 }
 
 /// Options of `gridiron standalone`. Every option can also come from the
@@ -165,6 +171,11 @@ pub struct StandaloneArgs {
     )]
     #[serde(alias = "allow_arg")]
     pub allow_arg: Vec<String>,
+    /// Refuse requests without an API key even while no key exists (`/status` stays
+    /// open) [default: a key is needed as soon as one exists].
+    #[arg(long, env = "GRIDIRON_REQUIRE_AUTH", num_args = 0..=1, default_missing_value = "true")]
+    #[serde(alias = "require_auth")]
+    pub require_auth: Option<bool>,
 }
 
 impl StandaloneArgs {
@@ -191,6 +202,7 @@ impl StandaloneArgs {
             pass_env: self.pass_env.or(file.pass_env),
             allow_binary: or_list(self.allow_binary, file.allow_binary),
             allow_arg: or_list(self.allow_arg, file.allow_arg),
+            require_auth: self.require_auth.or(file.require_auth),
         }
     }
 }
@@ -283,6 +295,7 @@ pub(crate) fn resolve(args: StandaloneArgs) -> Result<Standalone, String> {
     grid.prewarm = !args.no_prewarm.unwrap_or(false);
     grid.public_url = public_url(args.public_url)?;
     grid.launch_allowances = LaunchAllowances::new(args.allow_binary, args.allow_arg)?;
+    grid.require_auth = args.require_auth.unwrap_or(false);
     let json_logs = json_logs(args.log_format.as_deref())?;
     let defaults = gridiron_provision::IsolationSettings::default();
     let isolation = gridiron_provision::IsolationSettings {
@@ -403,6 +416,7 @@ pub fn run_standalone(args: StandaloneArgs) -> Result<(), String> {
             .map_err(|e| e.to_string())?;
         let store: Arc<dyn gridiron_store::Store> = Arc::new(store);
         gridiron_grid::recover(&s.grid.data_dir, store.as_ref()).await;
+        crate::keys::warn_if_open(store.as_ref(), s.grid.require_auth, s.addr).await;
         let (found, isolation) = discover_guarded(&s.grid.data_dir, &s.isolation)?;
         if found.installs.is_empty() {
             tracing::warn!("no browser with its driver was found; run `gridiron doctor`");
@@ -496,6 +510,8 @@ mod tests {
             toml::from_str("port = 1\nmax-sessions = 3\nqueue_timeout = 2.5").unwrap();
         let merged = flags.or(file);
         assert_eq!(merged.port, Some(5555));
+        let file: StandaloneArgs = toml::from_str("require-auth = true").unwrap();
+        assert_eq!(StandaloneArgs::default().or(file).require_auth, Some(true));
         assert_eq!(merged.max_sessions, Some(3));
         assert_eq!(merged.queue_timeout, Some(2.5));
     }

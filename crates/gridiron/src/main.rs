@@ -2,6 +2,7 @@
 
 mod cli;
 mod doctor;
+mod keys;
 #[cfg(feature = "redis")]
 mod roles;
 
@@ -17,6 +18,7 @@ fn main() -> std::process::ExitCode {
             return std::process::ExitCode::from(127);
         }
         cli::Command::Standalone(args) => cli::run_standalone(*args),
+        cli::Command::Keys { command } => keys::run(command),
         #[cfg(feature = "redis")]
         cli::Command::Hub(args) => roles::run_hub(*args),
         #[cfg(feature = "redis")]

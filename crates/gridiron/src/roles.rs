@@ -112,6 +112,9 @@ pub struct HubArgs {
         allow_hyphen_values = true
     )]
     pub allow_arg: Vec<String>,
+    /// Refuse requests without an API key even while no key exists (`/status` stays open).
+    #[arg(long, env = "GRIDIRON_REQUIRE_AUTH", num_args = 0..=1, default_missing_value = "true", default_value_t = false)]
+    pub require_auth: bool,
 }
 
 /// Options of `gridiron node`: those of `standalone` (its slots, timeouts,
@@ -243,12 +246,14 @@ pub fn run_hub(args: HubArgs) -> Result<(), String> {
             args.allow_binary.clone(),
             args.allow_arg.clone(),
         )?,
+        require_auth: args.require_auth,
     };
     runtime()?.block_on(async move {
         let cluster = args.store.connect().await?;
         let listener = tokio::net::TcpListener::bind(addr)
             .await
             .map_err(|e| format!("cannot listen on {addr}: {e}"))?;
+        crate::keys::warn_if_open(cluster.sessions().as_ref(), args.require_auth, addr).await;
         let hub = Hub::start(cluster, cfg).await?;
         tracing::info!(%addr, store = %args.store.store, "gridiron hub listening");
         let app = hub.clone().router();

@@ -75,6 +75,7 @@ fn request(id: &str, pool: Option<&str>, pool_max: u32) -> QueuedRequest {
         hub: "hub-1".into(),
         public_base: "http://grid".into(),
         created_at: 1,
+        owner: format!("owner-of-{id}"),
     }
 }
 
@@ -120,6 +121,10 @@ async fn the_queue_is_fifo_bounded_and_claimed_once(f: &dyn Fixture) {
     assert_eq!(waiting[0].body, r#"{"n":"r0"}"#);
     assert_eq!(waiting[0].hub, "hub-1");
     assert_eq!(waiting[0].public_base, "http://grid");
+    assert_eq!(
+        waiting[0].owner, "owner-of-r0",
+        "the key that asked travels with it"
+    );
     let e = claimed(c.claim(&waiting[0], "n1").await.unwrap());
     assert_eq!(c.claim(&waiting[0], "n2").await.unwrap(), Claim::Gone);
     assert_eq!(c.queue_len().await.unwrap(), 4);
@@ -380,6 +385,7 @@ async fn a_stale_node_cannot_free_the_place_of_a_request_requeued_elsewhere(f: &
         hub: "hub".into(),
         public_base: String::new(),
         created_at: 1,
+        owner: String::new(),
     };
     c.enqueue(&r, 10).await.unwrap();
     let w = c.waiting(0, 1).await.unwrap().pop().unwrap();

@@ -1,7 +1,7 @@
 //! The behaviour every [`Store`] implementation must show. Each implementation's
 //! tests call [`run_all`] with a fresh, empty store.
 
-use crate::{NewSession, Store};
+use crate::{ApiKey, NewSession, Role, Store};
 use gridiron_domain::EndReason;
 use serde_json::json;
 
@@ -12,6 +12,7 @@ fn new(id: &str, at: i64) -> NewSession {
         requested_caps: json!({"alwaysMatch": {"browserName": "chrome"}}),
         grid_options: json!({"name": id}),
         created_at: at,
+        owner: Some("team-a".into()),
     }
 }
 
@@ -23,6 +24,7 @@ pub async fn run_all(store: &dyn Store) {
     list_is_newest_first(store).await;
     unfinished_records_are_closed(store).await;
     sessions_end_elsewhere_once(store).await;
+    keys_are_created_listed_and_revoked(store).await;
 }
 
 async fn lifecycle_is_recorded(s: &dyn Store) {
@@ -144,4 +146,45 @@ async fn sessions_end_elsewhere_once(s: &dyn Store) {
     assert_eq!(r.end_reason, Some(EndReason::NodeLost));
     assert_eq!(r.ended_at, Some(40_002));
     assert_eq!(r.command_count, 0);
+}
+
+fn api_key(name: &str, role: Role) -> ApiKey {
+    ApiKey {
+        name: name.into(),
+        role,
+        token_hash: gridiron_domain::auth::hash_token(&format!("token-of-{name}")),
+        max_sessions: Some(2),
+        rate: Some(1.5),
+        created_at: 50_000,
+    }
+}
+
+async fn keys_are_created_listed_and_revoked(s: &dyn Store) {
+    // Sessions remember who made them.
+    assert_eq!(
+        s.get("life").await.unwrap().unwrap().owner.as_deref(),
+        Some("team-a")
+    );
+    let mut anonymous = new("anonymous", 50_000);
+    anonymous.owner = None;
+    s.insert(anonymous, false).await.unwrap();
+    assert_eq!(s.get("anonymous").await.unwrap().unwrap().owner, None);
+
+    assert!(s.keys().await.unwrap().is_empty());
+    assert!(s.create_key(api_key("zed", Role::User)).await.unwrap());
+    let mut admin = api_key("admin", Role::Admin);
+    admin.max_sessions = None;
+    admin.rate = None;
+    assert!(s.create_key(admin.clone()).await.unwrap());
+    // A name is taken once; the first key stands.
+    let mut again = api_key("zed", Role::Admin);
+    again.token_hash = "other".into();
+    assert!(!s.create_key(again).await.unwrap());
+    let keys = s.keys().await.unwrap();
+    assert_eq!(keys, vec![admin, api_key("zed", Role::User)]);
+    assert!(s.revoke_key("zed").await.unwrap());
+    assert!(!s.revoke_key("zed").await.unwrap());
+    assert_eq!(s.keys().await.unwrap().len(), 1);
+    assert!(s.revoke_key("admin").await.unwrap());
+    assert!(s.keys().await.unwrap().is_empty());
 }

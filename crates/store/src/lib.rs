@@ -22,6 +22,7 @@ pub use redis_store::RedisStore;
 pub use sqlite::SqliteStore;
 
 use async_trait::async_trait;
+pub use gridiron_domain::auth::{ApiKey, Role};
 use gridiron_domain::EndReason;
 use serde_json::Value;
 use std::fmt;
@@ -94,6 +95,8 @@ pub struct NewSession {
     pub grid_options: Value,
     /// Unix milliseconds.
     pub created_at: i64,
+    /// The API key that created it; `None` on a grid without keys.
+    pub owner: Option<String>,
 }
 
 /// Everything the store knows about one session.
@@ -121,6 +124,8 @@ pub struct SessionRecord {
     pub end_reason: Option<EndReason>,
     /// Commands proxied to the driver.
     pub command_count: u64,
+    /// The API key that created it; `None` on a grid without keys.
+    pub owner: Option<String>,
 }
 
 /// Persistence for session records. Implementations must keep the order of
@@ -152,6 +157,21 @@ pub trait Store: Send + Sync + 'static {
     async fn end_elsewhere(&self, id: &str, reason: EndReason, ended_at: i64) -> StoreResult<bool>;
     /// Ids of sessions not yet ended, in no particular order.
     async fn unfinished_ids(&self) -> StoreResult<Vec<String>>;
+
+    /// Adds an API key; `false` (and nothing changes) if one with its name exists.
+    async fn create_key(&self, key: ApiKey) -> StoreResult<bool>;
+    /// Every API key, by name.
+    async fn keys(&self) -> StoreResult<Vec<ApiKey>>;
+    /// Deletes the API key `name`; `false` if there was none.
+    async fn revoke_key(&self, name: &str) -> StoreResult<bool>;
+}
+
+/// A new random API token: 32 bytes from the operating system, as 64 hex
+/// characters (safe in URLs, headers and Basic auth). Only its hash is stored.
+pub fn new_token() -> Result<String, String> {
+    let mut bytes = [0u8; 32];
+    getrandom::fill(&mut bytes).map_err(|e| format!("no randomness from the system: {e}"))?;
+    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
 }
 
 /// Unix time in milliseconds.

@@ -1,10 +1,11 @@
 //! Session records in memory: the store of [`crate::MemoryCluster`], for tests
 //! of code above the store that must also see the store lose its data.
 
-use crate::{NewSession, SessionRecord, Store, StoreResult};
+use crate::{ApiKey, NewSession, SessionRecord, Store, StoreResult};
 use async_trait::async_trait;
 use gridiron_domain::EndReason;
 use serde_json::Value;
+use std::collections::BTreeMap;
 use std::collections::HashMap;
 use std::sync::{Mutex, MutexGuard};
 
@@ -17,6 +18,7 @@ type Records = (u64, HashMap<String, (u64, SessionRecord)>);
 #[derive(Default)]
 pub struct MemoryStore {
     records: Mutex<Records>,
+    keys: Mutex<BTreeMap<String, ApiKey>>,
 }
 
 impl MemoryStore {
@@ -28,6 +30,11 @@ impl MemoryStore {
     /// Forgets every record, as a store restarted without its data would.
     pub fn clear(&self) {
         self.lock().1.clear();
+        self.key_map().clear();
+    }
+
+    fn key_map(&self) -> MutexGuard<'_, BTreeMap<String, ApiKey>> {
+        self.keys.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     fn lock(&self) -> MutexGuard<'_, Records> {
@@ -71,6 +78,7 @@ impl Store for MemoryStore {
             ended_at: None,
             end_reason: None,
             command_count: 0,
+            owner: s.owner,
         };
         g.1.insert(s.id, (order, record));
         Ok(())
@@ -134,6 +142,23 @@ impl Store for MemoryStore {
             .filter(|(_, r)| r.state != "ended")
             .map(|(_, r)| r.id.clone())
             .collect())
+    }
+
+    async fn create_key(&self, key: ApiKey) -> StoreResult<bool> {
+        let mut keys = self.key_map();
+        if keys.contains_key(&key.name) {
+            return Ok(false);
+        }
+        keys.insert(key.name.clone(), key);
+        Ok(true)
+    }
+
+    async fn keys(&self) -> StoreResult<Vec<ApiKey>> {
+        Ok(self.key_map().values().cloned().collect())
+    }
+
+    async fn revoke_key(&self, name: &str) -> StoreResult<bool> {
+        Ok(self.key_map().remove(name).is_some())
     }
 }
 

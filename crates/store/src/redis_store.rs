@@ -5,7 +5,7 @@
 //! creation time, `NS:unfinished` the set of ids not yet ended. Conditional
 //! updates run as Lua scripts so they are atomic across processes.
 
-use crate::{ErrorKind, NewSession, SessionRecord, Store, StoreError, StoreResult};
+use crate::{ApiKey, ErrorKind, NewSession, Role, SessionRecord, Store, StoreError, StoreResult};
 use async_trait::async_trait;
 use gridiron_domain::EndReason;
 use redis::aio::ConnectionManager;
@@ -96,6 +96,10 @@ impl RedisStore {
         format!("{}:unfinished", self.ns)
     }
 
+    fn api_keys(&self) -> String {
+        format!("{}:apikeys", self.ns)
+    }
+
     async fn advance(
         &self,
         op: &'static str,
@@ -167,7 +171,39 @@ fn record(h: HashMap<String, String>) -> Option<SessionRecord> {
         ended_at: int("ended_at"),
         end_reason: h.get("end_reason").and_then(|r| EndReason::parse(r)),
         command_count: int("command_count").unwrap_or(0).max(0) as u64,
+        owner: h.get("owner").filter(|o| !o.is_empty()).cloned(),
     })
+}
+
+/// An API key as stored in the keys hash.
+fn key_json(k: &ApiKey) -> String {
+    serde_json::json!({
+        "role": k.role.as_str(),
+        "token_hash": k.token_hash,
+        "max_sessions": k.max_sessions,
+        "rate": k.rate,
+        "created_at": k.created_at,
+    })
+    .to_string()
+}
+
+/// An API key from the keys hash; `None` (and a warning) if malformed.
+fn key_from(name: String, v: &str) -> Option<ApiKey> {
+    let j: Value = serde_json::from_str(v).ok()?;
+    let key = ApiKey {
+        role: j["role"]
+            .as_str()
+            .and_then(Role::parse)
+            .unwrap_or(Role::User),
+        token_hash: j["token_hash"].as_str()?.to_string(),
+        max_sessions: j["max_sessions"]
+            .as_u64()
+            .map(|m| m.min(u32::MAX as u64) as u32),
+        rate: j["rate"].as_f64(),
+        created_at: j["created_at"].as_i64().unwrap_or(0),
+        name,
+    };
+    Some(key)
 }
 
 #[async_trait]
@@ -185,6 +221,7 @@ impl Store for RedisStore {
             ("grid_options", s.grid_options.to_string()),
             ("created_at", s.created_at.to_string()),
             ("command_count", "0".to_string()),
+            ("owner", s.owner.clone().unwrap_or_default()),
         ];
         redis::pipe()
             .atomic()
@@ -280,5 +317,44 @@ impl Store for RedisStore {
             .smembers(self.unfinished())
             .await
             .map_err(err("unfinished_ids"))
+    }
+
+    async fn create_key(&self, key: ApiKey) -> StoreResult<bool> {
+        self.conn
+            .clone()
+            .hset_nx(self.api_keys(), &key.name, key_json(&key))
+            .await
+            .map_err(err("create_key"))
+    }
+
+    async fn keys(&self) -> StoreResult<Vec<ApiKey>> {
+        let all: HashMap<String, String> = self
+            .conn
+            .clone()
+            .hgetall(self.api_keys())
+            .await
+            .map_err(err("keys"))?;
+        let mut out: Vec<ApiKey> = all
+            .into_iter()
+            .filter_map(|(name, v)| {
+                let k = key_from(name.clone(), &v);
+                if k.is_none() {
+                    tracing::warn!(key = %name, "skipping a malformed API key record");
+                }
+                k
+            })
+            .collect();
+        out.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(out)
+    }
+
+    async fn revoke_key(&self, name: &str) -> StoreResult<bool> {
+        let n: i64 = self
+            .conn
+            .clone()
+            .hdel(self.api_keys(), name)
+            .await
+            .map_err(err("revoke_key"))?;
+        Ok(n == 1)
     }
 }

@@ -4,7 +4,7 @@
 //! its calls block; a dedicated thread that runs queued jobs in order keeps
 //! the async runtime free and gives the write ordering the trait promises.
 
-use crate::{ErrorKind, NewSession, SessionRecord, Store, StoreError, StoreResult};
+use crate::{ApiKey, ErrorKind, NewSession, Role, SessionRecord, Store, StoreError, StoreResult};
 use async_trait::async_trait;
 use gridiron_domain::EndReason;
 use rusqlite::{params, Connection, OptionalExtension, Row};
@@ -36,7 +36,27 @@ CREATE TABLE IF NOT EXISTS sessions (
 );
 CREATE INDEX IF NOT EXISTS sessions_created ON sessions(created_at);
 CREATE INDEX IF NOT EXISTS sessions_state ON sessions(state);
+CREATE TABLE IF NOT EXISTS api_keys (
+    name         TEXT PRIMARY KEY,
+    role         TEXT NOT NULL,
+    token_hash   TEXT NOT NULL,
+    max_sessions INTEGER,
+    rate         REAL,
+    created_at   INTEGER NOT NULL
+);
 ";
+
+/// Brings a database made by an older version up to date: sessions gained
+/// the key that owns them.
+fn migrate(conn: &Connection) -> rusqlite::Result<()> {
+    let has_owner = conn
+        .prepare("SELECT 1 FROM pragma_table_info('sessions') WHERE name = 'owner'")?
+        .exists([])?;
+    if !has_owner {
+        conn.execute_batch("ALTER TABLE sessions ADD COLUMN owner TEXT")?;
+    }
+    Ok(())
+}
 
 impl SqliteStore {
     /// Opens (creating if needed) the database file at `path`.
@@ -52,6 +72,7 @@ impl SqliteStore {
         conn.busy_timeout(std::time::Duration::from_secs(5))
             .map_err(err)?;
         conn.execute_batch(SCHEMA).map_err(err)?;
+        migrate(&conn).map_err(err)?;
         Ok(Self::spawn(conn))
     }
 
@@ -60,6 +81,7 @@ impl SqliteStore {
         let err = |e: rusqlite::Error| StoreError::new("open", kind(&e), e.to_string());
         let conn = Connection::open_in_memory().map_err(err)?;
         conn.execute_batch(SCHEMA).map_err(err)?;
+        migrate(&conn).map_err(err)?;
         Ok(Self::spawn(conn))
     }
 
@@ -117,7 +139,7 @@ fn json_col(row: &Row, idx: usize) -> rusqlite::Result<Value> {
         .unwrap_or(Value::Null))
 }
 
-const COLUMNS: &str = "id, state, browser, requested_caps, granted_caps, grid_options, created_at, started_at, ended_at, end_reason, command_count";
+const COLUMNS: &str = "id, state, browser, requested_caps, granted_caps, grid_options, created_at, started_at, ended_at, end_reason, command_count, owner";
 
 fn record(row: &Row) -> rusqlite::Result<SessionRecord> {
     let reason: Option<String> = row.get(9)?;
@@ -134,6 +156,21 @@ fn record(row: &Row) -> rusqlite::Result<SessionRecord> {
         ended_at: row.get(8)?,
         end_reason: reason.as_deref().and_then(EndReason::parse),
         command_count: count.max(0) as u64,
+        owner: row.get(11)?,
+    })
+}
+
+fn api_key(row: &Row) -> rusqlite::Result<ApiKey> {
+    let role: String = row.get(1)?;
+    let max: Option<i64> = row.get(3)?;
+    Ok(ApiKey {
+        name: row.get(0)?,
+        // An unknown role grants the least.
+        role: Role::parse(&role).unwrap_or(Role::User),
+        token_hash: row.get(2)?,
+        max_sessions: max.map(|m| m.clamp(0, u32::MAX as i64) as u32),
+        rate: row.get(4)?,
+        created_at: row.get(5)?,
     })
 }
 
@@ -143,15 +180,16 @@ impl Store for SqliteStore {
         let state = if queued { "queued" } else { "provisioning" };
         self.run("insert", move |c| {
             c.execute(
-                "INSERT INTO sessions (id, state, browser, requested_caps, grid_options, created_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                "INSERT INTO sessions (id, state, browser, requested_caps, grid_options, created_at, owner)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
                 params![
                     s.id,
                     state,
                     s.browser,
                     s.requested_caps.to_string(),
                     s.grid_options.to_string(),
-                    s.created_at
+                    s.created_at,
+                    s.owner
                 ],
             )
             .map(drop)
@@ -243,6 +281,45 @@ impl Store for SqliteStore {
             let mut stmt = c.prepare("SELECT id FROM sessions WHERE state != 'ended'")?;
             let rows = stmt.query_map([], |r| r.get(0))?;
             rows.collect()
+        })
+        .await
+    }
+
+    async fn create_key(&self, k: ApiKey) -> StoreResult<bool> {
+        self.run("create_key", move |c| {
+            c.execute(
+                "INSERT OR IGNORE INTO api_keys (name, role, token_hash, max_sessions, rate, created_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                params![
+                    k.name,
+                    k.role.as_str(),
+                    k.token_hash,
+                    k.max_sessions.map(i64::from),
+                    k.rate,
+                    k.created_at
+                ],
+            )
+            .map(|n| n == 1)
+        })
+        .await
+    }
+
+    async fn keys(&self) -> StoreResult<Vec<ApiKey>> {
+        self.run("keys", |c| {
+            let mut stmt = c.prepare(
+                "SELECT name, role, token_hash, max_sessions, rate, created_at FROM api_keys ORDER BY name",
+            )?;
+            let rows = stmt.query_map([], api_key)?;
+            rows.collect()
+        })
+        .await
+    }
+
+    async fn revoke_key(&self, name: &str) -> StoreResult<bool> {
+        let name = name.to_string();
+        self.run("revoke_key", move |c| {
+            c.execute("DELETE FROM api_keys WHERE name = ?1", params![name])
+                .map(|n| n == 1)
         })
         .await
     }

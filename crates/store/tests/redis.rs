@@ -92,6 +92,7 @@ async fn namespaces_do_not_see_each_other() {
             requested_caps: serde_json::json!({}),
             grid_options: serde_json::json!({}),
             created_at: 1,
+            owner: None,
         },
         false,
     )
@@ -117,6 +118,7 @@ async fn the_store_recovers_after_redis_restarts() {
         requested_caps: serde_json::json!({}),
         grid_options: serde_json::json!({}),
         created_at: 1,
+        owner: None,
     };
     store.insert(new("before"), false).await.unwrap();
     let server = server.restart();
@@ -246,6 +248,7 @@ mod cluster_state {
             hub: "hub".into(),
             public_base: String::new(),
             created_at: 1,
+            owner: String::new(),
         };
         c.enqueue(&request("ok"), 10).await.unwrap();
         c.enqueue(&request("broken"), 10).await.unwrap();

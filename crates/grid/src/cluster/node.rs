@@ -230,13 +230,15 @@ impl NodeAgent {
     /// Starts a claimed request's session and hands the answer to its hub;
     /// `epoch` is the registration the claim is held by.
     async fn run(self: Arc<Self>, w: Waiting, job: Job, epoch: u64) {
+        // The hub checked the key; the session is recorded as its.
+        let owner = crate::auth::Caller::owner(&w.owner);
         let mut result = match job {
-            Job::Cdp(request) => self.m.new_cdp_session(request).await.map(|s| {
+            Job::Cdp(request) => self.m.new_cdp_session_for(request, &owner).await.map(|s| {
                 json!({"value": {"sessionId": s.id, "capabilities": {"browserName": "chrome"}}})
             }),
             Job::WebDriver => {
                 self.m
-                    .new_session(Bytes::from(w.body.clone()), w.public_base.clone())
+                    .new_session_for(Bytes::from(w.body.clone()), w.public_base.clone(), &owner)
                     .await
             }
         };
@@ -505,6 +507,8 @@ async fn only_hubs(
     }
     // Drivers and browsers behind the node never see the secret.
     req.headers_mut().remove(SECRET_HEADER);
+    // The hub checked the client's key and its right to the session.
+    req.extensions_mut().insert(crate::auth::Caller::trusted());
     // Only a hub may say why it ends a session; the header stops here.
     if let Some(reason) = req.headers_mut().remove(END_REASON_HEADER) {
         if let Some(r) = reason.to_str().ok().and_then(EndReason::parse) {

@@ -2,6 +2,7 @@
 //! catalog, and waits in line for a slot. Starting itself is in `launch`.
 
 use super::Manager;
+use crate::auth::Caller;
 use crate::session::Session;
 use crate::slots::NoSlot;
 use bytes::Bytes;
@@ -17,12 +18,24 @@ use tokio::sync::oneshot;
 use tracing::info;
 
 impl Manager {
-    /// Handles `POST /session`: validates, waits for a slot, starts the driver,
-    /// and returns the W3C response body.
+    /// Handles `POST /session` on a grid without keys: see [`Manager::new_session_for`].
     pub async fn new_session(
         self: &Arc<Self>,
         body: Bytes,
         public_base: String,
+    ) -> Result<Value, GridError> {
+        self.new_session_for(body, public_base, &Caller::open())
+            .await
+    }
+
+    /// Handles `POST /session` for `caller`: validates, waits for a slot (in
+    /// the caller's turn, within its key's session limit), starts the driver,
+    /// and returns the W3C response body. The session belongs to the caller's key.
+    pub async fn new_session_for(
+        self: &Arc<Self>,
+        body: Bytes,
+        public_base: String,
+        caller: &Caller,
     ) -> Result<Value, GridError> {
         let body: Value = serde_json::from_slice(&body)
             .map_err(|e| GridError::invalid_argument(format!("malformed JSON body: {e}")))?;
@@ -42,10 +55,12 @@ impl Manager {
             options: options.to_json(),
             since: now_ms(),
             queued: false,
+            owner: caller.key.clone(),
         };
+        let (group, limit) = slot_group(caller);
         let permit = self
             .slots
-            .acquire(self.config.queue_timeout, |position| {
+            .acquire_as(group, limit, self.config.queue_timeout, |position| {
                 waiting.queued = true;
                 info!(position, "new session request queued");
                 self.emit("queued", &[("position", &position.to_string())]);
@@ -68,18 +83,32 @@ impl Manager {
         // cannot cancel it half-way; the task tears down what it cannot hand over.
         let (tx, rx) = oneshot::channel();
         let me = self.clone();
+        let asked = super::launch::Asked {
+            requested,
+            public_base,
+            owner: caller.key.clone(),
+        };
         self.tasks.spawn(async move {
-            me.launch_webdriver(permit, selection, options, requested, public_base, tx)
+            me.launch_webdriver(permit, selection, options, asked, tx)
                 .await;
         });
         rx.await.unwrap_or_else(|_| Err(interrupted()))
     }
 
-    /// Starts a CDP-only session: a bare Chromium for a Puppeteer or Playwright
-    /// client, with the same slots, queue, timeouts and records as WebDriver sessions.
+    /// Starts a CDP-only session on a grid without keys: see [`Manager::new_cdp_session_for`].
     pub async fn new_cdp_session(
         self: &Arc<Self>,
         request: CdpRequest,
+    ) -> Result<Arc<Session>, GridError> {
+        self.new_cdp_session_for(request, &Caller::open()).await
+    }
+
+    /// Starts a CDP-only session for `caller`: a bare Chromium for a Puppeteer or Playwright
+    /// client, with the same slots, queue, timeouts and records as WebDriver sessions.
+    pub async fn new_cdp_session_for(
+        self: &Arc<Self>,
+        request: CdpRequest,
+        caller: &Caller,
     ) -> Result<Arc<Session>, GridError> {
         check_switches("/cdp", &request.args, &self.config.launch_allowances)?;
         let install = self
@@ -92,17 +121,19 @@ impl Manager {
                     "CDP sessions need Chromium, and this grid has none (see `gridiron doctor`)",
                 )
             })?;
+        let (group, limit) = slot_group(caller);
         let permit = self
             .slots
-            .acquire(self.config.queue_timeout, |position| {
+            .acquire_as(group, limit, self.config.queue_timeout, |position| {
                 info!(position, "new CDP session request queued")
             })
             .await
             .map_err(|e| self.no_slot_error(e))?;
         let (tx, rx) = oneshot::channel();
         let me = self.clone();
+        let owner = caller.key.clone();
         self.tasks.spawn(async move {
-            let result = me.launch_cdp(permit, install, request).await;
+            let result = me.launch_cdp(permit, install, request, owner).await;
             if let Err(Ok(session)) = tx.send(result) {
                 info!(session = %session.id, "client left before the session was handed over");
                 me.end(&session.id, EndReason::ClientGone).await;
@@ -130,6 +161,15 @@ impl Manager {
     }
 }
 
+/// The line of the slots queue a caller waits in (its key's; `""` for
+/// none), and how many slots its key may hold at once.
+fn slot_group(caller: &Caller) -> (&str, Option<usize>) {
+    (
+        caller.key.as_deref().unwrap_or(""),
+        caller.max_sessions.map(|m| m as usize),
+    )
+}
+
 /// The error for a start whose task ended without an answer (it panicked).
 fn interrupted() -> GridError {
     GridError::not_created(Origin::Grid, "session start was interrupted")
@@ -145,6 +185,8 @@ struct QueuedRequest {
     since: i64,
     /// Still waiting in line (no slot yet, not refused).
     queued: bool,
+    /// The API key that asked.
+    owner: Option<String>,
 }
 
 impl QueuedRequest {
@@ -158,6 +200,7 @@ impl QueuedRequest {
             requested_caps: std::mem::take(&mut self.requested),
             grid_options: std::mem::take(&mut self.options),
             created_at: self.since,
+            owner: self.owner.clone(),
         };
         info!(request = %new.id, reason = reason.as_str(), "queued request ended");
         self.m.tasks.spawn(async move {

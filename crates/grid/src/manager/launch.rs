@@ -19,6 +19,16 @@ use std::sync::Arc;
 use tokio::sync::oneshot;
 use tracing::{info, warn};
 
+/// What the client sent with a WebDriver request, beyond its capabilities.
+pub(super) struct Asked {
+    /// The capabilities exactly as requested, for the record.
+    pub requested: Value,
+    /// The grid's address as the client sees it, for websocket URLs.
+    pub public_base: String,
+    /// The API key that asked; the session will be its.
+    pub owner: Option<String>,
+}
+
 impl Manager {
     /// Starts a WebDriver session on `permit`'s slot and sends the W3C answer
     /// to `reply`; ends the session if nobody is there to take it.
@@ -27,10 +37,14 @@ impl Manager {
         permit: SlotPermit,
         selection: Selection,
         options: GridOptions,
-        requested: Value,
-        public_base: String,
+        asked: Asked,
         reply: oneshot::Sender<Result<Value, GridError>>,
     ) {
+        let Asked {
+            requested,
+            public_base,
+            owner,
+        } = asked;
         let _starting = Starting::new(&self.starting);
         let stereotype = &self.catalog[selection.stereotype];
         let browser = stereotype.kind.driver_browser_name().to_string();
@@ -44,7 +58,8 @@ impl Manager {
             }
         };
         let id = driver.session_id().to_string();
-        self.record_new(&id, &browser, requested, &options).await;
+        self.record_new(&id, &browser, requested, &options, owner.clone())
+            .await;
         info!(session = %id, browser = %browser, slot = permit.index, "session provisioning");
         let caps = driver_capabilities(
             &selection.merged,
@@ -97,6 +112,7 @@ impl Manager {
             options,
             started_at_ms: now_ms(),
             targets,
+            owner,
         };
         if let Err(e) = self.register(launched, granted_caps).await {
             let _ = reply.send(Err(e));
@@ -114,6 +130,7 @@ impl Manager {
         permit: SlotPermit,
         install: usize,
         request: CdpRequest,
+        owner: Option<String>,
     ) -> Result<Arc<Session>, GridError> {
         let _starting = Starting::new(&self.starting);
         let headless = request.headless.unwrap_or(self.config.headless);
@@ -123,7 +140,7 @@ impl Manager {
             .await?;
         let id = browser.session_id().to_string();
         let requested = json!({"cdp": request.args, "headless": headless});
-        self.record_new(&id, "chrome", requested, &request.options)
+        self.record_new(&id, "chrome", requested, &request.options, owner.clone())
             .await;
         // ws://127.0.0.1:PORT/devtools/browser/ID -> http://127.0.0.1:PORT
         let cdp_http = browser
@@ -145,6 +162,7 @@ impl Manager {
                 cdp_http,
                 bidi: None,
             },
+            owner,
         };
         self.register(launched, granted).await
     }

@@ -68,6 +68,8 @@ pub struct Manager {
     events: tokio::sync::broadcast::Sender<GridEvent>,
     /// This manager, for handing out from `&self` (the router's session lookups).
     this: Weak<Manager>,
+    /// The API keys its front end checks (a node's front end trusts its hubs instead).
+    pub(crate) keyring: Arc<crate::auth::Keyring>,
 }
 
 /// Told the id of each session that ends, and why.
@@ -103,6 +105,7 @@ impl Manager {
             events: tokio::sync::broadcast::channel(crate::backend::EVENT_BUFFER).0,
             slots: Slots::new(config.max_sessions, config.max_queue),
             catalog: provisioner.stereotypes(),
+            keyring: crate::auth::Keyring::new(store.clone(), config.require_auth),
             config,
             store,
             provisioner,

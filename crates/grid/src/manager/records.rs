@@ -28,6 +28,7 @@ impl Manager {
                         requested_caps: Value::Null,
                         grid_options: s.options.to_json(),
                         created_at: s.started_at_ms,
+                        owner: s.owner.clone(),
                     };
                     self.record("insert", self.store.insert(new, false).await);
                     self.record(
@@ -61,6 +62,7 @@ impl Manager {
         browser: &str,
         requested: Value,
         options: &GridOptions,
+        owner: Option<String>,
     ) {
         let new = NewSession {
             id: id.to_string(),
@@ -68,6 +70,7 @@ impl Manager {
             requested_caps: requested,
             grid_options: options.to_json(),
             created_at: now_ms(),
+            owner,
         };
         self.record("insert", self.store.insert(new, false).await);
     }

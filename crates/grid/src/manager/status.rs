@@ -21,6 +21,7 @@ impl Manager {
                         "startedAt": s.started_at_ms,
                         "name": s.options.name,
                         "commands": s.command_count(),
+                        "owner": s.owner,
                     })
                 });
                 json!({

@@ -118,6 +118,7 @@ impl Cluster for MemoryCluster {
                 pool_max: r.pool_max,
                 hub: r.hub.clone(),
                 base: r.public_base.clone(),
+                owner: r.owner.clone(),
                 answer: None,
                 expires: None,
             },
@@ -147,6 +148,7 @@ impl Cluster for MemoryCluster {
                     pool_max: r.pool_max,
                     public_base: r.base.clone(),
                     hub: r.hub.clone(),
+                    owner: r.owner.clone(),
                 })
             })
             .collect())

@@ -21,6 +21,8 @@ pub(super) struct Req {
     pub(super) pool_max: u32,
     pub(super) hub: String,
     pub(super) base: String,
+    /// The API key that asked for it.
+    pub(super) owner: String,
     pub(super) answer: Option<String>,
     /// Finished records are forgotten after a while.
     pub(super) expires: Option<Instant>,

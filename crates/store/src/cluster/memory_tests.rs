@@ -60,6 +60,7 @@ async fn clear_forgets_everything_and_tells_subscribers() {
                 requested_caps: serde_json::json!({}),
                 grid_options: serde_json::json!({}),
                 created_at: 1,
+                owner: None,
             },
             false,
         )
@@ -82,6 +83,7 @@ async fn clear_forgets_everything_and_tells_subscribers() {
             hub: "hub".into(),
             public_base: String::new(),
             created_at: 1,
+            owner: String::new(),
         },
         10,
     )

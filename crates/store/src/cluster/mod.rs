@@ -61,6 +61,9 @@ pub struct QueuedRequest {
     pub public_base: String,
     /// Unix ms when the hub received it.
     pub created_at: i64,
+    /// The API key that asked for it (`""` on a grid without keys): the
+    /// node records it as the session's owner.
+    pub owner: String,
 }
 
 /// A request in the queue, as a node sees it.
@@ -78,6 +81,8 @@ pub struct Waiting {
     pub public_base: String,
     /// The hub waiting for the answer.
     pub hub: String,
+    /// The API key that asked for it (`""` for none).
+    pub owner: String,
 }
 
 /// What a claim attempt did.

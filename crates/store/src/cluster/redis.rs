@@ -42,11 +42,12 @@ script!(FORGET_HUB, "forget_hub.lua");
 /// changed between the read and the script, before giving up with a conflict.
 pub(super) const ATTEMPTS: usize = 8;
 
-/// `body, pool, pool_max, base, hub` of a request hash.
+/// `body, pool, pool_max, base, hub, owner` of a request hash.
 type WaitingRow = (
     Option<String>,
     Option<String>,
     Option<u32>,
+    Option<String>,
     Option<String>,
     Option<String>,
 );
@@ -163,6 +164,8 @@ impl Cluster for RedisCluster {
             .arg(&r.public_base)
             .arg("created")
             .arg(r.created_at)
+            .arg("owner")
+            .arg(&r.owner)
             .invoke_async(&mut self.conn())
             .await
             .map_err(err("enqueue"))?;
@@ -189,7 +192,7 @@ impl Cluster for RedisCluster {
         for id in &ids {
             pipe.cmd("HMGET")
                 .arg(self.keys.request(id))
-                .arg(&["body", "pool", "pool_max", "base", "hub"]);
+                .arg(&["body", "pool", "pool_max", "base", "hub", "owner"]);
         }
         let rows: Vec<WaitingRow> = pipe
             .query_async(&mut self.conn())
@@ -198,7 +201,7 @@ impl Cluster for RedisCluster {
         Ok(ids
             .into_iter()
             .zip(rows)
-            .filter_map(|(id, (body, pool, max, base, hub))| {
+            .filter_map(|(id, (body, pool, max, base, hub, owner))| {
                 let Some(body) = body else {
                     tracing::warn!(request = %id, "skipping a queued request without a body");
                     return None;
@@ -210,6 +213,7 @@ impl Cluster for RedisCluster {
                     pool_max: max.unwrap_or(0),
                     public_base: base.unwrap_or_default(),
                     hub: hub.unwrap_or_default(),
+                    owner: owner.unwrap_or_default(),
                 })
             })
             .collect())

@@ -8,6 +8,7 @@ mod queueing;
 mod routing;
 mod status;
 
+use crate::auth::Caller;
 use crate::backend::{
     Backend, FrontConfig, GridEvent, Located, NotRunning, SessionSummary, EVENT_BUFFER,
 };
@@ -49,6 +50,8 @@ pub struct HubConfig {
     /// What the operator lets clients choose beyond the launch policy
     /// (`--allow-binary`, `--allow-arg`); nothing by default.
     pub launch_allowances: gridiron_domain::launch_policy::LaunchAllowances,
+    /// Refuse requests without an API key even while no key exists.
+    pub require_auth: bool,
 }
 
 /// A hub: stateless apart from caches; any number may run side by side.
@@ -59,8 +62,8 @@ pub struct Hub {
     client: DriverClient,
     /// Wakes the request waiting for each answer.
     waiters: Mutex<HashMap<String, Arc<Notify>>>,
-    /// Session id -> node URL, so commands need no store read.
-    routes: Mutex<HashMap<String, String>>,
+    /// Session id -> its node's URL and its owner, so commands need no store read.
+    routes: Mutex<HashMap<String, routing::Route>>,
     /// The registered nodes, refreshed at most every half second.
     nodes: tokio::sync::Mutex<(Option<Instant>, Vec<NodeState>)>,
     /// Set once the hub is leaving: no more heartbeats.
@@ -73,6 +76,8 @@ pub struct Hub {
     tasks: Tasks,
     /// This hub, for handing out from `&self` (tunnel owners, remote sessions).
     this: std::sync::Weak<Hub>,
+    /// The API keys clients present, shared by every hub through the store.
+    keyring: Arc<crate::auth::Keyring>,
 }
 
 impl Hub {
@@ -83,6 +88,7 @@ impl Hub {
             .await
             .map_err(|e| e.to_string())?;
         let hub = Arc::new_cyclic(|this| Hub {
+            keyring: crate::auth::Keyring::new(cluster.sessions(), cfg.require_auth),
             store: cluster.sessions(),
             client: crate::manager::driver_client(),
             cfg,
@@ -124,7 +130,7 @@ impl Hub {
         self.waiters.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn routes(&self) -> std::sync::MutexGuard<'_, HashMap<String, String>> {
+    fn routes(&self) -> std::sync::MutexGuard<'_, HashMap<String, routing::Route>> {
         self.routes.lock().unwrap_or_else(|e| e.into_inner())
     }
 
@@ -198,14 +204,19 @@ impl Backend for Hub {
         }
     }
 
+    fn keyring(&self) -> Arc<crate::auth::Keyring> {
+        self.keyring.clone()
+    }
+
     async fn new_session(
         self: Arc<Self>,
         body: Bytes,
         public_base: String,
+        caller: Caller,
     ) -> Result<Value, GridError> {
         let body: Value = serde_json::from_slice(&body)
             .map_err(|e| GridError::invalid_argument(format!("malformed JSON body: {e}")))?;
-        self.queue_session(body, public_base).await
+        self.queue_session(body, public_base, &caller).await
     }
 
     async fn new_cdp_session(
@@ -213,8 +224,10 @@ impl Backend for Hub {
         request: CdpRequest,
         query: String,
         public_base: String,
+        caller: Caller,
     ) -> Result<String, GridError> {
-        self.queue_cdp_session(request, query, public_base).await
+        self.queue_cdp_session(request, query, public_base, &caller)
+            .await
     }
 
     async fn locate(&self, id: &str) -> Result<Located, GridError> {
@@ -224,11 +237,12 @@ impl Backend for Hub {
             store_error(e)
         };
         loop {
-            if let Some(node_url) = self.node_url(id).await.map_err(failed)? {
+            if let Some(route) = self.node_route(id).await.map_err(failed)? {
                 return Ok(Located::Remote(Box::new(routing::NodeSession {
                     hub: self.me(),
                     id: id.to_string(),
-                    node_url,
+                    node_url: route.url,
+                    owner: route.owner,
                 })));
             }
             let why = NotRunning::of(self.store.as_ref(), id)

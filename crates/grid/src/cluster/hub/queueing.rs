@@ -3,6 +3,7 @@
 //! queue timeout, or its client leaving.
 
 use super::{store_down, Hub};
+use crate::auth::Caller;
 use crate::cluster::{decode_answer, CDP_KEY};
 use gridiron_domain::capabilities::{parse_new_session, select};
 use gridiron_domain::cdp::CdpRequest;
@@ -23,6 +24,7 @@ impl Hub {
         self: &Arc<Self>,
         mut body: Value,
         public_base: String,
+        caller: &Caller,
     ) -> Result<Value, GridError> {
         let request = parse_new_session(&body)?;
         let allow = &self.cfg.launch_allowances;
@@ -62,6 +64,7 @@ impl Hub {
             hub: self.cfg.id.clone(),
             public_base,
             created_at: now_ms(),
+            owner: caller.key.clone().unwrap_or_default(),
         };
         self.queue_and_wait(queued, requested, &options).await
     }
@@ -93,6 +96,7 @@ impl Hub {
             requested,
             options: options.to_json(),
             since: queued.created_at,
+            owner: Some(queued.owner.clone()).filter(|o| !o.is_empty()),
             pending: true,
             listed: true,
         };
@@ -264,6 +268,7 @@ impl Hub {
         request: CdpRequest,
         query: String,
         public_base: String,
+        caller: &Caller,
     ) -> Result<String, GridError> {
         check_switches("/cdp", &request.args, &self.cfg.launch_allowances)?;
         self.check_satisfiable(Wanted::Cdp(&request.options))
@@ -276,6 +281,7 @@ impl Hub {
             hub: self.cfg.id.clone(),
             public_base,
             created_at: now_ms(),
+            owner: caller.key.clone().unwrap_or_default(),
         };
         let requested = json!({ "cdp": request.args });
         let v = self
@@ -315,6 +321,8 @@ struct Waiter {
     pending: bool,
     /// Still among the store's open requests of this hub.
     listed: bool,
+    /// The API key that asked.
+    owner: Option<String>,
 }
 
 impl Waiter {
@@ -335,6 +343,7 @@ impl Waiter {
             requested_caps: std::mem::take(&mut self.requested),
             grid_options: std::mem::take(&mut self.options),
             created_at: self.since,
+            owner: self.owner.clone(),
         }
     }
 }

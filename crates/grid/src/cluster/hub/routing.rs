@@ -39,8 +39,16 @@ impl Hub {
         &self,
         sid: &str,
     ) -> Result<Option<String>, gridiron_store::StoreError> {
-        if let Some(url) = self.routes().get(sid) {
-            return Ok(Some(url.clone()));
+        Ok(self.node_route(sid).await?.map(|r| r.url))
+    }
+
+    /// The node running session `sid` and the session's owner, if it runs.
+    pub(super) async fn node_route(
+        &self,
+        sid: &str,
+    ) -> Result<Option<Route>, gridiron_store::StoreError> {
+        if let Some(route) = self.routes().get(sid) {
+            return Ok(Some(route.clone()));
         }
         let Some(node) = self.cluster.route(sid).await? else {
             return Ok(None);
@@ -55,10 +63,14 @@ impl Hub {
             Some(u) => Some(u),
             None => find(self.nodes(true).await?),
         };
-        if let Some(u) = &url {
-            self.routes().insert(sid.to_string(), u.clone());
-        }
-        Ok(url)
+        let Some(url) = url else {
+            return Ok(None);
+        };
+        // Read once per session and hub: owners never change.
+        let owner = self.store.get(sid).await?.and_then(|r| r.owner);
+        let route = Route { url, owner };
+        self.routes().insert(sid.to_string(), route.clone());
+        Ok(Some(route))
     }
 
     /// A node did not answer: if its heartbeat is gone the session is lost.
@@ -130,6 +142,15 @@ impl Hub {
     }
 }
 
+/// Where a session runs, and whose it is, as a hub caches it.
+#[derive(Debug, Clone)]
+pub(super) struct Route {
+    /// Its node's URL.
+    pub url: String,
+    /// The API key that owns it.
+    pub owner: Option<String>,
+}
+
 /// A session on a node, as this hub reaches it.
 pub(super) struct NodeSession {
     /// The hub that located it.
@@ -138,6 +159,8 @@ pub(super) struct NodeSession {
     pub id: String,
     /// Where its node answers.
     pub node_url: String,
+    /// The API key that owns it.
+    pub owner: Option<String>,
 }
 
 #[async_trait]
@@ -160,6 +183,10 @@ impl RemoteSession for NodeSession {
             }
             Err(e) => http::error(&self.hub.unreachable(&self.id, &self.node_url, e).await),
         }
+    }
+
+    fn owner(&self) -> Option<&str> {
+        self.owner.as_deref()
     }
 
     fn tunnel_target(&self, req: &mut Request<Body>, path_and_query: &str) -> String {

@@ -173,6 +173,7 @@ impl Grid {
             secret: SECRET.into(),
             heartbeat_ttl: Duration::from_millis(1500),
             launch_allowances: Default::default(),
+            require_auth: false,
         };
         tune(&mut cfg);
         let process = Process::start(&id);
@@ -307,13 +308,26 @@ impl Client {
 
     /// Sends `method` to `url` with an optional JSON body.
     pub async fn call(&self, method: Method, url: &str, body: Option<&Value>) -> Answer {
+        self.call_as(method, url, body, None).await
+    }
+
+    /// Sends `method` to `url` with an optional JSON body and API key token.
+    pub async fn call_as(
+        &self,
+        method: Method,
+        url: &str,
+        body: Option<&Value>,
+        token: Option<&str>,
+    ) -> Answer {
         let body = body.map_or_else(Body::empty, |b| Body::from(b.to_string()));
-        let req = Request::builder()
+        let mut req = Request::builder()
             .method(method)
             .uri(url)
-            .header("content-type", "application/json")
-            .body(body)
-            .unwrap();
+            .header("content-type", "application/json");
+        if let Some(t) = token {
+            req = req.header("authorization", format!("Bearer {t}"));
+        }
+        let req = req.body(body).unwrap();
         let resp = self.http.request(req).await.expect("the grid answers");
         let status = resp.status().as_u16();
         let bytes = resp.into_body().collect().await.unwrap().to_bytes();

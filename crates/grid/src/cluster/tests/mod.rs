@@ -7,6 +7,7 @@ mod client_gone;
 mod drain;
 mod fixture;
 mod hub_loss;
+mod keys;
 mod launch_policy;
 mod node_loss;
 mod queueing;
