@@ -88,8 +88,9 @@ pub trait RemoteSession: Send {
     /// Streams an HTTP command to the session's node and its answer back.
     async fn forward(self: Box<Self>, req: Request<Body>) -> Response<Body>;
     /// Prepares `req` for a websocket tunnel to `path_and_query` on the node
-    /// (authenticating it) and returns the websocket URL to connect to.
-    fn tunnel_target(&self, req: &mut Request<Body>, path_and_query: &str) -> String;
+    /// (authenticating it) and returns where to connect.
+    fn tunnel_target(&self, req: &mut Request<Body>, path_and_query: &str)
+        -> crate::tunnel::Target;
 }
 
 /// One running session, as lists and the API show it.

@@ -172,6 +172,7 @@ impl Grid {
             public_url: None,
             secret: SECRET.into(),
             heartbeat_ttl: Duration::from_millis(1500),
+            node_ca_file: None,
         };
         tune(&mut cfg);
         let process = Process::start(&id);
@@ -214,7 +215,7 @@ impl Grid {
                 let agent = NodeAgent::start(cluster, m.clone(), cfg)
                     .await
                     .expect("the node registers");
-                let app = node_router(m.clone(), SECRET.into());
+                let app = node_router(m.clone(), SECRET);
                 tokio::spawn(crate::serve_app(listener, app, std::future::pending()));
                 (agent, m)
             })
