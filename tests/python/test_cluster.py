@@ -7,6 +7,7 @@ and two hubs; tests that kill or drain processes build their own.
 import json
 import os
 import signal
+import subprocess
 import threading
 import time
 
@@ -14,7 +15,7 @@ import pytest
 import websocket
 from selenium import webdriver
 
-from harness import Cluster, chrome_caps, http_request, request_in_background, wait_until
+from harness import CLUSTER_SECRET, Cluster, chrome_caps, http_request, hub_signature_headers, request_in_background, wait_until
 
 HEARTBEAT_TTL = 3
 
@@ -40,7 +41,7 @@ def shared(grid_binary):
 @pytest.fixture
 def make_cluster(make_cluster):
     """Clusters with this module's heartbeat TTL."""
-    return lambda: make_cluster(heartbeat_ttl=HEARTBEAT_TTL)
+    return lambda **kwargs: make_cluster(heartbeat_ttl=HEARTBEAT_TTL, **kwargs)
 
 
 def titled(title):
@@ -225,7 +226,8 @@ def test_bad_requests_get_w3c_errors_from_hubs(shared):
 
 def test_nodes_refuse_callers_without_the_cluster_secret(shared):
     node = shared.nodes[0]
-    for headers in ({}, {"x-gridiron-cluster-secret": "wrong"}):
+    # The secret itself (the old bearer header) opens nothing: requests must be signed with it.
+    for headers in ({}, {"x-gridiron-cluster-secret": "wrong"}, {"x-gridiron-cluster-secret": CLUSTER_SECRET}):
         resp = http_request(node.port, "GET", "/status", headers=headers)
         assert resp.status == 401 and resp.value["error"] == "unknown error", resp
         resp = http_request(node.port, "POST", "/session", body=chrome_caps(), headers=headers)
@@ -235,6 +237,61 @@ def test_nodes_refuse_callers_without_the_cluster_secret(shared):
     assert direct.status == 404 and "through a hub" in direct.value["message"], direct
     listed = shared.cli("nodes", "list")
     assert listed.returncode == 0 and node.node_id() in listed.stdout and " up " in listed.stdout, listed
+
+
+def test_a_signed_request_replayed_to_a_node_is_refused(shared):
+    node = shared.nodes[0]
+    signed = hub_signature_headers("GET", "/status")
+    first = http_request(node.port, "GET", "/status", headers=signed)
+    assert first.status == 200, first
+    again = http_request(node.port, "GET", "/status", headers=signed)
+    assert again.status == 401 and again.value["error"] == "unknown error", again
+    assert "already received" in again.value["message"], again
+    # Signed for another path, or with another secret, or too old: refused too.
+    moved = http_request(node.port, "GET", "/status?x=1", headers=hub_signature_headers("GET", "/status"))
+    assert moved.status == 401 and "does not match" in moved.value["message"], moved
+    forged = http_request(node.port, "GET", "/status", headers=hub_signature_headers("GET", "/status", secret="not-the-secret"))
+    assert forged.status == 401, forged
+    stale = hub_signature_headers("GET", "/status", timestamp_ms=int(time.time() * 1000) - 120_000)
+    old = http_request(node.port, "GET", "/status", headers=stale)
+    assert old.status == 401 and "clock" in old.value["message"], old
+    for resp in (again, moved, forged, old):
+        assert CLUSTER_SECRET not in resp.body.decode(errors="replace"), resp
+
+
+@pytest.mark.deadline(150)
+def test_no_secret_in_logs_status_or_errors(make_cluster):
+    password = "redis-pass-Zq81xT"
+    c = make_cluster(redis_password=password, env={"GRIDIRON_LOG": "debug"})
+    node = c.node()
+    hub = c.hub()
+    c.capacity(hub, 1)
+    sid = hub.new_session_raw(chrome_caps())
+    bodies = [
+        hub.request("GET", f"/session/{sid}/title").body,
+        hub.request("GET", "/status").body,
+        hub.request("GET", "/session/nope/title").body,
+        hub.request("POST", "/session", body=b"{").body,
+        http_request(node.port, "GET", "/status").body,
+        http_request(node.port, "GET", "/status", headers={"x-gridiron-cluster-secret": CLUSTER_SECRET}).body,
+        node.request("GET", "/status").body,
+    ]
+    assert hub.delete_session_raw(sid).status == 200
+    # A store that refuses the password: the error names the store, not the password.
+    wrong = c.redis.url.replace(password, "wrong-pass-Kd72")
+    out = subprocess.run([c.binary, "nodes", "list", "--store", wrong], capture_output=True, text=True, timeout=30)
+    assert out.returncode != 0 and "wrong-pass-Kd72" not in out.stderr + out.stdout and "***" in out.stderr, out
+    c.stop()
+    # What the processes wrote, without the command lines the harness logged for itself.
+    logs = [
+        "\n".join(line for line in m.log_text(limit=10**9).splitlines() if not line.startswith("$ "))
+        for m in (hub, node)
+    ]
+    assert "DEBUG" in logs[0] and "DEBUG" in logs[1], "debug logging was on"
+    assert "redis://:***@127.0.0.1" in logs[0], "the store URL is logged, without its password"
+    for text in logs + [b.decode(errors="replace") for b in bodies]:
+        assert password not in text
+        assert CLUSTER_SECRET not in text
 
 
 # --------------------------------------------------------------------------

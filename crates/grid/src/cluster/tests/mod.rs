@@ -9,5 +9,7 @@ mod fixture;
 mod hub_loss;
 mod node_loss;
 mod queueing;
+mod signing;
 mod store_restart;
+mod tls;
 mod wire;
