@@ -18,3 +18,21 @@ fn answers_round_trip() {
     assert_eq!(back, e);
     assert!(decode_answer("{").is_err());
 }
+
+#[test]
+fn configs_never_show_the_cluster_secret() {
+    let cfg = crate::cluster::HubConfig {
+        id: "hub-1".into(),
+        max_queue: 1,
+        queue_timeout: std::time::Duration::from_secs(1),
+        start_timeout: std::time::Duration::from_secs(1),
+        max_body_bytes: 1,
+        public_url: None,
+        secret: "a-very-secret-value".into(),
+        heartbeat_ttl: std::time::Duration::from_secs(1),
+        node_ca_file: None,
+    };
+    let shown = format!("{cfg:?} {cfg:#?}");
+    assert!(!shown.contains("a-very-secret-value"), "{shown}");
+    assert!(shown.contains("hub-1"), "the rest is shown: {shown}");
+}
