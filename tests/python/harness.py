@@ -804,7 +804,9 @@ class Node(_Member):
             "--data-dir", self.data_dir, "--store", self.redis.url,
         ]
         if "advertise_url" not in self.options:
-            cmd += ["--advertise-url", f"http://127.0.0.1:{self.port}"]
+            # A node given a certificate serves TLS: hubs reach it at https://.
+            scheme = "https" if "tls_cert" in self.options else "http"
+            cmd += ["--advertise-url", f"{scheme}://127.0.0.1:{self.port}"]
         for key, value in self.options.items():
             values = value if isinstance(value, list) else [value]
             for v in values:

@@ -4,6 +4,7 @@ The module's shared grid has two nodes of one slot each (one in pool `web`)
 and two hubs; tests that kill or drain processes build their own.
 """
 
+import http.client
 import json
 import os
 import signal
@@ -292,6 +293,45 @@ def test_no_secret_in_logs_status_or_errors(make_cluster):
     for text in logs + [b.decode(errors="replace") for b in bodies]:
         assert password not in text
         assert CLUSTER_SECRET not in text
+
+
+def private_ca(directory):
+    """A CA and a certificate for 127.0.0.1 it signed (openssl CLI): paths of the CA, cert and key."""
+    def run(*args):
+        subprocess.run(["openssl", *args], cwd=directory, check=True, capture_output=True, timeout=60)
+
+    ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes"]
+    run("req", "-x509", *ec, "-keyout", "ca.key", "-out", "ca.pem", "-days", "2", "-subj", "/CN=gridiron test CA",
+        "-addext", "basicConstraints=critical,CA:TRUE", "-addext", "keyUsage=critical,keyCertSign")
+    run("req", *ec, "-keyout", "node.key", "-out", "node.csr", "-subj", "/CN=127.0.0.1")
+    with open(os.path.join(directory, "ext"), "w") as f:
+        f.write("subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\n")
+    run("x509", "-req", "-in", "node.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial",
+        "-out", "node.pem", "-days", "2", "-extfile", "ext")
+    return [os.path.join(directory, f) for f in ("ca.pem", "node.pem", "node.key")]
+
+
+@pytest.mark.deadline(150)
+def test_a_hub_runs_commands_and_websockets_on_an_https_node(make_cluster, tmp_path):
+    ca, cert, key = private_ca(str(tmp_path))
+    c = make_cluster()
+    node = c.node(tls_cert=cert, tls_key=key)
+    hub = c.hub(node_ca_file=ca)
+    c.capacity(hub, 1)
+    assert node.node_id() and "https://127.0.0.1" in c.cli("nodes", "list").stdout
+    sid = hub.new_session_raw(chrome_caps())
+    resp = hub.request("POST", f"/session/{sid}/url", body={"url": titled("over-tls")})
+    assert resp.status == 200, resp
+    assert hub.request("GET", f"/session/{sid}/title").value == "over-tls"
+    assert "Chrome" in cdp_over(hub, sid)["product"]
+    # The node speaks only TLS: plain HTTP to it gets no answer a client could use.
+    with pytest.raises((OSError, http.client.HTTPException)):
+        http_request(node.port, "GET", "/status", timeout=5)
+    # A hub that does not trust the node's CA cannot reach it, and says so.
+    stranger = c.hub()
+    refused = stranger.request("GET", f"/session/{sid}/title")
+    assert refused.status == 500 and "did not answer" in refused.value["message"], refused
+    assert hub.delete_session_raw(sid).status == 200
 
 
 # --------------------------------------------------------------------------
