@@ -2,6 +2,7 @@
 // and the processes under test (a standalone grid, redis-server, hubs and nodes),
 // each started on loopback with its own log and stopped with a leak check.
 import { spawn } from 'node:child_process';
+import crypto from 'node:crypto';
 import fs from 'node:fs';
 import http from 'node:http';
 import net from 'node:net';
@@ -169,6 +170,38 @@ export class Grid {
 export const CLUSTER_SECRET = 'node-test-cluster-secret';
 
 /**
+ * The headers a hub signs a body-less request to a node with (see
+ * crates/grid/src/cluster/signing.rs): HMAC-SHA256 keyed by the cluster
+ * secret over length-prefixed fields, with a fresh timestamp and nonce.
+ */
+export function hubSignature(method, pathAndQuery, secret = CLUSTER_SECRET) {
+  const ts = BigInt(Date.now());
+  const nonce = crypto.randomBytes(16).toString('hex');
+  const mac = crypto.createHmac('sha256', secret);
+  const field = (b) => {
+    const len = Buffer.alloc(8);
+    len.writeBigUInt64BE(BigInt(b.length));
+    mac.update(len);
+    mac.update(b);
+  };
+  const tsBytes = Buffer.alloc(8);
+  tsBytes.writeBigUInt64BE(ts);
+  field(Buffer.from('gridiron-hub-request-v1'));
+  field(Buffer.from(method));
+  field(Buffer.from(pathAndQuery));
+  field(tsBytes);
+  field(Buffer.from(nonce));
+  field(crypto.createHash('sha256').update(Buffer.alloc(0)).digest());
+  field(Buffer.from('x-gridiron-end-reason'));
+  field(Buffer.from('absent'));
+  return {
+    'x-gridiron-timestamp': ts.toString(),
+    'x-gridiron-nonce': nonce,
+    'x-gridiron-signature': mac.digest('hex'),
+  };
+}
+
+/**
  * The scaled-out grid: a redis-server, then nodes and hubs added with
  * `node()` and `hub()`; `stop()` stops them all and checks no node left a process.
  */
@@ -206,7 +239,7 @@ export class Cluster {
     n.processes = () => processesWithEnv(`${MARK_ENV}=${dataDir}`);
     n.browsers = () => n.processes().filter((p) => comm(p) === 'chromium');
     this.nodes.push(n);
-    await eventually(`${name} answers`, () => answers(port, { 'x-gridiron-cluster-secret': CLUSTER_SECRET }), 20000);
+    await eventually(`${name} answers`, () => answers(port, hubSignature('GET', '/status')), 20000);
     return n;
   }
 

@@ -9,6 +9,8 @@ It uses the standard library only (selenium is imported when a test asks for
 a selenium client) and never pytest, so scripts outside the suite can use it.
 """
 
+import hashlib
+import hmac
 import http.client
 import json
 import os
@@ -607,21 +609,26 @@ def redis_server_argv(port, directory):
 class Redis:
     """One redis-server on a free port, with its own directory, read with a minimal RESP client."""
 
-    def __init__(self, env=None):
+    def __init__(self, env=None, password=None):
         self.port = free_port()
         self.dir = tempfile.mkdtemp(prefix="gridiron-redis-")
         self.env = dict(env or {})  # added to the server's environment
         self.proc = None
+        self.password = password  # with it, the server requires AUTH
 
     @property
     def url(self):
-        return f"redis://127.0.0.1:{self.port}/0"
+        auth = f":{self.password}@" if self.password else ""
+        return f"redis://{auth}127.0.0.1:{self.port}/0"
 
     def start(self):
         if shutil.which("redis-server") is None:
             raise GridError("redis-server is not installed (scripts/install-deps)")
+        argv = redis_server_argv(self.port, self.dir)
+        if self.password:
+            argv += ["--requirepass", self.password]
         self.proc = subprocess.Popen(
-            redis_server_argv(self.port, self.dir),
+            argv,
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
@@ -656,14 +663,20 @@ class Redis:
 
     def command(self, *args, timeout=5.0):
         """One command; returns the decoded reply (str, int, list or None)."""
+        commands = [args]
+        if self.password:
+            # Pipelined after AUTH on the same connection; AUTH's reply is skipped.
+            commands.insert(0, ("AUTH", self.password))
         with socket.create_connection(("127.0.0.1", self.port), timeout=timeout) as s:
-            payload = f"*{len(args)}\r\n".encode()
-            for a in args:
-                b = str(a).encode()
-                payload += f"${len(b)}\r\n".encode() + b + b"\r\n"
+            payload = b""
+            for cmd in commands:
+                payload += f"*{len(cmd)}\r\n".encode()
+                for a in cmd:
+                    b = str(a).encode()
+                    payload += f"${len(b)}\r\n".encode() + b + b"\r\n"
             s.sendall(payload)
             reader = s.makefile("rb")
-            return _read_reply(reader)
+            return [_read_reply(reader) for _ in commands][-1]
 
     def hash(self, key):
         flat = self.command("HGETALL", f"{NAMESPACE}:{key}") or []
@@ -714,6 +727,41 @@ def _read_reply(reader):
     raise RuntimeError(f"unexpected reply {line!r}")
 
 
+def hub_signature_headers(method, path, body=b"", end_reason=None, secret=CLUSTER_SECRET, timestamp_ms=None, nonce=None):
+    """The headers a hub signs a request to a node with (see crates/grid/src/cluster/signing.rs):
+    HMAC-SHA256 keyed by the cluster secret over length-prefixed fields."""
+    if isinstance(body, str):
+        body = body.encode()
+    timestamp_ms = int(time.time() * 1000) if timestamp_ms is None else timestamp_ms
+    nonce = nonce or os.urandom(16).hex()
+    mac = hmac.new(secret.encode(), digestmod=hashlib.sha256)
+
+    def field(b):
+        mac.update(len(b).to_bytes(8, "big"))
+        mac.update(b)
+
+    field(b"gridiron-hub-request-v1")
+    field(method.encode())
+    field(path.encode())
+    field(timestamp_ms.to_bytes(8, "big"))
+    field(nonce.encode())
+    field(hashlib.sha256(body or b"").digest())
+    field(b"x-gridiron-end-reason")
+    if end_reason is None:
+        field(b"absent")
+    else:
+        field(b"present")
+        field(end_reason.encode())
+    headers = {
+        "x-gridiron-timestamp": str(timestamp_ms),
+        "x-gridiron-nonce": nonce,
+        "x-gridiron-signature": mac.hexdigest(),
+    }
+    if end_reason is not None:
+        headers["x-gridiron-end-reason"] = end_reason
+    return headers
+
+
 class _Member(Grid):
     """A hub or node of a cluster: shares its Redis and the cluster secret; keeps no local store."""
 
@@ -760,8 +808,11 @@ class Node(_Member):
         cmd = [
             self.binary, "node", "--host", "127.0.0.1", "--port", str(self.port),
             "--data-dir", self.data_dir, "--store", self.redis.url,
-            "--advertise-url", f"http://127.0.0.1:{self.port}",
         ]
+        if "advertise_url" not in self.options:
+            # A node given a certificate serves TLS: hubs reach it at https://.
+            scheme = "https" if "tls_cert" in self.options else "http"
+            cmd += ["--advertise-url", f"{scheme}://127.0.0.1:{self.port}"]
         for key, value in self.options.items():
             values = value if isinstance(value, list) else [value]
             for v in values:
@@ -772,7 +823,10 @@ class Node(_Member):
         return cmd
 
     def request(self, method, path, body=None, headers=None, timeout=30.0):
-        hdrs = {"x-gridiron-cluster-secret": CLUSTER_SECRET}
+        """A request signed as a hub signs it."""
+        if body is not None and not isinstance(body, (bytes, str)):
+            body = json.dumps(body)
+        hdrs = hub_signature_headers(method, path, body or b"")
         hdrs.update(headers or {})
         return http_request(self.port, method, path, body=body, headers=hdrs, timeout=timeout)
 
@@ -788,7 +842,7 @@ class Node(_Member):
         """This node's id, from the registered nodes' URLs."""
         for nid in self.redis.command("SMEMBERS", f"{NAMESPACE}:nodes") or []:
             info = self.redis.hash(f"node:{nid}").get("info", "")
-            if f'"url":"http://127.0.0.1:{self.port}"' in info:
+            if f'127.0.0.1:{self.port}"' in info:
                 return nid
         return None
 
@@ -806,11 +860,11 @@ class Cluster:
     that offers only the stand-in driver, or a marker to scan for).
     """
 
-    def __init__(self, binary, heartbeat_ttl=3, env=None):
+    def __init__(self, binary, heartbeat_ttl=3, env=None, redis_password=None):
         self.binary = binary
         self.heartbeat_ttl = heartbeat_ttl
         self.env = dict(env or {})
-        self.redis = Redis(env=self.env).start()
+        self.redis = Redis(env=self.env, password=redis_password).start()
         self.nodes = []
         self.hubs = []
 

@@ -4,9 +4,11 @@ The module's shared grid has two nodes of one slot each (one in pool `web`)
 and two hubs; tests that kill or drain processes build their own.
 """
 
+import http.client
 import json
 import os
 import signal
+import subprocess
 import threading
 import time
 
@@ -14,7 +16,7 @@ import pytest
 import websocket
 from selenium import webdriver
 
-from harness import Cluster, chrome_caps, http_request, request_in_background, wait_until
+from harness import CLUSTER_SECRET, Cluster, chrome_caps, http_request, hub_signature_headers, request_in_background, wait_until
 
 HEARTBEAT_TTL = 3
 
@@ -40,7 +42,7 @@ def shared(grid_binary):
 @pytest.fixture
 def make_cluster(make_cluster):
     """Clusters with this module's heartbeat TTL."""
-    return lambda: make_cluster(heartbeat_ttl=HEARTBEAT_TTL)
+    return lambda **kwargs: make_cluster(heartbeat_ttl=HEARTBEAT_TTL, **kwargs)
 
 
 def titled(title):
@@ -225,7 +227,8 @@ def test_bad_requests_get_w3c_errors_from_hubs(shared):
 
 def test_nodes_refuse_callers_without_the_cluster_secret(shared):
     node = shared.nodes[0]
-    for headers in ({}, {"x-gridiron-cluster-secret": "wrong"}):
+    # The secret itself (the old bearer header) opens nothing: requests must be signed with it.
+    for headers in ({}, {"x-gridiron-cluster-secret": "wrong"}, {"x-gridiron-cluster-secret": CLUSTER_SECRET}):
         resp = http_request(node.port, "GET", "/status", headers=headers)
         assert resp.status == 401 and resp.value["error"] == "unknown error", resp
         resp = http_request(node.port, "POST", "/session", body=chrome_caps(), headers=headers)
@@ -235,6 +238,100 @@ def test_nodes_refuse_callers_without_the_cluster_secret(shared):
     assert direct.status == 404 and "through a hub" in direct.value["message"], direct
     listed = shared.cli("nodes", "list")
     assert listed.returncode == 0 and node.node_id() in listed.stdout and " up " in listed.stdout, listed
+
+
+def test_a_signed_request_replayed_to_a_node_is_refused(shared):
+    node = shared.nodes[0]
+    signed = hub_signature_headers("GET", "/status")
+    first = http_request(node.port, "GET", "/status", headers=signed)
+    assert first.status == 200, first
+    again = http_request(node.port, "GET", "/status", headers=signed)
+    assert again.status == 401 and again.value["error"] == "unknown error", again
+    assert "already received" in again.value["message"], again
+    # Signed for another path, or with another secret, or too old: refused too.
+    moved = http_request(node.port, "GET", "/status?x=1", headers=hub_signature_headers("GET", "/status"))
+    assert moved.status == 401 and "does not match" in moved.value["message"], moved
+    forged = http_request(node.port, "GET", "/status", headers=hub_signature_headers("GET", "/status", secret="not-the-secret"))
+    assert forged.status == 401, forged
+    stale = hub_signature_headers("GET", "/status", timestamp_ms=int(time.time() * 1000) - 120_000)
+    old = http_request(node.port, "GET", "/status", headers=stale)
+    assert old.status == 401 and "clock" in old.value["message"], old
+    for resp in (again, moved, forged, old):
+        assert CLUSTER_SECRET not in resp.body.decode(errors="replace"), resp
+
+
+@pytest.mark.deadline(150)
+def test_no_secret_in_logs_status_or_errors(make_cluster):
+    password = "redis-pass-Zq81xT"
+    c = make_cluster(redis_password=password, env={"GRIDIRON_LOG": "debug"})
+    node = c.node()
+    hub = c.hub()
+    c.capacity(hub, 1)
+    sid = hub.new_session_raw(chrome_caps())
+    bodies = [
+        hub.request("GET", f"/session/{sid}/title").body,
+        hub.request("GET", "/status").body,
+        hub.request("GET", "/session/nope/title").body,
+        hub.request("POST", "/session", body=b"{").body,
+        http_request(node.port, "GET", "/status").body,
+        http_request(node.port, "GET", "/status", headers={"x-gridiron-cluster-secret": CLUSTER_SECRET}).body,
+        node.request("GET", "/status").body,
+    ]
+    assert hub.delete_session_raw(sid).status == 200
+    # A store that refuses the password: the error names the store, not the password.
+    wrong = c.redis.url.replace(password, "wrong-pass-Kd72")
+    out = subprocess.run([c.binary, "nodes", "list", "--store", wrong], capture_output=True, text=True, timeout=30)
+    assert out.returncode != 0 and "wrong-pass-Kd72" not in out.stderr + out.stdout and "***" in out.stderr, out
+    c.stop()
+    # What the processes wrote, without the command lines the harness logged for itself.
+    logs = [
+        "\n".join(line for line in m.log_text(limit=10**9).splitlines() if not line.startswith("$ "))
+        for m in (hub, node)
+    ]
+    assert "DEBUG" in logs[0] and "DEBUG" in logs[1], "debug logging was on"
+    assert "redis://:***@127.0.0.1" in logs[0], "the store URL is logged, without its password"
+    for text in logs + [b.decode(errors="replace") for b in bodies]:
+        assert password not in text
+        assert CLUSTER_SECRET not in text
+
+
+def private_ca(directory):
+    """A CA and a certificate for 127.0.0.1 it signed (openssl CLI): paths of the CA, cert and key."""
+    def run(*args):
+        subprocess.run(["openssl", *args], cwd=directory, check=True, capture_output=True, timeout=60)
+
+    ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes"]
+    run("req", "-x509", *ec, "-keyout", "ca.key", "-out", "ca.pem", "-days", "2", "-subj", "/CN=gridiron test CA",
+        "-addext", "basicConstraints=critical,CA:TRUE", "-addext", "keyUsage=critical,keyCertSign")
+    run("req", *ec, "-keyout", "node.key", "-out", "node.csr", "-subj", "/CN=127.0.0.1")
+    with open(os.path.join(directory, "ext"), "w") as f:
+        f.write("subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\n")
+    run("x509", "-req", "-in", "node.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial",
+        "-out", "node.pem", "-days", "2", "-extfile", "ext")
+    return [os.path.join(directory, f) for f in ("ca.pem", "node.pem", "node.key")]
+
+
+@pytest.mark.deadline(150)
+def test_a_hub_runs_commands_and_websockets_on_an_https_node(make_cluster, tmp_path):
+    ca, cert, key = private_ca(str(tmp_path))
+    c = make_cluster()
+    node = c.node(tls_cert=cert, tls_key=key)
+    hub = c.hub(node_ca_file=ca)
+    c.capacity(hub, 1)
+    assert node.node_id() and "https://127.0.0.1" in c.cli("nodes", "list").stdout
+    sid = hub.new_session_raw(chrome_caps())
+    resp = hub.request("POST", f"/session/{sid}/url", body={"url": titled("over-tls")})
+    assert resp.status == 200, resp
+    assert hub.request("GET", f"/session/{sid}/title").value == "over-tls"
+    assert "Chrome" in cdp_over(hub, sid)["product"]
+    # The node speaks only TLS: plain HTTP to it gets no answer a client could use.
+    with pytest.raises((OSError, http.client.HTTPException)):
+        http_request(node.port, "GET", "/status", timeout=5)
+    # A hub that does not trust the node's CA cannot reach it, and says so.
+    stranger = c.hub()
+    refused = stranger.request("GET", f"/session/{sid}/title")
+    assert refused.status == 500 and "did not answer" in refused.value["message"], refused
+    assert hub.delete_session_raw(sid).status == 200
 
 
 # --------------------------------------------------------------------------

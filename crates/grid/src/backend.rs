@@ -90,8 +90,9 @@ pub trait RemoteSession: Send {
     /// The API key that owns the session (`None` if none does).
     fn owner(&self) -> Option<&str>;
     /// Prepares `req` for a websocket tunnel to `path_and_query` on the node
-    /// (authenticating it) and returns the websocket URL to connect to.
-    fn tunnel_target(&self, req: &mut Request<Body>, path_and_query: &str) -> String;
+    /// (authenticating it) and returns where to connect.
+    fn tunnel_target(&self, req: &mut Request<Body>, path_and_query: &str)
+        -> crate::tunnel::Target;
 }
 
 /// One running session, as lists and the API show it.

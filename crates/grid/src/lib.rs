@@ -23,6 +23,7 @@ pub mod tasks;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;
 pub mod timing;
+pub mod tls;
 mod tunnel;
 
 pub use backend::Backend;
@@ -30,6 +31,7 @@ pub use config::GridConfig;
 pub use manager::{recover, recover_processes, Manager};
 pub use routes::router;
 pub use session::{Session, SessionKind};
+pub use tunnel::Target;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -59,17 +61,43 @@ pub async fn serve_app(
     stop: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     use axum::serve::ListenerExt;
-    let listener = listener.tap_io(|tcp| {
-        // Small request/response pairs: never wait for Nagle.
-        let _ = tcp.set_nodelay(true);
-        // A client machine that vanishes without closing its sockets is noticed
-        // (and its commands and tunnels dropped) within about a minute.
-        let keepalive = socket2::TcpKeepalive::new()
-            .with_time(timing::KEEPALIVE_IDLE)
-            .with_interval(timing::KEEPALIVE_INTERVAL)
-            .with_retries(timing::KEEPALIVE_RETRIES);
-        let _ = socket2::SockRef::from(&*tcp).set_tcp_keepalive(&keepalive);
-    });
+    let listener = listener.tap_io(|tcp| tune_tcp(tcp));
+    serve_on(listener, app, stop).await
+}
+
+/// Like [`serve_app`], but over TLS with `tls` (a node serving `https://`).
+pub async fn serve_app_tls(
+    listener: TcpListener,
+    tls: Arc<rustls::ServerConfig>,
+    app: axum::Router,
+    stop: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let listener = tls::TlsListener::new(listener, tls, tune_tcp)?;
+    serve_on(listener, app, stop).await
+}
+
+/// Socket options of every accepted connection.
+fn tune_tcp(tcp: &tokio::net::TcpStream) {
+    // Small request/response pairs: never wait for Nagle.
+    let _ = tcp.set_nodelay(true);
+    // A client machine that vanishes without closing its sockets is noticed
+    // (and its commands and tunnels dropped) within about a minute.
+    let keepalive = socket2::TcpKeepalive::new()
+        .with_time(timing::KEEPALIVE_IDLE)
+        .with_interval(timing::KEEPALIVE_INTERVAL)
+        .with_retries(timing::KEEPALIVE_RETRIES);
+    let _ = socket2::SockRef::from(tcp).set_tcp_keepalive(&keepalive);
+}
+
+async fn serve_on<L>(
+    listener: L,
+    app: axum::Router,
+    stop: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()>
+where
+    L: axum::serve::Listener,
+    L::Addr: std::fmt::Debug,
+{
     let (stopped_tx, stopped_rx) = tokio::sync::watch::channel(false);
     tokio::spawn(async move {
         stop.await;

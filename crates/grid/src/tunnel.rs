@@ -17,6 +17,71 @@ pub fn is_upgrade(req: &Request<Body>) -> bool {
         .is_some_and(|v| v.eq_ignore_ascii_case("websocket"))
 }
 
+/// Where a tunnel goes: a `ws://` or `wss://` URL, and for `wss://` the TLS
+/// settings to verify the other end with.
+#[derive(Clone)]
+pub struct Target {
+    /// `ws://host:port/path` or `wss://host:port/path`.
+    pub url: String,
+    /// Needed for `wss://` URLs; unused for `ws://`.
+    pub tls: Option<std::sync::Arc<rustls::ClientConfig>>,
+}
+
+/// Anything a tunnel can be opened to: a URL (a local driver's or
+/// browser's, always `ws://`) or a [`Target`].
+pub trait IntoTarget {
+    /// The target.
+    fn into_target(self) -> Target;
+}
+
+impl IntoTarget for &str {
+    fn into_target(self) -> Target {
+        Target {
+            url: self.to_string(),
+            tls: None,
+        }
+    }
+}
+
+impl IntoTarget for &String {
+    fn into_target(self) -> Target {
+        self.as_str().into_target()
+    }
+}
+
+impl IntoTarget for &Target {
+    fn into_target(self) -> Target {
+        self.clone()
+    }
+}
+
+/// A connection to a tunnel's upstream: plain TCP or TLS over it.
+enum Upstream {
+    Plain(tokio::net::TcpStream),
+    Tls(Box<tokio_rustls::client::TlsStream<tokio::net::TcpStream>>),
+}
+
+/// Connects to `authority` (`host:port`), over TLS if `tls` is given.
+async fn connect(
+    authority: &axum::http::uri::Authority,
+    tls: Option<std::sync::Arc<rustls::ClientConfig>>,
+) -> Result<Upstream, String> {
+    let tcp = tokio::net::TcpStream::connect(authority.as_str())
+        .await
+        .map_err(|e| e.to_string())?;
+    let _ = tcp.set_nodelay(true);
+    let Some(cfg) = tls else {
+        return Ok(Upstream::Plain(tcp));
+    };
+    let name = rustls::pki_types::ServerName::try_from(authority.host().to_string())
+        .map_err(|e| format!("bad TLS server name: {e}"))?;
+    let stream = tokio_rustls::TlsConnector::from(cfg)
+        .connect(name, tcp)
+        .await
+        .map_err(|e| format!("TLS handshake failed: {e}"))?;
+    Ok(Upstream::Tls(Box::new(stream)))
+}
+
 fn upstream_error(message: String) -> Response<Body> {
     http::error(&GridError::new(
         ErrorCode::UnknownError,
@@ -25,7 +90,8 @@ fn upstream_error(message: String) -> Response<Body> {
     ))
 }
 
-/// Connects the client's websocket to `target` (`ws://127.0.0.1:PORT/path`).
+/// Connects the client's websocket to `target` (`ws://127.0.0.1:PORT/path`,
+/// or a `wss://` [`Target`]).
 /// `guard` lives exactly as long as the tunnel: it is dropped when either side
 /// closes, when the upgrade fails, when this future is cancelled, or when
 /// `tasks` stop.
@@ -33,7 +99,7 @@ fn upstream_error(message: String) -> Response<Body> {
 pub async fn open(
     tasks: &Tasks,
     mut req: Request<Body>,
-    target: &str,
+    target: impl IntoTarget,
     guard: impl Send + 'static,
     activity: impl Fn() + Send + Sync + 'static,
 ) -> Response<Body> {
@@ -42,28 +108,39 @@ pub async fn open(
             "this endpoint needs a websocket upgrade (Upgrade: websocket)",
         ));
     }
-    let uri: Uri = match target.replacen("ws://", "http://", 1).parse() {
+    let Target { url: target, tls } = target.into_target();
+    let tls = match target.strip_prefix("wss://") {
+        Some(_) => match tls {
+            Some(cfg) => Some(cfg),
+            None => return upstream_error(format!("no TLS settings to reach {target}")),
+        },
+        None => None,
+    };
+    let http_url = target
+        .replacen("wss://", "https://", 1)
+        .replacen("ws://", "http://", 1);
+    let uri: Uri = match http_url.parse() {
         Ok(u) => u,
         Err(e) => return upstream_error(format!("bad upstream websocket URL {target}: {e}")),
     };
     let Some(authority) = uri.authority().cloned() else {
         return upstream_error(format!("upstream websocket URL has no host: {target}"));
     };
-    let connect = tokio::net::TcpStream::connect(authority.as_str());
-    let stream = match tokio::time::timeout(crate::timing::TUNNEL_CONNECT_TIMEOUT, connect).await {
+    let connecting = connect(&authority, tls);
+    let stream = match tokio::time::timeout(crate::timing::TUNNEL_CONNECT_TIMEOUT, connecting).await
+    {
         Ok(Ok(s)) => s,
         Ok(Err(e)) => return upstream_error(format!("cannot reach {authority}: {e}")),
         Err(_) => return upstream_error(format!("cannot reach {authority}: timed out")),
     };
-    let _ = stream.set_nodelay(true);
-    let (mut sender, conn) = match hyper::client::conn::http1::handshake(TokioIo::new(stream)).await
-    {
+    let handshake = match stream {
+        Upstream::Plain(s) => handshake(tasks, TokioIo::new(s)).await,
+        Upstream::Tls(s) => handshake(tasks, TokioIo::new(s)).await,
+    };
+    let mut sender = match handshake {
         Ok(x) => x,
         Err(e) => return upstream_error(format!("handshake with {authority} failed: {e}")),
     };
-    tasks.spawn_until_stopped(async move {
-        let _ = conn.with_upgrades().await;
-    });
 
     let mut up = Request::builder()
         .method("GET")
@@ -102,6 +179,21 @@ pub async fn open(
         drop(guard);
     });
     out
+}
+
+/// An HTTP/1 handshake over `io`, its connection driven by `tasks`.
+async fn handshake<T>(
+    tasks: &Tasks,
+    io: TokioIo<T>,
+) -> Result<hyper::client::conn::http1::SendRequest<Body>, hyper::Error>
+where
+    T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let (sender, conn) = hyper::client::conn::http1::handshake(io).await?;
+    tasks.spawn_until_stopped(async move {
+        let _ = conn.with_upgrades().await;
+    });
+    Ok(sender)
 }
 
 /// Either end of a tunnel.

@@ -7,14 +7,14 @@ use crate::cli::{
 use clap::{Args, Subcommand};
 use gridiron_domain::launch_policy::{check_switches, LaunchAllowances};
 use gridiron_domain::pool::{check_name, NodeProfile, Pool};
-use gridiron_grid::cluster::{node_router, Hub, HubConfig, NodeAgent, NodeConfig};
+use gridiron_grid::cluster::{node_router, ClusterSecret, Hub, HubConfig, NodeAgent, NodeConfig};
 use gridiron_store::{Cluster, RedisCluster};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-/// Where the shared state lives.
-#[derive(Args, Debug, Clone)]
+/// Where the shared state lives. Its `Debug` hides the URL's password.
+#[derive(Args, Clone)]
 pub struct StoreArgs {
     /// The Redis store shared by hubs and nodes, e.g. `redis://10.0.0.5:6379/0`.
     #[arg(long, env = "GRIDIRON_STORE")]
@@ -24,31 +24,55 @@ pub struct StoreArgs {
     pub namespace: String,
 }
 
+impl std::fmt::Debug for StoreArgs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StoreArgs")
+            .field("store", &self.shown())
+            .field("namespace", &self.namespace)
+            .finish()
+    }
+}
+
 impl StoreArgs {
+    /// The store URL as logs and errors show it: without its password.
+    fn shown(&self) -> String {
+        gridiron_domain::redact::url_password(&self.store)
+    }
+
     async fn connect(&self) -> Result<Arc<dyn Cluster>, String> {
         if !(self.store.starts_with("redis://") || self.store.starts_with("rediss://")) {
             return Err(format!(
                 "--store must be a redis:// URL, got {}",
-                self.store
+                self.shown()
             ));
         }
         RedisCluster::connect(&self.store, &self.namespace)
             .await
             .map(|c| Arc::new(c) as Arc<dyn Cluster>)
-            .map_err(|e| format!("cannot reach the store at {}: {e}", self.store))
+            // The client's own message could quote the URL it was given.
+            .map_err(|e| {
+                let e = e.to_string().replace(&self.store, &self.shown());
+                format!("cannot reach the store at {}: {e}", self.shown())
+            })
     }
 }
 
-/// The secret hubs and nodes share.
-#[derive(Args, Debug, Clone)]
+/// The secret hubs and nodes share. Its `Debug` shows no part of it.
+#[derive(Args, Clone)]
 pub struct SecretArgs {
     /// Secret shared by every hub and node of the grid; nodes refuse requests without it.
     #[arg(long, env = "GRIDIRON_CLUSTER_SECRET", hide_env_values = true)]
     pub cluster_secret: String,
 }
 
+impl std::fmt::Debug for SecretArgs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SecretArgs { cluster_secret: *** }")
+    }
+}
+
 impl SecretArgs {
-    fn checked(&self) -> Result<String, String> {
+    fn checked(&self) -> Result<ClusterSecret, String> {
         let s = &self.cluster_secret;
         if s.len() < 8 {
             return Err("--cluster-secret must be at least 8 characters".into());
@@ -57,7 +81,7 @@ impl SecretArgs {
         if !s.bytes().all(|b| b.is_ascii_graphic()) {
             return Err("--cluster-secret may only hold printable ASCII without spaces".into());
         }
-        Ok(s.clone())
+        Ok(ClusterSecret::new(s.clone()))
     }
 }
 
@@ -115,6 +139,10 @@ pub struct HubArgs {
     /// Refuse requests without an API key even while no key exists (`/status` stays open).
     #[arg(long, env = "GRIDIRON_REQUIRE_AUTH", num_args = 0..=1, default_missing_value = "true", default_value_t = false)]
     pub require_auth: bool,
+    /// PEM file of CA certificates to trust for `https://` nodes, besides the
+    /// system's roots (nodes whose certificates a private CA signed).
+    #[arg(long, env = "GRIDIRON_NODE_CA_FILE")]
+    pub node_ca_file: Option<std::path::PathBuf>,
 }
 
 /// Options of `gridiron node`: those of `standalone` (its slots, timeouts,
@@ -143,6 +171,13 @@ pub struct NodeArgs {
     /// Seconds a drain (SIGTERM, `gridiron nodes drain`) waits for running sessions.
     #[arg(long, env = "GRIDIRON_DRAIN_TIMEOUT", default_value_t = 300.0)]
     pub drain_timeout: f64,
+    /// PEM certificate chain to serve TLS with (with `--tls-key`); advertise
+    /// an `https://` URL then. Without it the node serves plain HTTP.
+    #[arg(long, env = "GRIDIRON_TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<std::path::PathBuf>,
+    /// PEM private key of `--tls-cert`.
+    #[arg(long, env = "GRIDIRON_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<std::path::PathBuf>,
 }
 
 /// `gridiron pools ...`
@@ -247,6 +282,7 @@ pub fn run_hub(args: HubArgs) -> Result<(), String> {
             args.allow_arg.clone(),
         )?,
         require_auth: args.require_auth,
+        node_ca_file: args.node_ca_file.clone(),
     };
     runtime()?.block_on(async move {
         let cluster = args.store.connect().await?;
@@ -255,7 +291,7 @@ pub fn run_hub(args: HubArgs) -> Result<(), String> {
             .map_err(|e| format!("cannot listen on {addr}: {e}"))?;
         crate::keys::warn_if_open(cluster.sessions().as_ref(), args.require_auth, addr).await;
         let hub = Hub::start(cluster, cfg).await?;
-        tracing::info!(%addr, store = %args.store.store, "gridiron hub listening");
+        tracing::info!(%addr, store = %args.store.shown(), "gridiron hub listening");
         let app = hub.clone().router();
         gridiron_grid::serve_app(listener, app, async move {
             shutdown_signal().await;
@@ -276,9 +312,21 @@ pub fn run_node(mut args: NodeArgs) -> Result<(), String> {
         .get_or_insert_with(|| crate::cli::default_data_dir().join(format!("node-{port}")));
     let secret = args.secret.checked()?;
     let url = args.advertise_url.trim_end_matches('/').to_string();
-    if !url.starts_with("http://") {
-        return Err(format!("--advertise-url must be an http:// URL, got {url}"));
+    if !(url.starts_with("http://") || url.starts_with("https://")) {
+        return Err(format!(
+            "--advertise-url must be an http:// or https:// URL, got {url}"
+        ));
     }
+    // An https:// node either serves TLS itself or sits behind a terminator.
+    let tls = match (&args.tls_cert, &args.tls_key) {
+        (Some(cert), Some(key)) => {
+            if !url.starts_with("https://") {
+                return Err("--tls-cert needs an https:// --advertise-url".into());
+            }
+            Some(gridiron_grid::tls::server_config(cert, key)?)
+        }
+        _ => None,
+    };
     for p in &args.pools {
         check_name(p).map_err(|e| e.message)?;
     }
@@ -340,7 +388,7 @@ pub fn run_node(mut args: NodeArgs) -> Result<(), String> {
         };
         tracing::info!(addr = %s.addr, node = agent.id(), "gridiron node listening");
         let app = node_router(manager.clone(), secret);
-        gridiron_grid::serve_app(listener, app, async move {
+        let stop = async move {
             use tokio::signal::unix::{signal, SignalKind};
             let mut term = signal(SignalKind::terminate()).ok();
             let terminated = async {
@@ -366,8 +414,11 @@ pub fn run_node(mut args: NodeArgs) -> Result<(), String> {
             agent.stop_taking_work();
             manager.shutdown().await;
             agent.leave().await;
-        })
-        .await
+        };
+        match tls {
+            Some(tls) => gridiron_grid::serve_app_tls(listener, tls, app, stop).await,
+            None => gridiron_grid::serve_app(listener, app, stop).await,
+        }
         .map_err(|e| e.to_string())
     })?;
     tracing::info!("stopped");

@@ -271,6 +271,19 @@ mod cluster_state {
         assert_eq!(waiting[0].id, "ok");
         assert_eq!(c.pool("web").await.unwrap(), None);
         assert!(c.pools().await.unwrap().is_empty());
+
+        // Malformed numbers skip their entry, not the whole read.
+        c.enqueue(&request("counted"), 10).await.unwrap();
+        let () = redis::pipe()
+            .hset(keys.node("good"), "used", "many")
+            .hset(keys.request("counted"), "pool_max", "-x")
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        assert!(c.nodes().await.unwrap().is_empty());
+        let waiting = c.waiting(0, 10).await.unwrap();
+        assert_eq!(waiting.len(), 1, "{waiting:?}");
+        assert_eq!(waiting[0].id, "ok");
     }
 
     #[tokio::test]

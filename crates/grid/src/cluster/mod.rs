@@ -4,6 +4,7 @@
 
 mod hub;
 mod node;
+pub mod signing;
 
 pub use hub::{Hub, HubConfig};
 
@@ -15,21 +16,60 @@ pub use node::{node_router, NodeAgent, NodeConfig};
 use gridiron_domain::{ErrorCode, GridError, Origin};
 use serde_json::{json, Value};
 
-/// The header a hub sends its cluster secret in; nodes refuse requests without it.
-pub const SECRET_HEADER: &str = "x-gridiron-cluster-secret";
-
 /// Key of a queued request body that asks for a CDP-only session; its value
 /// is the `/cdp` query string.
 const CDP_KEY: &str = "gridiron:cdp";
 
-/// Compares secrets in time independent of where they differ.
-fn secret_matches(given: &[u8], expected: &[u8]) -> bool {
-    given.len() == expected.len()
-        && given
-            .iter()
-            .zip(expected)
-            .fold(0u8, |acc, (a, b)| acc | (a ^ b))
-            == 0
+/// The secret hubs and nodes share. It keys the signatures of hub -> node
+/// requests and never travels itself; its `Debug` shows no part of it, so a
+/// config holding it can be logged.
+#[derive(Clone, PartialEq, Eq)]
+pub struct ClusterSecret(String);
+
+impl ClusterSecret {
+    /// Wraps `secret`.
+    pub fn new(secret: impl Into<String>) -> ClusterSecret {
+        ClusterSecret(secret.into())
+    }
+
+    /// The key bytes, for signing.
+    pub(crate) fn key(&self) -> &[u8] {
+        self.0.as_bytes()
+    }
+}
+
+impl From<&str> for ClusterSecret {
+    fn from(s: &str) -> ClusterSecret {
+        ClusterSecret::new(s)
+    }
+}
+
+impl From<String> for ClusterSecret {
+    fn from(s: String) -> ClusterSecret {
+        ClusterSecret(s)
+    }
+}
+
+impl std::fmt::Debug for ClusterSecret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ClusterSecret(***)")
+    }
+}
+
+/// The clock signatures are checked against, in milliseconds since the Unix epoch.
+fn unix_ms() -> u64 {
+    u64::try_from(gridiron_store::now_ms()).unwrap_or(0)
+}
+
+/// Headers only a hub may set: a hub drops them from what its clients send
+/// before it sets its own and signs, a node removes them after checking.
+fn hub_only_headers() -> [&'static str; 4] {
+    [
+        END_REASON_HEADER,
+        signing::TIMESTAMP_HEADER,
+        signing::NONCE_HEADER,
+        signing::SIGNATURE_HEADER,
+    ]
 }
 
 /// A node's answer to a queued request, as it travels to the hub.

@@ -42,11 +42,12 @@ script!(FORGET_HUB, "forget_hub.lua");
 /// changed between the read and the script, before giving up with a conflict.
 pub(super) const ATTEMPTS: usize = 8;
 
-/// `body, pool, pool_max, base, hub, owner` of a request hash.
+/// `body, pool, pool_max, base, hub, owner` of a request hash. Numbers are read as
+/// text and parsed after, so one bad value cannot fail the whole page.
 type WaitingRow = (
     Option<String>,
     Option<String>,
-    Option<u32>,
+    Option<String>,
     Option<String>,
     Option<String>,
     Option<String>,
@@ -206,11 +207,19 @@ impl Cluster for RedisCluster {
                     tracing::warn!(request = %id, "skipping a queued request without a body");
                     return None;
                 };
+                let pool_max = match max.map(|m| m.parse::<u32>()) {
+                    None => 0,
+                    Some(Ok(m)) => m,
+                    Some(Err(_)) => {
+                        tracing::warn!(request = %id, "skipping a queued request with a malformed pool_max");
+                        return None;
+                    }
+                };
                 Some(Waiting {
                     id,
                     body,
                     pool: pool.filter(|p| !p.is_empty()),
-                    pool_max: max.unwrap_or(0),
+                    pool_max,
                     public_base: base.unwrap_or_default(),
                     hub: hub.unwrap_or_default(),
                     owner: owner.unwrap_or_default(),

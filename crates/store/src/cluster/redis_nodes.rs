@@ -62,7 +62,8 @@ impl RedisCluster {
             .map_err(err("nodes"))?;
         let mut out = Vec::new();
         for id in ids {
-            let (info, used, draining): (Option<String>, Option<usize>, Option<String>) =
+            // `used` as text: a malformed count must not fail the whole list.
+            let (info, used, draining): (Option<String>, Option<String>, Option<String>) =
                 redis::cmd("HMGET")
                     .arg(self.keys.node(&id))
                     .arg(&["info", "used", "draining"])
@@ -82,9 +83,17 @@ impl RedisCluster {
                     continue;
                 }
             };
+            let used = match used.map(|u| u.parse::<usize>()) {
+                None => 0,
+                Some(Ok(u)) => u,
+                Some(Err(_)) => {
+                    tracing::warn!(node = %id, "skipping a node with a malformed slot count");
+                    continue;
+                }
+            };
             out.push(NodeState {
                 info,
-                used: used.unwrap_or(0),
+                used,
                 draining: draining.as_deref() == Some("1"),
                 alive,
             });

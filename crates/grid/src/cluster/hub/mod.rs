@@ -12,7 +12,6 @@ use crate::auth::Caller;
 use crate::backend::{
     Backend, FrontConfig, GridEvent, Located, NotRunning, SessionSummary, EVENT_BUFFER,
 };
-use crate::manager::DriverClient;
 use crate::tasks::Tasks;
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -28,7 +27,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::Notify;
 use tracing::{info, warn};
 
-/// How a hub behaves.
+/// How a hub behaves. Its `Debug` leaves the cluster secret out.
 #[derive(Debug, Clone)]
 pub struct HubConfig {
     /// Unique id of this hub process.
@@ -43,8 +42,8 @@ pub struct HubConfig {
     pub max_body_bytes: usize,
     /// The URL clients use to reach the grid; `None` to derive it per request.
     pub public_url: Option<String>,
-    /// Shared with the nodes.
-    pub secret: String,
+    /// Shared with the nodes; keys the signature of every request to them.
+    pub secret: super::ClusterSecret,
     /// A hub whose heartbeat is older than this is gone (its queued requests too).
     pub heartbeat_ttl: Duration,
     /// What the operator lets clients choose beyond the launch policy
@@ -52,6 +51,9 @@ pub struct HubConfig {
     pub launch_allowances: gridiron_domain::launch_policy::LaunchAllowances,
     /// Refuse requests without an API key even while no key exists.
     pub require_auth: bool,
+    /// PEM CA certificates trusted for `https://` nodes, besides the
+    /// system's roots (for nodes with certificates of a private CA).
+    pub node_ca_file: Option<std::path::PathBuf>,
 }
 
 /// A hub: stateless apart from caches; any number may run side by side.
@@ -59,7 +61,9 @@ pub struct Hub {
     cfg: HubConfig,
     cluster: Arc<dyn Cluster>,
     store: Arc<dyn Store>,
-    client: DriverClient,
+    client: crate::tls::NodeClient,
+    /// How `https://` nodes are verified, for commands and tunnels.
+    tls: Arc<rustls::ClientConfig>,
     /// Wakes the request waiting for each answer.
     waiters: Mutex<HashMap<String, Arc<Notify>>>,
     /// Session id -> its node's URL and its owner, so commands need no store read.
@@ -83,6 +87,7 @@ pub struct Hub {
 impl Hub {
     /// Starts a hub over `cluster`: listens for answers, heartbeats, collects garbage.
     pub async fn start(cluster: Arc<dyn Cluster>, cfg: HubConfig) -> Result<Arc<Self>, String> {
+        let tls = crate::tls::client_config(cfg.node_ca_file.as_deref())?;
         cluster
             .hub_heartbeat(&cfg.id, cfg.heartbeat_ttl)
             .await
@@ -90,7 +95,8 @@ impl Hub {
         let hub = Arc::new_cyclic(|this| Hub {
             keyring: crate::auth::Keyring::new(cluster.sessions(), cfg.require_auth),
             store: cluster.sessions(),
-            client: crate::manager::driver_client(),
+            client: crate::tls::node_client(tls.clone()),
+            tls,
             cfg,
             cluster,
             waiters: Mutex::default(),

@@ -4,13 +4,15 @@
 
 use super::Hub;
 use crate::backend::RemoteSession;
-use crate::cluster::END_REASON_HEADER;
-use crate::cluster::SECRET_HEADER;
+use crate::cluster::signing::{self, SIGNED_HEADERS};
+use crate::cluster::{hub_only_headers, unix_ms, END_REASON_HEADER};
 use crate::http;
-use crate::proxy::copy_headers;
+use crate::proxy::{copy_headers, read_body};
+use crate::tunnel::Target;
 use async_trait::async_trait;
 use axum::body::Body;
-use axum::http::{HeaderValue, Method, Request, Response, StatusCode, Uri};
+use axum::http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode, Uri};
+use bytes::Bytes;
 use gridiron_domain::{EndReason, ErrorCode, GridError, Origin};
 use gridiron_store::cluster::NodeState;
 use gridiron_store::now_ms;
@@ -97,9 +99,16 @@ impl Hub {
         ))
     }
 
-    /// Streams a request to the node and its response back.
-    async fn forward(&self, node_url: &str, req: Request<Body>) -> Result<Response<Body>, String> {
-        let (parts, body) = req.into_parts();
+    /// Sends a request to the node (body already read) and streams its
+    /// response back. `end_reason` is the hub's own reason for ending a
+    /// session; whatever a client sent in that header is dropped.
+    async fn send(
+        &self,
+        node_url: &str,
+        parts: axum::http::request::Parts,
+        body: Bytes,
+        end_reason: Option<EndReason>,
+    ) -> Result<Response<Body>, String> {
         let pq = parts
             .uri
             .path_and_query()
@@ -108,21 +117,61 @@ impl Hub {
         let uri: Uri = format!("{node_url}{pq}")
             .parse()
             .map_err(|e| format!("bad node URL {node_url}: {e}"))?;
+        let mut headers = HeaderMap::new();
+        copy_headers(&parts.headers, &mut headers);
+        self.sign(&parts.method, pq, &mut headers, &body, end_reason);
         let mut out = Request::builder()
             .method(parts.method)
             .uri(uri)
-            .body(body)
+            .body(Body::from(body))
             .map_err(|e| e.to_string())?;
-        copy_headers(&parts.headers, out.headers_mut());
-        self.sign(out.headers_mut());
+        *out.headers_mut() = headers;
         let resp = self.client.request(out).await.map_err(|e| e.to_string())?;
         Ok(resp.map(Body::new))
     }
 
-    /// Authenticates a request to a node.
-    pub(super) fn sign(&self, headers: &mut axum::http::HeaderMap) {
-        if let Ok(v) = HeaderValue::from_str(&self.cfg.secret) {
-            headers.insert(SECRET_HEADER, v);
+    /// Signs a request to a node (see [`crate::cluster::signing`]): drops the
+    /// hub-only headers a client may have sent, sets this hub's end reason,
+    /// and adds a timestamp, a fresh nonce and the signature. `path_and_query`
+    /// is relative to the node's advertised URL, as the node sees it.
+    pub(super) fn sign(
+        &self,
+        method: &Method,
+        path_and_query: &str,
+        headers: &mut HeaderMap,
+        body: &[u8],
+        end_reason: Option<EndReason>,
+    ) {
+        for h in hub_only_headers() {
+            headers.remove(h);
+        }
+        if let Some(r) = end_reason {
+            headers.insert(END_REASON_HEADER, HeaderValue::from_static(r.as_str()));
+        }
+        let timestamp_ms = unix_ms();
+        let nonce = signing::new_nonce();
+        let digest = signing::body_digest(body);
+        let signed_headers = SIGNED_HEADERS.map(|h| headers.get(h).map(HeaderValue::as_bytes));
+        let signature = signing::sign(
+            self.cfg.secret.key(),
+            &signing::Parts {
+                method: method.as_str(),
+                path_and_query,
+                timestamp_ms,
+                nonce: &nonce,
+                body_digest: &digest,
+                headers: signed_headers,
+            },
+        );
+        for (name, value) in [
+            (signing::TIMESTAMP_HEADER, timestamp_ms.to_string()),
+            (signing::NONCE_HEADER, nonce),
+            (signing::SIGNATURE_HEADER, signature),
+        ] {
+            headers.insert(
+                name,
+                HeaderValue::from_str(&value).expect("ASCII digits and hex"),
+            );
         }
     }
 
@@ -131,11 +180,11 @@ impl Hub {
         let Ok(Some(url)) = self.node_url(sid).await else {
             return;
         };
-        let req = Request::delete(format!("/session/{sid}"))
-            .header(END_REASON_HEADER, reason.as_str())
-            .body(Body::empty())
-            .expect("valid request");
-        if let Err(e) = self.forward(&url, req).await {
+        let (parts, ()) = Request::delete(format!("/session/{sid}"))
+            .body(())
+            .expect("valid request")
+            .into_parts();
+        if let Err(e) = self.send(&url, parts, Bytes::new(), Some(reason)).await {
             warn!(session = %sid, error = %e, "could not end the session");
         }
         self.routes().remove(sid);
@@ -169,11 +218,19 @@ impl RemoteSession for NodeSession {
         let quit = req.method() == Method::DELETE
             && crate::routes::session_path(req.uri().path())
                 .is_some_and(|(_, rest)| rest.is_empty());
-        match self.hub.forward(&self.node_url, req).await {
+        // The signature covers the body's digest, which the hub must know
+        // before it sends the first byte: bodies to nodes are buffered (up to
+        // the grid's body limit) instead of streamed. Commands' bodies are
+        // small; the cost is one copy of an upload in the hub's memory.
+        let (parts, body) = match read_body(req, self.hub.cfg.max_body_bytes).await {
+            Ok(x) => x,
+            Err(e) => return http::error(&e),
+        };
+        match self.hub.send(&self.node_url, parts, body, None).await {
             Ok(resp) if resp.status() == StatusCode::UNAUTHORIZED => http::error(&GridError::new(
                 ErrorCode::UnknownError,
                 Origin::Grid,
-                "the node refused this hub: their cluster secrets differ",
+                "the node refused this hub's signature: their cluster secrets or clocks differ",
             )),
             Ok(resp) => {
                 if quit || resp.status() == StatusCode::NOT_FOUND {
@@ -189,13 +246,21 @@ impl RemoteSession for NodeSession {
         self.owner.as_deref()
     }
 
-    fn tunnel_target(&self, req: &mut Request<Body>, path_and_query: &str) -> String {
-        self.hub.sign(req.headers_mut());
-        node_ws(&self.node_url, path_and_query)
+    fn tunnel_target(&self, req: &mut Request<Body>, path_and_query: &str) -> Target {
+        // The tunnel sends a GET with an empty body (see `tunnel::open`).
+        self.hub
+            .sign(&Method::GET, path_and_query, req.headers_mut(), b"", None);
+        Target {
+            url: node_ws(&self.node_url, path_and_query),
+            tls: Some(self.hub.tls.clone()),
+        }
     }
 }
 
 /// The websocket URL of `path` on the node at `node_url`.
 fn node_ws(node_url: &str, path: &str) -> String {
+    if let Some(rest) = node_url.strip_prefix("https://") {
+        return format!("wss://{rest}{path}");
+    }
     format!("{}{path}", node_url.replacen("http://", "ws://", 1))
 }

@@ -137,6 +137,8 @@ pub struct TestNode {
     pub id: String,
     pub process: Process,
     _dir: tempfile::TempDir,
+    /// Where the node itself listens (its advertised URL may be a proxy's).
+    pub url: String,
 }
 
 impl TestNode {
@@ -150,6 +152,8 @@ impl TestNode {
 pub struct Grid {
     pub cluster: Arc<MemoryCluster>,
     pub client: Client,
+    /// When set, nodes serve TLS with it (and advertise `https://`).
+    pub node_tls: Option<Arc<rustls::ServerConfig>>,
 }
 
 impl Grid {
@@ -157,6 +161,7 @@ impl Grid {
         Grid {
             cluster: Arc::new(MemoryCluster::new()),
             client: Client::new(),
+            node_tls: None,
         }
     }
 
@@ -174,6 +179,7 @@ impl Grid {
             heartbeat_ttl: Duration::from_millis(1500),
             launch_allowances: Default::default(),
             require_auth: false,
+            node_ca_file: None,
         };
         tune(&mut cfg);
         let process = Process::start(&id);
@@ -207,18 +213,31 @@ impl Grid {
         let process = Process::start(&id);
         let cluster: Arc<dyn Cluster> = self.cluster.clone();
         let provisioner = standin.clone();
-        let (agent, m) = process
+        let tls = self.node_tls.clone();
+        let (agent, m, url) = process
             .run(async move {
                 let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-                let url = format!("http://{}", listener.local_addr().unwrap());
-                cfg.advertise_url = url.clone();
+                let scheme = if tls.is_some() { "https" } else { "http" };
+                let url = format!("{scheme}://{}", listener.local_addr().unwrap());
+                // A test may advertise a proxy in front of the node instead.
+                if cfg.advertise_url.is_empty() {
+                    cfg.advertise_url = url.clone();
+                }
                 let m = Manager::start(grid, cluster.sessions(), provisioner);
                 let agent = NodeAgent::start(cluster, m.clone(), cfg)
                     .await
                     .expect("the node registers");
-                let app = node_router(m.clone(), SECRET.into());
-                tokio::spawn(crate::serve_app(listener, app, std::future::pending()));
-                (agent, m)
+                let app = node_router(m.clone(), SECRET);
+                match tls {
+                    Some(tls) => tokio::spawn(crate::serve_app_tls(
+                        listener,
+                        tls,
+                        app,
+                        std::future::pending(),
+                    )),
+                    None => tokio::spawn(crate::serve_app(listener, app, std::future::pending())),
+                };
+                (agent, m, url)
             })
             .await;
         TestNode {
@@ -228,6 +247,7 @@ impl Grid {
             id,
             process,
             _dir: dir,
+            url,
         }
     }
 

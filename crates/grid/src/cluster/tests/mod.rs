@@ -11,5 +11,7 @@ mod keys;
 mod launch_policy;
 mod node_loss;
 mod queueing;
+mod signing;
 mod store_restart;
+mod tls;
 mod wire;
