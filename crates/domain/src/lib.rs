@@ -6,6 +6,7 @@
 
 pub mod capabilities;
 pub mod cdp;
+pub mod cross_site;
 pub mod error;
 pub mod launch;
 pub mod lifecycle;

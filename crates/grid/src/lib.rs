@@ -28,8 +28,11 @@ pub use manager::{recover, recover_processes, Manager};
 pub use routes::router;
 pub use session::{Session, SessionKind};
 
+use axum::http::Request;
+use hyper::body::Incoming;
 use std::future::Future;
 use std::sync::Arc;
+use std::time::Duration;
 use tokio::net::TcpListener;
 
 /// Serves the grid on `listener` until `shutdown` resolves, then ends every
@@ -40,12 +43,38 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let app = router(manager.clone());
-    serve_app(listener, app, async move {
-        shutdown.await;
-        tracing::info!("shutting down: ending sessions");
-        manager.shutdown().await;
-    })
+    let limits = manager.config.serve_limits();
+    serve_app_with(
+        listener,
+        app,
+        async move {
+            shutdown.await;
+            tracing::info!("shutting down: ending sessions");
+            manager.shutdown().await;
+        },
+        limits,
+    )
     .await
+}
+
+/// Limits of the HTTP server, which keep slow or numerous clients from
+/// exhausting it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ServeLimits {
+    /// How long a client may take to send a request's headers (a connection
+    /// that dribbles them, or idles between keep-alive requests, is closed).
+    pub header_read_timeout: Duration,
+    /// Client connections served at once; further ones wait to be accepted.
+    pub max_connections: usize,
+}
+
+impl Default for ServeLimits {
+    fn default() -> Self {
+        ServeLimits {
+            header_read_timeout: config::DEFAULT_HEADER_READ_TIMEOUT,
+            max_connections: config::DEFAULT_MAX_CONNECTIONS,
+        }
+    }
 }
 
 /// Serves `app` on `listener` until `stop` has run to its end (it winds the
@@ -55,18 +84,20 @@ pub async fn serve_app(
     app: axum::Router,
     stop: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    use axum::serve::ListenerExt;
-    let listener = listener.tap_io(|tcp| {
-        // Small request/response pairs: never wait for Nagle.
-        let _ = tcp.set_nodelay(true);
-        // A client machine that vanishes without closing its sockets is noticed
-        // (and its commands and tunnels dropped) within about a minute.
-        let keepalive = socket2::TcpKeepalive::new()
-            .with_time(timing::KEEPALIVE_IDLE)
-            .with_interval(timing::KEEPALIVE_INTERVAL)
-            .with_retries(timing::KEEPALIVE_RETRIES);
-        let _ = socket2::SockRef::from(&*tcp).set_tcp_keepalive(&keepalive);
-    });
+    serve_app_with(listener, app, stop, ServeLimits::default()).await
+}
+
+/// [`serve_app`] within `limits`.
+///
+/// Connections are driven here rather than by `axum::serve`, which gives
+/// hyper no timer: without one, a header read timeout never fires and a
+/// client that sends a byte now and then holds its connection for ever.
+pub async fn serve_app_with(
+    listener: TcpListener,
+    app: axum::Router,
+    stop: impl Future<Output = ()> + Send + 'static,
+    limits: ServeLimits,
+) -> std::io::Result<()> {
     let (stopped_tx, stopped_rx) = tokio::sync::watch::channel(false);
     tokio::spawn(async move {
         stop.await;
@@ -78,13 +109,81 @@ pub async fn serve_app(
             let _ = rx.wait_for(|s| *s).await;
         }
     };
-    let server = axum::serve(listener, app).with_graceful_shutdown(stopped());
-    // Sessions are gone by now; in-flight requests only get a short grace period.
-    tokio::select! {
-        r = server => r,
-        _ = async {
-            stopped().await;
-            tokio::time::sleep(timing::SERVE_GRACE).await;
-        } => Ok(()),
+    // Connections still open after the grace period are dropped with it.
+    let (abort_tx, abort_rx) = tokio::sync::watch::channel(false);
+    let mut http = hyper::server::conn::http1::Builder::new();
+    http.timer(hyper_util::rt::TokioTimer::new())
+        .header_read_timeout(limits.header_read_timeout)
+        .keep_alive(true);
+    let permits = Arc::new(tokio::sync::Semaphore::new(limits.max_connections.max(1)));
+    let connections = tokio_util::task::TaskTracker::new();
+    loop {
+        // Over the cap, new clients wait in the kernel's backlog, not here.
+        let permit = tokio::select! {
+            p = permits.clone().acquire_owned() => match p {
+                Ok(p) => p,
+                Err(_) => break,
+            },
+            _ = stopped() => break,
+        };
+        let tcp = tokio::select! {
+            r = listener.accept() => match r {
+                Ok((tcp, _)) => tcp,
+                Err(e) => {
+                    accept_failed(e).await;
+                    continue;
+                }
+            },
+            _ = stopped() => break,
+        };
+        // Small request/response pairs: never wait for Nagle.
+        let _ = tcp.set_nodelay(true);
+        // A client machine that vanishes without closing its sockets is noticed
+        // (and its commands and tunnels dropped) within about a minute.
+        let keepalive = socket2::TcpKeepalive::new()
+            .with_time(timing::KEEPALIVE_IDLE)
+            .with_interval(timing::KEEPALIVE_INTERVAL)
+            .with_retries(timing::KEEPALIVE_RETRIES);
+        let _ = socket2::SockRef::from(&tcp).set_tcp_keepalive(&keepalive);
+        let router = app.clone();
+        let service = hyper::service::service_fn(move |req: Request<Incoming>| {
+            tower_service::Service::call(&mut router.clone(), req.map(axum::body::Body::new))
+        });
+        let conn = http
+            .serve_connection(hyper_util::rt::TokioIo::new(tcp), service)
+            .with_upgrades();
+        let stop = stopped();
+        let mut abort = abort_rx.clone();
+        connections.spawn(async move {
+            let _permit = permit;
+            tokio::pin!(conn);
+            tokio::select! {
+                _ = conn.as_mut() => return,
+                _ = stop => conn.as_mut().graceful_shutdown(),
+            }
+            tokio::select! {
+                _ = conn => {}
+                _ = abort.wait_for(|a| *a) => {}
+            }
+        });
     }
+    connections.close();
+    // Sessions are gone by now; in-flight requests only get a short grace period.
+    let _ = tokio::time::timeout(timing::SERVE_GRACE, connections.wait()).await;
+    let _ = abort_tx.send(true);
+    Ok(())
+}
+
+/// Waits out a failed accept: a client that gave up before being accepted
+/// is nothing, running out of file descriptors passes with time.
+async fn accept_failed(e: std::io::Error) {
+    use std::io::ErrorKind as K;
+    if matches!(
+        e.kind(),
+        K::ConnectionRefused | K::ConnectionAborted | K::ConnectionReset
+    ) {
+        return;
+    }
+    tracing::error!(error = %e, "accepting a connection failed");
+    tokio::time::sleep(timing::ACCEPT_BACKOFF).await;
 }

@@ -16,6 +16,8 @@ impl Backend for Manager {
         FrontConfig {
             max_body_bytes: self.config.max_body_bytes,
             public_url: self.config.public_url.clone(),
+            allowed_origins: self.config.allowed_origins.clone(),
+            max_new_session_bytes: self.config.max_new_session_bytes,
         }
     }
 

@@ -238,6 +238,16 @@ impl Store for SqliteStore {
         .await
     }
 
+    async fn prune(&self, older_than: i64) -> StoreResult<usize> {
+        self.run("prune", move |c| {
+            c.execute(
+                "DELETE FROM sessions WHERE state = 'ended' AND COALESCE(ended_at, created_at) < ?1",
+                params![older_than],
+            )
+        })
+        .await
+    }
+
     async fn unfinished_ids(&self) -> StoreResult<Vec<String>> {
         self.run("unfinished_ids", |c| {
             let mut stmt = c.prepare("SELECT id FROM sessions WHERE state != 'ended'")?;

@@ -505,6 +505,8 @@ async fn only_hubs(
     }
     // Drivers and browsers behind the node never see the secret.
     req.headers_mut().remove(SECRET_HEADER);
+    // The hub judged the client's Origin against its own --allowed-origin.
+    req.headers_mut().remove(axum::http::header::ORIGIN);
     // Only a hub may say why it ends a session; the header stops here.
     if let Some(reason) = req.headers_mut().remove(END_REASON_HEADER) {
         if let Some(r) = reason.to_str().ok().and_then(EndReason::parse) {

@@ -46,6 +46,10 @@ pub struct HubConfig {
     pub secret: String,
     /// A hub whose heartbeat is older than this is gone (its queued requests too).
     pub heartbeat_ttl: Duration,
+    /// Origins whose web pages may call the grid; others are refused.
+    pub allowed_origins: Vec<String>,
+    /// Largest new-session request (`POST /session` body, `/cdp` query), in bytes.
+    pub max_new_session_bytes: usize,
 }
 
 /// A hub: stateless apart from caches; any number may run side by side.
@@ -192,6 +196,8 @@ impl Backend for Hub {
         FrontConfig {
             max_body_bytes: self.cfg.max_body_bytes,
             public_url: self.cfg.public_url.clone(),
+            allowed_origins: self.cfg.allowed_origins.clone(),
+            max_new_session_bytes: self.cfg.max_new_session_bytes,
         }
     }
 

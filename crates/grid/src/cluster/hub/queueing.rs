@@ -4,7 +4,9 @@
 
 use super::{store_down, Hub};
 use crate::cluster::{decode_answer, CDP_KEY};
-use gridiron_domain::capabilities::{parse_new_session, select};
+use gridiron_domain::capabilities::{
+    for_record, parse_new_session, select, RECORDED_CAPABILITIES_LIMIT,
+};
 use gridiron_domain::cdp::CdpRequest;
 use gridiron_domain::pool::{apply_defaults, node_accepts};
 use gridiron_domain::request_wait::{self, AfterCancel, CancelSeen, Next, Seen, WaitLimits};
@@ -23,7 +25,7 @@ impl Hub {
         mut body: Value,
         public_base: String,
     ) -> Result<Value, GridError> {
-        let request = parse_new_session(&body)?;
+        let mut request = parse_new_session(&body)?;
         let options = GridOptions::from_capabilities(&request.always_match)?;
         // The pool decides defaults and the concurrency count before any
         // firstMatch entry is chosen, so it must be the same for all of them.
@@ -42,13 +44,19 @@ impl Hub {
             })?;
             apply_defaults(&mut body, &pool);
             pool_max = pool.max_concurrency.unwrap_or(0);
+            // The pool's defaults are part of the request now.
+            request = parse_new_session(&body)?;
         }
-        let request = parse_new_session(&body)?;
         self.check_satisfiable(Wanted::WebDriver(&request)).await?;
-        let requested = body.get("capabilities").cloned().unwrap_or(Value::Null);
+        // The queue carries the body as text; the record keeps its capabilities.
+        let text = body.to_string();
+        let requested = for_record(
+            crate::manager::requested_capabilities(body),
+            RECORDED_CAPABILITIES_LIMIT,
+        );
         let queued = QueuedRequest {
             id: uuid::Uuid::new_v4().simple().to_string(),
-            body: body.to_string(),
+            body: text,
             pool: options.pool.clone(),
             pool_max,
             hub: self.cfg.id.clone(),

@@ -172,6 +172,8 @@ impl Grid {
             public_url: None,
             secret: SECRET.into(),
             heartbeat_ttl: Duration::from_millis(1500),
+            allowed_origins: Vec::new(),
+            max_new_session_bytes: 1024 * 1024,
         };
         tune(&mut cfg);
         let process = Process::start(&id);
