@@ -277,7 +277,9 @@ mod tests {
             crate::conformance::run_all(&s).await;
         }
         let s = SqliteStore::open(&path).unwrap();
-        let r = s.get("life").await.unwrap().unwrap();
+        // The last check pruned the older records; this one was kept.
+        let r = s.get("recent").await.unwrap().unwrap();
         assert_eq!(r.end_reason, Some(EndReason::Quit));
+        assert_eq!(r.ended_at, Some(60_000));
     }
 }
