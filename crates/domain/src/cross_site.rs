@@ -28,17 +28,29 @@ impl CrossSiteRefusal {
     }
 }
 
-/// Whether a request with this `Origin` header may reach the grid.
+/// Whether a request with this `Origin` header, sent to `host` (its `Host`
+/// header), may reach the grid.
 ///
 /// No header: not a cross-site browser request (WebDriver and CDP clients
-/// send none). Otherwise the origin must be listed in `allowed` (compared
-/// without case and without a trailing `/`), or `allowed` holds `*`.
-/// The opaque origin `null` (sandboxed frames, `file:` pages) is allowed only
-/// if listed itself, or by `*`.
-pub fn check_origin(origin: Option<&str>, allowed: &[String]) -> Result<(), CrossSiteRefusal> {
+/// send none). The grid's own origin when the client reached it by IP address
+/// or `localhost` is not cross-site either: websocket libraries send it, and
+/// no page can have that origin unless the grid served it (a page on a DNS
+/// name rebound to the grid's address has its name in both headers, so only
+/// names the browser never looks up are trusted this way). Otherwise the
+/// origin must be listed in `allowed` (compared without case and without a
+/// trailing `/`), or `allowed` holds `*`. The opaque origin `null`
+/// (sandboxed frames, `file:` pages) is allowed only if listed, or by `*`.
+pub fn check_origin(
+    origin: Option<&str>,
+    host: Option<&str>,
+    allowed: &[String],
+) -> Result<(), CrossSiteRefusal> {
     let Some(origin) = origin else {
         return Ok(());
     };
+    if host.is_some_and(|h| is_own_literal_origin(origin, h)) {
+        return Ok(());
+    }
     let norm = |s: &str| s.trim().trim_end_matches('/').to_ascii_lowercase();
     let given = norm(origin);
     if allowed.iter().any(|a| a == "*" || norm(a) == given) {
@@ -48,6 +60,30 @@ pub fn check_origin(origin: Option<&str>, allowed: &[String]) -> Result<(), Cros
             origin: origin.to_string(),
         })
     }
+}
+
+/// Whether `origin` is `http(s)://HOST` for a `host` that is an IP address
+/// or `localhost` (with its port, if any).
+fn is_own_literal_origin(origin: &str, host: &str) -> bool {
+    let Some(rest) = origin
+        .strip_prefix("http://")
+        .or_else(|| origin.strip_prefix("https://"))
+    else {
+        return false;
+    };
+    if !rest.eq_ignore_ascii_case(host) {
+        return false;
+    }
+    if host.starts_with('[') {
+        // An IPv6 literal, `[::1]:4444`.
+        return host
+            .split(']')
+            .next()
+            .and_then(|a| a.strip_prefix('['))
+            .is_some_and(|a| a.parse::<std::net::Ipv6Addr>().is_ok());
+    }
+    let name = host.rsplit_once(':').map_or(host, |(name, _)| name);
+    name.eq_ignore_ascii_case("localhost") || name.parse::<std::net::Ipv4Addr>().is_ok()
 }
 
 /// Whether a `POST /session` body may be parsed as JSON, from its
@@ -79,29 +115,91 @@ mod tests {
 
     #[test]
     fn requests_without_origin_pass() {
-        assert_eq!(check_origin(None, &[]), Ok(()));
+        assert_eq!(check_origin(None, None, &[]), Ok(()));
     }
 
     #[test]
     fn origins_must_be_listed() {
         let list = allowed(&["https://dash.example", "http://127.0.0.1:8080/"]);
-        assert_eq!(check_origin(Some("https://dash.example"), &list), Ok(()));
-        assert_eq!(check_origin(Some("HTTPS://Dash.Example/"), &list), Ok(()));
-        assert_eq!(check_origin(Some("http://127.0.0.1:8080"), &list), Ok(()));
-        let refused = check_origin(Some("http://evil.example"), &list).unwrap_err();
+        assert_eq!(
+            check_origin(
+                Some("https://dash.example"),
+                Some("grid.example:4444"),
+                &list
+            ),
+            Ok(())
+        );
+        assert_eq!(
+            check_origin(
+                Some("HTTPS://Dash.Example/"),
+                Some("grid.example:4444"),
+                &list
+            ),
+            Ok(())
+        );
+        assert_eq!(
+            check_origin(
+                Some("http://127.0.0.1:8080"),
+                Some("grid.example:4444"),
+                &list
+            ),
+            Ok(())
+        );
+        let refused = check_origin(
+            Some("http://evil.example"),
+            Some("grid.example:4444"),
+            &list,
+        )
+        .unwrap_err();
         assert_eq!(refused.origin, "http://evil.example");
         assert!(refused.message().contains("http://evil.example"));
         assert!(refused.message().contains("--allowed-origin"));
-        assert!(check_origin(Some("https://dash.example.evil"), &list).is_err());
-        assert!(check_origin(Some("null"), &list).is_err());
-        assert!(check_origin(Some("http://evil.example"), &[]).is_err());
+        assert!(check_origin(
+            Some("https://dash.example.evil"),
+            Some("grid.example:4444"),
+            &list
+        )
+        .is_err());
+        assert!(check_origin(Some("null"), Some("grid.example:4444"), &list).is_err());
+        assert!(check_origin(Some("http://evil.example"), Some("grid.example:4444"), &[]).is_err());
+    }
+
+    #[test]
+    fn the_grids_own_address_is_not_cross_site_when_it_is_literal() {
+        let own = |origin, host| check_origin(Some(origin), Some(host), &[]);
+        assert_eq!(own("http://127.0.0.1:4444", "127.0.0.1:4444"), Ok(()));
+        assert_eq!(own("https://10.0.0.5:4444", "10.0.0.5:4444"), Ok(()));
+        assert_eq!(own("http://localhost:4444", "LOCALHOST:4444"), Ok(()));
+        assert_eq!(own("http://localhost", "localhost"), Ok(()));
+        assert_eq!(own("http://[::1]:4444", "[::1]:4444"), Ok(()));
+        // Another port of the same machine is another site.
+        assert!(own("http://127.0.0.1:8000", "127.0.0.1:4444").is_err());
+        // A name may have been rebound to the grid's address by its owner.
+        assert!(own("http://evil.example:4444", "evil.example:4444").is_err());
+        assert!(own(
+            "http://127.0.0.1.evil.example:4444",
+            "127.0.0.1.evil.example:4444"
+        )
+        .is_err());
+        assert!(own("ftp://127.0.0.1:4444", "127.0.0.1:4444").is_err());
+        assert!(check_origin(Some("http://127.0.0.1:4444"), None, &[]).is_err());
     }
 
     #[test]
     fn a_star_allows_every_origin() {
         let list = allowed(&["*"]);
-        assert_eq!(check_origin(Some("http://evil.example"), &list), Ok(()));
-        assert_eq!(check_origin(Some("null"), &list), Ok(()));
+        assert_eq!(
+            check_origin(
+                Some("http://evil.example"),
+                Some("grid.example:4444"),
+                &list
+            ),
+            Ok(())
+        );
+        assert_eq!(
+            check_origin(Some("null"), Some("grid.example:4444"), &list),
+            Ok(())
+        );
     }
 
     #[test]

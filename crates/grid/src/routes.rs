@@ -63,7 +63,11 @@ async fn refuse_cross_site(
         .headers()
         .get(header::ORIGIN)
         .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned());
-    if let Err(refusal) = check_origin(origin.as_deref(), &b.front().allowed_origins) {
+    let host = req
+        .headers()
+        .get(header::HOST)
+        .and_then(|v| v.to_str().ok());
+    if let Err(refusal) = check_origin(origin.as_deref(), host, &b.front().allowed_origins) {
         tracing::warn!(
             origin = %refusal.origin,
             path = %req.uri().path(),
@@ -121,7 +125,7 @@ fn new_session_too_large(e: GridError, limit: usize) -> GridError {
     if e == proxy::body_too_large(limit) {
         GridError::invalid_argument(format!(
             "new session request body is larger than the grid's limit of {limit} bytes \
-             (--max-new-session-bytes)"
+             (--max-new-session-bytes, at most --max-body-bytes)"
         ))
     } else {
         e
@@ -213,7 +217,7 @@ async fn cdp_session(
     if query.len() > limit {
         return http::error(&GridError::invalid_argument(format!(
             "the /cdp query is larger than the grid's limit of {limit} bytes for new-session \
-             requests (--max-new-session-bytes)"
+             requests (--max-new-session-bytes, at most --max-body-bytes)"
         )));
     }
     let request = match parse_cdp_query(&query) {

@@ -17,7 +17,11 @@ impl Backend for Manager {
             max_body_bytes: self.config.max_body_bytes,
             public_url: self.config.public_url.clone(),
             allowed_origins: self.config.allowed_origins.clone(),
-            max_new_session_bytes: self.config.max_new_session_bytes,
+            // The largest body of all bounds new sessions too.
+            max_new_session_bytes: self
+                .config
+                .max_new_session_bytes
+                .min(self.config.max_body_bytes),
         }
     }
 

@@ -197,7 +197,8 @@ impl Backend for Hub {
             max_body_bytes: self.cfg.max_body_bytes,
             public_url: self.cfg.public_url.clone(),
             allowed_origins: self.cfg.allowed_origins.clone(),
-            max_new_session_bytes: self.cfg.max_new_session_bytes,
+            // The largest body of all bounds new sessions too.
+            max_new_session_bytes: self.cfg.max_new_session_bytes.min(self.cfg.max_body_bytes),
         }
     }
 
