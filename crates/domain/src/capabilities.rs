@@ -291,6 +291,32 @@ pub use crate::launch::{
     CHROMIUM_DEFAULT_ARGS,
 };
 
+/// The largest requested capabilities a record keeps, serialized, in bytes.
+pub const RECORDED_CAPABILITIES_LIMIT: usize = 64 * 1024;
+
+/// The requested capabilities as a session's record keeps them: whole when
+/// their JSON fits in `limit` bytes, else a note of their size (a record is
+/// kept for weeks; an extension or profile inlined in the capabilities is
+/// not worth keeping that long).
+pub fn for_record(capabilities: Value, limit: usize) -> Value {
+    /// Counts the bytes serializing writes, without keeping them.
+    struct Count(usize);
+    impl std::io::Write for Count {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0 += buf.len();
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut size = Count(0);
+    if serde_json::to_writer(&mut size, &capabilities).is_err() || size.0 <= limit {
+        return capabilities;
+    }
+    serde_json::json!({ "gridiron:omitted": { "reason": "too large to keep", "bytes": size.0 } })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -426,5 +452,17 @@ mod tests {
         assert!(version_matches("1.2", "1.2.3"));
         assert!(!version_matches("1.2.3.4", "1.2.3"));
         assert!(!version_matches("1.20", "1.2.3"));
+    }
+
+    #[test]
+    fn records_keep_capabilities_up_to_a_size() {
+        let small = json!({"alwaysMatch": {"browserName": "chrome"}});
+        assert_eq!(for_record(small.clone(), 1024), small);
+        let big =
+            json!({"alwaysMatch": {"goog:chromeOptions": {"extensions": ["x".repeat(5000)]}}});
+        let kept = for_record(big, 1024);
+        let omitted = &kept["gridiron:omitted"];
+        assert!(omitted["bytes"].as_u64().unwrap() > 5000, "{kept}");
+        assert!(kept.to_string().len() < 1024);
     }
 }

@@ -7,6 +7,7 @@
 pub mod auth;
 pub mod capabilities;
 pub mod cdp;
+pub mod cross_site;
 pub mod error;
 pub mod launch;
 pub mod launch_policy;

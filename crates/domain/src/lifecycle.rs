@@ -28,11 +28,14 @@ pub enum EndReason {
     QueueTimeout,
     /// The grid shut down (or found the session left over from a previous run).
     Shutdown,
+    /// A command took longer than the grid's command timeout: the browser is
+    /// stuck, so the session ends rather than hold its slot.
+    CommandTimeout,
 }
 
 impl EndReason {
     /// Every reason, for parsing and listing.
-    pub const ALL: [EndReason; 10] = [
+    pub const ALL: [EndReason; 11] = [
         EndReason::Quit,
         EndReason::IdleTimeout,
         EndReason::MaxDuration,
@@ -43,6 +46,7 @@ impl EndReason {
         EndReason::DeletedByApi,
         EndReason::QueueTimeout,
         EndReason::Shutdown,
+        EndReason::CommandTimeout,
     ];
 
     /// The stored and logged name.
@@ -58,6 +62,7 @@ impl EndReason {
             EndReason::DeletedByApi => "deleted_by_api",
             EndReason::QueueTimeout => "queue_timeout",
             EndReason::Shutdown => "shutdown",
+            EndReason::CommandTimeout => "command_timeout",
         }
     }
 
@@ -134,6 +139,27 @@ pub struct Timeouts {
     pub idle: Duration,
     /// Longest allowed session life, if any.
     pub max_duration: Option<Duration>,
+}
+
+impl Timeouts {
+    /// The timeouts of a session: what the client asked for, capped at the
+    /// operator's. A client may shorten its session's life but never extend
+    /// it past what the grid allows (the grid's idle timeout, and its maximum
+    /// duration when it has one).
+    pub fn capped(
+        requested_idle: Option<Duration>,
+        requested_max: Option<Duration>,
+        grid_idle: Duration,
+        grid_max: Option<Duration>,
+    ) -> Timeouts {
+        Timeouts {
+            idle: requested_idle.map_or(grid_idle, |r| r.min(grid_idle)),
+            max_duration: match (requested_max, grid_max) {
+                (Some(r), Some(g)) => Some(r.min(g)),
+                (r, g) => r.or(g),
+            },
+        }
+    }
 }
 
 /// Decides whether a running session must end now because of a timeout.
@@ -215,5 +241,26 @@ mod tests {
             ..t
         };
         assert_eq!(timeout_due(no_max, s(100_000), s(1), false), None);
+    }
+
+    #[test]
+    fn clients_can_only_lower_the_grids_timeouts() {
+        let s = Duration::from_secs;
+        let t = |idle, max, grid_max| Timeouts::capped(idle, max, s(300), grid_max);
+        assert_eq!(t(None, None, Some(s(3600))).idle, s(300));
+        assert_eq!(t(Some(s(60)), None, None).idle, s(60));
+        assert_eq!(t(Some(s(9999)), None, None).idle, s(300), "capped");
+        assert_eq!(t(None, None, Some(s(3600))).max_duration, Some(s(3600)));
+        assert_eq!(
+            t(None, Some(s(60)), Some(s(3600))).max_duration,
+            Some(s(60))
+        );
+        assert_eq!(
+            t(None, Some(s(99_999)), Some(s(3600))).max_duration,
+            Some(s(3600)),
+            "capped"
+        );
+        assert_eq!(t(None, Some(s(60)), None).max_duration, Some(s(60)));
+        assert_eq!(t(None, None, None).max_duration, None);
     }
 }

@@ -22,6 +22,11 @@ pub struct FrontConfig {
     pub max_body_bytes: usize,
     /// The URL clients use to reach the grid; `None` to derive it per request.
     pub public_url: Option<String>,
+    /// Origins whose web pages may call the grid (`*` for any); a request
+    /// with another `Origin` header is refused.
+    pub allowed_origins: Vec<String>,
+    /// Largest new-session request (`POST /session` body, `/cdp` query), in bytes.
+    pub max_new_session_bytes: usize,
 }
 
 /// Where a session is, as far as the front end must know to serve it.

@@ -35,6 +35,22 @@ pub struct GridConfig {
     pub launch_allowances: LaunchAllowances,
     /// Refuse requests without an API key even while no key exists.
     pub require_auth: bool,
+    /// Web origins (`https://dash.example`) whose pages may call the grid;
+    /// requests carrying any other `Origin` header are refused.
+    pub allowed_origins: Vec<String>,
+    /// Largest new-session request (`POST /session` body, `/cdp` query), in
+    /// bytes: capabilities are small, and a request is held while it waits.
+    pub max_new_session_bytes: usize,
+    /// How long records of ended sessions are kept.
+    pub retention: Duration,
+    /// How long one command may take at the driver before the session ends.
+    pub command_timeout: Duration,
+    /// How long a client may take to send a request's headers.
+    pub header_read_timeout: Duration,
+    /// Client connections served at once; more wait to be accepted.
+    pub max_connections: usize,
+    /// Websockets (CDP, BiDi) one session may have open at once.
+    pub max_websockets_per_session: usize,
 }
 
 impl GridConfig {
@@ -45,7 +61,7 @@ impl GridConfig {
             max_queue: 1000,
             queue_timeout: Duration::from_secs(300),
             idle_timeout: Duration::from_secs(300),
-            session_timeout: None,
+            session_timeout: Some(DEFAULT_SESSION_TIMEOUT),
             max_body_bytes: 64 * 1024 * 1024,
             new_session_timeout: Duration::from_secs(60),
             headless: true,
@@ -54,6 +70,33 @@ impl GridConfig {
             data_dir,
             launch_allowances: LaunchAllowances::default(),
             require_auth: false,
+            allowed_origins: Vec::new(),
+            max_new_session_bytes: DEFAULT_MAX_NEW_SESSION_BYTES,
+            retention: DEFAULT_RETENTION,
+            command_timeout: Duration::from_secs(300),
+            header_read_timeout: DEFAULT_HEADER_READ_TIMEOUT,
+            max_connections: DEFAULT_MAX_CONNECTIONS,
+            max_websockets_per_session: 16,
+        }
+    }
+
+    /// The limits of the HTTP server of this grid.
+    pub fn serve_limits(&self) -> crate::ServeLimits {
+        crate::ServeLimits {
+            header_read_timeout: self.header_read_timeout,
+            max_connections: self.max_connections,
         }
     }
 }
+
+/// The default maximum session duration: a session nobody ends (a client
+/// that keeps a stuck session busy) gives its slot back within the hour.
+pub const DEFAULT_SESSION_TIMEOUT: Duration = Duration::from_secs(3600);
+/// The default largest new-session request: capabilities with room to spare.
+pub const DEFAULT_MAX_NEW_SESSION_BYTES: usize = 1024 * 1024;
+/// The default time records of ended sessions are kept.
+pub const DEFAULT_RETENTION: Duration = Duration::from_secs(30 * 24 * 3600);
+/// The default time a client may take to send a request's headers.
+pub const DEFAULT_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+/// The default number of client connections served at once.
+pub const DEFAULT_MAX_CONNECTIONS: usize = 1024;

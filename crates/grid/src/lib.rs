@@ -33,8 +33,11 @@ pub use routes::router;
 pub use session::{Session, SessionKind};
 pub use tunnel::Target;
 
+use axum::http::Request;
+use hyper::body::Incoming;
 use std::future::Future;
 use std::sync::Arc;
+use std::time::Duration;
 use tokio::net::TcpListener;
 
 /// Serves the grid on `listener` until `shutdown` resolves, then ends every
@@ -45,12 +48,38 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let app = router(manager.clone());
-    serve_app(listener, app, async move {
-        shutdown.await;
-        tracing::info!("shutting down: ending sessions");
-        manager.shutdown().await;
-    })
+    let limits = manager.config.serve_limits();
+    serve_app_with(
+        listener,
+        app,
+        async move {
+            shutdown.await;
+            tracing::info!("shutting down: ending sessions");
+            manager.shutdown().await;
+        },
+        limits,
+    )
     .await
+}
+
+/// Limits of the HTTP server, which keep slow or numerous clients from
+/// exhausting it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ServeLimits {
+    /// How long a client may take to send a request's headers (a connection
+    /// that dribbles them, or idles between keep-alive requests, is closed).
+    pub header_read_timeout: Duration,
+    /// Client connections served at once; further ones wait to be accepted.
+    pub max_connections: usize,
+}
+
+impl Default for ServeLimits {
+    fn default() -> Self {
+        ServeLimits {
+            header_read_timeout: config::DEFAULT_HEADER_READ_TIMEOUT,
+            max_connections: config::DEFAULT_MAX_CONNECTIONS,
+        }
+    }
 }
 
 /// Serves `app` on `listener` until `stop` has run to its end (it winds the
@@ -60,20 +89,31 @@ pub async fn serve_app(
     app: axum::Router,
     stop: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    use axum::serve::ListenerExt;
-    let listener = listener.tap_io(|tcp| tune_tcp(tcp));
-    serve_on(listener, app, stop).await
+    serve_app_with(listener, app, stop, ServeLimits::default()).await
 }
 
-/// Like [`serve_app`], but over TLS with `tls` (a node serving `https://`).
+/// [`serve_app`] within `limits`.
+pub async fn serve_app_with(
+    listener: TcpListener,
+    app: axum::Router,
+    stop: impl Future<Output = ()> + Send + 'static,
+    limits: ServeLimits,
+) -> std::io::Result<()> {
+    use axum::serve::ListenerExt;
+    let listener = listener.tap_io(|tcp| tune_tcp(tcp));
+    serve_on(listener, app, stop, limits).await
+}
+
+/// Like [`serve_app_with`], but over TLS with `tls` (a node serving `https://`).
 pub async fn serve_app_tls(
     listener: TcpListener,
     tls: Arc<rustls::ServerConfig>,
     app: axum::Router,
     stop: impl Future<Output = ()> + Send + 'static,
+    limits: ServeLimits,
 ) -> std::io::Result<()> {
     let listener = tls::TlsListener::new(listener, tls, tune_tcp)?;
-    serve_on(listener, app, stop).await
+    serve_on(listener, app, stop, limits).await
 }
 
 /// Socket options of every accepted connection.
@@ -89,14 +129,19 @@ fn tune_tcp(tcp: &tokio::net::TcpStream) {
     let _ = socket2::SockRef::from(tcp).set_tcp_keepalive(&keepalive);
 }
 
+/// Serves connections from `listener` until `stop` has run.
+///
+/// Connections are driven here rather than by `axum::serve`, which gives
+/// hyper no timer: without one, a header read timeout never fires and a
+/// client that sends a byte now and then holds its connection for ever.
 async fn serve_on<L>(
-    listener: L,
+    mut listener: L,
     app: axum::Router,
     stop: impl Future<Output = ()> + Send + 'static,
+    limits: ServeLimits,
 ) -> std::io::Result<()>
 where
     L: axum::serve::Listener,
-    L::Addr: std::fmt::Debug,
 {
     let (stopped_tx, stopped_rx) = tokio::sync::watch::channel(false);
     tokio::spawn(async move {
@@ -109,13 +154,54 @@ where
             let _ = rx.wait_for(|s| *s).await;
         }
     };
-    let server = axum::serve(listener, app).with_graceful_shutdown(stopped());
-    // Sessions are gone by now; in-flight requests only get a short grace period.
-    tokio::select! {
-        r = server => r,
-        _ = async {
-            stopped().await;
-            tokio::time::sleep(timing::SERVE_GRACE).await;
-        } => Ok(()),
+    // Connections still open after the grace period are dropped with it.
+    let (abort_tx, abort_rx) = tokio::sync::watch::channel(false);
+    let mut http = hyper::server::conn::http1::Builder::new();
+    http.timer(hyper_util::rt::TokioTimer::new())
+        .header_read_timeout(limits.header_read_timeout)
+        .keep_alive(true);
+    let permits = Arc::new(tokio::sync::Semaphore::new(limits.max_connections.max(1)));
+    let connections = tokio_util::task::TaskTracker::new();
+    loop {
+        // Over the cap, new clients wait in the kernel's backlog, not here.
+        let permit = tokio::select! {
+            p = permits.clone().acquire_owned() => match p {
+                Ok(p) => p,
+                Err(_) => break,
+            },
+            _ = stopped() => break,
+        };
+        // The listener waits out failed accepts itself (a client that gave
+        // up, running out of file descriptors).
+        let io = tokio::select! {
+            (io, _) = listener.accept() => io,
+            _ = stopped() => break,
+        };
+        let router = app.clone();
+        let service = hyper::service::service_fn(move |req: Request<Incoming>| {
+            tower_service::Service::call(&mut router.clone(), req.map(axum::body::Body::new))
+        });
+        let conn = http
+            .serve_connection(hyper_util::rt::TokioIo::new(io), service)
+            .with_upgrades();
+        let stop = stopped();
+        let mut abort = abort_rx.clone();
+        connections.spawn(async move {
+            let _permit = permit;
+            tokio::pin!(conn);
+            tokio::select! {
+                _ = conn.as_mut() => return,
+                _ = stop => conn.as_mut().graceful_shutdown(),
+            }
+            tokio::select! {
+                _ = conn => {}
+                _ = abort.wait_for(|a| *a) => {}
+            }
+        });
     }
+    connections.close();
+    // Sessions are gone by now; in-flight requests only get a short grace period.
+    let _ = tokio::time::timeout(timing::SERVE_GRACE, connections.wait()).await;
+    let _ = abort_tx.send(true);
+    Ok(())
 }

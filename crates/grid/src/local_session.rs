@@ -71,8 +71,20 @@ impl Drop for TunnelBusy {
     }
 }
 
+/// One of a session's websockets, counted under the grid's cap while it lives.
+struct WebSocketPlace(Arc<Session>);
+
+impl Drop for WebSocketPlace {
+    fn drop(&mut self) {
+        self.0.websocket_closed();
+    }
+}
+
 /// Tunnels a websocket for a session; an open tunnel of a WebDriver session
-/// keeps the session from idling.
+/// keeps the session from idling. A session has at most
+/// `--max-websockets-per-session` open at once: each holds a connection to
+/// the browser, and a client (or a page) opening them in a loop would
+/// otherwise exhaust the grid's and the browser's file descriptors.
 async fn open_tunnel(
     m: &Arc<Manager>,
     session: Arc<Session>,
@@ -84,11 +96,24 @@ async fn open_tunnel(
             "this endpoint needs a websocket upgrade (Upgrade: websocket)",
         ));
     }
+    let cap = m.config.max_websockets_per_session;
+    if !session.websocket_opening(cap) {
+        return http::error(&GridError::new(
+            ErrorCode::UnknownError,
+            Origin::Client,
+            format!(
+                "session {} already has {cap} websockets open, the grid's limit \
+                 (--max-websockets-per-session); close one first",
+                session.id
+            ),
+        ));
+    }
+    let place = WebSocketPlace(session.clone());
     let s = session.clone();
     // A CDP-only session (reached through a hub) is its tunnel: as with `/cdp`,
     // only traffic keeps it from idling, not the open connection.
     let busy = (!session.is_cdp_only()).then(|| TunnelBusy::new(session.clone()));
-    let resp = tunnel::open(&m.tasks, req, &target, busy, move || s.touch()).await;
+    let resp = tunnel::open(&m.tasks, req, &target, (busy, place), move || s.touch()).await;
     if resp.status() != StatusCode::SWITCHING_PROTOCOLS {
         m.end_if_browser_gone(&session, EndReason::DriverCrashed)
             .await;

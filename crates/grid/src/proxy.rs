@@ -129,7 +129,10 @@ pub async fn forward(
     session.command_started();
     let result = {
         let _in_flight = InFlight(&session);
-        m.client.request(upstream).await
+        tokio::time::timeout(m.config.command_timeout, m.client.request(upstream)).await
+    };
+    let Ok(result) = result else {
+        return command_timed_out(m, session).await;
     };
     match result {
         Ok(resp) => {
@@ -184,6 +187,30 @@ pub async fn forward(
             ))
         }
     }
+}
+
+/// A command got no answer within `--command-timeout`: the browser is stuck
+/// (a script that never returns, a hung renderer), so the session ends as
+/// `command_timeout` rather than hold its slot, and the client is told.
+async fn command_timed_out(m: &Arc<Manager>, session: Arc<Session>) -> Response<Body> {
+    let limit = m.config.command_timeout;
+    tracing::warn!(session = %session.id, ?limit, "command timed out; ending the session");
+    let (me, id) = (m.clone(), session.id.clone());
+    // Ended before the answer, so the client's next command learns why; in a
+    // task of its own, so a client that leaves cannot stop it half-way.
+    let _ = m
+        .tasks
+        .spawn(async move { me.end(&id, EndReason::CommandTimeout).await })
+        .await;
+    http::error(&GridError::new(
+        ErrorCode::Timeout,
+        Origin::Driver,
+        format!(
+            "the driver did not answer within the grid's command timeout of {limit:?} \
+             (--command-timeout); session {} has ended (command_timeout)",
+            session.id
+        ),
+    ))
 }
 
 /// `DELETE /session/{id}`: asks the driver to quit, then ends the session

@@ -13,6 +13,7 @@ use axum::extract::{RawQuery, State};
 use axum::http::{header, Method, Request, Response, StatusCode};
 use axum::routing::{any, get, post};
 use axum::Router;
+use gridiron_domain::cross_site::{check_json_content_type, check_origin};
 use gridiron_domain::public_url::RequestAddress;
 use gridiron_domain::EndReason;
 use gridiron_domain::{ErrorCode, GridError, Origin};
@@ -44,6 +45,10 @@ pub fn router(backend: Arc<dyn Backend>) -> Router {
         .merge(cdp)
         .nest("/wd/hub", w3c)
         .fallback(unknown_command)
+        .layer(axum::middleware::from_fn_with_state(
+            backend.clone(),
+            refuse_cross_site,
+        ))
         .with_state(backend)
         .layer(axum::middleware::from_fn_with_state(
             keyring,
@@ -99,6 +104,36 @@ fn status_for(mut value: serde_json::Value, caller: &Caller) -> serde_json::Valu
     value
 }
 
+/// Refuses requests that web pages made: a browser sends `Origin` with every
+/// cross-site request and websocket, and WebDriver, Puppeteer and Playwright
+/// clients send none. Unless the operator allowed the origin, such a request
+/// never reaches a route (a page in a grid session must not start sessions,
+/// or tunnel into other sessions' browsers).
+async fn refuse_cross_site(
+    State(b): State<Role>,
+    req: Request<Body>,
+    next: axum::middleware::Next,
+) -> Response<Body> {
+    let origin = req
+        .headers()
+        .get(header::ORIGIN)
+        .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned());
+    let host = req
+        .headers()
+        .get(header::HOST)
+        .and_then(|v| v.to_str().ok());
+    if let Err(refusal) = check_origin(origin.as_deref(), host, &b.front().allowed_origins) {
+        tracing::warn!(
+            origin = %refusal.origin,
+            path = %req.uri().path(),
+            "refused a cross-site request"
+        );
+        let e = GridError::new(ErrorCode::UnknownError, Origin::Client, refusal.message());
+        return http::json(StatusCode::FORBIDDEN, &e.to_json());
+    }
+    next.run(req).await
+}
+
 async fn status(State(b): State<Role>, req: Request<Body>) -> Response<Body> {
     let host = req
         .headers()
@@ -132,10 +167,29 @@ async fn new_session(
 ) -> Result<Response<Body>, GridErrorResponse> {
     let front = b.front();
     let who = caller(&req);
-    let (parts, body) = proxy::read_body(req, front.max_body_bytes).await?;
+    let content_type = req
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned());
+    check_json_content_type(content_type.as_deref())?;
+    let (parts, body) = proxy::read_body(req, front.max_new_session_bytes)
+        .await
+        .map_err(|e| new_session_too_large(e, front.max_new_session_bytes))?;
     let base = request_base(front.public_url.as_deref(), &parts);
     let value = b.new_session(body, base, who).await?;
     Ok(http::json(StatusCode::OK, &value))
+}
+
+/// Names the new-session limit (not the command one) in a too-large error.
+fn new_session_too_large(e: GridError, limit: usize) -> GridError {
+    if e == proxy::body_too_large(limit) {
+        GridError::invalid_argument(format!(
+            "new session request body is larger than the grid's limit of {limit} bytes \
+             (--max-new-session-bytes, at most --max-body-bytes)"
+        ))
+    } else {
+        e
+    }
 }
 
 /// Splits `/[wd/hub/]session/{id}[/rest]` into the id and the raw rest (with its `/`).
@@ -221,6 +275,13 @@ async fn cdp_session(
     }
     let query = query.unwrap_or_default();
     let who = caller(&req);
+    let limit = b.front().max_new_session_bytes;
+    if query.len() > limit {
+        return http::error(&GridError::invalid_argument(format!(
+            "the /cdp query is larger than the grid's limit of {limit} bytes for new-session \
+             requests (--max-new-session-bytes, at most --max-body-bytes)"
+        )));
+    }
     let request = match parse_cdp_query(&query) {
         Ok(r) => r,
         Err(e) => return http::error(&e),

@@ -52,6 +52,8 @@ pub struct Session {
     commands_running: AtomicUsize,
     /// Commands proxied so far.
     commands: AtomicU64,
+    /// Websockets (CDP, BiDi) open right now, held under the grid's cap.
+    websockets: AtomicUsize,
     /// DevTools HTTP base of the browser, for CDP tunnels.
     pub cdp_http: Option<String>,
     /// The driver's BiDi websocket, for BiDi tunnels.
@@ -121,6 +123,7 @@ impl Session {
             in_flight: AtomicUsize::new(0),
             commands_running: AtomicUsize::new(0),
             commands: AtomicU64::new(0),
+            websockets: AtomicUsize::new(0),
             process: process.clone(),
             state: Mutex::new(SessionState::Running),
             resources: Mutex::new(Some((process, permit))),
@@ -164,6 +167,21 @@ impl Session {
     /// browser went away (a closed last window is a quit, not a crash).
     pub fn command_running(&self) -> bool {
         self.commands_running.load(Ordering::Relaxed) > 0
+    }
+
+    /// Counts a websocket opening, unless `cap` are open already (`false`).
+    /// Each `true` is matched by one [`Session::websocket_closed`].
+    pub fn websocket_opening(&self, cap: usize) -> bool {
+        self.websockets
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < cap).then_some(n + 1)
+            })
+            .is_ok()
+    }
+
+    /// A websocket counted by [`Session::websocket_opening`] closed.
+    pub fn websocket_closed(&self) {
+        self.websockets.fetch_sub(1, Ordering::AcqRel);
     }
 
     /// Commands so far.

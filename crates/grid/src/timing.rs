@@ -73,3 +73,7 @@ pub const STORE_RETRY_FOR: Duration = Duration::from_secs(10);
 pub const STORE_RETRY_FIRST: Duration = Duration::from_millis(50);
 /// See [`STORE_RETRY_FOR`].
 pub const STORE_RETRY_MAX: Duration = Duration::from_secs(1);
+/// How long the server waits before accepting again after an accept failed
+/// for a reason other than the client (out of file descriptors).
+/// How often records of sessions ended longer ago than `--retention` are deleted.
+pub const PRUNE_EVERY: Duration = Duration::from_secs(3600);

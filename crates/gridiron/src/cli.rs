@@ -176,6 +176,44 @@ pub struct StandaloneArgs {
     #[arg(long, env = "GRIDIRON_REQUIRE_AUTH", num_args = 0..=1, default_missing_value = "true")]
     #[serde(alias = "require_auth")]
     pub require_auth: Option<bool>,
+    /// A web origin (`https://dash.example`, or `*` for any) whose pages may
+    /// call the grid (repeatable); requests with any other `Origin` header
+    /// are refused [default: none].
+    #[arg(
+        long = "allowed-origin",
+        env = "GRIDIRON_ALLOWED_ORIGINS",
+        value_delimiter = ','
+    )]
+    #[serde(
+        alias = "allowed_origin",
+        alias = "allowed-origins",
+        alias = "allowed_origins"
+    )]
+    pub allowed_origin: Option<Vec<String>>,
+    /// Largest new-session request (`POST /session` body, `/cdp` query), in bytes [default: 1048576].
+    #[arg(long, env = "GRIDIRON_MAX_NEW_SESSION_BYTES")]
+    #[serde(alias = "max_new_session_bytes")]
+    pub max_new_session_bytes: Option<usize>,
+    /// Seconds records of ended sessions are kept [default: 2592000, 30 days].
+    #[arg(long, env = "GRIDIRON_RETENTION")]
+    pub retention: Option<f64>,
+    /// Seconds one command may take at the driver; a slower one is answered
+    /// `timeout` and ends the session (`command_timeout`) [default: 300].
+    #[arg(long, env = "GRIDIRON_COMMAND_TIMEOUT")]
+    #[serde(alias = "command_timeout")]
+    pub command_timeout: Option<f64>,
+    /// Seconds a client may take to send a request's headers [default: 10].
+    #[arg(long, env = "GRIDIRON_HEADER_READ_TIMEOUT")]
+    #[serde(alias = "header_read_timeout")]
+    pub header_read_timeout: Option<f64>,
+    /// Client connections served at once; more wait to be accepted [default: 1024].
+    #[arg(long, env = "GRIDIRON_MAX_CONNECTIONS")]
+    #[serde(alias = "max_connections")]
+    pub max_connections: Option<usize>,
+    /// Websockets (CDP, BiDi) one session may have open at once [default: 16].
+    #[arg(long, env = "GRIDIRON_MAX_WEBSOCKETS_PER_SESSION")]
+    #[serde(alias = "max_websockets_per_session")]
+    pub max_websockets_per_session: Option<usize>,
 }
 
 impl StandaloneArgs {
@@ -203,6 +241,15 @@ impl StandaloneArgs {
             allow_binary: or_list(self.allow_binary, file.allow_binary),
             allow_arg: or_list(self.allow_arg, file.allow_arg),
             require_auth: self.require_auth.or(file.require_auth),
+            allowed_origin: self.allowed_origin.or(file.allowed_origin),
+            max_new_session_bytes: self.max_new_session_bytes.or(file.max_new_session_bytes),
+            retention: self.retention.or(file.retention),
+            command_timeout: self.command_timeout.or(file.command_timeout),
+            header_read_timeout: self.header_read_timeout.or(file.header_read_timeout),
+            max_connections: self.max_connections.or(file.max_connections),
+            max_websockets_per_session: self
+                .max_websockets_per_session
+                .or(file.max_websockets_per_session),
         }
     }
 }
@@ -254,8 +301,8 @@ pub(crate) fn resolve(args: StandaloneArgs) -> Result<Standalone, String> {
         }
         None => args,
     };
-    let addr = listen_addr(args.host, args.port.unwrap_or(4444))?;
-    let data_dir = args.data_dir.unwrap_or_else(default_data_dir);
+    let addr = listen_addr(args.host.clone(), args.port.unwrap_or(4444))?;
+    let data_dir = args.data_dir.clone().unwrap_or_else(default_data_dir);
     std::fs::create_dir_all(&data_dir)
         .map_err(|e| format!("cannot create data dir {}: {e}", data_dir.display()))?;
     let data_dir = data_dir
@@ -293,6 +340,7 @@ pub(crate) fn resolve(args: StandaloneArgs) -> Result<Standalone, String> {
     }
     grid.headless = !args.headful.unwrap_or(false);
     grid.prewarm = !args.no_prewarm.unwrap_or(false);
+    resolve_bounds(&mut grid, &args)?;
     grid.public_url = public_url(args.public_url)?;
     grid.launch_allowances = LaunchAllowances::new(args.allow_binary, args.allow_arg)?;
     grid.require_auth = args.require_auth.unwrap_or(false);
@@ -310,6 +358,72 @@ pub(crate) fn resolve(args: StandaloneArgs) -> Result<Standalone, String> {
         json_logs,
         isolation,
     })
+}
+
+/// The request, time and connection bounds of `args` (defaults where unset).
+fn resolve_bounds(grid: &mut GridConfig, args: &StandaloneArgs) -> Result<(), String> {
+    if let Some(origins) = &args.allowed_origin {
+        grid.allowed_origins = allowed_origins(origins)?;
+    }
+    grid.max_new_session_bytes = at_least_one(
+        "max-new-session-bytes",
+        args.max_new_session_bytes,
+        grid.max_new_session_bytes,
+    )?;
+    grid.retention = seconds("retention", args.retention, grid.retention)?;
+    grid.command_timeout = seconds(
+        "command-timeout",
+        args.command_timeout,
+        grid.command_timeout,
+    )?;
+    grid.header_read_timeout = seconds(
+        "header-read-timeout",
+        args.header_read_timeout,
+        grid.header_read_timeout,
+    )?;
+    grid.max_connections = at_least_one(
+        "max-connections",
+        args.max_connections,
+        grid.max_connections,
+    )?;
+    grid.max_websockets_per_session = at_least_one(
+        "max-websockets-per-session",
+        args.max_websockets_per_session,
+        grid.max_websockets_per_session,
+    )?;
+    Ok(())
+}
+
+/// A count option that must be at least 1.
+pub(crate) fn at_least_one(name: &str, v: Option<usize>, default: usize) -> Result<usize, String> {
+    match v {
+        None => Ok(default),
+        Some(0) => Err(format!("--{name} must be at least 1")),
+        Some(n) => Ok(n),
+    }
+}
+
+/// `--allowed-origin` values: `*`, or `scheme://host[:port]` as browsers send them.
+pub(crate) fn allowed_origins(origins: &[String]) -> Result<Vec<String>, String> {
+    origins
+        .iter()
+        .map(|o| o.trim())
+        .filter(|o| !o.is_empty())
+        .map(|o| {
+            let origin_like = o == "*"
+                || o == "null"
+                || ((o.starts_with("http://") || o.starts_with("https://"))
+                    && !o.trim_end_matches('/').contains(['?', '#'])
+                    && o.trim_end_matches('/').matches('/').count() == 2);
+            if origin_like {
+                Ok(o.to_string())
+            } else {
+                Err(format!(
+                    "--allowed-origin must be an origin like https://dash.example:8443 (no path) or *, got {o}"
+                ))
+            }
+        })
+        .collect()
 }
 
 /// `--public-url`, checked to be an http(s) URL.
@@ -571,6 +685,46 @@ mod tests {
     }
 
     #[test]
+    fn bounds_have_defaults_and_come_from_the_file() {
+        let dir = std::env::temp_dir().join(format!("gridiron-cli-bounds-{}", std::process::id()));
+        let defaults = resolve(StandaloneArgs {
+            data_dir: Some(dir.clone()),
+            ..Default::default()
+        })
+        .unwrap()
+        .grid;
+        assert_eq!(defaults.session_timeout, Some(Duration::from_secs(3600)));
+        assert_eq!(defaults.max_new_session_bytes, 1024 * 1024);
+        assert_eq!(defaults.max_body_bytes, 64 * 1024 * 1024);
+        assert_eq!(defaults.retention, Duration::from_secs(30 * 24 * 3600));
+        assert_eq!(defaults.command_timeout, Duration::from_secs(300));
+        assert_eq!(defaults.header_read_timeout, Duration::from_secs(10));
+        assert_eq!(defaults.max_connections, 1024);
+        assert_eq!(defaults.max_websockets_per_session, 16);
+        assert!(defaults.allowed_origins.is_empty());
+        let file: StandaloneArgs = toml::from_str(
+            "allowed-origin = [\"https://dash.example\"]\nmax-new-session-bytes = 2048\n\
+             retention = 60\ncommand-timeout = 5\nheader_read_timeout = 2\n\
+             max-connections = 8\nmax-websockets-per-session = 2",
+        )
+        .unwrap();
+        let flags = StandaloneArgs {
+            data_dir: Some(dir.clone()),
+            max_connections: Some(9),
+            ..Default::default()
+        };
+        let g = resolve(flags.or(file)).unwrap().grid;
+        assert_eq!(g.allowed_origins, ["https://dash.example"]);
+        assert_eq!(g.max_new_session_bytes, 2048);
+        assert_eq!(g.retention, Duration::from_secs(60));
+        assert_eq!(g.command_timeout, Duration::from_secs(5));
+        assert_eq!(g.header_read_timeout, Duration::from_secs(2));
+        assert_eq!(g.max_connections, 9, "the flag wins");
+        assert_eq!(g.max_websockets_per_session, 2);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
     fn unknown_file_keys_are_rejected() {
         assert!(toml::from_str::<StandaloneArgs>("prot = 1").is_err());
     }
@@ -599,6 +753,20 @@ mod tests {
         assert_eq!(ok.addr.port(), 4444);
         assert_eq!(ok.isolation.uid_base, 200_000);
         assert!(ok.isolation.pass_env.is_empty());
+        assert!(resolve(args(|a| a.max_connections = Some(0))).is_err());
+        assert!(resolve(args(|a| a.max_websockets_per_session = Some(0))).is_err());
+        assert!(resolve(args(|a| a.max_new_session_bytes = Some(0))).is_err());
+        assert!(resolve(args(|a| a.command_timeout = Some(0.0))).is_err());
+        assert!(resolve(args(|a| a.header_read_timeout = Some(-1.0))).is_err());
+        assert!(resolve(args(|a| a.retention = Some(f64::NAN))).is_err());
+        assert!(resolve(args(
+            |a| a.allowed_origin = Some(vec!["evil.example".into()])
+        ))
+        .is_err());
+        assert!(resolve(args(|a| {
+            a.allowed_origin = Some(vec!["https://dash.example/path".into()])
+        }))
+        .is_err());
         let _ = std::fs::remove_dir_all(&dir);
     }
 }

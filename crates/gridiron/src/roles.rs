@@ -143,6 +143,23 @@ pub struct HubArgs {
     /// system's roots (nodes whose certificates a private CA signed).
     #[arg(long, env = "GRIDIRON_NODE_CA_FILE")]
     pub node_ca_file: Option<std::path::PathBuf>,
+    /// A web origin (`https://dash.example`, or `*`) whose pages may call the
+    /// grid (repeatable); requests with any other `Origin` header are refused.
+    #[arg(
+        long = "allowed-origin",
+        env = "GRIDIRON_ALLOWED_ORIGINS",
+        value_delimiter = ','
+    )]
+    pub allowed_origin: Vec<String>,
+    /// Largest new-session request (`POST /session` body, `/cdp` query), in bytes.
+    #[arg(long, env = "GRIDIRON_MAX_NEW_SESSION_BYTES", default_value_t = 1024 * 1024)]
+    pub max_new_session_bytes: usize,
+    /// Seconds a client may take to send a request's headers.
+    #[arg(long, env = "GRIDIRON_HEADER_READ_TIMEOUT", default_value_t = 10.0)]
+    pub header_read_timeout: f64,
+    /// Client connections served at once; more wait to be accepted.
+    #[arg(long, env = "GRIDIRON_MAX_CONNECTIONS", default_value_t = 1024)]
+    pub max_connections: usize,
 }
 
 /// Options of `gridiron node`: those of `standalone` (its slots, timeouts,
@@ -283,6 +300,24 @@ pub fn run_hub(args: HubArgs) -> Result<(), String> {
         )?,
         require_auth: args.require_auth,
         node_ca_file: args.node_ca_file.clone(),
+        allowed_origins: crate::cli::allowed_origins(&args.allowed_origin)?,
+        max_new_session_bytes: crate::cli::at_least_one(
+            "max-new-session-bytes",
+            Some(args.max_new_session_bytes),
+            0,
+        )?,
+    };
+    let limits = gridiron_grid::ServeLimits {
+        header_read_timeout: seconds(
+            "header-read-timeout",
+            Some(args.header_read_timeout),
+            Duration::ZERO,
+        )?,
+        max_connections: crate::cli::at_least_one(
+            "max-connections",
+            Some(args.max_connections),
+            0,
+        )?,
     };
     runtime()?.block_on(async move {
         let cluster = args.store.connect().await?;
@@ -293,12 +328,13 @@ pub fn run_hub(args: HubArgs) -> Result<(), String> {
         let hub = Hub::start(cluster, cfg).await?;
         tracing::info!(%addr, store = %args.store.shown(), "gridiron hub listening");
         let app = hub.clone().router();
-        gridiron_grid::serve_app(listener, app, async move {
+        let stop = async move {
             shutdown_signal().await;
             hub.leave().await;
-        })
-        .await
-        .map_err(|e| e.to_string())
+        };
+        gridiron_grid::serve_app_with(listener, app, stop, limits)
+            .await
+            .map_err(|e| e.to_string())
     })?;
     tracing::info!("stopped");
     Ok(())
@@ -388,6 +424,7 @@ pub fn run_node(mut args: NodeArgs) -> Result<(), String> {
         };
         tracing::info!(addr = %s.addr, node = agent.id(), "gridiron node listening");
         let app = node_router(manager.clone(), secret);
+        let limits = manager.config.serve_limits();
         let stop = async move {
             use tokio::signal::unix::{signal, SignalKind};
             let mut term = signal(SignalKind::terminate()).ok();
@@ -416,8 +453,8 @@ pub fn run_node(mut args: NodeArgs) -> Result<(), String> {
             agent.leave().await;
         };
         match tls {
-            Some(tls) => gridiron_grid::serve_app_tls(listener, tls, app, stop).await,
-            None => gridiron_grid::serve_app(listener, app, stop).await,
+            Some(tls) => gridiron_grid::serve_app_tls(listener, tls, app, stop, limits).await,
+            None => gridiron_grid::serve_app_with(listener, app, stop, limits).await,
         }
         .map_err(|e| e.to_string())
     })?;

@@ -237,7 +237,7 @@ fn sigterm_ends_sessions_and_leaves_nothing() {
 
 #[test]
 fn errors_have_the_w3c_shape() {
-    let grid = Grid::start(&["--max-sessions", "1", "--max-body-bytes", "1024"]);
+    let grid = Grid::start(&["--max-sessions", "1", "--max-new-session-bytes", "1024"]);
     let check = |(status, body): (u16, String), want_status: u16, want_error: &str| {
         assert_eq!(status, want_status, "{body}");
         let v: Value = serde_json::from_str(&body).unwrap_or_else(|e| panic!("{e}: {body}"));

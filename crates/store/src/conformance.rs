@@ -25,6 +25,7 @@ pub async fn run_all(store: &dyn Store) {
     unfinished_records_are_closed(store).await;
     sessions_end_elsewhere_once(store).await;
     keys_are_created_listed_and_revoked(store).await;
+    old_ended_records_are_pruned(store).await;
 }
 
 async fn lifecycle_is_recorded(s: &dyn Store) {
@@ -169,6 +170,9 @@ async fn keys_are_created_listed_and_revoked(s: &dyn Store) {
     anonymous.owner = None;
     s.insert(anonymous, false).await.unwrap();
     assert_eq!(s.get("anonymous").await.unwrap().unwrap().owner, None);
+    s.mark_ended("anonymous", EndReason::Quit, 50_100, 0)
+        .await
+        .unwrap();
 
     assert!(s.keys().await.unwrap().is_empty());
     assert!(s.create_key(api_key("zed", Role::User)).await.unwrap());
@@ -187,4 +191,46 @@ async fn keys_are_created_listed_and_revoked(s: &dyn Store) {
     assert_eq!(s.keys().await.unwrap().len(), 1);
     assert!(s.revoke_key("admin").await.unwrap());
     assert!(s.keys().await.unwrap().is_empty());
+}
+
+async fn old_ended_records_are_pruned(s: &dyn Store) {
+    s.insert(new("old", 50_000), false).await.unwrap();
+    s.mark_ended("old", EndReason::Quit, 50_100, 1)
+        .await
+        .unwrap();
+    s.insert(new("recent", 50_000), false).await.unwrap();
+    s.mark_ended("recent", EndReason::Quit, 60_000, 1)
+        .await
+        .unwrap();
+    // Still running, however old: only ended records go.
+    s.insert(new("ancient-running", 10), false).await.unwrap();
+    s.mark_running("ancient-running", json!({}), 11)
+        .await
+        .unwrap();
+    let pruned = s.prune(55_000).await.unwrap();
+    // Every record ended before 55_000 by the checks above goes too.
+    assert!(pruned >= 1, "pruned {pruned}");
+    assert_eq!(s.get("old").await.unwrap(), None);
+    assert!(s.get("recent").await.unwrap().is_some());
+    assert!(s.get("ancient-running").await.unwrap().is_some());
+    assert!(s
+        .unfinished_ids()
+        .await
+        .unwrap()
+        .contains(&"ancient-running".to_string()));
+    let listed: Vec<String> = s
+        .list(1_000)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| r.id)
+        .collect();
+    assert!(!listed.contains(&"old".to_string()), "{listed:?}");
+    assert!(
+        listed
+            .iter()
+            .all(|id| id == "recent" || id == "ancient-running"),
+        "{listed:?}"
+    );
+    assert_eq!(s.prune(55_000).await.unwrap(), 0, "nothing left to prune");
 }

@@ -157,6 +157,10 @@ pub trait Store: Send + Sync + 'static {
     async fn end_elsewhere(&self, id: &str, reason: EndReason, ended_at: i64) -> StoreResult<bool>;
     /// Ids of sessions not yet ended, in no particular order.
     async fn unfinished_ids(&self) -> StoreResult<Vec<String>>;
+    /// Deletes the records of sessions that ended before `older_than` (Unix
+    /// ms), so the store does not grow without bound (`--retention`); records
+    /// not yet ended are kept whatever their age. Returns how many went.
+    async fn prune(&self, older_than: i64) -> StoreResult<usize>;
 
     /// Adds an API key; `false` (and nothing changes) if one with its name exists.
     async fn create_key(&self, key: ApiKey) -> StoreResult<bool>;

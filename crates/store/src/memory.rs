@@ -135,6 +135,15 @@ impl Store for MemoryStore {
         Ok(self.update(id, |r| end(r, reason, ended_at, None)))
     }
 
+    async fn prune(&self, older_than: i64) -> StoreResult<usize> {
+        let mut g = self.lock();
+        let before = g.1.len();
+        g.1.retain(|_, (_, r)| {
+            !(r.state == "ended" && r.ended_at.unwrap_or(r.created_at) < older_than)
+        });
+        Ok(before - g.1.len())
+    }
+
     async fn unfinished_ids(&self) -> StoreResult<Vec<String>> {
         let g = self.lock();
         Ok(g.1

@@ -13,6 +13,9 @@ use redis::{AsyncCommands, Script};
 use serde_json::Value;
 use std::collections::HashMap;
 
+/// How many records one round trip of [`Store::prune`] looks at.
+const PRUNE_BATCH: usize = 500;
+
 /// Session records in Redis.
 #[derive(Clone)]
 pub struct RedisStore {
@@ -309,6 +312,45 @@ impl Store for RedisStore {
 
     async fn end_elsewhere(&self, id: &str, reason: EndReason, ended_at: i64) -> StoreResult<bool> {
         self.end("end_elsewhere", id, reason, ended_at, None).await
+    }
+
+    async fn prune(&self, older_than: i64) -> StoreResult<usize> {
+        // A session ends after it was created, so every record to delete is
+        // among those created before the cutoff: the index finds them.
+        let mut conn = self.conn.clone();
+        let ids: Vec<String> = conn
+            .zrangebyscore(self.index(), "-inf", format!("({older_than}"))
+            .await
+            .map_err(err("prune"))?;
+        let mut pruned = 0;
+        for chunk in ids.chunks(PRUNE_BATCH) {
+            let mut check = redis::pipe();
+            for id in chunk {
+                check
+                    .cmd("HMGET")
+                    .arg(self.key(id))
+                    .arg(&["state", "ended_at", "created_at"]);
+            }
+            let fields: Vec<(Option<String>, Option<i64>, Option<i64>)> =
+                check.query_async(&mut conn).await.map_err(err("prune"))?;
+            let mut delete = redis::pipe();
+            let mut deleting = false;
+            for (id, (state, ended_at, created_at)) in chunk.iter().zip(fields) {
+                let ended = state.as_deref() == Some("ended");
+                let at = ended_at.or(created_at).unwrap_or(i64::MAX);
+                // A record gone from its hash (deleted elsewhere) leaves only its index entry.
+                if state.is_none() || (ended && at < older_than) {
+                    delete.del(self.key(id)).ignore();
+                    delete.zrem(self.index(), id).ignore();
+                    pruned += usize::from(state.is_some());
+                    deleting = true;
+                }
+            }
+            if deleting {
+                let () = delete.query_async(&mut conn).await.map_err(err("prune"))?;
+            }
+        }
+        Ok(pruned)
     }
 
     async fn unfinished_ids(&self) -> StoreResult<Vec<String>> {

@@ -276,6 +276,16 @@ impl Store for SqliteStore {
         .await
     }
 
+    async fn prune(&self, older_than: i64) -> StoreResult<usize> {
+        self.run("prune", move |c| {
+            c.execute(
+                "DELETE FROM sessions WHERE state = 'ended' AND COALESCE(ended_at, created_at) < ?1",
+                params![older_than],
+            )
+        })
+        .await
+    }
+
     async fn unfinished_ids(&self) -> StoreResult<Vec<String>> {
         self.run("unfinished_ids", |c| {
             let mut stmt = c.prepare("SELECT id FROM sessions WHERE state != 'ended'")?;
@@ -344,7 +354,9 @@ mod tests {
             crate::conformance::run_all(&s).await;
         }
         let s = SqliteStore::open(&path).unwrap();
-        let r = s.get("life").await.unwrap().unwrap();
+        // The last check pruned the older records; this one was kept.
+        let r = s.get("recent").await.unwrap().unwrap();
         assert_eq!(r.end_reason, Some(EndReason::Quit));
+        assert_eq!(r.ended_at, Some(60_000));
     }
 }

@@ -573,6 +573,8 @@ async fn only_hubs(
     if let Err(why) = checked {
         return refused(&why);
     }
+    // The hub judged the client's Origin against its own --allowed-origin.
+    parts.headers.remove(axum::http::header::ORIGIN);
     // Only a hub may say why it ends a session; the header stops here.
     let reason = parts.headers.get(END_REASON_HEADER).cloned();
     for h in hub_only_headers() {

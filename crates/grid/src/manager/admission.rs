@@ -6,7 +6,9 @@ use crate::auth::Caller;
 use crate::session::Session;
 use crate::slots::NoSlot;
 use bytes::Bytes;
-use gridiron_domain::capabilities::{parse_new_session, select};
+use gridiron_domain::capabilities::{
+    for_record, parse_new_session, select, RECORDED_CAPABILITIES_LIMIT,
+};
 use gridiron_domain::cdp::CdpRequest;
 use gridiron_domain::launch_policy::{check_request, check_switches};
 use gridiron_domain::queue::Refusal;
@@ -37,6 +39,7 @@ impl Manager {
         public_base: String,
         caller: &Caller,
     ) -> Result<Value, GridError> {
+        // Parsed once; the request owns what it needs from here on.
         let body: Value = serde_json::from_slice(&body)
             .map_err(|e| GridError::invalid_argument(format!("malformed JSON body: {e}")))?;
         let request = parse_new_session(&body)?;
@@ -45,13 +48,13 @@ impl Manager {
         check_request(&request, &self.config.launch_allowances)?;
         let selection = select(&request, &self.catalog)?;
         let options = GridOptions::from_capabilities(&selection.merged)?;
-        let requested = body.get("capabilities").cloned().unwrap_or(body);
+        let requested = for_record(requested_capabilities(body), RECORDED_CAPABILITIES_LIMIT);
         let mut waiting = QueuedRequest {
             m: self.clone(),
             browser: self.catalog[selection.stereotype]
                 .kind
                 .driver_browser_name(),
-            requested: requested.clone(),
+            requested,
             options: options.to_json(),
             since: now_ms(),
             queued: false,
@@ -81,6 +84,7 @@ impl Manager {
         };
         // Starting runs in its own task so a client that leaves mid-start
         // cannot cancel it half-way; the task tears down what it cannot hand over.
+        let requested = std::mem::take(&mut waiting.requested);
         let (tx, rx) = oneshot::channel();
         let me = self.clone();
         let asked = super::launch::Asked {
@@ -168,6 +172,18 @@ fn slot_group(caller: &Caller) -> (&str, Option<usize>) {
         caller.key.as_deref().unwrap_or(""),
         caller.max_sessions.map(|m| m as usize),
     )
+}
+
+/// The capabilities of a new-session body, taken out of it (the whole body if
+/// it has none), for the session's record.
+pub(crate) fn requested_capabilities(body: Value) -> Value {
+    match body {
+        Value::Object(mut m) => match m.remove("capabilities") {
+            Some(c) => c,
+            None => Value::Object(m),
+        },
+        other => other,
+    }
 }
 
 /// The error for a start whose task ended without an answer (it panicked).

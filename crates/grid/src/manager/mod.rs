@@ -18,6 +18,7 @@ mod status;
 #[cfg(test)]
 mod tests;
 
+pub(crate) use admission::requested_capabilities;
 pub use shutdown::{recover, recover_processes};
 // The hub reaches its nodes with the same client.
 pub(crate) use crate::driver_client::{driver_client, DriverClient};
@@ -118,6 +119,8 @@ impl Manager {
         });
         m.tasks
             .spawn_until_stopped(reaper::watch_timeouts(Arc::downgrade(&m)));
+        m.tasks
+            .spawn_until_stopped(reaper::prune_records(Arc::downgrade(&m)));
         m
     }
 
@@ -220,9 +223,12 @@ impl Manager {
 
     /// The effective timeouts of a session with these options.
     fn timeouts(&self, options: &GridOptions) -> Timeouts {
-        Timeouts {
-            idle: options.idle_timeout.unwrap_or(self.config.idle_timeout),
-            max_duration: options.session_timeout.or(self.config.session_timeout),
-        }
+        // A client may shorten its session's timeouts, never extend them.
+        Timeouts::capped(
+            options.idle_timeout,
+            options.session_timeout,
+            self.config.idle_timeout,
+            self.config.session_timeout,
+        )
     }
 }

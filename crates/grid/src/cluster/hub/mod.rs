@@ -54,6 +54,10 @@ pub struct HubConfig {
     /// PEM CA certificates trusted for `https://` nodes, besides the
     /// system's roots (for nodes with certificates of a private CA).
     pub node_ca_file: Option<std::path::PathBuf>,
+    /// Origins whose web pages may call the grid; others are refused.
+    pub allowed_origins: Vec<String>,
+    /// Largest new-session request (`POST /session` body, `/cdp` query), in bytes.
+    pub max_new_session_bytes: usize,
 }
 
 /// A hub: stateless apart from caches; any number may run side by side.
@@ -207,6 +211,9 @@ impl Backend for Hub {
         FrontConfig {
             max_body_bytes: self.cfg.max_body_bytes,
             public_url: self.cfg.public_url.clone(),
+            allowed_origins: self.cfg.allowed_origins.clone(),
+            // The largest body of all bounds new sessions too.
+            max_new_session_bytes: self.cfg.max_new_session_bytes.min(self.cfg.max_body_bytes),
         }
     }
 

@@ -5,7 +5,9 @@
 use super::{store_down, Hub};
 use crate::auth::Caller;
 use crate::cluster::{decode_answer, CDP_KEY};
-use gridiron_domain::capabilities::{parse_new_session, select};
+use gridiron_domain::capabilities::{
+    for_record, parse_new_session, select, RECORDED_CAPABILITIES_LIMIT,
+};
 use gridiron_domain::cdp::CdpRequest;
 use gridiron_domain::launch_policy::{check_request, check_switches};
 use gridiron_domain::pool::{apply_defaults, node_accepts};
@@ -26,7 +28,7 @@ impl Hub {
         public_base: String,
         caller: &Caller,
     ) -> Result<Value, GridError> {
-        let request = parse_new_session(&body)?;
+        let mut request = parse_new_session(&body)?;
         let allow = &self.cfg.launch_allowances;
         // Refused at once, before the store or any node sees it.
         check_request(&request, allow)?;
@@ -51,14 +53,20 @@ impl Hub {
             check_switches(&format!("pool {name}'s args"), &pool.args, allow)?;
             apply_defaults(&mut body, &pool);
             pool_max = pool.max_concurrency.unwrap_or(0);
+            // The pool's defaults are part of the request now.
+            request = parse_new_session(&body)?;
+            check_request(&request, allow)?;
         }
-        let request = parse_new_session(&body)?;
-        check_request(&request, allow)?;
         self.check_satisfiable(Wanted::WebDriver(&request)).await?;
-        let requested = body.get("capabilities").cloned().unwrap_or(Value::Null);
+        // The queue carries the body as text; the record keeps its capabilities.
+        let text = body.to_string();
+        let requested = for_record(
+            crate::manager::requested_capabilities(body),
+            RECORDED_CAPABILITIES_LIMIT,
+        );
         let queued = QueuedRequest {
             id: uuid::Uuid::new_v4().simple().to_string(),
-            body: body.to_string(),
+            body: text,
             pool: options.pool.clone(),
             pool_max,
             hub: self.cfg.id.clone(),

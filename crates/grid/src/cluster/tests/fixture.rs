@@ -180,6 +180,8 @@ impl Grid {
             launch_allowances: Default::default(),
             require_auth: false,
             node_ca_file: None,
+            allowed_origins: Vec::new(),
+            max_new_session_bytes: 1024 * 1024,
         };
         tune(&mut cfg);
         let process = Process::start(&id);
@@ -234,6 +236,7 @@ impl Grid {
                         tls,
                         app,
                         std::future::pending(),
+                        crate::ServeLimits::default(),
                     )),
                     None => tokio::spawn(crate::serve_app(listener, app, std::future::pending())),
                 };

@@ -33,6 +33,8 @@ fn configs_never_show_the_cluster_secret() {
         node_ca_file: None,
         launch_allowances: Default::default(),
         require_auth: false,
+        allowed_origins: Vec::new(),
+        max_new_session_bytes: 1024,
     };
     let shown = format!("{cfg:?} {cfg:#?}");
     assert!(!shown.contains("a-very-secret-value"), "{shown}");
