@@ -4,6 +4,7 @@
 
 mod hub;
 mod node;
+mod node_gate;
 pub mod signing;
 
 pub use hub::{Hub, HubConfig};
@@ -11,7 +12,8 @@ pub use hub::{Hub, HubConfig};
 /// The header in which a hub tells a node why it ends a session (a CDP
 /// client's tunnel closing is a quit, a client that left is `client_gone`).
 pub const END_REASON_HEADER: &str = "x-gridiron-end-reason";
-pub use node::{node_router, NodeAgent, NodeConfig};
+pub use node::{NodeAgent, NodeConfig};
+pub use node_gate::node_router;
 
 use gridiron_domain::{ErrorCode, GridError, Origin};
 use serde_json::{json, Value};
