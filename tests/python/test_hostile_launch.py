@@ -228,3 +228,28 @@ def test_malformed_and_alternative_shapes_are_refused(make_grid):
     ]:
         _assert_refused(http_request(g.port, "POST", "/session", body=body, timeout=30), item)
     assert g.processes() == []
+
+
+def test_firefox_addons_come_with_the_request_not_from_the_host(make_grid):
+    """geckodriver's add-on install command takes a path on the grid's host:
+    the grid refuses it, while an add-on sent in the request passes through."""
+    g = make_grid(max_sessions=1)
+    d = g.remote(browser_name="firefox")
+    try:
+        path = os.path.join(tempfile.gettempdir(), f"gridiron-hostile-{uuid.uuid4().hex}.xpi")
+        with open(path, "wb") as f:
+            f.write(b"PK\x05\x06" + b"\x00" * 18)
+        try:
+            resp = http_request(g.port, "POST", f"/session/{d.session_id}/moz/addon/install",
+                                body={"path": path, "temporary": True})
+        finally:
+            os.unlink(path)
+        _assert_refused(resp, "path")
+        # The add-on itself may come with the request: it reaches geckodriver,
+        # which judges it (this one is an empty archive, so it refuses it).
+        resp = http_request(g.port, "POST", f"/session/{d.session_id}/moz/addon/install",
+                            body={"addon": "UEsFBgAAAAAAAAAAAAAAAAAAAAAAAA==", "temporary": True})
+        assert b"launch policy" not in resp.body, resp
+        assert d.title is not None  # the session is still usable
+    finally:
+        d.quit()

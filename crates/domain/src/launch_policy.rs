@@ -110,6 +110,24 @@ pub fn check_switches(
     args.iter().try_for_each(|a| check_arg(what, a, allow))
 }
 
+/// Checks the body of geckodriver's add-on install command
+/// (`POST /session/{id}/moz/addon/install`): the add-on itself may come with
+/// the request (`addon`, base64), but never a `path` on the grid's host.
+pub fn check_addon_install(body: &[u8]) -> Result<(), GridError> {
+    let v: Value = serde_json::from_slice(body)
+        .map_err(|e| GridError::invalid_argument(format!("malformed JSON body: {e}")))?;
+    let names_path = v
+        .as_object()
+        .is_some_and(|o| o.keys().any(|k| k.trim().eq_ignore_ascii_case("path")));
+    if names_path {
+        return Err(GridError::invalid_argument(
+            "launch policy refuses path in moz/addon/install: an add-on is loaded from a file \
+             on the grid's host; send the add-on itself as base64 in `addon`",
+        ));
+    }
+    Ok(())
+}
+
 fn check_vendor_options(
     key: &str,
     opts: &Map<String, Value>,

@@ -50,21 +50,33 @@ pub enum NotRunning {
     /// No record of it.
     Unknown,
     /// It ended, for this reason.
-    Ended(EndReason),
+    Ended(EndReason, Owner),
     /// A record says it started, but nothing runs it (its node is gone).
-    Stranded,
+    Stranded(Owner),
 }
 
+/// The API key a session belongs to (`None`: made without a key).
+pub type Owner = Option<String>;
+
 impl NotRunning {
+    /// Whose session it was, if the store knows it.
+    pub fn owner(&self) -> Option<&str> {
+        match self {
+            NotRunning::Ended(_, owner) | NotRunning::Stranded(owner) => owner.as_deref(),
+            NotRunning::Unknown => None,
+        }
+    }
+
     /// What the store's record of `id` says.
     pub async fn of(store: &dyn Store, id: &str) -> Result<Self, gridiron_store::StoreError> {
         Ok(match store.get(id).await? {
             None => NotRunning::Unknown,
             Some(SessionRecord {
                 end_reason: Some(reason),
+                owner,
                 ..
-            }) => NotRunning::Ended(reason),
-            Some(_) => NotRunning::Stranded,
+            }) => NotRunning::Ended(reason, owner),
+            Some(rec) => NotRunning::Stranded(rec.owner),
         })
     }
 
@@ -72,7 +84,7 @@ impl NotRunning {
     /// an end is a session being started or ended right now, not a stranded one.
     pub fn local(self) -> Self {
         match self {
-            NotRunning::Stranded => NotRunning::Unknown,
+            NotRunning::Stranded(_) => NotRunning::Unknown,
             other => other,
         }
     }
@@ -81,8 +93,8 @@ impl NotRunning {
     pub fn error(&self, id: &str) -> GridError {
         GridError::invalid_session(match self {
             NotRunning::Unknown => format!("no such session: {id}"),
-            NotRunning::Ended(reason) => format!("session {id} has ended ({})", reason.as_str()),
-            NotRunning::Stranded => format!("session {id} is not running on any node"),
+            NotRunning::Ended(reason, _) => format!("session {id} has ended ({})", reason.as_str()),
+            NotRunning::Stranded(_) => format!("session {id} is not running on any node"),
         })
     }
 }

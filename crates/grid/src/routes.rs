@@ -72,7 +72,9 @@ pub(crate) async fn locate_for(b: &Role, id: &str, caller: &Caller) -> Result<Lo
     let owner = match &located {
         Located::Local { session, .. } => session.owner.as_deref(),
         Located::Remote(remote) => remote.owner(),
-        Located::NotRunning(_) => return Ok(located),
+        // Someone else's ended session is no business of this caller's:
+        // not even that it existed.
+        Located::NotRunning(why) => why.owner(),
     };
     if caller.may_use(owner) {
         Ok(located)
@@ -226,7 +228,7 @@ async fn session_command(State(b): State<Role>, mut req: Request<Body>) -> Respo
         Ok(Located::NotRunning(why)) => {
             if rest.is_empty()
                 && req.method() == Method::DELETE
-                && matches!(why, crate::backend::NotRunning::Ended(_))
+                && matches!(why, crate::backend::NotRunning::Ended(..))
             {
                 // Deleting a session that already ended (its browser closed with its last
                 // window, or it timed out) is what the client wanted anyway.

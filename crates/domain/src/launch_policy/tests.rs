@@ -418,3 +418,14 @@ proptest! {
         prop_assert!(e.is_err(), "{args:?} passed as CDP switches");
     }
 }
+
+#[test]
+fn addons_come_with_the_request_not_from_the_host() {
+    let refused =
+        check_addon_install(br#"{"path": "/tmp/evil.xpi", "temporary": true}"#).unwrap_err();
+    assert_eq!(refused.code, ErrorCode::InvalidArgument);
+    assert!(refused.message.contains("path"), "{}", refused.message);
+    assert!(check_addon_install(br#"{" PATH ": "/x"}"#).is_err());
+    assert!(check_addon_install(b"not json").is_err());
+    assert!(check_addon_install(br#"{"addon": "UEsDBA==", "temporary": true}"#).is_ok());
+}

@@ -212,6 +212,12 @@ pub(crate) fn seconds(name: &str, v: Option<f64>, default: Duration) -> Result<D
 }
 
 pub(crate) fn default_data_dir() -> PathBuf {
+    // As root, sessions run under user ids of their own, which must reach their
+    // directories under the data dir: root's home is closed to them.
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    if unsafe { libc::geteuid() } == 0 {
+        return PathBuf::from("/var/lib/gridiron");
+    }
     std::env::var_os("XDG_DATA_HOME")
         .map(PathBuf::from)
         .or_else(|| std::env::var_os("HOME").map(|h| Path::new(&h).join(".local/share")))

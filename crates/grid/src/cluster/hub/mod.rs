@@ -264,7 +264,7 @@ impl Backend for Hub {
             // Just after the store came back (perhaps empty), nodes are still
             // announcing their sessions again: a missing route may only be
             // late. Wait for it rather than tell a client its session is gone.
-            if matches!(why, NotRunning::Ended(_)) || self.store_settled() {
+            if matches!(why, NotRunning::Ended(..)) || self.store_settled() {
                 return Ok(Located::NotRunning(why));
             }
             tokio::time::sleep(crate::timing::ROUTE_RECHECK).await;
