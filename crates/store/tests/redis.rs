@@ -249,6 +249,7 @@ mod cluster_state {
             public_base: String::new(),
             created_at: 1,
             owner: String::new(),
+            key_max: 0,
         };
         c.enqueue(&request("ok"), 10).await.unwrap();
         c.enqueue(&request("broken"), 10).await.unwrap();

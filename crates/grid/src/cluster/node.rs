@@ -50,6 +50,10 @@ enum Job {
     Cdp(gridiron_domain::cdp::CdpRequest),
 }
 
+/// What a running session holds in the store: the request it was started
+/// for, its pool, and the API key whose session limit it counts against.
+type SessionPlaces = (String, Option<String>, Option<String>);
+
 /// A node's membership in the grid.
 pub struct NodeAgent {
     cfg: NodeConfig,
@@ -58,7 +62,7 @@ pub struct NodeAgent {
     /// Requests claimed whose start has not finished.
     starting: AtomicUsize,
     /// Running sessions: id -> (request id, pool).
-    sessions: Mutex<HashMap<String, (String, Option<String>)>>,
+    sessions: Mutex<HashMap<String, SessionPlaces>>,
     draining: AtomicBool,
     /// Set when the node is about to stop: it claims nothing more.
     stopping: AtomicBool,
@@ -131,7 +135,7 @@ impl NodeAgent {
         }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, (String, Option<String>)>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, SessionPlaces>> {
         self.sessions.lock().unwrap_or_else(|e| e.into_inner())
     }
 
@@ -142,7 +146,7 @@ impl NodeAgent {
             tokio::select! {
                 m = work.recv() => if m.is_none() { return },
                 _ = self.wake.notified() => {}
-                // Notices missed while the store was away, and pool places freed elsewhere.
+                // Notices missed while the store was away, and pool or key places freed elsewhere.
                 _ = tokio::time::sleep(timing::QUEUE_RECHECK) => {}
             }
             if !self.takes_work() {
@@ -184,7 +188,7 @@ impl NodeAgent {
                             .spawn(self.clone().run(w.clone(), job, epoch));
                     }
                     // Still waiting, so it keeps its place in the next page.
-                    Claim::PoolFull => skipped += 1,
+                    Claim::PoolFull | Claim::KeyFull => skipped += 1,
                     Claim::Gone => {}
                 }
             }
@@ -250,11 +254,17 @@ impl NodeAgent {
             .and_then(|v| v["value"]["sessionId"].as_str())
             .map(str::to_string);
         if let Some(sid) = &sid {
+            let key = (w.key_max > 0).then(|| w.owner.clone());
             self.lock()
-                .insert(sid.clone(), (w.id.clone(), w.pool.clone()));
+                .insert(sid.clone(), (w.id.clone(), w.pool.clone(), key.clone()));
             let routed = retry("add_session", || {
-                self.cluster
-                    .add_session(&self.cfg.id, sid, &w.id, w.pool.as_deref())
+                self.cluster.add_session(
+                    &self.cfg.id,
+                    sid,
+                    &w.id,
+                    w.pool.as_deref(),
+                    key.as_deref(),
+                )
             })
             .await;
             if routed.is_err() {
@@ -387,12 +397,12 @@ impl NodeAgent {
                         .lock()
                         .iter()
                         .filter(|(s, _)| self.m.session(s).is_some())
-                        .map(|(s, (r, p))| (s.clone(), r.clone(), p.clone()))
+                        .map(|(s, places)| (s.clone(), places.clone()))
                         .collect();
-                    for (sid, rid, pool) in sessions {
+                    for (sid, (rid, pool, key)) in sessions {
                         let _ = self
                             .cluster
-                            .add_session(&self.cfg.id, &sid, &rid, pool.as_deref())
+                            .add_session(&self.cfg.id, &sid, &rid, pool.as_deref(), key.as_deref())
                             .await;
                     }
                 }
