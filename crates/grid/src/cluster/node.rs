@@ -20,7 +20,7 @@ use gridiron_domain::{BrowserKind, EndReason, ErrorCode, GridError, GridOptions,
 use gridiron_store::cluster::{Beat, Claim, Completion, NodeInfo, Waiting};
 use gridiron_store::{now_ms, Cluster};
 use serde_json::{json, Value};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -169,12 +169,24 @@ impl NodeAgent {
     async fn fill(self: &Arc<Self>) -> Result<(), gridiron_store::StoreError> {
         const PAGE: usize = 64;
         let mut offset = 0;
+        // Pools and keys found full in this pass: their further requests
+        // are passed over without asking the store again (a place freed
+        // meanwhile is seen at the next pass).
+        let mut full_pools = HashSet::new();
+        let mut full_keys = HashSet::new();
         while self.free() > 0 && self.takes_work() {
             let page = self.cluster.waiting(offset, PAGE).await?;
             let mut skipped = 0;
             for w in &page {
                 if self.free() == 0 || !self.takes_work() {
                     return Ok(());
+                }
+                let pool_full =
+                    w.pool_max > 0 && w.pool.as_ref().is_some_and(|p| full_pools.contains(p));
+                let key_full = w.key_max > 0 && full_keys.contains(&w.owner);
+                if pool_full || key_full {
+                    skipped += 1;
+                    continue;
                 }
                 let Some(job) = self.job(w) else {
                     skipped += 1;
@@ -188,7 +200,14 @@ impl NodeAgent {
                             .spawn(self.clone().run(w.clone(), job, epoch));
                     }
                     // Still waiting, so it keeps its place in the next page.
-                    Claim::PoolFull | Claim::KeyFull => skipped += 1,
+                    Claim::PoolFull => {
+                        full_pools.extend(w.pool.clone());
+                        skipped += 1;
+                    }
+                    Claim::KeyFull => {
+                        full_keys.insert(w.owner.clone());
+                        skipped += 1;
+                    }
                     Claim::Gone => {}
                 }
             }
