@@ -164,8 +164,9 @@ impl NodeAgent {
             .saturating_sub(self.starting.load(Ordering::SeqCst))
     }
 
-    /// Claims the oldest waiting requests this node can serve while it has
-    /// free slots, reading the queue a page at a time past what it cannot run.
+    /// Claims the first waiting requests (in the queue's order: oldest first
+    /// per API key, keys taking turns) this node can serve while it has free
+    /// slots, reading the queue a page at a time past what it cannot run.
     async fn fill(self: &Arc<Self>) -> Result<(), gridiron_store::StoreError> {
         const PAGE: usize = 64;
         let mut offset = 0;
