@@ -88,6 +88,9 @@ pub enum Event {
         standing: Standing,
         /// Whether the request's pool already runs as many sessions as it may.
         pool_full: bool,
+        /// Whether the API key that asked for it already runs as many
+        /// sessions as it may.
+        key_full: bool,
     },
     /// A node hands over its answer.
     Complete {
@@ -128,6 +131,8 @@ pub enum Refusal {
     NodeLost,
     /// A claim while the request's pool is full.
     PoolFull,
+    /// A claim while the request's API key runs as many sessions as it may.
+    KeyFull,
     /// A completion (or requeue) by a node, or registration, that does not
     /// hold the request: the claim was taken back. The node must end the
     /// session it started.
@@ -161,6 +166,7 @@ pub fn step(state: Option<&Phase>, event: &Event) -> Result<Phase, Refusal> {
             },
             _,
         ) => Err(Refusal::PoolFull),
+        (Event::Claim { key_full: true, .. }, _) => Err(Refusal::KeyFull),
         (Event::Claim { by, .. }, _) => Ok(Claimed(by.clone())),
 
         (Event::Complete { by, hub_alive }, Claimed(h)) if h == by => Ok(if *hub_alive {
@@ -225,6 +231,7 @@ mod tests {
             by,
             standing,
             pool_full,
+            key_full: false,
         }
     }
 
@@ -302,6 +309,22 @@ mod tests {
                 [
                     miss(),
                     Err(PoolFull),
+                    Err(NotWaiting),
+                    Err(NotWaiting),
+                    Err(NotWaiting),
+                    Err(NotWaiting),
+                ],
+            ),
+            (
+                Event::Claim {
+                    by: me(),
+                    standing: Standing::Active,
+                    pool_full: false,
+                    key_full: true,
+                },
+                [
+                    miss(),
+                    Err(KeyFull),
                     Err(NotWaiting),
                     Err(NotWaiting),
                     Err(NotWaiting),

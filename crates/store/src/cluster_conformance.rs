@@ -30,6 +30,10 @@ pub async fn run_all(f: &dyn Fixture) {
     the_queue_is_fifo_bounded_and_claimed_once(f).await;
     cancelling_depends_on_where_the_request_is(f).await;
     pools_cap_concurrency_until_sessions_end(f).await;
+    keys_cap_concurrency_until_sessions_end(f).await;
+    a_cancelled_request_gives_its_key_place_back(f).await;
+    a_reclaimed_node_gives_its_key_places_back(f).await;
+    keys_take_turns_in_the_queue(f).await;
     silent_nodes_are_reclaimed_and_cannot_come_back(f).await;
     requests_of_silent_hubs_are_dropped(f).await;
     a_stale_node_cannot_free_the_place_of_a_request_requeued_elsewhere(f).await;
@@ -76,6 +80,7 @@ fn request(id: &str, pool: Option<&str>, pool_max: u32) -> QueuedRequest {
         public_base: "http://grid".into(),
         created_at: 1,
         owner: format!("owner-of-{id}"),
+        key_max: 0,
     }
 }
 
@@ -222,7 +227,9 @@ async fn pools_cap_concurrency_until_sessions_end(f: &dyn Fixture) {
         c.complete(&w[0], "n1", e1, "ok", true).await.unwrap(),
         Completion::Delivered
     );
-    c.add_session("n1", "s1", "p1", Some("web")).await.unwrap();
+    c.add_session("n1", "s1", "p1", Some("web"), None)
+        .await
+        .unwrap();
     assert_eq!(c.pools().await.unwrap(), vec![(pool, 1)]);
     assert_eq!(c.claim(&w[1], "n2").await.unwrap(), Claim::PoolFull);
     assert_eq!(c.route("s1").await.unwrap().as_deref(), Some("n1"));
@@ -239,6 +246,177 @@ async fn pools_cap_concurrency_until_sessions_end(f: &dyn Fixture) {
     assert!(!c.delete_pool("web").await.unwrap());
 }
 
+/// A request of API key `owner`, which may run `max` sessions at once.
+fn keyed(id: &str, owner: &str, max: u32) -> QueuedRequest {
+    QueuedRequest {
+        owner: owner.into(),
+        key_max: max,
+        ..request(id, None, 0)
+    }
+}
+
+/// The ids waiting, in claim order.
+async fn waiting_ids(c: &Arc<dyn Cluster>) -> Vec<String> {
+    let w = c.waiting(0, 100).await.unwrap();
+    w.into_iter().map(|w| w.id).collect()
+}
+
+async fn keys_cap_concurrency_until_sessions_end(f: &dyn Fixture) {
+    let c = with_hub(f, "keys").await;
+    c.enqueue(&keyed("k1", "alice", 1), 10).await.unwrap();
+    c.enqueue(&keyed("k2", "alice", 1), 10).await.unwrap();
+    c.enqueue(&keyed("o1", "bob", 1), 10).await.unwrap();
+    let w = c.waiting(0, 10).await.unwrap();
+    let by_id = |id: &str| w.iter().find(|w| w.id == id).unwrap().clone();
+    let (k1, k2, o1) = (by_id("k1"), by_id("k2"), by_id("o1"));
+    assert_eq!((k1.owner.as_str(), k1.key_max), ("alice", 1));
+    let e1 = claimed(c.claim(&k1, "n1").await.unwrap());
+    // alice runs as many as she may; bob is not held back by her.
+    assert_eq!(c.claim(&k2, "n2").await.unwrap(), Claim::KeyFull);
+    claimed(c.claim(&o1, "n2").await.unwrap());
+    assert_eq!(
+        waiting_ids(&c).await,
+        ["k2"],
+        "a refused claim leaves it waiting"
+    );
+    assert_eq!(
+        c.complete(&k1, "n1", e1, "ok", true).await.unwrap(),
+        Completion::Delivered
+    );
+    c.add_session("n1", "s1", "k1", None, Some("alice"))
+        .await
+        .unwrap();
+    // Announcing the session again (after a store restart, say) takes no second place.
+    c.add_session("n1", "s1", "k1", None, Some("alice"))
+        .await
+        .unwrap();
+    assert_eq!(c.claim(&k2, "n2").await.unwrap(), Claim::KeyFull);
+    c.remove_session("n1", "s1").await.unwrap();
+    let e2 = claimed(c.claim(&k2, "n2").await.unwrap());
+    // A failed start frees the place at once.
+    c.complete(&k2, "n2", e2, "error", false).await.unwrap();
+    c.enqueue(&keyed("k3", "alice", 1), 10).await.unwrap();
+    let k3 = c.waiting(0, 1).await.unwrap().pop().unwrap();
+    claimed(c.claim(&k3, "n1").await.unwrap());
+    // Without a limit, a key is never refused.
+    for i in 0..3 {
+        c.enqueue(&keyed(&format!("u{i}"), "carol", 0), 10)
+            .await
+            .unwrap();
+    }
+    for w in c.waiting(0, 10).await.unwrap() {
+        claimed(c.claim(&w, "n3").await.unwrap());
+    }
+}
+
+async fn a_cancelled_request_gives_its_key_place_back(f: &dyn Fixture) {
+    let c = with_hub(f, "keys-cancel").await;
+    c.enqueue(&keyed("a", "alice", 1), 10).await.unwrap();
+    c.enqueue(&keyed("b", "alice", 1), 10).await.unwrap();
+    c.enqueue(&keyed("c", "alice", 1), 10).await.unwrap();
+    let w = c.waiting(0, 10).await.unwrap();
+    // A waiting request holds no place: cancelling it changes nothing else.
+    assert_eq!(
+        c.cancel("c", "queue_timeout", false).await.unwrap(),
+        Cancelled::Removed
+    );
+    // Cancelled while a node starts it: the node's report frees the place,
+    // whether the session started (and is ended) or not.
+    let e = claimed(c.claim(&w[0], "n1").await.unwrap());
+    assert_eq!(c.claim(&w[1], "n1").await.unwrap(), Claim::KeyFull);
+    assert_eq!(
+        c.cancel("a", "client_gone", false).await.unwrap(),
+        Cancelled::WhileStarting
+    );
+    c.add_session("n1", "sa", "a", None, Some("alice"))
+        .await
+        .unwrap();
+    assert_eq!(
+        c.complete(&w[0], "n1", e, "ok", true).await.unwrap(),
+        Completion::Gone
+    );
+    assert_eq!(c.claim(&w[1], "n1").await.unwrap(), Claim::KeyFull);
+    c.remove_session("n1", "sa").await.unwrap();
+    let e = claimed(c.claim(&w[1], "n1").await.unwrap());
+    assert_eq!(
+        c.cancel("b", "client_gone", false).await.unwrap(),
+        Cancelled::WhileStarting
+    );
+    assert_eq!(
+        c.complete(&w[1], "n1", e, "error", false).await.unwrap(),
+        Completion::Gone
+    );
+    c.enqueue(&keyed("d", "alice", 1), 10).await.unwrap();
+    let d = c.waiting(0, 1).await.unwrap().pop().unwrap();
+    claimed(c.claim(&d, "n1").await.unwrap());
+}
+
+async fn a_reclaimed_node_gives_its_key_places_back(f: &dyn Fixture) {
+    let name = "keys-reclaim";
+    let c = with_hub(f, name).await;
+    c.register_node(&node("n1"), LONG).await.unwrap();
+    c.register_node(&node("n2"), LONG).await.unwrap();
+    for id in ["a", "b", "c"] {
+        c.enqueue(&keyed(id, "alice", 2), 10).await.unwrap();
+    }
+    let w = c.waiting(0, 10).await.unwrap();
+    // n1 runs "a" and is starting "b".
+    let e = claimed(c.claim(&w[0], "n1").await.unwrap());
+    c.add_session("n1", "sa", "a", None, Some("alice"))
+        .await
+        .unwrap();
+    c.complete(&w[0], "n1", e, "ok", true).await.unwrap();
+    claimed(c.claim(&w[1], "n1").await.unwrap());
+    assert_eq!(c.claim(&w[2], "n2").await.unwrap(), Claim::KeyFull);
+    f.silence_node(name, "n1").await;
+    assert_eq!(
+        c.reclaim_node("n1").await.unwrap(),
+        Some(vec!["sa".to_string()])
+    );
+    // Both places are free: "b" (back in the queue) and "c" start on n2.
+    assert_eq!(waiting_ids(&c).await, ["b", "c"]);
+    claimed(c.claim(&w[1], "n2").await.unwrap());
+    claimed(c.claim(&w[2], "n2").await.unwrap());
+    // A node that leaves cleanly frees its places too.
+    c.enqueue(&keyed("d", "alice", 2), 10).await.unwrap();
+    let d = c.waiting(0, 1).await.unwrap().pop().unwrap();
+    assert_eq!(c.claim(&d, "n3").await.unwrap(), Claim::KeyFull);
+    c.remove_node("n2").await.unwrap();
+    claimed(c.claim(&d, "n3").await.unwrap());
+}
+
+async fn keys_take_turns_in_the_queue(f: &dyn Fixture) {
+    let c = with_hub(f, "keys-fair").await;
+    for i in 0..5 {
+        c.enqueue(&keyed(&format!("a{i}"), "alice", 0), 100)
+            .await
+            .unwrap();
+    }
+    c.enqueue(&keyed("b0", "bob", 0), 100).await.unwrap();
+    c.enqueue(&keyed("b1", "bob", 0), 100).await.unwrap();
+    c.enqueue(&keyed("c0", "carol", 0), 100).await.unwrap();
+    // One request per key per round, each key in its own order, each round
+    // in order of arrival.
+    assert_eq!(
+        waiting_ids(&c).await,
+        ["a0", "b0", "c0", "a1", "b1", "a2", "a3", "a4"]
+    );
+    // Claiming moves the current round on: a key that comes later (or
+    // comes back) starts there, not behind everything alice queued, nor
+    // ahead of what was queued in the current round before it.
+    for _ in 0..4 {
+        let w = c.waiting(0, 1).await.unwrap().pop().unwrap();
+        claimed(c.claim(&w, "n1").await.unwrap());
+    }
+    assert_eq!(waiting_ids(&c).await, ["b1", "a2", "a3", "a4"]);
+    c.enqueue(&keyed("c1", "carol", 0), 100).await.unwrap();
+    c.enqueue(&keyed("d0", "dave", 0), 100).await.unwrap();
+    assert_eq!(waiting_ids(&c).await, ["b1", "c1", "d0", "a2", "a3", "a4"]);
+    // Re-enqueueing an id replaces it, as its key's newest request.
+    c.enqueue(&keyed("b1", "bob", 0), 100).await.unwrap();
+    assert_eq!(waiting_ids(&c).await, ["c1", "d0", "a2", "b1", "a3", "a4"]);
+}
+
 async fn silent_nodes_are_reclaimed_and_cannot_come_back(f: &dyn Fixture) {
     let c = with_hub(f, "nodes").await;
     c.register_node(&node("n1"), LONG).await.unwrap();
@@ -249,7 +427,7 @@ async fn silent_nodes_are_reclaimed_and_cannot_come_back(f: &dyn Fixture) {
     claimed(c.claim(&w[0], "n1").await.unwrap());
     let e = claimed(c.claim(&w[1], "n1").await.unwrap());
     c.complete(&w[1], "n1", e, "ok", true).await.unwrap();
-    c.add_session("n1", "s1", "r2", None).await.unwrap();
+    c.add_session("n1", "s1", "r2", None, None).await.unwrap();
     assert_eq!(c.reclaim_node("n1").await.unwrap(), None, "still alive");
     assert_eq!(
         c.heartbeat("n1", 1, LONG).await.unwrap(),
@@ -300,7 +478,7 @@ async fn silent_nodes_are_reclaimed_and_cannot_come_back(f: &dyn Fixture) {
     let r3 = c.waiting(0, 10).await.unwrap().pop().unwrap();
     assert_eq!(r3.id, "r3");
     claimed(c.claim(&r3, "n3").await.unwrap());
-    c.add_session("n3", "s3", "r9", None).await.unwrap();
+    c.add_session("n3", "s3", "r9", None, None).await.unwrap();
     c.remove_node("n3").await.unwrap();
     assert!(c.nodes().await.unwrap().is_empty());
     assert_eq!(c.route("s3").await.unwrap(), None);
@@ -386,6 +564,7 @@ async fn a_stale_node_cannot_free_the_place_of_a_request_requeued_elsewhere(f: &
         public_base: String::new(),
         created_at: 1,
         owner: String::new(),
+        key_max: 0,
     };
     c.enqueue(&r, 10).await.unwrap();
     let w = c.waiting(0, 1).await.unwrap().pop().unwrap();
@@ -413,7 +592,9 @@ async fn a_stale_node_cannot_free_the_place_of_a_request_requeued_elsewhere(f: &
         c.complete(&w, "fresh", fresh, "ok", true).await.unwrap(),
         Completion::Delivered
     );
-    c.add_session("fresh", "s", "r", Some("web")).await.unwrap();
+    c.add_session("fresh", "s", "r", Some("web"), None)
+        .await
+        .unwrap();
     assert_eq!(c.pools().await.unwrap()[0].1, 1);
     c.remove_session("fresh", "s").await.unwrap();
     assert_eq!(c.pools().await.unwrap()[0].1, 0);

@@ -249,6 +249,7 @@ mod cluster_state {
             public_base: String::new(),
             created_at: 1,
             owner: String::new(),
+            key_max: 0,
         };
         c.enqueue(&request("ok"), 10).await.unwrap();
         c.enqueue(&request("broken"), 10).await.unwrap();
@@ -274,9 +275,11 @@ mod cluster_state {
 
         // Malformed numbers skip their entry, not the whole read.
         c.enqueue(&request("counted"), 10).await.unwrap();
+        c.enqueue(&request("capped"), 10).await.unwrap();
         let () = redis::pipe()
             .hset(keys.node("good"), "used", "many")
             .hset(keys.request("counted"), "pool_max", "-x")
+            .hset(keys.request("capped"), "key_max", "1.5")
             .query_async(&mut conn)
             .await
             .unwrap();
@@ -284,6 +287,63 @@ mod cluster_state {
         let waiting = c.waiting(0, 10).await.unwrap();
         assert_eq!(waiting.len(), 1, "{waiting:?}");
         assert_eq!(waiting[0].id, "ok");
+    }
+
+    #[tokio::test]
+    async fn records_of_an_earlier_version_are_read() {
+        let server = RedisServer::start();
+        let keys = Keys::new("earlier");
+        let c = RedisCluster::connect(&server.url(), "earlier")
+            .await
+            .unwrap();
+        c.hub_heartbeat("hub", Duration::from_secs(30))
+            .await
+            .unwrap();
+        let client = redis::Client::open(server.url()).unwrap();
+        let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+        let request = QueuedRequest {
+            id: "r1".into(),
+            body: "{}".into(),
+            pool: None,
+            pool_max: 0,
+            hub: "hub".into(),
+            public_base: String::new(),
+            created_at: 1,
+            owner: String::new(),
+            key_max: 0,
+        };
+        c.enqueue(&request, 10).await.unwrap();
+        // Sessions recorded as "rid pool", a request without a score or key limit.
+        let () = redis::pipe()
+            .hdel(keys.request("r1"), &["score", "key_max"])
+            .hset(keys.node_sessions("n1"), "s0", "r0 web")
+            .set(keys.route("s0"), "n1")
+            .hset(keys.node_sessions("n2"), "s9", "r9 web")
+            .set(keys.route("s9"), "n2")
+            .sadd(keys.pool_running("web"), &["r0@n1", "r9@n2"])
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        let w = c.waiting(0, 1).await.unwrap().pop().unwrap();
+        assert_eq!(w.key_max, 0);
+        c.remove_session("n2", "s9").await.unwrap();
+        assert_eq!(c.route("s9").await.unwrap(), None);
+        assert!(matches!(
+            c.claim(&w, "n1").await.unwrap(),
+            gridiron_store::cluster::Claim::Claimed { .. }
+        ));
+        assert_eq!(
+            c.reclaim_node("n1").await.unwrap(),
+            Some(vec!["s0".to_string()])
+        );
+        let running: usize = redis::cmd("SCARD")
+            .arg(keys.pool_running("web"))
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        assert_eq!(running, 0, "both places were freed");
+        let back = c.waiting(0, 1).await.unwrap();
+        assert_eq!(back[0].id, "r1", "requeued in its place by its sequence");
     }
 
     #[tokio::test]

@@ -12,7 +12,7 @@ use gridiron_domain::{BrowserKind, EndReason, GridError, GridOptions, Origin};
 use gridiron_store::cluster::{Beat, Claim, Completion, NodeInfo, Waiting};
 use gridiron_store::{now_ms, Cluster};
 use serde_json::{json, Value};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -42,6 +42,10 @@ enum Job {
     Cdp(gridiron_domain::cdp::CdpRequest),
 }
 
+/// What a running session holds in the store: the request it was started
+/// for, its pool, and the API key whose session limit it counts against.
+type SessionPlaces = (String, Option<String>, Option<String>);
+
 /// A node's membership in the grid.
 pub struct NodeAgent {
     cfg: NodeConfig,
@@ -50,7 +54,7 @@ pub struct NodeAgent {
     /// Requests claimed whose start has not finished.
     starting: AtomicUsize,
     /// Running sessions: id -> (request id, pool).
-    sessions: Mutex<HashMap<String, (String, Option<String>)>>,
+    sessions: Mutex<HashMap<String, SessionPlaces>>,
     draining: AtomicBool,
     /// Set when the node is about to stop: it claims nothing more.
     stopping: AtomicBool,
@@ -123,7 +127,7 @@ impl NodeAgent {
         }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, (String, Option<String>)>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, SessionPlaces>> {
         self.sessions.lock().unwrap_or_else(|e| e.into_inner())
     }
 
@@ -134,7 +138,7 @@ impl NodeAgent {
             tokio::select! {
                 m = work.recv() => if m.is_none() { return },
                 _ = self.wake.notified() => {}
-                // Notices missed while the store was away, and pool places freed elsewhere.
+                // Notices missed while the store was away, and pool or key places freed elsewhere.
                 _ = tokio::time::sleep(timing::QUEUE_RECHECK) => {}
             }
             if !self.takes_work() {
@@ -152,17 +156,30 @@ impl NodeAgent {
             .saturating_sub(self.starting.load(Ordering::SeqCst))
     }
 
-    /// Claims the oldest waiting requests this node can serve while it has
-    /// free slots, reading the queue a page at a time past what it cannot run.
+    /// Claims the first waiting requests (in the queue's order: oldest first
+    /// per API key, keys taking turns) this node can serve while it has free
+    /// slots, reading the queue a page at a time past what it cannot run.
     async fn fill(self: &Arc<Self>) -> Result<(), gridiron_store::StoreError> {
         const PAGE: usize = 64;
         let mut offset = 0;
+        // Pools and keys found full in this pass: their further requests
+        // are passed over without asking the store again (a place freed
+        // meanwhile is seen at the next pass).
+        let mut full_pools = HashSet::new();
+        let mut full_keys = HashSet::new();
         while self.free() > 0 && self.takes_work() {
             let page = self.cluster.waiting(offset, PAGE).await?;
             let mut skipped = 0;
             for w in &page {
                 if self.free() == 0 || !self.takes_work() {
                     return Ok(());
+                }
+                let pool_full =
+                    w.pool_max > 0 && w.pool.as_ref().is_some_and(|p| full_pools.contains(p));
+                let key_full = w.key_max > 0 && full_keys.contains(&w.owner);
+                if pool_full || key_full {
+                    skipped += 1;
+                    continue;
                 }
                 let Some(job) = self.job(w) else {
                     skipped += 1;
@@ -176,7 +193,14 @@ impl NodeAgent {
                             .spawn(self.clone().run(w.clone(), job, epoch));
                     }
                     // Still waiting, so it keeps its place in the next page.
-                    Claim::PoolFull => skipped += 1,
+                    Claim::PoolFull => {
+                        full_pools.extend(w.pool.clone());
+                        skipped += 1;
+                    }
+                    Claim::KeyFull => {
+                        full_keys.insert(w.owner.clone());
+                        skipped += 1;
+                    }
                     Claim::Gone => {}
                 }
             }
@@ -242,11 +266,17 @@ impl NodeAgent {
             .and_then(|v| v["value"]["sessionId"].as_str())
             .map(str::to_string);
         if let Some(sid) = &sid {
+            let key = (w.key_max > 0).then(|| w.owner.clone());
             self.lock()
-                .insert(sid.clone(), (w.id.clone(), w.pool.clone()));
+                .insert(sid.clone(), (w.id.clone(), w.pool.clone(), key.clone()));
             let routed = retry("add_session", || {
-                self.cluster
-                    .add_session(&self.cfg.id, sid, &w.id, w.pool.as_deref())
+                self.cluster.add_session(
+                    &self.cfg.id,
+                    sid,
+                    &w.id,
+                    w.pool.as_deref(),
+                    key.as_deref(),
+                )
             })
             .await;
             if routed.is_err() {
@@ -379,12 +409,12 @@ impl NodeAgent {
                         .lock()
                         .iter()
                         .filter(|(s, _)| self.m.session(s).is_some())
-                        .map(|(s, (r, p))| (s.clone(), r.clone(), p.clone()))
+                        .map(|(s, places)| (s.clone(), places.clone()))
                         .collect();
-                    for (sid, rid, pool) in sessions {
+                    for (sid, (rid, pool, key)) in sessions {
                         let _ = self
                             .cluster
-                            .add_session(&self.cfg.id, &sid, &rid, pool.as_deref())
+                            .add_session(&self.cfg.id, &sid, &rid, pool.as_deref(), key.as_deref())
                             .await;
                     }
                 }

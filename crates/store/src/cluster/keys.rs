@@ -3,10 +3,11 @@
 //! Layout under the namespace `NS`:
 //! - `NS:seq` request counter; `NS:queue` waiting request ids by sequence;
 //!   `NS:req:RID` a hash per request (`state` waiting|claimed|done|delivered|cancelled,
-//!   and `node`, `epoch` of the registration holding its claim).
+//!   `score` its place in the queue, and `node`, `epoch` of the registration
+//!   holding its claim).
 //! - `NS:nodes` ids of live nodes; `NS:node:ID` its description, `NS:node:ID:alive`
 //!   its heartbeat (expires after the TTL), `NS:node:ID:claims` requests it is
-//!   starting, `NS:node:ID:sessions` its sessions (id -> "request pool");
+//!   starting, `NS:node:ID:sessions` its sessions (id -> "request pool[ key]");
 //!   `NS:epochs` the last registration epoch handed out.
 //! - `NS:route:SID` the node of a running session.
 //! - `NS:hubs`, `NS:hub:ID:alive` hubs and their heartbeats, `NS:hub:ID:requests`
@@ -14,6 +15,10 @@
 //!   answers to its requests on channel `NS:hub:ID`; nodes hear of new work on `NS:work`.
 //! - `NS:pools`, `NS:pool:NAME` pool definitions; `NS:pool:NAME:running` the
 //!   places taken in the pool, `REQUEST@NODE`.
+//! - `NS:key:NAME:running` the places taken among the sessions of API key
+//!   `NAME` (keys with a session limit), `REQUEST@NODE`; `NS:keyrounds` the
+//!   round each key's last request got, `NS:round` the highest round a node
+//!   claimed from (see `fair_round`).
 //! - `NS:lock:NAME` short-lived locks; `NS:events` a stream of lifecycle events.
 //!
 //! Scripts get every key they touch in KEYS, never a namespace to build keys
@@ -109,6 +114,19 @@ impl Keys {
     /// needs a key but the request has no pool).
     pub fn pool_running(&self, name: &str) -> String {
         self.k(&format!("pool:{name}:running"))
+    }
+    /// Places taken among an API key's sessions (`key_running("")` stands
+    /// in where a script needs a key but the request's key has no limit).
+    pub fn key_running(&self, name: &str) -> String {
+        self.k(&format!("key:{name}:running"))
+    }
+    /// The round of the fair queue each key's last request got.
+    pub fn key_rounds(&self) -> String {
+        self.k("keyrounds")
+    }
+    /// The highest round of the fair queue a node claimed from.
+    pub fn round(&self) -> String {
+        self.k("round")
     }
     /// A lock.
     pub fn lock(&self, name: &str) -> String {

@@ -4,8 +4,9 @@
 
 use super::memory_state::{NodeRec, Req, State, WORK};
 use super::{
-    parse_session_value, place, session_value, Beat, Cancelled, Claim, Cluster, Completion,
-    NodeInfo, NodeState, QueuedRequest, RecordedEvent, RequestState, Waiting, EVENTS_KEPT,
+    fair_round, fair_score, parse_session_value, place, session_value, Beat, Cancelled, Claim,
+    Cluster, Completion, NodeInfo, NodeState, QueuedRequest, RecordedEvent, RequestState, Waiting,
+    ARRIVALS_PER_ROUND, EVENTS_KEPT,
 };
 use crate::{MemoryStore, Store, StoreResult};
 use async_trait::async_trait;
@@ -107,15 +108,20 @@ impl Cluster for MemoryCluster {
         }
         g.seq += 1;
         let seq = g.seq;
+        g.unqueue(&r.id);
+        let round = fair_round(g.round, g.key_rounds.get(&r.owner).copied());
+        g.key_rounds.insert(r.owner.clone(), round);
+        let score = fair_score(round, seq);
         let phase = step(None, &Event::Enqueue).expect("a request can always be enqueued");
         g.requests.insert(
             r.id.clone(),
             Req {
                 phase,
-                seq,
+                score,
                 body: r.body.clone(),
                 pool: r.pool.clone().filter(|p| !p.is_empty()),
                 pool_max: r.pool_max,
+                key_max: r.key_max,
                 hub: r.hub.clone(),
                 base: r.public_base.clone(),
                 owner: r.owner.clone(),
@@ -123,8 +129,7 @@ impl Cluster for MemoryCluster {
                 expires: None,
             },
         );
-        g.unqueue(&r.id);
-        g.queue.insert(seq, r.id.clone());
+        g.queue.insert((score, r.id.clone()));
         g.hub_requests
             .entry(r.hub.clone())
             .or_default()
@@ -136,7 +141,8 @@ impl Cluster for MemoryCluster {
     async fn waiting(&self, offset: usize, limit: usize) -> StoreResult<Vec<Waiting>> {
         let (g, _) = self.lock();
         Ok(g.queue
-            .values()
+            .iter()
+            .map(|(_, id)| id)
             .skip(offset)
             .take(limit)
             .filter_map(|id| {
@@ -149,6 +155,7 @@ impl Cluster for MemoryCluster {
                     public_base: r.base.clone(),
                     hub: r.hub.clone(),
                     owner: r.owner.clone(),
+                    key_max: r.key_max,
                 })
             })
             .collect())
@@ -168,10 +175,12 @@ impl Cluster for MemoryCluster {
         };
         let pool = w.pool.as_deref().unwrap_or("");
         let taken = g.running.get(pool).map_or(0, BTreeSet::len);
+        let key_taken = g.key_running.get(&w.owner).map_or(0, BTreeSet::len);
         let event = Event::Claim {
             by: Holder::new(node, epoch),
             standing,
             pool_full: w.pool_max > 0 && taken >= w.pool_max as usize,
+            key_full: w.key_max > 0 && key_taken >= w.key_max as usize,
         };
         let Some(r) = g.requests.get_mut(&w.id) else {
             return Ok(Claim::Gone);
@@ -179,6 +188,8 @@ impl Cluster for MemoryCluster {
         match step(Some(&r.phase), &event) {
             Ok(next) => {
                 r.phase = next;
+                let score = r.score;
+                g.round = g.round.max(score / ARRIVALS_PER_ROUND);
                 g.unqueue(&w.id);
                 g.claims
                     .entry(node.to_string())
@@ -190,9 +201,16 @@ impl Cluster for MemoryCluster {
                         .or_default()
                         .insert(place(&w.id, node));
                 }
+                if w.key_max > 0 {
+                    g.key_running
+                        .entry(w.owner.clone())
+                        .or_default()
+                        .insert(place(&w.id, node));
+                }
                 Ok(Claim::Claimed { epoch })
             }
             Err(Refusal::PoolFull) => Ok(Claim::PoolFull),
+            Err(Refusal::KeyFull) => Ok(Claim::KeyFull),
             Err(_) => Ok(Claim::Gone),
         }
     }
@@ -211,6 +229,8 @@ impl Cluster for MemoryCluster {
         }
         if !started {
             g.free_place(w.pool.as_deref(), &w.id, node);
+            let key = (w.key_max > 0).then_some(w.owner.as_str());
+            g.free_key_place(key, &w.id, node);
         }
         let Some(r) = g.requests.get(&w.id) else {
             return Ok(Completion::Gone);
@@ -386,17 +406,25 @@ impl Cluster for MemoryCluster {
         sid: &str,
         rid: &str,
         pool: Option<&str>,
+        key: Option<&str>,
     ) -> StoreResult<()> {
         let (mut g, _) = self.lock();
         let pool = pool.filter(|p| !p.is_empty());
+        let key = key.filter(|k| !k.is_empty());
         g.node_sessions
             .entry(node.to_string())
             .or_default()
-            .insert(sid.to_string(), session_value(rid, pool));
+            .insert(sid.to_string(), session_value(rid, pool, key));
         g.routes.insert(sid.to_string(), node.to_string());
         if let Some(p) = pool {
             g.running
                 .entry(p.to_string())
+                .or_default()
+                .insert(place(rid, node));
+        }
+        if let Some(k) = key {
+            g.key_running
+                .entry(k.to_string())
                 .or_default()
                 .insert(place(rid, node));
         }
@@ -408,8 +436,9 @@ impl Cluster for MemoryCluster {
         let v = g.node_sessions.get_mut(node).and_then(|s| s.remove(sid));
         g.routes.remove(sid);
         if let Some(v) = v {
-            let (rid, pool) = parse_session_value(&v);
+            let (rid, pool, key) = parse_session_value(&v);
             g.free_place(pool, rid, node);
+            g.free_key_place(key, rid, node);
         }
         Ok(())
     }

@@ -14,11 +14,14 @@ pub(super) const WORK: &str = "work";
 /// A request's record.
 pub(super) struct Req {
     pub(super) phase: Phase,
-    /// Its place in the queue, kept when a lost node's claim puts it back.
-    pub(super) seq: u64,
+    /// Its place in the queue (see [`super::fair_round`]), kept when a lost
+    /// node's claim puts it back.
+    pub(super) score: u64,
     pub(super) body: String,
     pub(super) pool: Option<String>,
     pub(super) pool_max: u32,
+    /// Its key's concurrency limit (0: none).
+    pub(super) key_max: u32,
     pub(super) hub: String,
     pub(super) base: String,
     /// The API key that asked for it.
@@ -48,8 +51,12 @@ pub(super) struct State {
     pub(super) seq: u64,
     /// The last registration epoch handed out.
     pub(super) epoch: u64,
-    /// Waiting request ids by sequence.
-    pub(super) queue: BTreeMap<u64, String>,
+    /// Waiting requests by score, then id (as a Redis sorted set orders them).
+    pub(super) queue: BTreeSet<(u64, String)>,
+    /// The highest round a node claimed from (see [`super::fair_round`]).
+    pub(super) round: u64,
+    /// The round each API key's last request got.
+    pub(super) key_rounds: HashMap<String, u64>,
     pub(super) requests: HashMap<String, Req>,
     /// Ids of nodes taking part (not lost, not gone).
     pub(super) nodes: BTreeSet<String>,
@@ -57,7 +64,7 @@ pub(super) struct State {
     pub(super) node_alive: HashMap<String, Instant>,
     /// Requests each node is starting.
     pub(super) claims: HashMap<String, BTreeSet<String>>,
-    /// Sessions each node runs: id -> `"rid pool"`.
+    /// Sessions each node runs: id -> `"rid pool[ key]"`.
     pub(super) node_sessions: HashMap<String, BTreeMap<String, String>>,
     pub(super) routes: HashMap<String, String>,
     pub(super) hubs: BTreeSet<String>,
@@ -67,6 +74,8 @@ pub(super) struct State {
     pub(super) pools: BTreeMap<String, Pool>,
     /// Places taken in each pool.
     pub(super) running: HashMap<String, BTreeSet<String>>,
+    /// Places taken among each API key's sessions (keys with a limit).
+    pub(super) key_running: HashMap<String, BTreeSet<String>>,
     pub(super) locks: HashMap<String, Instant>,
     pub(super) events: VecDeque<RecordedEvent>,
     pub(super) subscribers: Vec<Subscriber>,
@@ -92,11 +101,17 @@ impl State {
     }
 
     pub(super) fn unqueue(&mut self, rid: &str) {
-        self.queue.retain(|_, id| id != rid);
+        self.queue.retain(|(_, id)| id != rid);
     }
 
     pub(super) fn free_place(&mut self, pool: Option<&str>, rid: &str, node: &str) {
         if let Some(set) = pool.and_then(|p| self.running.get_mut(p)) {
+            set.remove(&place(rid, node));
+        }
+    }
+
+    pub(super) fn free_key_place(&mut self, key: Option<&str>, rid: &str, node: &str) {
+        if let Some(set) = key.and_then(|k| self.key_running.get_mut(k)) {
             set.remove(&place(rid, node));
         }
     }
@@ -127,20 +142,23 @@ impl State {
                 continue;
             };
             let pool = r.pool.clone();
+            let key = (r.key_max > 0).then(|| r.owner.clone());
             let lost = Event::NodeLost { node: node.into() };
             if let Ok(next) = step(Some(&r.phase), &lost) {
                 r.phase = next;
-                let seq = r.seq;
-                self.queue.insert(seq, rid.clone());
+                let score = r.score;
+                self.queue.insert((score, rid.clone()));
                 requeued += 1;
             }
             self.free_place(pool.as_deref(), &rid, node);
+            self.free_key_place(key.as_deref(), &rid, node);
         }
         let mut out = Vec::new();
         for (sid, v) in self.node_sessions.remove(node).unwrap_or_default() {
             self.routes.remove(&sid);
-            let (rid, pool) = parse_session_value(&v);
+            let (rid, pool, key) = parse_session_value(&v);
             self.free_place(pool, rid, node);
+            self.free_key_place(key, rid, node);
             out.push(sid);
         }
         self.nodes.remove(node);

@@ -66,7 +66,7 @@ async fn clear_forgets_everything_and_tells_subscribers() {
         )
         .await
         .unwrap();
-    c.add_session("n1", "s1", "r1", None).await.unwrap();
+    c.add_session("n1", "s1", "r1", None, None).await.unwrap();
     c.clear();
     assert_eq!(work.recv().await.unwrap(), (String::new(), String::new()));
     assert_eq!(c.heartbeat("n1", 0, LONG).await.unwrap(), Beat::Unknown);
@@ -84,10 +84,30 @@ async fn clear_forgets_everything_and_tells_subscribers() {
             public_base: String::new(),
             created_at: 1,
             owner: String::new(),
+            key_max: 0,
         },
         10,
     )
     .await
     .unwrap();
     assert_eq!(work.recv().await.unwrap(), (c.work_channel(), "r2".into()));
+}
+
+#[test]
+fn session_records_read_old_and_new_layouts() {
+    use super::{parse_session_value, session_value};
+    // Written before keys had places: "rid pool".
+    assert_eq!(parse_session_value("r1 web"), ("r1", Some("web"), None));
+    assert_eq!(parse_session_value("r1 "), ("r1", None, None));
+    assert_eq!(parse_session_value("r1"), ("r1", None, None));
+    for (pool, key) in [
+        (None, None),
+        (Some("web"), None),
+        (None, Some("alice")),
+        (Some("web"), Some("alice")),
+    ] {
+        let v = session_value("r1", pool, key);
+        assert_eq!(parse_session_value(&v), ("r1", pool, key), "{v:?}");
+    }
+    assert_eq!(session_value("r1", Some("web"), None), "r1 web");
 }

@@ -64,6 +64,9 @@ pub struct QueuedRequest {
     /// The API key that asked for it (`""` on a grid without keys): the
     /// node records it as the session's owner.
     pub owner: String,
+    /// That key's concurrency limit (0: none): a node may not claim the
+    /// request while the key runs as many sessions.
+    pub key_max: u32,
 }
 
 /// A request in the queue, as a node sees it.
@@ -83,6 +86,8 @@ pub struct Waiting {
     pub hub: String,
     /// The API key that asked for it (`""` for none).
     pub owner: String,
+    /// That key's concurrency limit (0: none).
+    pub key_max: u32,
 }
 
 /// What a claim attempt did.
@@ -99,6 +104,8 @@ pub enum Claim {
     Gone,
     /// Its pool already runs as many sessions as it may.
     PoolFull,
+    /// The API key that asked for it already runs as many sessions as it may.
+    KeyFull,
 }
 
 /// What completing a claimed request did.
@@ -214,7 +221,9 @@ pub trait Cluster: Send + Sync {
     /// Puts a request at the back of the queue; `None` if the queue already
     /// holds `max_queue` requests. Re-enqueueing an id replaces its record.
     async fn enqueue(&self, r: &QueuedRequest, max_queue: usize) -> StoreResult<Option<u64>>;
-    /// Requests waiting, oldest first: at most `limit`, skipping the first `offset`.
+    /// Requests waiting, in the order nodes should claim them (oldest first
+    /// within each API key, keys taking turns; see [`fair_round`]): at most
+    /// `limit`, skipping the first `offset`.
     async fn waiting(&self, offset: usize, limit: usize) -> StoreResult<Vec<Waiting>>;
     /// Requests waiting in the queue.
     async fn queue_len(&self) -> StoreResult<usize>;
@@ -258,15 +267,17 @@ pub trait Cluster: Send + Sync {
     async fn reclaim_node(&self, node: &str) -> StoreResult<Option<Vec<String>>>;
 
     /// Records that `node` runs session `sid` (started for request `rid`, in
-    /// `pool`). Safe to repeat.
+    /// `pool`, counted against API key `key`'s limit if it has one). Safe to
+    /// repeat.
     async fn add_session(
         &self,
         node: &str,
         sid: &str,
         rid: &str,
         pool: Option<&str>,
+        key: Option<&str>,
     ) -> StoreResult<()>;
-    /// Forgets the route and pool place of a session that ended on `node`.
+    /// Forgets the route, pool place and key place of a session that ended on `node`.
     async fn remove_session(&self, node: &str, sid: &str) -> StoreResult<()>;
     /// The node running session `sid`, if any.
     async fn route(&self, sid: &str) -> StoreResult<Option<String>>;
@@ -300,20 +311,60 @@ pub trait Cluster: Send + Sync {
     async fn events(&self, limit: usize) -> StoreResult<Vec<RecordedEvent>>;
 }
 
-/// A place in a pool: the request it was claimed for, and the node. A
-/// request requeued from a lost node and started elsewhere takes a place of
-/// its own, so a late report of the lost node frees nothing of the other's.
+/// A place in a pool (or among an API key's sessions): the request it was
+/// claimed for, and the node. A request requeued from a lost node and
+/// started elsewhere takes a place of its own, so a late report of the lost
+/// node frees nothing of the other's.
 fn place(rid: &str, node: &str) -> String {
     format!("{rid}@{node}")
 }
 
-/// What a node's session record holds: `"rid pool"` (pool empty if none).
-fn session_value(rid: &str, pool: Option<&str>) -> String {
-    format!("{rid} {}", pool.unwrap_or(""))
+/// What a node's session record holds: `"rid pool"` (pool empty if none),
+/// or `"rid pool key"` when the session holds a place among the sessions of
+/// an API key with a limit. Records written before keys had places have two
+/// fields and hold none.
+fn session_value(rid: &str, pool: Option<&str>, key: Option<&str>) -> String {
+    match key.filter(|k| !k.is_empty()) {
+        Some(k) => format!("{rid} {} {k}", pool.unwrap_or("")),
+        None => format!("{rid} {}", pool.unwrap_or("")),
+    }
 }
 
-/// The request and pool of a session record made by [`session_value`].
-fn parse_session_value(v: &str) -> (&str, Option<&str>) {
-    let (rid, pool) = v.split_once(' ').unwrap_or((v, ""));
-    (rid, Some(pool).filter(|p| !p.is_empty()))
+/// The request, pool and key of a session record made by [`session_value`].
+fn parse_session_value(v: &str) -> (&str, Option<&str>, Option<&str>) {
+    let (rid, rest) = v.split_once(' ').unwrap_or((v, ""));
+    let (pool, key) = rest.split_once(' ').unwrap_or((rest, ""));
+    (
+        rid,
+        Some(pool).filter(|p| !p.is_empty()),
+        Some(key).filter(|k| !k.is_empty()),
+    )
+}
+
+/// How many arrivals a round of the fair queue orders (see [`fair_round`]).
+pub const ARRIVALS_PER_ROUND: u64 = 1 << 20;
+
+/// The queue's claim order is fair between API keys: start-time fair
+/// queuing, one request per key per round.
+///
+/// A request's round is `max(now, last + 1)`: `last` is the round of its
+/// key's previous request, `now` the highest round a node has claimed from
+/// (0 at first). Its queue score is `round * ARRIVALS_PER_ROUND + seq mod
+/// ARRIVALS_PER_ROUND` ([`fair_score`]): nodes claim by round, and within a
+/// round in order of arrival. So a key's requests keep their order (each is
+/// a round after the one before), a key that queues 500 requests spreads
+/// them over 500 rounds, and another key's request enqueued meanwhile lands
+/// in the current round: it waits for at most one request of each key, not
+/// for all 500. A key that waited for nothing lately starts at the current
+/// round, so past use is not held against it. With one key (or none, `""`),
+/// or one request per key, the order is plain FIFO. A request put back by a
+/// lost node keeps its score, hence its place. `enqueue.lua` and
+/// `claim.lua` compute the same.
+pub fn fair_round(now: u64, last: Option<u64>) -> u64 {
+    last.map_or(now, |l| now.max(l + 1))
+}
+
+/// A request's queue score: its round, then its arrival (`seq`).
+pub fn fair_score(round: u64, seq: u64) -> u64 {
+    round * ARRIVALS_PER_ROUND + seq % ARRIVALS_PER_ROUND
 }

@@ -42,9 +42,10 @@ script!(FORGET_HUB, "forget_hub.lua");
 /// changed between the read and the script, before giving up with a conflict.
 pub(super) const ATTEMPTS: usize = 8;
 
-/// `body, pool, pool_max, base, hub, owner` of a request hash. Numbers are read as
+/// `body, pool, pool_max, base, hub, owner, key_max` of a request hash. Numbers are read as
 /// text and parsed after, so one bad value cannot fail the whole page.
 type WaitingRow = (
+    Option<String>,
     Option<String>,
     Option<String>,
     Option<String>,
@@ -62,6 +63,16 @@ pub struct RedisCluster {
     pub(super) conn: ConnectionManager,
     pub(super) keys: Keys,
     ns: String,
+}
+
+/// The key whose session limit counts for `w`: its owner if that key has a
+/// limit, `""` (a set nothing is added to) otherwise.
+fn limited_key(w: &Waiting) -> &str {
+    if w.key_max > 0 {
+        &w.owner
+    } else {
+        ""
+    }
 }
 
 pub(super) fn ms(d: Duration) -> u64 {
@@ -150,9 +161,12 @@ impl Cluster for RedisCluster {
             .key(k.seq())
             .key(k.request(&r.id))
             .key(k.hub_requests(&r.hub))
+            .key(k.key_rounds())
+            .key(k.round())
             .arg(&r.id)
             .arg(max_queue)
             .arg(k.work_channel())
+            .arg(&r.owner)
             .arg("body")
             .arg(&r.body)
             .arg("pool")
@@ -167,6 +181,8 @@ impl Cluster for RedisCluster {
             .arg(r.created_at)
             .arg("owner")
             .arg(&r.owner)
+            .arg("key_max")
+            .arg(r.key_max)
             .invoke_async(&mut self.conn())
             .await
             .map_err(err("enqueue"))?;
@@ -191,9 +207,9 @@ impl Cluster for RedisCluster {
         }
         let mut pipe = redis::pipe();
         for id in &ids {
-            pipe.cmd("HMGET")
-                .arg(self.keys.request(id))
-                .arg(&["body", "pool", "pool_max", "base", "hub", "owner"]);
+            pipe.cmd("HMGET").arg(self.keys.request(id)).arg(&[
+                "body", "pool", "pool_max", "base", "hub", "owner", "key_max",
+            ]);
         }
         let rows: Vec<WaitingRow> = pipe
             .query_async(&mut self.conn())
@@ -202,7 +218,7 @@ impl Cluster for RedisCluster {
         Ok(ids
             .into_iter()
             .zip(rows)
-            .filter_map(|(id, (body, pool, max, base, hub, owner))| {
+            .filter_map(|(id, (body, pool, max, base, hub, owner, key_max))| {
                 let Some(body) = body else {
                     tracing::warn!(request = %id, "skipping a queued request without a body");
                     return None;
@@ -215,6 +231,14 @@ impl Cluster for RedisCluster {
                         return None;
                     }
                 };
+                let key_max = match key_max.map(|m| m.parse::<u32>()) {
+                    None => 0,
+                    Some(Ok(m)) => m,
+                    Some(Err(_)) => {
+                        tracing::warn!(request = %id, "skipping a queued request with a malformed key_max");
+                        return None;
+                    }
+                };
                 Some(Waiting {
                     id,
                     body,
@@ -223,6 +247,7 @@ impl Cluster for RedisCluster {
                     public_base: base.unwrap_or_default(),
                     hub: hub.unwrap_or_default(),
                     owner: owner.unwrap_or_default(),
+                    key_max,
                 })
             })
             .collect())
@@ -243,9 +268,12 @@ impl Cluster for RedisCluster {
             .key(k.node_claims(node))
             .key(k.pool_running(w.pool.as_deref().unwrap_or("")))
             .key(k.node(node))
+            .key(k.key_running(limited_key(w)))
+            .key(k.round())
             .arg(&w.id)
             .arg(node)
             .arg(w.pool_max)
+            .arg(w.key_max)
             .invoke_async(&mut self.conn())
             .await
             .map_err(err("claim"))?;
@@ -256,6 +284,7 @@ impl Cluster for RedisCluster {
                 })?,
             },
             -1 => Claim::PoolFull,
+            -2 => Claim::KeyFull,
             _ => Claim::Gone,
         })
     }
@@ -278,6 +307,7 @@ impl Cluster for RedisCluster {
                 .key(k.node_claims(node))
                 .key(k.pool_running(w.pool.as_deref().unwrap_or("")))
                 .key(k.hub_alive(&hub))
+                .key(k.key_running(limited_key(w)))
                 .arg(&w.id)
                 .arg(node)
                 .arg(epoch)
@@ -388,8 +418,9 @@ impl Cluster for RedisCluster {
         sid: &str,
         rid: &str,
         pool: Option<&str>,
+        key: Option<&str>,
     ) -> StoreResult<()> {
-        self.add_route(node, sid, rid, pool).await
+        self.add_route(node, sid, rid, pool, key).await
     }
 
     async fn remove_session(&self, node: &str, sid: &str) -> StoreResult<()> {

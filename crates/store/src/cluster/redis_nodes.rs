@@ -138,13 +138,16 @@ impl RedisCluster {
                 .query_async(&mut self.conn())
                 .await
                 .map_err(err(op))?;
-            let mut pools: Vec<Option<String>> = Vec::new();
+            // Per claim: its pool, and its key if that key has a limit.
+            let mut holds: Vec<(Option<String>, Option<String>, Option<String>)> = Vec::new();
             if !claims.is_empty() {
                 let mut pipe = redis::pipe();
                 for rid in &claims {
-                    pipe.hget(k.request(rid), "pool");
+                    pipe.cmd("HMGET")
+                        .arg(k.request(rid))
+                        .arg(&["pool", "owner", "key_max"]);
                 }
-                pools = pipe.query_async(&mut self.conn()).await.map_err(err(op))?;
+                holds = pipe.query_async(&mut self.conn()).await.map_err(err(op))?;
             }
             let mut s = RECLAIM.prepare_invoke();
             s.key(k.node(node))
@@ -158,15 +161,28 @@ impl RedisCluster {
                 .arg(ms(LOST_TTL))
                 .arg(k.work_channel())
                 .arg(claims.len());
-            for (rid, pool) in claims.iter().zip(&pools) {
+            for (rid, (pool, owner, key_max)) in claims.iter().zip(&holds) {
                 let pool = pool.as_deref().unwrap_or("");
-                s.key(k.request(rid)).key(k.pool_running(pool));
-                s.arg(rid).arg(pool);
+                let limited = key_max
+                    .as_deref()
+                    .and_then(|m| m.parse::<u64>().ok())
+                    .is_some_and(|m| m > 0);
+                let key = if limited {
+                    owner.as_deref().unwrap_or("")
+                } else {
+                    ""
+                };
+                s.key(k.request(rid))
+                    .key(k.pool_running(pool))
+                    .key(k.key_running(key));
+                s.arg(rid).arg(pool).arg(key);
             }
             s.arg(sessions.len());
             for (sid, v) in &sessions {
-                let (_, pool) = parse_session_value(v);
-                s.key(k.route(sid)).key(k.pool_running(pool.unwrap_or("")));
+                let (_, pool, key) = parse_session_value(v);
+                s.key(k.route(sid))
+                    .key(k.pool_running(pool.unwrap_or("")))
+                    .key(k.key_running(key.unwrap_or("")));
                 s.arg(sid).arg(v);
             }
             let mut reply: Vec<String> = s.invoke_async(&mut self.conn()).await.map_err(err(op))?;
@@ -185,16 +201,20 @@ impl RedisCluster {
         sid: &str,
         rid: &str,
         pool: Option<&str>,
+        key: Option<&str>,
     ) -> StoreResult<()> {
         let pool = pool.filter(|p| !p.is_empty());
+        let key = key.filter(|k| !k.is_empty());
         let _: i64 = ADD_SESSION
             .key(self.keys.node_sessions(node))
             .key(self.keys.route(sid))
             .key(self.keys.pool_running(pool.unwrap_or("")))
+            .key(self.keys.key_running(key.unwrap_or("")))
             .arg(sid)
-            .arg(session_value(rid, pool))
+            .arg(session_value(rid, pool, key))
             .arg(node)
             .arg(pool.map(|_| place(rid, node)).unwrap_or_default())
+            .arg(key.map(|_| place(rid, node)).unwrap_or_default())
             .invoke_async(&mut self.conn())
             .await
             .map_err(err("add_session"))?;
@@ -210,14 +230,16 @@ impl RedisCluster {
                 .await
                 .map_err(err("remove_session"))?;
             let v = v.unwrap_or_default();
-            let (rid, pool) = parse_session_value(&v);
+            let (rid, pool, key) = parse_session_value(&v);
             let reply: String = REMOVE_SESSION
                 .key(k.node_sessions(node))
                 .key(k.route(sid))
                 .key(k.pool_running(pool.unwrap_or("")))
+                .key(k.key_running(key.unwrap_or("")))
                 .arg(sid)
                 .arg(&v)
                 .arg(pool.map(|_| place(rid, node)).unwrap_or_default())
+                .arg(key.map(|_| place(rid, node)).unwrap_or_default())
                 .invoke_async(&mut self.conn())
                 .await
                 .map_err(err("remove_session"))?;

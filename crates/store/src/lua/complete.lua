@@ -2,7 +2,8 @@
 -- gridiron_domain::request::step(Event::Complete): only the registration
 -- that holds the claim (same node, same epoch) may answer; a retry of an
 -- answer already given is told the same again. Safe to repeat.
--- KEYS: request, node claims, pool running set, the hub's alive key.
+-- KEYS: request, node claims, pool running set, the hub's alive key, key
+--       running set (of the request's key if it has a limit).
 -- ARGV: rid, node, epoch, answer, started ('1' if a session runs for it),
 --       ttl ms, the hub the caller believes owns the request, its channel.
 -- Returns {'delivered'}, {'gone'}, {'fenced'}, or {'hub', HUB} when the
@@ -13,7 +14,10 @@ if st then
   if hub ~= ARGV[7] then return {'hub', hub} end
 end
 redis.call('SREM', KEYS[2], ARGV[1])
-if ARGV[5] ~= '1' then redis.call('SREM', KEYS[3], ARGV[1] .. '@' .. ARGV[2]) end
+if ARGV[5] ~= '1' then
+  redis.call('SREM', KEYS[3], ARGV[1] .. '@' .. ARGV[2])
+  redis.call('SREM', KEYS[5], ARGV[1] .. '@' .. ARGV[2])
+end
 if not st then return {'gone'} end
 local holder = redis.call('HMGET', KEYS[1], 'node', 'epoch')
 local mine = holder[1] == ARGV[2] and holder[2] == ARGV[3]

@@ -73,6 +73,7 @@ impl Hub {
             public_base,
             created_at: now_ms(),
             owner: caller.key.clone().unwrap_or_default(),
+            key_max: key_max(caller),
         };
         self.queue_and_wait(queued, requested, &options).await
     }
@@ -290,6 +291,7 @@ impl Hub {
             public_base,
             created_at: now_ms(),
             owner: caller.key.clone().unwrap_or_default(),
+            key_max: key_max(caller),
         };
         let requested = json!({ "cdp": request.args });
         let v = self
@@ -412,5 +414,15 @@ impl Hub {
             }
         }
         Ok(outcome)
+    }
+}
+
+/// The session limit a request counts against in the shared queue: its
+/// key's `--max-sessions` (0: none, or no key).
+fn key_max(caller: &Caller) -> u32 {
+    if caller.key.is_some() {
+        caller.max_sessions.unwrap_or(0)
+    } else {
+        0
     }
 }
