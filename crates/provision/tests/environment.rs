@@ -60,7 +60,22 @@ fn a_driver_gets_none_of_the_grids_secrets() {
             .await
             .expect("the fake driver starts");
         let pid = p.pid().unwrap();
-        let environ = std::fs::read(format!("/proc/{pid}/environ")).unwrap();
+        // The script execs `sleep` right after its line of output; while that
+        // exec runs, /proc shows the process without its environment. Read it
+        // once the process is `sleep`.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        let environ = loop {
+            let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
+            let environ = std::fs::read(format!("/proc/{pid}/environ")).unwrap_or_default();
+            if comm.trim() == "sleep" && !environ.is_empty() {
+                break environ;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the fake driver never became `sleep` (comm {comm:?})"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        };
         let text = String::from_utf8_lossy(&environ);
         for (k, v) in SECRETS {
             assert!(!text.contains(k) && !text.contains(v), "{k} leaked: {text}");
