@@ -116,18 +116,18 @@ def wait_until(predicate, timeout, interval=0.1, what="condition"):
         time.sleep(interval)
 
 
-def request_in_background(grid, method, path, body=None, timeout=60.0):
-    """`grid.request(...)` from a daemon thread, for requests that wait (e.g. in the queue).
+def in_background(fn, key="result"):
+    """Runs `fn()` in a daemon thread, for calls that wait (e.g. in the queue).
 
-    Returns (thread, box); when the thread ends, box has "resp" or "error",
-    and "elapsed" (seconds).
+    Returns (thread, box); when the thread ends, box has `key` (fn's result)
+    or "error", and "elapsed" (seconds).
     """
     box = {}
 
     def run():
         started = time.monotonic()
         try:
-            box["resp"] = grid.request(method, path, body=body, timeout=timeout)
+            box[key] = fn()
         except Exception as e:  # reported to the test through the box
             box["error"] = e
         box["elapsed"] = time.monotonic() - started
@@ -135,6 +135,12 @@ def request_in_background(grid, method, path, body=None, timeout=60.0):
     t = threading.Thread(target=run, daemon=True)
     t.start()
     return t, box
+
+
+def request_in_background(grid, method, path, body=None, timeout=60.0):
+    """`grid.request(...)` from a daemon thread: see `in_background`; the
+    response is in box["resp"]."""
+    return in_background(lambda: grid.request(method, path, body=body, timeout=timeout), key="resp")
 
 
 # --------------------------------------------------------------------------

@@ -7,14 +7,13 @@ grid runs; a running grid sees them within a second.
 
 import base64
 import subprocess
-import threading
 import time
 
 import pytest
 import websocket
 from selenium import webdriver
 
-from harness import Cluster, chrome_caps, wait_until
+from harness import Cluster, chrome_caps, in_background, wait_until
 
 # Keys are read through a one-second cache.
 KEY_DELAY = 1.3
@@ -45,22 +44,6 @@ def new_session(grid, token, timeout=90):
     resp = grid.request("POST", "/session", body=chrome_caps(), headers=bearer(token), timeout=timeout)
     assert resp.status == 200, resp
     return resp.value
-
-
-def in_background(fn):
-    box = {}
-
-    def run():
-        started = time.monotonic()
-        try:
-            box["result"] = fn()
-        except Exception as e:  # reported to the test through the box
-            box["error"] = e
-        box["elapsed"] = time.monotonic() - started
-
-    t = threading.Thread(target=run, daemon=True)
-    t.start()
-    return t, box
 
 
 @pytest.fixture

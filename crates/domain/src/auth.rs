@@ -70,12 +70,7 @@ impl fmt::Debug for ApiKey {
 /// Checks a key name: 1 to 64 of `A-Z a-z 0-9 . _ -`. Names appear in Basic
 /// auth user names, logs and store keys, so nothing else is allowed.
 pub fn check_key_name(name: &str) -> Result<(), String> {
-    let ok = !name.is_empty()
-        && name.len() <= 64
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
-    if ok {
+    if crate::pool::is_plain_name(name) {
         Ok(())
     } else {
         Err(format!(

@@ -318,11 +318,11 @@ pub fn for_record(capabilities: Value, limit: usize) -> Value {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use serde_json::json;
 
-    fn chromium() -> Stereotype {
+    pub(crate) fn chromium() -> Stereotype {
         Stereotype {
             kind: BrowserKind::Chromium,
             version: "156.0.8078.108".into(),
@@ -331,7 +331,7 @@ mod tests {
         }
     }
 
-    fn firefox() -> Stereotype {
+    pub(crate) fn firefox() -> Stereotype {
         Stereotype {
             kind: BrowserKind::Firefox,
             version: "128.5.0".into(),

@@ -165,23 +165,7 @@ mod tests {
     use super::*;
     use serde_json::json;
 
-    fn chromium() -> Stereotype {
-        Stereotype {
-            kind: BrowserKind::Chromium,
-            version: "156.0.8078.108".into(),
-            platform: "linux".into(),
-            binary: "/usr/bin/chromium".into(),
-        }
-    }
-
-    fn firefox() -> Stereotype {
-        Stereotype {
-            kind: BrowserKind::Firefox,
-            version: "128.5.0".into(),
-            platform: "linux".into(),
-            binary: "/usr/bin/firefox-esr".into(),
-        }
-    }
+    use crate::capabilities::tests::{chromium, firefox};
 
     #[test]
     fn driver_capabilities_fill_defaults_and_strip_grid_options() {

@@ -32,14 +32,19 @@ pub struct Pool {
     pub max_concurrency: Option<u32>,
 }
 
-/// Checks a pool name: 1 to 64 of `A-Z a-z 0-9 . _ -`.
-pub fn check_name(name: &str) -> Result<(), GridError> {
-    let ok = !name.is_empty()
+/// Whether `name` is 1 to 64 of `A-Z a-z 0-9 . _ -`: safe in store keys,
+/// logs, URLs and Basic auth user names.
+pub fn is_plain_name(name: &str) -> bool {
+    !name.is_empty()
         && name.len() <= 64
         && name
             .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
-    if ok {
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+}
+
+/// Checks a pool name: 1 to 64 of `A-Z a-z 0-9 . _ -`.
+pub fn check_name(name: &str) -> Result<(), GridError> {
+    if is_plain_name(name) {
         Ok(())
     } else {
         Err(GridError::invalid_argument(format!(

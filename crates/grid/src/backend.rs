@@ -29,6 +29,25 @@ pub struct FrontConfig {
     pub max_new_session_bytes: usize,
 }
 
+impl FrontConfig {
+    /// The front end's settings from a role's limits; built once, as every
+    /// request reads them.
+    pub fn new(
+        max_body_bytes: usize,
+        max_new_session_bytes: usize,
+        public_url: Option<String>,
+        allowed_origins: Vec<String>,
+    ) -> Self {
+        FrontConfig {
+            max_body_bytes,
+            public_url,
+            allowed_origins,
+            // The largest body of all bounds new sessions too.
+            max_new_session_bytes: max_new_session_bytes.min(max_body_bytes),
+        }
+    }
+}
+
 /// Where a session is, as far as the front end must know to serve it.
 pub enum Located {
     /// It runs in this process.
@@ -167,7 +186,7 @@ pub(crate) const EVENT_BUFFER: usize = 1024;
 #[async_trait]
 pub trait Backend: Send + Sync + 'static {
     /// Body limits and the public URL.
-    fn front(&self) -> FrontConfig;
+    fn front(&self) -> &FrontConfig;
 
     /// The API keys its front end checks.
     fn keyring(&self) -> Arc<crate::auth::Keyring>;

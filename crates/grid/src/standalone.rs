@@ -13,17 +13,8 @@ use std::sync::Arc;
 
 #[async_trait]
 impl Backend for Manager {
-    fn front(&self) -> FrontConfig {
-        FrontConfig {
-            max_body_bytes: self.config.max_body_bytes,
-            public_url: self.config.public_url.clone(),
-            allowed_origins: self.config.allowed_origins.clone(),
-            // The largest body of all bounds new sessions too.
-            max_new_session_bytes: self
-                .config
-                .max_new_session_bytes
-                .min(self.config.max_body_bytes),
-        }
+    fn front(&self) -> &FrontConfig {
+        &self.front
     }
 
     fn keyring(&self) -> Arc<Keyring> {

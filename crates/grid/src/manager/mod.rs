@@ -71,6 +71,8 @@ pub struct Manager {
     this: Weak<Manager>,
     /// The API keys its front end checks (a node's front end trusts its hubs instead).
     pub(crate) keyring: Arc<crate::auth::Keyring>,
+    /// Body limits, public URL and allowed origins, as every request reads them.
+    pub(crate) front: crate::backend::FrontConfig,
 }
 
 /// Told the id of each session that ends, and why.
@@ -107,6 +109,12 @@ impl Manager {
             slots: Slots::new(config.max_sessions, config.max_queue),
             catalog: provisioner.stereotypes(),
             keyring: crate::auth::Keyring::new(store.clone(), config.require_auth),
+            front: crate::backend::FrontConfig::new(
+                config.max_body_bytes,
+                config.max_new_session_bytes,
+                config.public_url.clone(),
+                config.allowed_origins.clone(),
+            ),
             config,
             store,
             provisioner,

@@ -86,6 +86,8 @@ pub struct Hub {
     this: std::sync::Weak<Hub>,
     /// The API keys clients present, shared by every hub through the store.
     keyring: Arc<crate::auth::Keyring>,
+    /// Body limits, public URL and allowed origins, as every request reads them.
+    front: FrontConfig,
 }
 
 impl Hub {
@@ -98,6 +100,12 @@ impl Hub {
             .map_err(|e| e.to_string())?;
         let hub = Arc::new_cyclic(|this| Hub {
             keyring: crate::auth::Keyring::new(cluster.sessions(), cfg.require_auth),
+            front: FrontConfig::new(
+                cfg.max_body_bytes,
+                cfg.max_new_session_bytes,
+                cfg.public_url.clone(),
+                cfg.allowed_origins.clone(),
+            ),
             store: cluster.sessions(),
             client: crate::tls::node_client(tls.clone()),
             tls,
@@ -207,14 +215,8 @@ fn store_error(e: gridiron_store::StoreError) -> GridError {
 
 #[async_trait]
 impl Backend for Hub {
-    fn front(&self) -> FrontConfig {
-        FrontConfig {
-            max_body_bytes: self.cfg.max_body_bytes,
-            public_url: self.cfg.public_url.clone(),
-            allowed_origins: self.cfg.allowed_origins.clone(),
-            // The largest body of all bounds new sessions too.
-            max_new_session_bytes: self.cfg.max_new_session_bytes.min(self.cfg.max_body_bytes),
-        }
+    fn front(&self) -> &FrontConfig {
+        &self.front
     }
 
     fn keyring(&self) -> Arc<crate::auth::Keyring> {

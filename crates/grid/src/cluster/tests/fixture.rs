@@ -17,7 +17,7 @@ use http_body_util::BodyExt;
 use serde_json::{json, Value};
 use std::future::Future;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use tokio::io::AsyncWriteExt;
 use tokio::runtime::Handle;
 
@@ -28,16 +28,12 @@ pub const SECRET: &str = "cluster-tests-secret";
 pub const PATIENCE: Duration = Duration::from_secs(8);
 
 /// Waits until `check` holds, polling; fails the test with `what` after [`PATIENCE`].
-pub async fn eventually<F, Fut>(what: &str, mut check: F)
+pub async fn eventually<F, Fut>(what: &str, check: F)
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = bool>,
 {
-    let deadline = Instant::now() + PATIENCE;
-    while !check().await {
-        assert!(Instant::now() < deadline, "timed out waiting until {what}");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    crate::testing::eventually_within(PATIENCE, what, check).await
 }
 
 /// One role's "process": a thread running its own runtime. Every task the
