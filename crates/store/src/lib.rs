@@ -12,6 +12,8 @@ mod memory;
 #[cfg(feature = "redis")]
 mod redis_store;
 mod sqlite;
+pub mod webhook_conformance;
+pub mod webhooks;
 
 #[cfg(feature = "redis")]
 pub use cluster::RedisCluster;
@@ -20,6 +22,7 @@ pub use memory::MemoryStore;
 #[cfg(feature = "redis")]
 pub use redis_store::RedisStore;
 pub use sqlite::SqliteStore;
+pub use webhooks::WebhookStore;
 
 use async_trait::async_trait;
 pub use gridiron_domain::auth::{ApiKey, Role};
@@ -131,7 +134,7 @@ pub struct SessionRecord {
 /// Persistence for session records. Implementations must keep the order of
 /// writes made by one caller, so that a read sees every write issued before it.
 #[async_trait]
-pub trait Store: Send + Sync + 'static {
+pub trait Store: WebhookStore + Send + Sync + 'static {
     /// Records an admitted request (state `provisioning`, or `queued` if `queued`).
     async fn insert(&self, session: NewSession, queued: bool) -> StoreResult<()>;
     /// Records that the driver granted the session.

@@ -9,6 +9,8 @@ use std::collections::BTreeMap;
 use std::collections::HashMap;
 use std::sync::{Mutex, MutexGuard};
 
+mod webhooks;
+
 /// The last insertion number, and records by id with the number they were
 /// inserted under (the tie-break of [`Store::list`] between equal creation times).
 type Records = (u64, HashMap<String, (u64, SessionRecord)>);
@@ -19,6 +21,8 @@ type Records = (u64, HashMap<String, (u64, SessionRecord)>);
 pub struct MemoryStore {
     records: Mutex<Records>,
     keys: Mutex<BTreeMap<String, ApiKey>>,
+    /// Webhook subscriptions, deliveries and logs.
+    hooks: Mutex<webhooks::Hooks>,
 }
 
 impl MemoryStore {
@@ -31,6 +35,7 @@ impl MemoryStore {
     pub fn clear(&self) {
         self.lock().1.clear();
         self.key_map().clear();
+        *self.hooks() = webhooks::Hooks::default();
     }
 
     fn key_map(&self) -> MutexGuard<'_, BTreeMap<String, ApiKey>> {
@@ -176,5 +181,6 @@ mod tests {
     #[tokio::test]
     async fn memory_store_conforms() {
         crate::conformance::run_all(&super::MemoryStore::new()).await;
+        crate::webhook_conformance::run_all(&super::MemoryStore::new()).await;
     }
 }

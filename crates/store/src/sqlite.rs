@@ -13,6 +13,8 @@ use std::path::Path;
 use std::sync::mpsc;
 use tokio::sync::oneshot;
 
+mod webhooks;
+
 type Job = Box<dyn FnOnce(&mut Connection) + Send>;
 
 /// Session records in a SQLite file (WAL mode).
@@ -72,6 +74,7 @@ impl SqliteStore {
         conn.busy_timeout(std::time::Duration::from_secs(5))
             .map_err(err)?;
         conn.execute_batch(SCHEMA).map_err(err)?;
+        conn.execute_batch(webhooks::SCHEMA).map_err(err)?;
         migrate(&conn).map_err(err)?;
         Ok(Self::spawn(conn))
     }
@@ -81,6 +84,7 @@ impl SqliteStore {
         let err = |e: rusqlite::Error| StoreError::new("open", kind(&e), e.to_string());
         let conn = Connection::open_in_memory().map_err(err)?;
         conn.execute_batch(SCHEMA).map_err(err)?;
+        conn.execute_batch(webhooks::SCHEMA).map_err(err)?;
         migrate(&conn).map_err(err)?;
         Ok(Self::spawn(conn))
     }
@@ -343,6 +347,7 @@ mod tests {
     async fn in_memory_store_conforms() {
         let s = SqliteStore::in_memory().unwrap();
         crate::conformance::run_all(&s).await;
+        crate::webhook_conformance::run_all(&s).await;
     }
 
     #[tokio::test]
