@@ -19,8 +19,8 @@ const PRUNE_BATCH: usize = 500;
 /// Session records in Redis.
 #[derive(Clone)]
 pub struct RedisStore {
-    conn: ConnectionManager,
-    ns: String,
+    pub(crate) conn: ConnectionManager,
+    pub(crate) ns: String,
 }
 
 /// Maps a Redis failure of `op` to a store error: connection trouble is worth

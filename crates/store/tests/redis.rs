@@ -81,6 +81,15 @@ async fn redis_store_conforms() {
 }
 
 #[tokio::test]
+async fn redis_webhooks_conform() {
+    let server = RedisServer::start();
+    let store = RedisStore::connect(&server.url(), "webhooks")
+        .await
+        .unwrap();
+    gridiron_store::webhook_conformance::run_all(&store).await;
+}
+
+#[tokio::test]
 async fn namespaces_do_not_see_each_other() {
     let server = RedisServer::start();
     let a = RedisStore::connect(&server.url(), "a").await.unwrap();

@@ -20,6 +20,13 @@
 //!   round each key's last request got, `NS:round` the highest round a node
 //!   claimed from (see `fair_round`).
 //! - `NS:lock:NAME` short-lived locks; `NS:events` a stream of lifecycle events.
+//! - `NS:webhooks` subscription ids by creation time; `NS:webhook:ID` a hash
+//!   per subscription (`def` its JSON, `disabled`, `disabled_at`, `failures`,
+//!   `failing_since`), `NS:webhook:ID:pending` its pending deliveries,
+//!   `NS:webhook:ID:log` its delivery log (`seq:json`, newest first) and
+//!   `NS:webhook:ID:logseq` the log's counter; `NS:whd:DID` a hash per
+//!   delivery, `NS:whdue` the deliveries due (or leased) by time. The
+//!   consumer group `webhooks` on `NS:events` fans events out.
 //!
 //! Scripts get every key they touch in KEYS, never a namespace to build keys
 //! from, so that they could run on Redis Cluster (given a hash tag in `NS`).
@@ -135,5 +142,33 @@ impl Keys {
     /// The event stream.
     pub fn events(&self) -> String {
         self.k("events")
+    }
+    /// Webhook subscription ids by creation time.
+    pub fn webhooks(&self) -> String {
+        self.k("webhooks")
+    }
+    /// A webhook subscription's hash.
+    pub fn webhook(&self, id: &str) -> String {
+        self.k(&format!("webhook:{id}"))
+    }
+    /// A webhook subscription's pending deliveries.
+    pub fn webhook_pending(&self, id: &str) -> String {
+        self.k(&format!("webhook:{id}:pending"))
+    }
+    /// A webhook subscription's delivery log.
+    pub fn webhook_log(&self, id: &str) -> String {
+        self.k(&format!("webhook:{id}:log"))
+    }
+    /// The counter of a webhook subscription's delivery log.
+    pub fn webhook_log_seq(&self, id: &str) -> String {
+        self.k(&format!("webhook:{id}:logseq"))
+    }
+    /// A webhook delivery's hash.
+    pub fn webhook_delivery(&self, id: &str) -> String {
+        self.k(&format!("whd:{id}"))
+    }
+    /// Webhook deliveries due (or leased), by time.
+    pub fn webhooks_due(&self) -> String {
+        self.k("whdue")
     }
 }

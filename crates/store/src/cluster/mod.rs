@@ -18,6 +18,8 @@ mod memory_tests;
 mod redis;
 #[cfg(feature = "redis")]
 mod redis_nodes;
+#[cfg(feature = "redis")]
+mod redis_webhooks;
 
 #[cfg(feature = "redis")]
 pub use self::redis::RedisCluster;
