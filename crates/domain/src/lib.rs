@@ -20,6 +20,7 @@ pub mod queue;
 pub mod redact;
 pub mod request;
 pub mod request_wait;
+pub mod webhooks;
 
 pub use capabilities::{BrowserKind, Stereotype};
 pub use error::{ErrorCode, GridError, Origin};

@@ -205,5 +205,6 @@ mod tests {
     async fn memory_store_conforms() {
         crate::conformance::run_all(&super::MemoryStore::new()).await;
         crate::webhook_conformance::run_all(&super::MemoryStore::new()).await;
+        crate::webhook_conformance::fan_out(&super::MemoryStore::new()).await;
     }
 }

@@ -96,7 +96,7 @@ fn entries(reply: Reply) -> Vec<Event> {
 }
 
 /// An event from a stream entry; `None` (logged) for an entry without a type or time.
-fn parse(id: String, flat: Vec<String>) -> Option<Event> {
+pub(crate) fn parse(id: String, flat: Vec<String>) -> Option<Event> {
     let mut own: BTreeMap<&str, String> = BTreeMap::new();
     let mut fields = BTreeMap::new();
     for pair in flat.chunks_exact(2) {

@@ -363,6 +363,7 @@ mod tests {
         let s = SqliteStore::in_memory().unwrap();
         crate::conformance::run_all(&s).await;
         crate::webhook_conformance::run_all(&s).await;
+        crate::webhook_conformance::fan_out(&s).await;
     }
 
     #[tokio::test]

@@ -312,3 +312,29 @@ async fn finished_deliveries_are_pruned(s: &dyn WebhookStore) {
     ));
     s.delete_webhook("wh_prune").await.unwrap();
 }
+
+/// Fan-out from the event log, as every store does it: events before the
+/// first call are skipped, the rest come once confirmed no more.
+pub async fn fan_out(s: &dyn crate::Store) {
+    use crate::events::NewEvent;
+    use std::time::Duration;
+    let long = Duration::from_secs(3600);
+    let ev = |n: u32| NewEvent::now("session.started").session(&format!("fan-{n}"));
+    let ids = |es: Vec<crate::Event>| es.into_iter().map(|e| e.id).collect::<Vec<_>>();
+    s.append(ev(1)).await.unwrap();
+    assert!(s.events_to_fan_out("a", 10, long).await.unwrap().is_empty());
+    let e2 = s.append(ev(2)).await.unwrap();
+    let e3 = s.append(ev(3)).await.unwrap();
+    let got = s.events_to_fan_out("a", 10, long).await.unwrap();
+    assert_eq!(got[0].session.as_deref(), Some("fan-2"));
+    assert_eq!(ids(got), [e2.clone(), e3.clone()]);
+    s.events_fanned_out("a", &[e2, e3]).await.unwrap();
+    let e4 = s.append(ev(4)).await.unwrap();
+    assert_eq!(
+        ids(s.events_to_fan_out("a", 10, long).await.unwrap()),
+        [e4.clone()]
+    );
+    s.events_fanned_out("a", &[e4]).await.unwrap();
+    assert!(s.events_to_fan_out("a", 10, long).await.unwrap().is_empty());
+    s.events_fanned_out("a", &[]).await.unwrap();
+}

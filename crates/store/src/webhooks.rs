@@ -7,6 +7,7 @@
 //! runs out, and the delivery is due again. The rules (backoff, giving up,
 //! disabling) are [`gridiron_domain::webhooks`]'; the store keeps the state.
 
+use crate::events::Event;
 use crate::StoreResult;
 use async_trait::async_trait;
 use gridiron_domain::webhooks::{Next, Streak};
@@ -190,6 +191,29 @@ pub trait WebhookStore: Send + Sync {
     /// Forgets finished deliveries that ended before `older_than` (unix ms);
     /// returns how many.
     async fn prune_deliveries(&self, older_than: i64) -> StoreResult<usize>;
+
+    /// Up to `limit` events of the grid's log that no process has fanned out
+    /// yet, oldest first, for `consumer` (this process). A standalone store
+    /// reads after its durable cursor; a cluster hands each event to one
+    /// consumer of a group, and events a dead consumer held to another.
+    /// The first call starts from the newest event: older ones predate
+    /// every subscription. In a cluster, events another consumer read more
+    /// than `reclaim_after` ago without confirming them come first.
+    async fn events_to_fan_out(
+        &self,
+        consumer: &str,
+        limit: usize,
+        reclaim_after: std::time::Duration,
+    ) -> StoreResult<Vec<Event>>;
+    /// Marks events returned by [`WebhookStore::events_to_fan_out`] as fanned
+    /// out (their deliveries are made), so they are not handed out again.
+    async fn events_fanned_out(&self, consumer: &str, ids: &[String]) -> StoreResult<()>;
+}
+
+/// The id of the newest event among `ids` (in the order of event ids).
+pub fn newest_id(ids: &[String]) -> Option<&String> {
+    ids.iter()
+        .max_by(|a, b| gridiron_domain::events::id_order(a, b))
 }
 
 /// The log line saying a subscription was disabled, and why.

@@ -87,6 +87,46 @@ async fn redis_webhooks_conform() {
         .await
         .unwrap();
     gridiron_store::webhook_conformance::run_all(&store).await;
+    gridiron_store::webhook_conformance::fan_out(&store).await;
+}
+
+#[tokio::test]
+async fn each_event_is_fanned_out_by_one_hub_and_a_dead_hubs_events_by_another() {
+    use gridiron_store::webhooks::WebhookStore;
+    use gridiron_store::{EventLog, NewEvent};
+    let server = RedisServer::start();
+    let store = RedisStore::connect(&server.url(), "fanout").await.unwrap();
+    let long = Duration::from_secs(3600);
+    assert!(store
+        .events_to_fan_out("a", 10, long)
+        .await
+        .unwrap()
+        .is_empty());
+    let e1 = store.append(NewEvent::now("node.up")).await.unwrap();
+    let e2 = store.append(NewEvent::now("node.up")).await.unwrap();
+    let a = store.events_to_fan_out("a", 1, long).await.unwrap();
+    let b = store.events_to_fan_out("b", 10, long).await.unwrap();
+    assert_eq!(a.iter().map(|e| &e.id).collect::<Vec<_>>(), [&e1]);
+    assert_eq!(b.iter().map(|e| &e.id).collect::<Vec<_>>(), [&e2]);
+    store.events_fanned_out("a", &[e1]).await.unwrap();
+    // Hub b dies before confirming e2: nobody gets it while it may still
+    // be working on it, then hub a does.
+    assert!(store
+        .events_to_fan_out("a", 10, long)
+        .await
+        .unwrap()
+        .is_empty());
+    let taken = store
+        .events_to_fan_out("a", 10, Duration::ZERO)
+        .await
+        .unwrap();
+    assert_eq!(taken.iter().map(|e| &e.id).collect::<Vec<_>>(), [&e2]);
+    store.events_fanned_out("a", &[e2]).await.unwrap();
+    assert!(store
+        .events_to_fan_out("a", 10, Duration::ZERO)
+        .await
+        .unwrap()
+        .is_empty());
 }
 
 #[tokio::test]

@@ -3,6 +3,7 @@
 //! the `webhook_*.lua` scripts; key names come from [`Keys`].
 
 use super::keys::Keys;
+use crate::events::Event;
 use crate::redis_store::err;
 use crate::webhooks::{
     disabled_entry, Leased, LogEntry, NewDelivery, Recorded, Webhook, WebhookStore, DONE_KEPT_MS,
@@ -27,6 +28,24 @@ script!(ENQUEUE, "webhook_enqueue.lua");
 script!(LEASE, "webhook_lease.lua");
 script!(RECORD, "webhook_record.lua");
 script!(DROP, "webhook_drop.lua");
+
+/// The consumer group that fans the event stream out to webhooks.
+const GROUP: &str = "webhooks";
+
+/// A stream entry as `XREADGROUP` and `XAUTOCLAIM` return it.
+type Entry = (String, Vec<String>);
+
+/// Whether `e` says the consumer group does not exist (new stream, or Redis lost its data).
+fn no_group(e: &redis::RedisError) -> bool {
+    e.code() == Some("NOGROUP")
+}
+
+fn events_of(entries: Vec<Entry>) -> Vec<Event> {
+    entries
+        .into_iter()
+        .filter_map(|(id, flat)| crate::redis_events::parse(id, flat))
+        .collect()
+}
 
 /// The subscription a delivery belongs to: its id is `WEBHOOK.EVENT`, and
 /// subscription ids hold no dots.
@@ -61,6 +80,22 @@ fn log_line(raw: &str) -> Option<LogEntry> {
 impl RedisStore {
     fn hook_keys(&self) -> Keys {
         Keys::new(&self.ns)
+    }
+
+    /// Creates the fan-out group, starting after the newest event.
+    async fn create_group(&self) -> StoreResult<()> {
+        let made: redis::RedisResult<()> = redis::cmd("XGROUP")
+            .arg("CREATE")
+            .arg(self.hook_keys().events())
+            .arg(GROUP)
+            .arg("$")
+            .arg("MKSTREAM")
+            .query_async(&mut self.conn.clone())
+            .await;
+        match made {
+            Err(e) if e.code() != Some("BUSYGROUP") => Err(err("fan-out group")(e)),
+            _ => Ok(()),
+        }
     }
 
     /// Disables or deletes a subscription with its pending deliveries.
@@ -319,5 +354,76 @@ impl WebhookStore for RedisStore {
     async fn prune_deliveries(&self, _older_than: i64) -> StoreResult<usize> {
         // Finished deliveries expire by themselves (DONE_KEPT_MS).
         Ok(0)
+    }
+
+    async fn events_to_fan_out(
+        &self,
+        consumer: &str,
+        limit: usize,
+        reclaim_after: std::time::Duration,
+    ) -> StoreResult<Vec<Event>> {
+        let key = self.hook_keys().events();
+        let mut conn = self.conn.clone();
+        // Events a consumer read long ago and never confirmed: it died.
+        let claimed: redis::RedisResult<(String, Vec<Entry>, redis::Value)> =
+            redis::cmd("XAUTOCLAIM")
+                .arg(&key)
+                .arg(GROUP)
+                .arg(consumer)
+                .arg(reclaim_after.as_millis() as u64)
+                .arg("0-0")
+                .arg("COUNT")
+                .arg(limit.max(1))
+                .query_async(&mut conn)
+                .await;
+        match claimed {
+            Err(e) if no_group(&e) => {
+                self.create_group().await?;
+                return Ok(Vec::new());
+            }
+            Err(e) => return Err(err("fan-out claim")(e)),
+            Ok((_, entries, _)) if !entries.is_empty() => return Ok(events_of(entries)),
+            Ok(_) => {}
+        }
+        type Reply = Option<Vec<(String, Vec<Entry>)>>;
+        let read: redis::RedisResult<Reply> = redis::cmd("XREADGROUP")
+            .arg("GROUP")
+            .arg(GROUP)
+            .arg(consumer)
+            .arg("COUNT")
+            .arg(limit.max(1))
+            .arg("STREAMS")
+            .arg(&key)
+            .arg(">")
+            .query_async(&mut conn)
+            .await;
+        match read {
+            Err(e) if no_group(&e) => {
+                self.create_group().await?;
+                Ok(Vec::new())
+            }
+            Err(e) => Err(err("fan-out read")(e)),
+            Ok(reply) => Ok(events_of(
+                reply
+                    .into_iter()
+                    .flatten()
+                    .flat_map(|(_, entries)| entries)
+                    .collect(),
+            )),
+        }
+    }
+
+    async fn events_fanned_out(&self, _consumer: &str, ids: &[String]) -> StoreResult<()> {
+        if ids.is_empty() {
+            return Ok(());
+        }
+        let _: i64 = redis::cmd("XACK")
+            .arg(self.hook_keys().events())
+            .arg(GROUP)
+            .arg(ids)
+            .query_async(&mut self.conn.clone())
+            .await
+            .map_err(err("fan-out ack"))?;
+        Ok(())
     }
 }

@@ -1,6 +1,8 @@
 //! Webhook state of [`MemoryStore`]: subscriptions, deliveries and logs in maps.
 
 use super::MemoryStore;
+use crate::events::{Event, EventLog};
+use crate::webhooks::newest_id;
 use crate::webhooks::{Leased, LogEntry, NewDelivery, Recorded, Webhook, WebhookStore, LOG_KEPT};
 use crate::StoreResult;
 use async_trait::async_trait;
@@ -29,6 +31,8 @@ pub(super) struct Hooks {
     deliveries: HashMap<String, Delivery>,
     logs: HashMap<String, VecDeque<LogEntry>>,
     seq: u64,
+    /// The last event fanned out.
+    cursor: Option<String>,
 }
 
 impl Hooks {
@@ -234,5 +238,37 @@ impl WebhookStore for MemoryStore {
         g.deliveries
             .retain(|_, d| d.done_at.is_none_or(|t| t >= older_than));
         Ok(before - g.deliveries.len())
+    }
+
+    async fn events_to_fan_out(
+        &self,
+        _consumer: &str,
+        limit: usize,
+        _reclaim_after: std::time::Duration,
+    ) -> StoreResult<Vec<Event>> {
+        let cursor = self.hooks().cursor.clone();
+        let cursor = match cursor {
+            Some(c) => c,
+            None => {
+                let last = self.events.last_id().await?.unwrap_or_else(|| "0".into());
+                self.hooks().cursor.get_or_insert(last).clone()
+            }
+        };
+        self.events
+            .read_after(Some(&cursor), limit, std::time::Duration::ZERO)
+            .await
+    }
+
+    async fn events_fanned_out(&self, _consumer: &str, ids: &[String]) -> StoreResult<()> {
+        if let Some(newest) = newest_id(ids) {
+            let mut g = self.hooks();
+            let later = g.cursor.as_deref().is_none_or(|c| {
+                gridiron_domain::events::id_order(newest, c) == std::cmp::Ordering::Greater
+            });
+            if later {
+                g.cursor = Some(newest.clone());
+            }
+        }
+        Ok(())
     }
 }

@@ -1,6 +1,8 @@
 //! Webhook state of [`SqliteStore`]: subscriptions, deliveries, delivery logs.
 
 use super::SqliteStore;
+use crate::events::{Event, EventLog};
+use crate::webhooks::newest_id;
 use crate::webhooks::{
     disabled_entry, Leased, LogEntry, NewDelivery, Recorded, Webhook, WebhookStore, LOG_KEPT,
 };
@@ -352,6 +354,54 @@ impl WebhookStore for SqliteStore {
                 "DELETE FROM webhook_deliveries WHERE done_at IS NOT NULL AND done_at < ?1",
                 params![older_than],
             )
+        })
+        .await
+    }
+
+    async fn events_to_fan_out(
+        &self,
+        _consumer: &str,
+        limit: usize,
+        _reclaim_after: std::time::Duration,
+    ) -> StoreResult<Vec<Event>> {
+        // One process owns a SQLite file: one cursor, whatever the consumer's name.
+        let read = |c: &mut Connection| {
+            c.query_row(
+                "SELECT event_id FROM webhook_cursor WHERE consumer = 'fanout'",
+                [],
+                |r| r.get::<_, String>(0),
+            )
+            .optional()
+        };
+        let cursor = match self.run("fan-out cursor", read).await? {
+            Some(c) => c,
+            None => {
+                let last = self.last_id().await?.unwrap_or_else(|| "0".into());
+                self.run("fan-out cursor", move |c| {
+                    c.execute(
+                        "INSERT OR IGNORE INTO webhook_cursor (consumer, event_id) VALUES ('fanout', ?1)",
+                        params![last],
+                    )?;
+                    read(c).map(Option::unwrap_or_default)
+                })
+                .await?
+            }
+        };
+        self.read_after(Some(&cursor), limit, std::time::Duration::ZERO)
+            .await
+    }
+
+    async fn events_fanned_out(&self, _consumer: &str, ids: &[String]) -> StoreResult<()> {
+        let Some(newest) = newest_id(ids).cloned() else {
+            return Ok(());
+        };
+        self.run("fan-out cursor", move |c| {
+            c.execute(
+                "UPDATE webhook_cursor SET event_id = ?1
+                 WHERE consumer = 'fanout' AND CAST(event_id AS INTEGER) < CAST(?1 AS INTEGER)",
+                params![newest],
+            )
+            .map(drop)
         })
         .await
     }
