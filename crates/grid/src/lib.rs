@@ -26,6 +26,7 @@ pub mod testing;
 pub mod timing;
 pub mod tls;
 mod tunnel;
+pub mod webhooks;
 
 pub use backend::Backend;
 pub use config::GridConfig;

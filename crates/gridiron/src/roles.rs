@@ -101,6 +101,12 @@ pub struct HubArgs {
     /// Requests that may wait in the shared queue; more are refused at once.
     #[arg(long, env = "GRIDIRON_MAX_QUEUE", default_value_t = 10_000)]
     pub max_queue: usize,
+    /// Milliseconds the first webhook retry waits at most (see `gridiron standalone --help`) [default: 5000].
+    #[arg(long, env = "GRIDIRON_WEBHOOK_RETRY_BASE_MS")]
+    pub webhook_retry_base_ms: Option<u64>,
+    /// Failed webhook attempts in a row after which a subscription is disabled [default: 20].
+    #[arg(long, env = "GRIDIRON_WEBHOOK_DISABLE_AFTER")]
+    pub webhook_disable_after: Option<u32>,
     /// Seconds a request may wait for a node before it fails.
     #[arg(long, env = "GRIDIRON_QUEUE_TIMEOUT", default_value_t = 300.0)]
     pub queue_timeout: f64,
@@ -281,6 +287,8 @@ pub fn run_hub(args: HubArgs) -> Result<(), String> {
     init_logs(json_logs(args.log_format.as_deref())?);
     let secret = args.secret.checked()?;
     let addr = listen_addr(args.host.clone(), args.port)?;
+    let webhooks =
+        crate::cli::webhook_settings(args.webhook_retry_base_ms, args.webhook_disable_after)?;
     let cfg = HubConfig {
         id: format!("hub-{}", short_id()),
         max_queue: args.max_queue,
@@ -325,7 +333,18 @@ pub fn run_hub(args: HubArgs) -> Result<(), String> {
             .await
             .map_err(|e| format!("cannot listen on {addr}: {e}"))?;
         crate::keys::warn_if_open(cluster.sessions().as_ref(), args.require_auth, addr).await;
+        let store = cluster.sessions();
+        let hub_id = cfg.id.clone();
         let hub = Hub::start(cluster, cfg).await?;
+        // Each hub sends webhooks; the consumer group has each event fanned out by one.
+        // WEBHOOK METRICS: pass `Some(hook)` counting results once /metrics has `webhook_delivery`.
+        gridiron_grid::webhooks::start(
+            store,
+            gridiron_grid::Backend::tasks(hub.as_ref()),
+            webhooks,
+            hub_id,
+            None,
+        )?;
         tracing::info!(%addr, store = %args.store.shown(), "gridiron hub listening");
         let app = hub.clone().router();
         let stop = async move {

@@ -152,6 +152,18 @@ pub struct StandaloneArgs {
     #[arg(long, env = "GRIDIRON_MAX_WEBSOCKETS_PER_SESSION")]
     #[serde(alias = "max_websockets_per_session")]
     pub max_websockets_per_session: Option<usize>,
+    /// Milliseconds the first webhook retry waits at most; each later one up
+    /// to twice as long, capped at 120 times this, for 720 times this in all
+    /// [default: 5000: up to 10 minutes apart, for an hour]. Lower it for
+    /// tests and demos only.
+    #[arg(long, env = "GRIDIRON_WEBHOOK_RETRY_BASE_MS")]
+    #[serde(alias = "webhook_retry_base_ms")]
+    pub webhook_retry_base_ms: Option<u64>,
+    /// Failed webhook attempts in a row, spanning the whole retry window,
+    /// after which a subscription is disabled [default: 20].
+    #[arg(long, env = "GRIDIRON_WEBHOOK_DISABLE_AFTER")]
+    #[serde(alias = "webhook_disable_after")]
+    pub webhook_disable_after: Option<u32>,
 }
 
 impl StandaloneArgs {
@@ -188,6 +200,8 @@ impl StandaloneArgs {
             max_websockets_per_session: self
                 .max_websockets_per_session
                 .or(file.max_websockets_per_session),
+            webhook_retry_base_ms: self.webhook_retry_base_ms.or(file.webhook_retry_base_ms),
+            webhook_disable_after: self.webhook_disable_after.or(file.webhook_disable_after),
         }
     }
 }
@@ -232,6 +246,28 @@ pub(crate) struct Standalone {
     pub(crate) json_logs: bool,
     /// How sessions are kept from the grid's secrets and from each other.
     pub(crate) isolation: gridiron_provision::IsolationSettings,
+    /// How webhooks are retried and disabled.
+    pub(crate) webhooks: gridiron_grid::webhooks::WebhookSettings,
+}
+
+/// The webhook settings from `--webhook-retry-base-ms` and `--webhook-disable-after`.
+pub(crate) fn webhook_settings(
+    base_ms: Option<u64>,
+    disable_after: Option<u32>,
+) -> Result<gridiron_grid::webhooks::WebhookSettings, String> {
+    let defaults = gridiron_domain::webhooks::RetryPolicy::default();
+    let base_ms = base_ms.unwrap_or(defaults.base_ms);
+    if base_ms == 0 {
+        return Err("--webhook-retry-base-ms must be at least 1".into());
+    }
+    let disable_after = disable_after.unwrap_or(defaults.disable_after);
+    if disable_after == 0 {
+        return Err("--webhook-disable-after must be at least 1".into());
+    }
+    Ok(gridiron_grid::webhooks::WebhookSettings::new(
+        base_ms,
+        disable_after,
+    ))
 }
 
 pub(crate) fn resolve(args: StandaloneArgs) -> Result<Standalone, String> {
@@ -296,8 +332,10 @@ pub(crate) fn resolve(args: StandaloneArgs) -> Result<Standalone, String> {
         pass_env: args.pass_env.unwrap_or_default(),
     };
     isolation.check()?;
+    let webhooks = webhook_settings(args.webhook_retry_base_ms, args.webhook_disable_after)?;
     Ok(Standalone {
         addr,
+        webhooks,
         grid,
         json_logs,
         isolation,

@@ -174,7 +174,15 @@ pub fn run_standalone(args: StandaloneArgs) -> Result<(), String> {
             data_dir = %s.grid.data_dir.display(),
             "gridiron standalone listening"
         );
-        let manager = gridiron_grid::Manager::start(s.grid, store, provisioner);
+        let manager = gridiron_grid::Manager::start(s.grid, store.clone(), provisioner);
+        // WEBHOOK METRICS: pass `Some(hook)` counting results once /metrics has `webhook_delivery`.
+        gridiron_grid::webhooks::start(
+            store,
+            manager.tasks(),
+            s.webhooks,
+            format!("standalone-{}", std::process::id()),
+            None,
+        )?;
         gridiron_grid::serve(listener, manager, shutdown_signal())
             .await
             .map_err(|e| e.to_string())
