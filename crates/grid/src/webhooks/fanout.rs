@@ -31,7 +31,11 @@ pub(super) async fn run(
 }
 
 /// Fans out one batch of events; returns how many events there were (0: none waiting).
-async fn round(store: &dyn Store, settings: &WebhookSettings, consumer: &str) -> StoreResult<usize> {
+async fn round(
+    store: &dyn Store,
+    settings: &WebhookSettings,
+    consumer: &str,
+) -> StoreResult<usize> {
     let events = store
         .events_to_fan_out(consumer, settings.batch, settings.reclaim_after)
         .await?;

@@ -13,6 +13,8 @@
 
 mod fanout;
 mod sender;
+#[cfg(test)]
+mod tests;
 
 use crate::tasks::Tasks;
 use gridiron_domain::webhooks::RetryPolicy;

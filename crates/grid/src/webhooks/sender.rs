@@ -72,7 +72,12 @@ impl Sender {
             };
             let due = match this
                 .store
-                .take_due(now_ms(), free.min(this.settings.batch), lease_ms, &this.holder)
+                .take_due(
+                    now_ms(),
+                    free.min(this.settings.batch),
+                    lease_ms,
+                    &this.holder,
+                )
                 .await
             {
                 Ok(due) => due,
