@@ -20,8 +20,8 @@ pub const LOG_KEPT: usize = 500;
 /// twice is not delivered twice), in ms.
 pub const DONE_KEPT_MS: i64 = 24 * 3_600_000;
 
-/// A webhook subscription.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// A webhook subscription. Its `Debug` leaves the secret out.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Webhook {
     /// Its id (`wh_` and random hex).
     pub id: String,
@@ -46,6 +46,24 @@ pub struct Webhook {
     pub failures: u32,
     /// Unix ms of the first failure of that run.
     pub failing_since: Option<i64>,
+}
+
+impl std::fmt::Debug for Webhook {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Webhook")
+            .field("id", &self.id)
+            .field("url", &self.url)
+            .field("events", &self.events)
+            .field("secret", &"***")
+            .field("owner", &self.owner)
+            .field("admin", &self.admin)
+            .field("created_at", &self.created_at)
+            .field("disabled", &self.disabled)
+            .field("disabled_at", &self.disabled_at)
+            .field("failures", &self.failures)
+            .field("failing_since", &self.failing_since)
+            .finish()
+    }
 }
 
 impl Webhook {
