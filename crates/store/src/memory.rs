@@ -1,7 +1,7 @@
 //! Session records in memory: the store of [`crate::MemoryCluster`], for tests
 //! of code above the store that must also see the store lose its data.
 
-use crate::{ApiKey, NewSession, SessionRecord, Store, StoreResult};
+use crate::{ApiKey, NewSession, SessionFilter, SessionRecord, Store, StoreResult};
 use async_trait::async_trait;
 use gridiron_domain::EndReason;
 use serde_json::Value;
@@ -120,6 +120,17 @@ impl Store for MemoryStore {
             .take(limit)
             .map(|(_, r)| r.clone())
             .collect())
+    }
+
+    async fn query(&self, filter: &SessionFilter, limit: usize) -> StoreResult<Vec<SessionRecord>> {
+        let g = self.lock();
+        let mut all: Vec<&SessionRecord> =
+            g.1.values()
+                .map(|(_, r)| r)
+                .filter(|r| filter.matches(&r.facts()))
+                .collect();
+        all.sort_by(|a, b| (b.created_at, &b.id).cmp(&(a.created_at, &a.id)));
+        Ok(all.into_iter().take(limit).cloned().collect())
     }
 
     async fn close_unfinished(&self, reason: EndReason, ended_at: i64) -> StoreResult<usize> {

@@ -61,14 +61,24 @@ impl Manager {
             owner: caller.key.clone(),
         };
         let (group, limit) = slot_group(caller);
-        let permit = self
+        let (mut place, mut cancel) = self.waitlist.place(waiting.browser, caller.key.clone());
+        let rid = place.id.clone();
+        let acquire = self
             .slots
             .acquire_as(group, limit, self.config.queue_timeout, |position| {
                 waiting.queued = true;
+                place.listed();
                 info!(position, "new session request queued");
                 self.emit("queued", &[("position", &position.to_string())]);
-            })
-            .await;
+            });
+        let permit = tokio::select! {
+            p = acquire => p,
+            Ok(()) = &mut cancel => {
+                waiting.record(EndReason::DeletedByApi);
+                return Err(cancelled(&rid));
+            }
+        };
+        drop(place);
         let permit = match permit {
             Ok(p) => {
                 waiting.queued = false;
@@ -126,13 +136,19 @@ impl Manager {
                 )
             })?;
         let (group, limit) = slot_group(caller);
-        let permit = self
+        let (mut place, mut cancel) = self.waitlist.place("chrome", caller.key.clone());
+        let rid = place.id.clone();
+        let acquire = self
             .slots
             .acquire_as(group, limit, self.config.queue_timeout, |position| {
+                place.listed();
                 info!(position, "new CDP session request queued")
-            })
-            .await
-            .map_err(|e| self.no_slot_error(e))?;
+            });
+        let permit = tokio::select! {
+            p = acquire => p.map_err(|e| self.no_slot_error(e))?,
+            Ok(()) = &mut cancel => return Err(cancelled(&rid)),
+        };
+        drop(place);
         let (tx, rx) = oneshot::channel();
         let me = self.clone();
         let owner = caller.key.clone();
@@ -184,6 +200,14 @@ pub(crate) fn requested_capabilities(body: Value) -> Value {
         },
         other => other,
     }
+}
+
+/// The error of a request an operator cancelled while it waited.
+fn cancelled(id: &str) -> GridError {
+    GridError::not_created(
+        Origin::Grid,
+        format!("the request ({id}) was cancelled by an operator while it waited in the queue"),
+    )
 }
 
 /// The error for a start whose task ended without an answer (it panicked).
