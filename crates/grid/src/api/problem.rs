@@ -34,7 +34,7 @@ const KINDS: &[(&str, &str, u16)] = &[
     ("forbidden", "Not allowed for this API key", 403),
     ("not-found", "No such resource", 404),
     ("method-not-allowed", "Method not allowed", 405),
-    ("conflict", "Already exists", 409),
+    ("conflict", "Conflicts with the current state", 409),
     ("payload-too-large", "Request body too large", 413),
     ("too-many-requests", "Rate limit exceeded", 429),
     (
