@@ -5,6 +5,7 @@
 use crate::tasks::Tasks;
 use gridiron_store::{EventLog, NewEvent};
 use std::sync::Arc;
+use std::time::Duration;
 use tokio::sync::mpsc;
 use tracing::warn;
 
@@ -59,10 +60,27 @@ impl EventSink {
     }
 }
 
+/// Tries to append an event this many times when the store says trying
+/// again can help (a dropped connection, a busy database).
+const ATTEMPTS: u32 = 3;
+
+/// The pause before the second attempt; it doubles after.
+const RETRY_PAUSE: Duration = Duration::from_millis(100);
+
 async fn write(log: &dyn EventLog, event: NewEvent) {
-    let kind = event.kind.clone();
-    if let Err(e) = log.append(event).await {
-        // Events are a record for observers: losing one never fails the grid.
-        warn!(error = %e, kind, "could not record an event");
+    let mut pause = RETRY_PAUSE;
+    for attempt in 1..=ATTEMPTS {
+        match log.append(event.clone()).await {
+            Ok(_) => return,
+            Err(e) if e.retryable() && attempt < ATTEMPTS => {
+                tokio::time::sleep(pause).await;
+                pause *= 2;
+            }
+            Err(e) => {
+                // Events are a record for observers: losing one never fails the grid.
+                warn!(error = %e, kind = event.kind, "could not record an event");
+                return;
+            }
+        }
     }
 }

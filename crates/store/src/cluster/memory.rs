@@ -146,6 +146,7 @@ impl Cluster for MemoryCluster {
                 hub: r.hub.clone(),
                 base: r.public_base.clone(),
                 owner: r.owner.clone(),
+                created_at: r.created_at,
                 answer: None,
                 expires: None,
             },
@@ -177,6 +178,7 @@ impl Cluster for MemoryCluster {
                     hub: r.hub.clone(),
                     owner: r.owner.clone(),
                     key_max: r.key_max,
+                    created_at: r.created_at,
                 })
             })
             .collect())

@@ -26,6 +26,8 @@ pub(super) struct Req {
     pub(super) base: String,
     /// The API key that asked for it.
     pub(super) owner: String,
+    /// Unix ms when its hub received it.
+    pub(super) created_at: i64,
     pub(super) answer: Option<String>,
     /// Finished records are forgotten after a while.
     pub(super) expires: Option<Instant>,
