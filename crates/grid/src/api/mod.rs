@@ -11,6 +11,7 @@ pub mod pools;
 pub mod problem;
 pub mod queue;
 pub mod sessions;
+pub mod webhooks;
 
 use crate::auth::Caller;
 use crate::backend::Backend;
@@ -69,7 +70,12 @@ pub const DOCS_PATH: &str = "/api/docs";
         keys::create,
         keys::list,
         keys::revoke,
-        // EXTENSIONS: /api/v1/events, /api/v1/webhooks*, /api/v1/scaling and /metrics go here.
+        webhooks::create,
+        webhooks::list,
+        webhooks::get_one,
+        webhooks::delete,
+        webhooks::deliveries,
+        // EXTENSIONS: /api/v1/events, /api/v1/scaling and /metrics go here.
     ),
     components(schemas(Problem)),
     modifiers(&Security),
@@ -80,6 +86,7 @@ pub const DOCS_PATH: &str = "/api/docs";
         (name = "nodes", description = "The hosts that run sessions (admin)"),
         (name = "pools", description = "Work pools of a scaled-out grid (admin)"),
         (name = "keys", description = "API keys (admin)"),
+        (name = "webhooks", description = "Signed event deliveries to URLs, and their logs"),
     )
 )]
 pub struct ApiDoc;
@@ -124,7 +131,16 @@ pub fn router() -> Router<Role> {
         )
         .route("/keys", only(get(keys::list).post(keys::create)))
         .route("/keys/{name}", only(axum::routing::delete(keys::revoke)))
-        // EXTENSIONS: /events, /webhooks*, /scaling are routed here.
+        .route(
+            "/webhooks",
+            only(get(webhooks::list).post(webhooks::create)),
+        )
+        .route(
+            "/webhooks/{id}",
+            only(get(webhooks::get_one).delete(webhooks::delete)),
+        )
+        .route("/webhooks/{id}/deliveries", only(get(webhooks::deliveries)))
+        // EXTENSIONS: /events, /scaling are routed here.
         .route("/{*rest}", any(not_found));
     let docs: Router<Role> = utoipa_swagger_ui::SwaggerUi::new(DOCS_PATH)
         .url(OPENAPI_PATH, ApiDoc::openapi())

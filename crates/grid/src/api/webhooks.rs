@@ -187,7 +187,10 @@ pub async fn create(State(b): State<Role>, req: Request<Body>) -> ApiResult<Resp
         failing_since: None,
     };
     if !b.store().create_webhook(&hook).await? {
-        return Err(Problem::new("conflict", "a webhook with that id exists; try again"));
+        return Err(Problem::new(
+            "conflict",
+            "a webhook with that id exists; try again",
+        ));
     }
     let created = CreatedWebhook {
         webhook: view(&hook),
@@ -221,7 +224,11 @@ pub async fn list(State(b): State<Role>, req: Request<Body>) -> ApiResult<Respon
         .await?
         .into_iter()
         .filter(|w| mine(&who, w))
-        .filter(|w| cursor.as_ref().is_none_or(|c| c.before(w.created_at, &w.id)))
+        .filter(|w| {
+            cursor
+                .as_ref()
+                .is_none_or(|c| c.before(w.created_at, &w.id))
+        })
         .collect();
     all.sort_by(|a, b| (b.created_at, &b.id).cmp(&(a.created_at, &a.id)));
     all.truncate(limit + 1);
