@@ -319,3 +319,34 @@ pub async fn deliveries(
     let items = items.into_iter().map(delivery_view).collect();
     Ok(json(StatusCode::OK, &DeliveryPage { items, next_cursor }))
 }
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_openapi_document_describes_the_webhook_routes() {
+        let doc: serde_json::Value = serde_json::from_str(&super::super::openapi_json()).unwrap();
+        let paths = &doc["paths"];
+        for (path, method) in [
+            ("/api/v1/webhooks", "post"),
+            ("/api/v1/webhooks", "get"),
+            ("/api/v1/webhooks/{id}", "get"),
+            ("/api/v1/webhooks/{id}", "delete"),
+            ("/api/v1/webhooks/{id}/deliveries", "get"),
+        ] {
+            assert!(
+                paths[path][method].is_object(),
+                "{method} {path} is documented"
+            );
+        }
+        let schemas = &doc["components"]["schemas"];
+        for name in [
+            "NewWebhook",
+            "WebhookView",
+            "CreatedWebhook",
+            "WebhookPage",
+            "DeliveryPage",
+        ] {
+            assert!(schemas[name].is_object(), "schema {name}");
+        }
+    }
+}

@@ -12,6 +12,7 @@ use gridiron_domain::webhooks::{
 use gridiron_store::webhooks::{Leased, LogEntry, Recorded, Webhook, DONE_KEPT_MS};
 use gridiron_store::{now_ms, Store};
 use http_body_util::BodyExt;
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::{Notify, Semaphore};
@@ -58,18 +59,20 @@ impl Sender {
     /// says new ones were made.
     pub(super) async fn run(self, wake: Arc<Notify>) {
         let this = Arc::new(self);
-        let permits = Arc::new(Semaphore::new(this.settings.concurrency.max(1)));
+        let concurrency = this.settings.concurrency.max(1);
+        let permits = Arc::new(Semaphore::new(concurrency));
+        // Told each time an attempt ends and its permit is back.
+        let freed = Arc::new(Notify::new());
         let lease_ms = this.settings.lease().as_millis() as u64;
         let mut pruned = Instant::now();
         loop {
-            // Take only what can be sent now, so no lease runs out waiting.
-            let free = match permits.clone().acquire_owned().await {
-                Ok(p) => {
-                    drop(p);
-                    permits.available_permits()
-                }
-                Err(_) => return,
-            };
+            // Take only what can be sent now, so no lease runs out waiting,
+            // and in batches: under load, wait for half the senders to be free.
+            let want = (concurrency / 2).max(1);
+            while permits.available_permits() < want {
+                freed.notified().await;
+            }
+            let free = permits.available_permits();
             let due = match this
                 .store
                 .take_due(
@@ -100,38 +103,47 @@ impl Sender {
                 }
                 continue;
             }
+            // One read of the subscriptions for the whole batch.
+            let hooks: HashMap<String, Arc<Webhook>> = match this.store.webhooks().await {
+                Ok(all) => all
+                    .into_iter()
+                    .map(|w| (w.id.clone(), Arc::new(w)))
+                    .collect(),
+                Err(e) => {
+                    // The leases run out and the deliveries are taken again.
+                    tracing::warn!(error = %e, "reading webhooks failed; trying again");
+                    tokio::time::sleep(STORE_PAUSE).await;
+                    continue;
+                }
+            };
             for d in due {
+                // Deleted meanwhile: its deliveries went with it.
+                let Some(hook) = hooks.get(&d.webhook).cloned() else {
+                    continue;
+                };
                 let Ok(permit) = permits.clone().acquire_owned().await else {
                     return;
                 };
                 let me = this.clone();
+                let freed = freed.clone();
                 this.tasks.spawn(async move {
-                    me.deliver(d).await;
+                    me.deliver(&hook, d).await;
                     drop(permit);
+                    freed.notify_one();
                 });
             }
         }
     }
 
-    /// Makes one attempt of `d` and records it.
-    async fn deliver(&self, d: Leased) {
-        let hook = match self.store.webhook(&d.webhook).await {
-            Ok(Some(h)) => h,
-            // Deleted: its deliveries went with it.
-            Ok(None) => return,
-            Err(e) => {
-                // The lease runs out and the attempt is made later.
-                tracing::warn!(error = %e, delivery = %d.id, "reading a webhook failed");
-                return;
-            }
-        };
+    /// Makes one attempt of `d` to `hook` and records it.
+    async fn deliver(&self, hook: &Webhook, d: Leased) {
         let policy = &self.settings.policy;
         let started = Instant::now();
         let (result, next) = if hook.disabled.is_some() {
             let r = Attempt::Error("the subscription is disabled".into());
             (r, Next::Failed)
         } else {
-            let r = self.post(&hook, &d).await;
+            let r = self.post(hook, &d).await;
             let next = after_attempt(policy, &r, d.attempt, d.first_at, now_ms(), jitter());
             (r, next)
         };
@@ -157,7 +169,7 @@ impl Sender {
                 self.tell(next.as_str());
                 tracing::debug!(delivery = %d.id, attempt = d.attempt, result = next.as_str(), "webhook attempt");
                 if next != Next::Delivered && streak.should_disable(policy, at) {
-                    self.disable(&hook, &streak.disable_reason(), at).await;
+                    self.disable(hook, &streak.disable_reason(), at).await;
                 }
             }
             Ok(Recorded::LeaseLost) => {
