@@ -16,6 +16,8 @@ import tempfile
 import threading
 import time
 
+import subprocess
+
 import pytest
 
 from harness import chrome_caps, find_standin_binary, standin_driver_dir, wait_until
@@ -101,8 +103,9 @@ class Receiver:
             return [json.loads(a[2]) for a in self.attempts]
 
 
-def subscribe(grid, url, events=("*",), secret=SECRET):
-    resp = grid.request("POST", "/api/v1/webhooks", body={"url": url, "events": list(events), "secret": secret})
+def subscribe(grid, url, events=("*",), secret=SECRET, headers=None):
+    body = {"url": url, "events": list(events), "secret": secret}
+    resp = grid.request("POST", "/api/v1/webhooks", body=body, headers=headers)
     assert resp.status == 201, resp
     hook = resp.json()
     assert hook["secret"] == secret
@@ -141,6 +144,53 @@ def test_subscriptions_are_checked_listed_and_never_show_their_secret(make_grid)
     assert grid.request("DELETE", f"/api/v1/webhooks/{hook['id']}").status == 204
     assert grid.request("GET", f"/api/v1/webhooks/{hook['id']}").status == 404
     assert grid.request("DELETE", f"/api/v1/webhooks/{hook['id']}").status == 404
+
+
+def create_key(binary, grid, name, *args):
+    r = subprocess.run(
+        [binary, "keys", "create", name, *args, "--data-dir", grid.data_dir], capture_output=True, text=True, timeout=30
+    )
+    assert r.returncode == 0, r.stderr
+    return {"Authorization": f"Bearer {r.stdout.strip()}"}
+
+
+@pytest.mark.deadline(180)
+def test_a_user_keys_webhook_gets_its_own_sessions_events_only(make_grid, grid_binary):
+    grid = make_grid(max_sessions=2)
+    alice = create_key(grid_binary, grid, "alice")
+    bob = create_key(grid_binary, grid, "bob")
+    root = create_key(grid_binary, grid, "root", "--role", "admin")
+    time.sleep(1.3)  # keys are read through a one-second cache
+    with Receiver() as rx_alice, Receiver() as rx_root:
+        mine = subscribe(grid, rx_alice.url, headers=alice)
+        theirs = subscribe(grid, rx_root.url, headers=root)
+        assert not mine["all_events"] and theirs["all_events"]
+        # Each key sees its own subscriptions; another's is unknown to it.
+        listed = grid.request("GET", "/api/v1/webhooks", headers=alice).json()["items"]
+        assert [h["id"] for h in listed] == [mine["id"]]
+        assert grid.request("GET", f"/api/v1/webhooks/{theirs['id']}", headers=alice).status == 404
+        assert grid.request("DELETE", f"/api/v1/webhooks/{theirs['id']}", headers=bob).status == 404
+        assert grid.request("GET", f"/api/v1/webhooks/{theirs['id']}/deliveries", headers=bob).status == 404
+        assert len(grid.request("GET", "/api/v1/webhooks", headers=root).json()["items"]) == 2
+        sessions = {}
+        for name, key in (("alice", alice), ("bob", bob)):
+            resp = grid.request("POST", "/session", body=chrome_caps(), headers=key, timeout=90)
+            assert resp.status == 200, resp
+            sid = resp.value["sessionId"]
+            assert grid.request("DELETE", f"/session/{sid}", headers=key).status == 200
+            sessions[name] = sid
+
+        def ended(rx, sid):
+            return any(b["type"] == "session.ended" and b["session"] == sid for b in rx.bodies())
+
+        wait_until(lambda: all(ended(rx_root, s) for s in sessions.values()), 30, what="the admin's deliveries")
+        wait_until(lambda: ended(rx_alice, sessions["alice"]), 30, what="alice's deliveries")
+        time.sleep(1)
+        seen = {b["session"] for b in rx_alice.bodies()}
+        assert seen == {sessions["alice"]}, rx_alice.bodies()
+        assert {b["type"] for b in rx_alice.bodies()} <= {
+            "request.queued", "request.cancelled", "session.started", "session.activity", "session.ended"
+        }
 
 
 @pytest.mark.deadline(180)
