@@ -43,7 +43,6 @@ pub fn router(backend: Arc<dyn Backend>) -> Router {
     Router::new()
         .merge(w3c.clone())
         .merge(cdp)
-        .merge(crate::events::routes())
         .nest("/wd/hub", w3c)
         .merge(crate::api::router())
         .fallback(unknown_command)

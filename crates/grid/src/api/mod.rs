@@ -75,7 +75,9 @@ pub const DOCS_PATH: &str = "/api/docs";
         webhooks::get_one,
         webhooks::delete,
         webhooks::deliveries,
-        // EXTENSIONS: /api/v1/events, /api/v1/scaling and /metrics go here.
+        crate::events::http::sse,
+        crate::events::http::websocket,
+        // EXTENSIONS: /api/v1/scaling and /metrics go here.
     ),
     components(schemas(Problem)),
     modifiers(&Security),
@@ -86,6 +88,7 @@ pub const DOCS_PATH: &str = "/api/docs";
         (name = "nodes", description = "The hosts that run sessions (admin)"),
         (name = "pools", description = "Work pools of a scaled-out grid (admin)"),
         (name = "keys", description = "API keys (admin)"),
+        (name = "events", description = "The grid's lifecycle events, live (SSE, WebSocket)"),
         (name = "webhooks", description = "Signed event deliveries to URLs, and their logs"),
     )
 )]
@@ -140,7 +143,8 @@ pub fn router() -> Router<Role> {
             only(get(webhooks::get_one).delete(webhooks::delete)),
         )
         .route("/webhooks/{id}/deliveries", only(get(webhooks::deliveries)))
-        // EXTENSIONS: /events, /scaling are routed here.
+        .merge(crate::events::routes())
+        // EXTENSIONS: /scaling is routed here.
         .route("/{*rest}", any(not_found));
     let docs: Router<Role> = utoipa_swagger_ui::SwaggerUi::new(DOCS_PATH)
         .url(OPENAPI_PATH, ApiDoc::openapi())
