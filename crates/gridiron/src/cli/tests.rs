@@ -148,6 +148,19 @@ fn bad_values_are_rejected() {
     assert!(resolve(args(|a| a.max_new_session_bytes = Some(0))).is_err());
     assert!(resolve(args(|a| a.command_timeout = Some(0.0))).is_err());
     assert!(resolve(args(|a| a.header_read_timeout = Some(-1.0))).is_err());
+    assert!(resolve(args(|a| a.webhook_retry_base_ms = Some(0))).is_err());
+    assert!(resolve(args(|a| a.webhook_disable_after = Some(0))).is_err());
+    assert_eq!(
+        ok.webhooks.policy,
+        gridiron_domain::webhooks::RetryPolicy::default()
+    );
+    let fast = resolve(args(|a| {
+        a.webhook_retry_base_ms = Some(50);
+        a.webhook_disable_after = Some(3);
+    }))
+    .unwrap();
+    assert_eq!(fast.webhooks.policy.base_ms, 50);
+    assert_eq!(fast.webhooks.policy.disable_after, 3);
     assert!(resolve(args(|a| a.retention = Some(f64::NAN))).is_err());
     assert!(resolve(args(
         |a| a.allowed_origin = Some(vec!["evil.example".into()])
