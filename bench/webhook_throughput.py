@@ -87,6 +87,13 @@ def call(port: int, method: str, path: str, body: object | None = None) -> dict:
         return json.loads(raw) if raw else {}
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of process `pid` so far."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--sessions", type=int, default=200, help="sessions started and ended (default 200)")
@@ -130,6 +137,7 @@ def main() -> None:
             call(port, "DELETE", f"/session/{sid}")
 
         cpu0 = time.process_time()
+        grid_cpu0 = cpu_seconds(grid.pid)
         start = time.time()
         with ThreadPoolExecutor(args.parallel) as pool:
             list(pool.map(one, range(args.sessions)))
@@ -152,7 +160,7 @@ def main() -> None:
         print(f"events {events}, deliveries {len(got)} (expected {events * args.hooks})")
         print(f"deliveries/s {len(got) / max(end - first, 1e-9):.0f} (first to last delivery, {end - first:.2f} s)")
         print(f"event to delivery ms: p50 {percentile(lags, 50):.1f}  p99 {percentile(lags, 99):.1f}  max {lags[-1]:.1f}")
-        print(f"receiver CPU s {time.process_time() - cpu0:.2f}")
+        print(f"CPU s: grid {cpu_seconds(grid.pid) - grid_cpu0:.2f}, receiver {time.process_time() - cpu0:.2f}")
     finally:
         grid.send_signal(signal.SIGTERM)
         try:
