@@ -206,8 +206,9 @@ pub trait WebhookStore: Send + Sync {
         before: Option<u64>,
         limit: usize,
     ) -> StoreResult<Vec<LogEntry>>;
-    /// Forgets finished deliveries that ended before `older_than` (unix ms);
-    /// returns how many.
+    /// Forgets finished deliveries that ended before `older_than` (unix ms)
+    /// (in a cluster, where they expire by themselves: the fan-out group's
+    /// consumers idle since then and holding nothing); returns how many.
     async fn prune_deliveries(&self, older_than: i64) -> StoreResult<usize>;
 
     /// Up to `limit` events of the grid's log that no process has fanned out

@@ -127,6 +127,11 @@ async fn each_event_is_fanned_out_by_one_hub_and_a_dead_hubs_events_by_another()
         .await
         .unwrap()
         .is_empty());
+    // Consumers left behind are pruned once idle long enough, not before.
+    let now = gridiron_store::now_ms();
+    assert_eq!(store.prune_deliveries(now - 3_600_000).await.unwrap(), 0);
+    assert_eq!(store.prune_deliveries(now + 3_600_000).await.unwrap(), 2);
+    assert_eq!(store.prune_deliveries(now + 3_600_000).await.unwrap(), 0);
 }
 
 #[tokio::test]

@@ -351,9 +351,52 @@ impl WebhookStore for RedisStore {
             .collect())
     }
 
-    async fn prune_deliveries(&self, _older_than: i64) -> StoreResult<usize> {
-        // Finished deliveries expire by themselves (DONE_KEPT_MS).
-        Ok(0)
+    async fn prune_deliveries(&self, older_than: i64) -> StoreResult<usize> {
+        // Finished deliveries expire by themselves (DONE_KEPT_MS). What is
+        // pruned here are the fan-out group's consumers that hubs left
+        // behind: idle since before `older_than` and holding no event.
+        let idle_at_least = crate::now_ms().saturating_sub(older_than);
+        let key = self.hook_keys().events();
+        let mut conn = self.conn.clone();
+        let listed: redis::RedisResult<Vec<HashMap<String, redis::Value>>> = redis::cmd("XINFO")
+            .arg("CONSUMERS")
+            .arg(&key)
+            .arg(GROUP)
+            .query_async(&mut conn)
+            .await;
+        let consumers = match listed {
+            Ok(c) => c,
+            // No stream or no group yet: nobody to prune.
+            Err(e) if no_group(&e) || e.code() == Some("ERR") => return Ok(0),
+            Err(e) => return Err(err("prune consumers")(e)),
+        };
+        let num = |c: &HashMap<String, redis::Value>, k: &str| match c.get(k) {
+            Some(redis::Value::Int(n)) => Some(*n),
+            _ => None,
+        };
+        let mut pruned = 0;
+        for c in &consumers {
+            let name = match c.get("name") {
+                Some(redis::Value::BulkString(b)) => String::from_utf8_lossy(b).into_owned(),
+                Some(redis::Value::SimpleString(s)) => s.clone(),
+                _ => continue,
+            };
+            let (Some(0), Some(idle)) = (num(c, "pending"), num(c, "idle")) else {
+                continue;
+            };
+            if idle >= idle_at_least {
+                let _: i64 = redis::cmd("XGROUP")
+                    .arg("DELCONSUMER")
+                    .arg(&key)
+                    .arg(GROUP)
+                    .arg(&name)
+                    .query_async(&mut conn)
+                    .await
+                    .map_err(err("prune consumers"))?;
+                pruned += 1;
+            }
+        }
+        Ok(pruned)
     }
 
     async fn events_to_fan_out(
