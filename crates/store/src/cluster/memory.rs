@@ -44,7 +44,7 @@ impl MemoryCluster {
     }
 
     /// The state, with what has expired by now dropped.
-    fn lock(&self) -> (MutexGuard<'_, State>, Instant) {
+    pub(super) fn lock(&self) -> (MutexGuard<'_, State>, Instant) {
         // A panic while holding the lock leaves the maps consistent: every
         // step changes them only after its checks.
         let mut g = self.state.lock().unwrap_or_else(|e| e.into_inner());
@@ -125,6 +125,7 @@ impl Cluster for MemoryCluster {
                 hub: r.hub.clone(),
                 base: r.public_base.clone(),
                 owner: r.owner.clone(),
+                created_at: r.created_at,
                 answer: None,
                 expires: None,
             },
@@ -156,6 +157,7 @@ impl Cluster for MemoryCluster {
                     hub: r.hub.clone(),
                     owner: r.owner.clone(),
                     key_max: r.key_max,
+                    created_at: r.created_at,
                 })
             })
             .collect())

@@ -26,6 +26,8 @@ pub(super) struct Req {
     pub(super) base: String,
     /// The API key that asked for it.
     pub(super) owner: String,
+    /// Unix ms when its hub received it.
+    pub(super) created_at: i64,
     pub(super) answer: Option<String>,
     /// Finished records are forgotten after a while.
     pub(super) expires: Option<Instant>,
@@ -78,6 +80,8 @@ pub(super) struct State {
     pub(super) key_running: HashMap<String, BTreeSet<String>>,
     pub(super) locks: HashMap<String, Instant>,
     pub(super) events: VecDeque<RecordedEvent>,
+    /// Grid-wide counters and published gauges (see [`super::metrics`]).
+    pub(super) metrics: super::metrics::MemoryMetrics,
     pub(super) subscribers: Vec<Subscriber>,
 }
 

@@ -14,8 +14,11 @@ mod memory;
 mod memory_state;
 #[cfg(test)]
 mod memory_tests;
+pub mod metrics;
 #[cfg(feature = "redis")]
 mod redis;
+#[cfg(feature = "redis")]
+mod redis_metrics;
 #[cfg(feature = "redis")]
 mod redis_nodes;
 
@@ -24,6 +27,7 @@ pub use self::redis::RedisCluster;
 #[cfg(feature = "redis")]
 pub use keys::Keys;
 pub use memory::MemoryCluster;
+pub use metrics::ClusterMetrics;
 
 use crate::{Store, StoreResult};
 use async_trait::async_trait;
@@ -88,6 +92,8 @@ pub struct Waiting {
     pub owner: String,
     /// That key's concurrency limit (0: none).
     pub key_max: u32,
+    /// Unix ms when its hub received it (0 if the store does not say).
+    pub created_at: i64,
 }
 
 /// What a claim attempt did.
@@ -204,9 +210,10 @@ pub struct RecordedEvent {
 }
 
 /// Handle on a grid's shared state. Every method is one atomic step as far
-/// as other hubs and nodes can tell.
+/// as other hubs and nodes can tell. Grid-wide metrics are its
+/// [`ClusterMetrics`] part.
 #[async_trait]
-pub trait Cluster: Send + Sync {
+pub trait Cluster: ClusterMetrics + Send + Sync {
     /// The session records of this grid.
     fn sessions(&self) -> Arc<dyn Store>;
     /// The channel nodes listen on for new work.

@@ -42,9 +42,10 @@ script!(FORGET_HUB, "forget_hub.lua");
 /// changed between the read and the script, before giving up with a conflict.
 pub(super) const ATTEMPTS: usize = 8;
 
-/// `body, pool, pool_max, base, hub, owner, key_max` of a request hash. Numbers are read as
+/// `body, pool, pool_max, base, hub, owner, key_max, created` of a request hash. Numbers are read as
 /// text and parsed after, so one bad value cannot fail the whole page.
 type WaitingRow = (
+    Option<String>,
     Option<String>,
     Option<String>,
     Option<String>,
@@ -208,7 +209,7 @@ impl Cluster for RedisCluster {
         let mut pipe = redis::pipe();
         for id in &ids {
             pipe.cmd("HMGET").arg(self.keys.request(id)).arg(&[
-                "body", "pool", "pool_max", "base", "hub", "owner", "key_max",
+                "body", "pool", "pool_max", "base", "hub", "owner", "key_max", "created",
             ]);
         }
         let rows: Vec<WaitingRow> = pipe
@@ -218,7 +219,7 @@ impl Cluster for RedisCluster {
         Ok(ids
             .into_iter()
             .zip(rows)
-            .filter_map(|(id, (body, pool, max, base, hub, owner, key_max))| {
+            .filter_map(|(id, (body, pool, max, base, hub, owner, key_max, created))| {
                 let Some(body) = body else {
                     tracing::warn!(request = %id, "skipping a queued request without a body");
                     return None;
@@ -248,6 +249,8 @@ impl Cluster for RedisCluster {
                     hub: hub.unwrap_or_default(),
                     owner: owner.unwrap_or_default(),
                     key_max,
+                    // Only metrics read it: a malformed time is no reason to skip.
+                    created_at: created.and_then(|c| c.parse().ok()).unwrap_or(0),
                 })
             })
             .collect())
