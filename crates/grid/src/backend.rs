@@ -231,4 +231,12 @@ pub trait Backend: Send + Sync + 'static {
 
     /// Lifecycle events from now on.
     fn events(&self) -> tokio::sync::broadcast::Receiver<GridEvent>;
+
+    /// This process's metrics, for whatever counts (webhook deliveries
+    /// among them: `backend.metrics().webhook_delivery("delivered")`).
+    fn metrics(&self) -> &Arc<crate::metrics::Metrics>;
+
+    /// What `/metrics` and `/api/v1/scaling` report: this process's view on
+    /// a standalone grid or a node, the whole grid's on a hub.
+    async fn metrics_view(&self) -> Result<crate::metrics::MetricsView, GridError>;
 }

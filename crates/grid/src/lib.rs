@@ -14,6 +14,7 @@ pub mod driver_client;
 mod http;
 mod local_session;
 mod manager;
+pub mod metrics;
 mod proxy;
 mod routes;
 mod session;

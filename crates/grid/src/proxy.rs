@@ -127,6 +127,7 @@ pub async fn forward(
 
     let closes_window = upstream.method() == Method::DELETE && rest == "/window";
     session.command_started();
+    m.metrics.command();
     let result = {
         let _in_flight = InFlight(&session);
         tokio::time::timeout(m.config.command_timeout, m.client.request(upstream)).await

@@ -73,4 +73,12 @@ impl Backend for Manager {
     fn events(&self) -> tokio::sync::broadcast::Receiver<GridEvent> {
         self.subscribe_events()
     }
+
+    fn metrics(&self) -> &Arc<crate::metrics::Metrics> {
+        &self.metrics
+    }
+
+    async fn metrics_view(&self) -> Result<crate::metrics::MetricsView, GridError> {
+        Ok(self.local_metrics())
+    }
 }

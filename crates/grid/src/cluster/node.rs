@@ -75,6 +75,10 @@ impl NodeAgent {
         m: Arc<Manager>,
         cfg: NodeConfig,
     ) -> Result<Arc<Self>, String> {
+        // The grid's queue is the shared one: its waits are measured here,
+        // at the claim, not in the manager's own slots.
+        m.metrics.set_node();
+        let cluster = crate::metrics::timed::TimedCluster::wrap(cluster, m.metrics.clone());
         let agent = Arc::new(NodeAgent {
             cfg,
             cluster,
@@ -102,6 +106,7 @@ impl NodeAgent {
             }
         });
         let tasks = m.tasks();
+        crate::metrics::flush::spawn(tasks, m.metrics.clone(), agent.cluster.clone(), None);
         tasks.spawn_until_stopped(agent.clone().pull());
         tasks.spawn_until_stopped(agent.clone().heartbeat());
         agent
@@ -187,6 +192,10 @@ impl NodeAgent {
                 };
                 match self.cluster.claim(w, &self.cfg.id).await? {
                     Claim::Claimed { epoch } => {
+                        if w.created_at > 0 {
+                            let waited = u64::try_from(now_ms() - w.created_at).unwrap_or(0);
+                            self.m.metrics.queue_waited(Duration::from_millis(waited));
+                        }
                         self.starting.fetch_add(1, Ordering::SeqCst);
                         self.m
                             .tasks()
@@ -473,6 +482,8 @@ impl NodeAgent {
         if let Err(e) = self.cluster.remove_node(&self.cfg.id).await {
             warn!(error = %e, "could not unregister the node");
         }
+        // What it counted since the last flush stays in the grid's totals.
+        let _ = self.m.metrics.flush(self.cluster.as_ref()).await;
         self.event("node_down", &[]).await;
         info!(node = %self.cfg.id, "node left the grid");
     }

@@ -45,6 +45,7 @@ impl Manager {
                     drop(permit);
                 }
                 session.apply(SessionEvent::CleanedUp);
+                m.metrics.session_ended(reason);
                 let commands = session.command_count();
                 m.record(
                     "mark_ended",

@@ -73,6 +73,8 @@ pub struct Manager {
     pub(crate) keyring: Arc<crate::auth::Keyring>,
     /// Body limits, public URL and allowed origins, as every request reads them.
     pub(crate) front: crate::backend::FrontConfig,
+    /// What this grid counts for `/metrics`.
+    pub(crate) metrics: Arc<crate::metrics::Metrics>,
 }
 
 /// Told the id of each session that ends, and why.
@@ -102,7 +104,11 @@ impl Manager {
         store: Arc<dyn Store>,
         provisioner: Arc<dyn Provisioner>,
     ) -> Arc<Self> {
+        let metrics = crate::metrics::Metrics::new();
+        // Every store call is timed, wherever it is made.
+        let store = crate::metrics::timed::TimedStore::wrap(store, metrics.clone());
         let m = Arc::new_cyclic(|this| Manager {
+            metrics,
             this: this.clone(),
             tasks: Tasks::default(),
             events: tokio::sync::broadcast::channel(crate::backend::EVENT_BUFFER).0,

@@ -116,9 +116,13 @@ impl Hub {
             self.event("node_lost", &[("node", &node.info.id)]).await;
             for sid in sessions {
                 self.routes().remove(&sid);
-                self.store
+                if self
+                    .store
                     .end_elsewhere(&sid, EndReason::NodeLost, now_ms())
-                    .await?;
+                    .await?
+                {
+                    self.metrics.session_ended(EndReason::NodeLost);
+                }
                 self.event("ended", &[("session", &sid), ("reason", "node_lost")])
                     .await;
             }
@@ -156,9 +160,13 @@ impl Hub {
             };
             if rec.end_reason.is_none() && now_ms() - rec.created_at > grace {
                 warn!(session = %sid, "session has no node; ending it");
-                self.store
+                if self
+                    .store
                     .end_elsewhere(&sid, EndReason::NodeLost, now_ms())
-                    .await?;
+                    .await?
+                {
+                    self.metrics.session_ended(EndReason::NodeLost);
+                }
             }
         }
         Ok(())

@@ -4,6 +4,7 @@
 //! nodes and hubs left behind.
 
 mod collector;
+mod metrics;
 mod queueing;
 mod routing;
 mod status;
@@ -88,17 +89,23 @@ pub struct Hub {
     keyring: Arc<crate::auth::Keyring>,
     /// Body limits, public URL and allowed origins, as every request reads them.
     front: FrontConfig,
+    /// What this hub counts; with every other hub's and node's, the grid's metrics.
+    metrics: Arc<crate::metrics::Metrics>,
 }
 
 impl Hub {
     /// Starts a hub over `cluster`: listens for answers, heartbeats, collects garbage.
     pub async fn start(cluster: Arc<dyn Cluster>, cfg: HubConfig) -> Result<Arc<Self>, String> {
         let tls = crate::tls::client_config(cfg.node_ca_file.as_deref())?;
+        let metrics = crate::metrics::Metrics::new();
+        // Every call to the shared state is timed, wherever it is made.
+        let cluster = crate::metrics::timed::TimedCluster::wrap(cluster, metrics.clone());
         cluster
             .hub_heartbeat(&cfg.id, cfg.heartbeat_ttl)
             .await
             .map_err(|e| e.to_string())?;
         let hub = Arc::new_cyclic(|this| Hub {
+            metrics,
             keyring: crate::auth::Keyring::new(cluster.sessions(), cfg.require_auth),
             front: FrontConfig::new(
                 cfg.max_body_bytes,
@@ -123,6 +130,12 @@ impl Hub {
         hub.tasks.spawn_until_stopped(hub.clone().listen());
         hub.tasks.spawn_until_stopped(hub.clone().heartbeat());
         hub.tasks.spawn_until_stopped(hub.clone().collect());
+        crate::metrics::flush::spawn(
+            &hub.tasks,
+            hub.metrics.clone(),
+            hub.cluster.clone(),
+            Some(hub.cfg.id.clone()),
+        );
         info!(hub = %hub.cfg.id, "hub started");
         Ok(hub)
     }
@@ -142,6 +155,8 @@ impl Hub {
         }
         let _ = self.cluster.remove_hub(&self.cfg.id).await;
         self.tasks.close(crate::timing::TASKS_GRACE).await;
+        // What it counted since the last flush stays in the grid's totals.
+        let _ = self.metrics.flush(self.cluster.as_ref()).await;
     }
 
     fn waiters(&self) -> std::sync::MutexGuard<'_, HashMap<String, Arc<Notify>>> {
@@ -300,5 +315,16 @@ impl Backend for Hub {
 
     fn events(&self) -> tokio::sync::broadcast::Receiver<GridEvent> {
         self.events.subscribe()
+    }
+
+    fn metrics(&self) -> &Arc<crate::metrics::Metrics> {
+        &self.metrics
+    }
+
+    async fn metrics_view(&self) -> Result<crate::metrics::MetricsView, GridError> {
+        self.grid_metrics().await.map_err(|e| {
+            self.store_failed();
+            store_error(e)
+        })
     }
 }
