@@ -45,7 +45,6 @@ impl Manager {
                     drop(permit);
                 }
                 session.apply(SessionEvent::CleanedUp);
-                m.metrics.session_ended(reason);
                 let commands = session.command_count();
                 m.record(
                     "mark_ended",
@@ -53,6 +52,8 @@ impl Manager {
                         .mark_ended(&session.id, reason, now_ms(), commands)
                         .await,
                 );
+                // Counted once recorded: whoever sees the count finds the record.
+                m.metrics.session_ended(reason);
                 info!(session = %session.id, reason = reason.as_str(), commands, "session ended");
                 m.emit(
                     "ended",
