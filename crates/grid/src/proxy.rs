@@ -126,7 +126,9 @@ pub async fn forward(
     copy_headers(&parts.headers, upstream.headers_mut());
 
     let closes_window = upstream.method() == Method::DELETE && rest == "/window";
-    session.command_started();
+    if session.command_started() {
+        m.activity(&session);
+    }
     m.metrics.command();
     let result = {
         let _in_flight = InFlight(&session);

@@ -44,6 +44,7 @@ pub fn router(backend: Arc<dyn Backend>) -> Router {
         .merge(w3c.clone())
         .merge(cdp)
         .merge(crate::metrics::routes::router())
+        .merge(crate::events::routes())
         .nest("/wd/hub", w3c)
         .fallback(unknown_command)
         .layer(axum::middleware::from_fn_with_state(

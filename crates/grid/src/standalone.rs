@@ -2,7 +2,7 @@
 //! grid, or a node (behind its hubs).
 
 use crate::auth::{Caller, Keyring};
-use crate::backend::{Backend, FrontConfig, GridEvent, Located, SessionSummary};
+use crate::backend::{Backend, FrontConfig, Located, SessionSummary};
 use crate::manager::Manager;
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -70,8 +70,12 @@ impl Backend for Manager {
         Manager::tasks(self)
     }
 
-    fn events(&self) -> tokio::sync::broadcast::Receiver<GridEvent> {
-        self.subscribe_events()
+    fn event_feed(&self) -> &crate::events::EventFeed {
+        Manager::event_feed(self)
+    }
+
+    fn emit(&self, event: gridiron_store::NewEvent) {
+        Manager::emit(self, event)
     }
 
     fn metrics(&self) -> &Arc<crate::metrics::Metrics> {

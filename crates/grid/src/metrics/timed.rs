@@ -11,9 +11,11 @@ use gridiron_domain::EndReason;
 use gridiron_store::cluster::metrics::ProcessGauges;
 use gridiron_store::cluster::{
     Beat, Cancelled, Claim, ClusterMetrics, Completion, NodeInfo, NodeState, QueuedRequest,
-    RecordedEvent, RequestState, Waiting,
+    RequestState, Waiting,
 };
-use gridiron_store::{ApiKey, Cluster, NewSession, SessionRecord, Store, StoreResult};
+use gridiron_store::{
+    ApiKey, Cluster, Event, EventLog, NewEvent, NewSession, SessionRecord, Store, StoreResult,
+};
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -29,6 +31,33 @@ macro_rules! timed {
         r
     }};
 }
+
+/// Implements [`EventLog`] for a timed wrapper: appends are timed; reads
+/// are not, as they wait for new events by design.
+macro_rules! timed_event_log {
+    ($t:ty) => {
+        #[async_trait]
+        impl EventLog for $t {
+            async fn append(&self, event: NewEvent) -> StoreResult<String> {
+                timed!(self, "event_append", self.inner.append(event))
+            }
+            async fn read_after(
+                &self,
+                after: Option<&str>,
+                limit: usize,
+                wait: Duration,
+            ) -> StoreResult<Vec<Event>> {
+                self.inner.read_after(after, limit, wait).await
+            }
+            async fn last_id(&self) -> StoreResult<Option<String>> {
+                timed!(self, "event_last_id", self.inner.last_id())
+            }
+        }
+    };
+}
+
+timed_event_log!(TimedStore);
+timed_event_log!(TimedCluster);
 
 /// A [`Store`] whose calls are timed.
 pub struct TimedStore {
@@ -249,12 +278,6 @@ impl Cluster for TimedCluster {
     }
     async fn delete_pool(&self, name: &str) -> StoreResult<bool> {
         timed!(self, "delete_pool", self.inner.delete_pool(name))
-    }
-    async fn event(&self, kind: &str, fields: &[(&str, &str)]) -> StoreResult<()> {
-        timed!(self, "event", self.inner.event(kind, fields))
-    }
-    async fn events(&self, limit: usize) -> StoreResult<Vec<RecordedEvent>> {
-        timed!(self, "events", self.inner.events(limit))
     }
 }
 
