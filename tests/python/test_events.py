@@ -169,7 +169,7 @@ def test_users_see_their_own_sessions_events_and_admins_see_all(make_grid, grid_
     time.sleep(KEY_DELAY)
 
     anonymous = EventStream(g.port)
-    assert anonymous.status == 401, anonymous.status
+    assert anonymous.status == 401 and anonymous.content_type == "application/problem+json"
     anonymous.close()
 
     streams = {name: EventStream(g.port, LIFECYCLE, headers=bearer(tok)) for name, tok in [("alice", alice), ("bob", bob), ("root", root)]}

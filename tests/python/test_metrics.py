@@ -162,7 +162,14 @@ def test_bad_scaling_queries_get_problem_details(make_grid):
     assert resp.content_type.startswith("application/problem+json")
     body = resp.json()
     assert body["status"] == 400 and "headroom" in body["detail"], body
+    assert body["type"].startswith("urn:gridiron:problem:"), body
+    unknown = g.request("GET", "/api/v1/scaling?slots=3")
+    assert unknown.status == 400 and "slots" in unknown.json()["detail"], unknown
     assert g.request("POST", "/metrics").status == 405
+    # Described in the OpenAPI document.
+    doc = g.request("GET", "/api/v1/openapi.json").json()
+    assert "/api/v1/scaling" in doc["paths"], sorted(doc["paths"])
+    assert "ScalingReport" in doc["components"]["schemas"]
 
 
 def create_key(binary, name, *args, where):

@@ -4,6 +4,7 @@
 //! scheduling policy, the session state machine and the W3C error mapping.
 //! The server, the store and the provisioners sit on top of it.
 
+pub mod api;
 pub mod auth;
 pub mod capabilities;
 pub mod cdp;

@@ -196,20 +196,32 @@ pub async fn authenticate(
             return http::error(&e);
         }
     };
+    let api = req.uri().path().starts_with("/api/");
+    let refuse = |why: &str| {
+        if api {
+            crate::api::problem::unauthorized(why, CHALLENGE)
+        } else {
+            refuse(why)
+        }
+    };
     let caller = match given {
         Err(why) => return refuse(&format!("the API key could not be read: {why}")),
         Ok(Some(c)) => match find_key(&keys, &c) {
             Some(key) => {
                 if let Err(wait) = ring.take(key) {
-                    return too_many(key, wait);
+                    let r = too_many(key, wait);
+                    return if api { crate::api::problem::from_w3c(r).await } else { r };
                 }
                 Caller::of(key)
             }
             None => return refuse("the API key is not valid (unknown, or revoked)"),
         },
         Ok(None) if keys.is_empty() && !ring.require => Caller::open(),
-        // Readiness probes need no key; they see no sessions.
-        Ok(None) if is_status(req.uri().path()) => Caller::anonymous(),
+        // Readiness probes need no key; they see no sessions. Nor do the
+        // API's documentation and its OpenAPI document.
+        Ok(None) if is_status(req.uri().path()) || crate::api::is_public(req.uri().path()) => {
+            Caller::anonymous()
+        }
         Ok(None) => {
             return refuse("this grid needs an API key: send `Authorization: Bearer TOKEN`, `X-API-Key: TOKEN`, Basic auth NAME:TOKEN (http://NAME:TOKEN@host:port), or ?token=TOKEN on websocket URLs")
         }

@@ -199,6 +199,34 @@ pub trait Backend: Send + Sync + 'static {
     /// Records an event of the grid (API calls that change it record theirs here).
     fn emit(&self, event: gridiron_store::NewEvent);
 
+    // The control plane (`/api/v1`, see `crate::api`).
+
+    /// The session records and API keys of this grid.
+    fn store(&self) -> Arc<dyn Store>;
+
+    /// The shared state of a scaled-out grid (where pools live); `None` on a
+    /// standalone grid.
+    fn cluster(&self) -> Option<Arc<dyn gridiron_store::Cluster>> {
+        None
+    }
+
+    /// The node running session `id`, if it runs.
+    async fn session_node(&self, id: &str) -> Result<Option<String>, GridError>;
+
+    /// The new-session requests waiting for a slot, first in line first.
+    async fn waiting(&self) -> Result<Vec<crate::api::queue::QueueEntry>, GridError>;
+
+    /// Withdraws waiting request `id` (its client gets a W3C error); `false`
+    /// if no such request waits any more.
+    async fn cancel_waiting(&self, id: &str) -> Result<bool, GridError>;
+
+    /// The nodes that run sessions (a standalone grid is one, `local`).
+    async fn nodes(&self) -> Result<Vec<crate::api::nodes::NodeView>, GridError>;
+
+    /// Asks node `id` to drain: no new sessions, running ones finish;
+    /// `false` if there is no such live node.
+    async fn drain_node(&self, id: &str) -> Result<bool, GridError>;
+
     /// This process's metrics, for whatever counts (webhook deliveries
     /// among them: `backend.metrics().webhook_delivery("delivered")`).
     fn metrics(&self) -> &Arc<crate::metrics::Metrics>;

@@ -4,6 +4,7 @@
 //! [`serve`] runs the HTTP side on a bound listener until a shutdown future
 //! resolves; [`Manager`] owns every session.
 
+pub mod api;
 pub mod auth;
 #[cfg(test)]
 mod auth_tests;

@@ -44,8 +44,8 @@ pub fn router(backend: Arc<dyn Backend>) -> Router {
         .merge(w3c.clone())
         .merge(cdp)
         .merge(crate::metrics::routes::router())
-        .merge(crate::events::routes())
         .nest("/wd/hub", w3c)
+        .merge(crate::api::router())
         .fallback(unknown_command)
         .layer(axum::middleware::from_fn_with_state(
             backend.clone(),
@@ -133,7 +133,11 @@ async fn refuse_cross_site(
             "refused a cross-site request"
         );
         let e = GridError::new(ErrorCode::UnknownError, Origin::Client, refusal.message());
-        return http::json(StatusCode::FORBIDDEN, &e.to_json());
+        let r = http::json(StatusCode::FORBIDDEN, &e.to_json());
+        if req.uri().path().starts_with("/api/") {
+            return crate::api::problem::from_w3c(r).await;
+        }
+        return r;
     }
     next.run(req).await
 }

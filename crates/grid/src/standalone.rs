@@ -1,6 +1,8 @@
 //! The [`Backend`] of a process that runs its sessions itself: a standalone
 //! grid, or a node (behind its hubs).
 
+use crate::api::nodes::NodeView;
+use crate::api::queue::QueueEntry;
 use crate::auth::{Caller, Keyring};
 use crate::backend::{Backend, FrontConfig, Located, SessionSummary};
 use crate::manager::Manager;
@@ -85,4 +87,50 @@ impl Backend for Manager {
     async fn metrics_view(&self) -> Result<crate::metrics::MetricsView, GridError> {
         Ok(self.local_metrics())
     }
+
+    fn store(&self) -> Arc<dyn gridiron_store::Store> {
+        self.store_handle()
+    }
+
+    async fn session_node(&self, id: &str) -> Result<Option<String>, GridError> {
+        Ok(self.session(id).map(|_| LOCAL.to_string()))
+    }
+
+    async fn waiting(&self) -> Result<Vec<QueueEntry>, GridError> {
+        Ok(self.waitlist.entries())
+    }
+
+    async fn cancel_waiting(&self, id: &str) -> Result<bool, GridError> {
+        Ok(self.waitlist.cancel(id))
+    }
+
+    async fn nodes(&self) -> Result<Vec<NodeView>, GridError> {
+        Ok(vec![NodeView {
+            id: LOCAL.to_string(),
+            url: None,
+            slots: self.config.max_sessions,
+            used: self.slots_in_use(),
+            sessions: self.summaries().into_iter().map(|s| s.id).collect(),
+            browsers: self
+                .catalog()
+                .iter()
+                .map(|s| format!("{} {}", s.kind.driver_browser_name(), s.version))
+                .collect(),
+            labels: Default::default(),
+            pools: Vec::new(),
+            heartbeat_age_ms: None,
+            alive: !self.is_shutting_down(),
+            draining: self.is_shutting_down(),
+            started_at: self.started_at_ms,
+        }])
+    }
+
+    async fn drain_node(&self, _id: &str) -> Result<bool, GridError> {
+        // A standalone grid drains by shutting down (SIGTERM); the API
+        // answers 501 before asking (see `api::nodes`).
+        Ok(false)
+    }
 }
+
+/// The one node a standalone grid presents itself as.
+pub const LOCAL: &str = "local";

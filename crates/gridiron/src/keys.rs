@@ -179,7 +179,7 @@ pub fn run(cmd: KeysCommand) -> Result<(), String> {
 }
 
 /// Unix ms as `YYYY-MM-DD HH:MM:SS` in UTC (civil-from-days, no time zone data needed).
-fn utc(ms: i64) -> String {
+pub(crate) fn utc(ms: i64) -> String {
     let secs = ms.div_euclid(1000);
     let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
     let z = days + 719_468;

@@ -1,5 +1,6 @@
 //! The `gridiron` command: a browser grid for W3C WebDriver clients.
 
+mod api_client;
 mod cli;
 mod doctor;
 mod keys;
@@ -19,6 +20,8 @@ fn main() -> std::process::ExitCode {
         }
         cli::Command::Standalone(args) => cli::run_standalone(*args),
         cli::Command::Keys { command } => keys::run(command),
+        cli::Command::Sessions { command } => api_client::run_sessions(command),
+        cli::Command::Queue { command } => api_client::run_queue(command),
         #[cfg(feature = "redis")]
         cli::Command::Hub(args) => roles::run_hub(*args),
         #[cfg(feature = "redis")]

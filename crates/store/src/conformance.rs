@@ -2,7 +2,8 @@
 //! tests call [`run_all`] with a fresh, empty store.
 
 use crate::events::{EventLog, NewEvent};
-use crate::{ApiKey, NewSession, Role, Store};
+use crate::{ApiKey, NewSession, Role, SessionFilter, Store};
+use gridiron_domain::api::Cursor;
 use gridiron_domain::events::id_order;
 use gridiron_domain::EndReason;
 use serde_json::json;
@@ -28,6 +29,7 @@ pub async fn run_all(store: &dyn Store) {
     sessions_end_elsewhere_once(store).await;
     keys_are_created_listed_and_revoked(store).await;
     old_ended_records_are_pruned(store).await;
+    queries_filter_and_page(store).await;
     event_log(store).await;
 }
 
@@ -313,4 +315,112 @@ async fn old_ended_records_are_pruned(s: &dyn Store) {
         "{listed:?}"
     );
     assert_eq!(s.prune(55_000).await.unwrap(), 0, "nothing left to prune");
+}
+
+/// Filters keep what they name, newest first with ties by id descending, and
+/// a cursor continues right after the record it names.
+async fn queries_filter_and_page(s: &dyn Store) {
+    const T: i64 = 9_000_000;
+    let rec = |id: &str, at: i64, browser: &str, owner: Option<&str>, options| NewSession {
+        id: id.into(),
+        browser: browser.into(),
+        requested_caps: json!({}),
+        grid_options: options,
+        created_at: T + at,
+        owner: owner.map(str::to_string),
+    };
+    s.insert(
+        rec(
+            "qa",
+            1,
+            "chrome",
+            Some("alice"),
+            json!({"name": "one", "labels": {"team": "web"}}),
+        ),
+        false,
+    )
+    .await
+    .unwrap();
+    s.insert(
+        rec(
+            "qb",
+            2,
+            "firefox",
+            Some("bob"),
+            json!({"labels": {"team": "api"}}),
+        ),
+        false,
+    )
+    .await
+    .unwrap();
+    s.insert(rec("qc", 3, "chrome", None, json!({})), false)
+        .await
+        .unwrap();
+    // Same creation time: ordered by id, descending.
+    s.insert(rec("qd", 3, "chrome", Some("alice"), json!({})), false)
+        .await
+        .unwrap();
+    s.mark_running("qa", json!({}), T + 10).await.unwrap();
+    let ids = |f: SessionFilter, limit| async move {
+        let all = s.query(&f, limit).await.unwrap();
+        all.into_iter().map(|r| r.id).collect::<Vec<_>>()
+    };
+    let base = || SessionFilter {
+        created_after: Some(T),
+        ..Default::default()
+    };
+    assert_eq!(ids(base(), 10).await, ["qd", "qc", "qb", "qa"]);
+    assert_eq!(ids(base(), 2).await, ["qd", "qc"]);
+    let f = SessionFilter {
+        browser: Some("chrome".into()),
+        ..base()
+    };
+    assert_eq!(ids(f, 10).await, ["qd", "qc", "qa"]);
+    let f = SessionFilter {
+        owner: Some("alice".into()),
+        ..base()
+    };
+    assert_eq!(ids(f, 10).await, ["qd", "qa"]);
+    let f = SessionFilter {
+        owner: Some(String::new()),
+        ..base()
+    };
+    assert_eq!(ids(f, 10).await, ["qc"]);
+    let f = SessionFilter {
+        state: Some("running".into()),
+        ..base()
+    };
+    assert_eq!(ids(f, 10).await, ["qa"]);
+    let f = SessionFilter {
+        label: Some(("team".into(), "api".into())),
+        ..base()
+    };
+    assert_eq!(ids(f, 10).await, ["qb"]);
+    let f = SessionFilter {
+        name: Some("one".into()),
+        ..base()
+    };
+    assert_eq!(ids(f, 10).await, ["qa"]);
+    let f = SessionFilter {
+        created_before: Some(T + 3),
+        ..base()
+    };
+    assert_eq!(ids(f, 10).await, ["qb", "qa"]);
+    let f = SessionFilter {
+        created_after: Some(T + 2),
+        created_before: Some(T + 3),
+        ..base()
+    };
+    assert_eq!(ids(f, 10).await, ["qb"]);
+    // Paging through the tie.
+    let after = |id: &str, at| SessionFilter {
+        cursor: Some(Cursor {
+            at: T + at,
+            id: id.into(),
+        }),
+        ..base()
+    };
+    assert_eq!(ids(after("qd", 3), 10).await, ["qc", "qb", "qa"]);
+    assert_eq!(ids(after("qc", 3), 1).await, ["qb"]);
+    assert_eq!(ids(after("qa", 1), 10).await, Vec::<String>::new());
 }

@@ -28,6 +28,8 @@ pub use redis_store::RedisStore;
 pub use sqlite::SqliteStore;
 
 use async_trait::async_trait;
+use gridiron_domain::api::SessionFacts;
+pub use gridiron_domain::api::SessionFilter;
 pub use gridiron_domain::auth::{ApiKey, Role};
 use gridiron_domain::EndReason;
 use serde_json::Value;
@@ -134,6 +136,20 @@ pub struct SessionRecord {
     pub owner: Option<String>,
 }
 
+impl SessionRecord {
+    /// What a [`SessionFilter`] looks at.
+    pub fn facts(&self) -> SessionFacts<'_> {
+        SessionFacts {
+            id: &self.id,
+            state: &self.state,
+            browser: &self.browser,
+            owner: self.owner.as_deref(),
+            grid_options: &self.grid_options,
+            created_at: self.created_at,
+        }
+    }
+}
+
 /// Persistence for session records and the grid's events. Implementations
 /// must keep the order of writes made by one caller, so that a read sees
 /// every write issued before it.
@@ -156,6 +172,9 @@ pub trait Store: EventLog + Send + Sync + 'static {
     async fn get(&self, id: &str) -> StoreResult<Option<SessionRecord>>;
     /// The newest sessions first, at most `limit`.
     async fn list(&self, limit: usize) -> StoreResult<Vec<SessionRecord>>;
+    /// The sessions `filter` keeps (see [`SessionFilter::matches`]), newest
+    /// first with ties in descending id order (the order of API cursors), at most `limit`.
+    async fn query(&self, filter: &SessionFilter, limit: usize) -> StoreResult<Vec<SessionRecord>>;
     /// Closes every record not yet ended (left by a process that died) with
     /// `reason`, and returns how many there were.
     async fn close_unfinished(&self, reason: EndReason, ended_at: i64) -> StoreResult<usize>;

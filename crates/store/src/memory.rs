@@ -2,7 +2,7 @@
 //! of code above the store that must also see the store lose its data.
 
 use crate::events::{Event, EventLog, MemoryEventLog, NewEvent};
-use crate::{ApiKey, NewSession, SessionRecord, Store, StoreResult};
+use crate::{ApiKey, NewSession, SessionFilter, SessionRecord, Store, StoreResult};
 use async_trait::async_trait;
 use gridiron_domain::EndReason;
 use serde_json::Value;
@@ -143,6 +143,17 @@ impl Store for MemoryStore {
             .take(limit)
             .map(|(_, r)| r.clone())
             .collect())
+    }
+
+    async fn query(&self, filter: &SessionFilter, limit: usize) -> StoreResult<Vec<SessionRecord>> {
+        let g = self.lock();
+        let mut all: Vec<&SessionRecord> =
+            g.1.values()
+                .map(|(_, r)| r)
+                .filter(|r| filter.matches(&r.facts()))
+                .collect();
+        all.sort_by(|a, b| (b.created_at, &b.id).cmp(&(a.created_at, &a.id)));
+        Ok(all.into_iter().take(limit).cloned().collect())
     }
 
     async fn close_unfinished(&self, reason: EndReason, ended_at: i64) -> StoreResult<usize> {

@@ -7,7 +7,10 @@
 
 use crate::events::{Event, EventLog, NewEvent};
 use crate::redis_events::RedisEventLog;
-use crate::{ApiKey, ErrorKind, NewSession, Role, SessionRecord, Store, StoreError, StoreResult};
+use crate::{
+    ApiKey, ErrorKind, NewSession, Role, SessionFilter, SessionRecord, Store, StoreError,
+    StoreResult,
+};
 use async_trait::async_trait;
 use gridiron_domain::EndReason;
 use redis::aio::ConnectionManager;
@@ -323,6 +326,42 @@ impl Store for RedisStore {
             if let Some(r) = self.get(&id).await? {
                 out.push(r);
             }
+        }
+        Ok(out)
+    }
+
+    async fn query(&self, filter: &SessionFilter, limit: usize) -> StoreResult<Vec<SessionRecord>> {
+        // The index is scored by creation time: read it newest first from the
+        // cursor (or time bound) down, in batches, keeping what the filter keeps.
+        const BATCH: isize = 200;
+        let max = match (filter.cursor.as_ref().map(|c| c.at), filter.created_before) {
+            (Some(a), Some(b)) => a.min(b - 1),
+            (Some(a), None) => a,
+            (None, Some(b)) => b - 1,
+            (None, None) => i64::MAX,
+        };
+        let min = filter.created_after.unwrap_or(i64::MIN);
+        let mut out = Vec::new();
+        let mut offset = 0;
+        while out.len() < limit && max >= min {
+            let ids: Vec<String> = self
+                .conn
+                .clone()
+                .zrevrangebyscore_limit(self.index(), max, min, offset, BATCH)
+                .await
+                .map_err(err("query"))?;
+            let n = ids.len();
+            for id in ids {
+                if let Some(r) = self.get(&id).await? {
+                    if out.len() < limit && filter.matches(&r.facts()) {
+                        out.push(r);
+                    }
+                }
+            }
+            if (n as isize) < BATCH {
+                break;
+            }
+            offset += BATCH;
         }
         Ok(out)
     }

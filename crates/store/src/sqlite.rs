@@ -4,7 +4,10 @@
 //! its calls block; a dedicated thread that runs queued jobs in order keeps
 //! the async runtime free and gives the write ordering the trait promises.
 
-use crate::{ApiKey, ErrorKind, NewSession, Role, SessionRecord, Store, StoreError, StoreResult};
+use crate::{
+    ApiKey, ErrorKind, NewSession, Role, SessionFilter, SessionRecord, Store, StoreError,
+    StoreResult,
+};
 use async_trait::async_trait;
 use gridiron_domain::EndReason;
 use rusqlite::{params, Connection, OptionalExtension, Row};
@@ -264,6 +267,53 @@ impl Store for SqliteStore {
             ))?;
             let rows = stmt.query_map(params![limit as i64], record)?;
             rows.collect()
+        })
+        .await
+    }
+
+    async fn query(&self, filter: &SessionFilter, limit: usize) -> StoreResult<Vec<SessionRecord>> {
+        let f = filter.clone();
+        self.run("query", move |c| {
+            // The indexed columns narrow the scan in SQL; names and labels
+            // (inside the options' JSON) are matched on the rows read.
+            let mut sql = format!("SELECT {COLUMNS} FROM sessions WHERE 1 = 1");
+            let mut args: Vec<rusqlite::types::Value> = Vec::new();
+            let mut arg = |sql: &mut String, clause: &str, v: rusqlite::types::Value| {
+                args.push(v);
+                sql.push_str(&clause.replace('?', &format!("?{}", args.len())));
+            };
+            if let Some(s) = &f.state {
+                arg(&mut sql, " AND state = ?", s.clone().into());
+            }
+            if let Some(b) = &f.browser {
+                arg(&mut sql, " AND browser = ?", b.clone().into());
+            }
+            match f.owner.as_deref() {
+                Some("") => sql.push_str(" AND owner IS NULL"),
+                Some(o) => arg(&mut sql, " AND owner = ?", o.to_string().into()),
+                None => {}
+            }
+            if let Some(t) = f.created_after {
+                arg(&mut sql, " AND created_at >= ?", t.into());
+            }
+            if let Some(t) = f.created_before {
+                arg(&mut sql, " AND created_at < ?", t.into());
+            }
+            if let Some(cur) = &f.cursor {
+                arg(&mut sql, " AND created_at <= ?", cur.at.into());
+            }
+            sql.push_str(" ORDER BY created_at DESC, id DESC");
+            let mut stmt = c.prepare(&sql)?;
+            let mut rows = stmt.query(rusqlite::params_from_iter(args))?;
+            let mut out = Vec::new();
+            while out.len() < limit {
+                let Some(row) = rows.next()? else { break };
+                let r = record(row)?;
+                if f.matches(&r.facts()) {
+                    out.push(r);
+                }
+            }
+            Ok(out)
         })
         .await
     }

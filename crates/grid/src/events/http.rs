@@ -5,13 +5,13 @@
 //! everything kept); without one they start with the next event.
 
 use super::{Dropped, Subscription};
+use crate::api::problem::Problem;
 use crate::auth::Caller;
 use crate::backend::Backend;
-use crate::http;
 use axum::body::Body;
 use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
 use axum::extract::{FromRequestParts, Query, State};
-use axum::http::{header, Request, Response, StatusCode};
+use axum::http::{Request, Response};
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::response::IntoResponse;
 use axum::routing::get;
@@ -19,9 +19,11 @@ use axum::Router;
 use gridiron_domain::events::{is_event_id, EventFilter};
 use serde::Deserialize;
 use serde_json::json;
+use std::collections::BTreeMap;
 use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Duration;
+use utoipa::{IntoParams, ToSchema};
 
 /// The shared state of the handlers: the role serving the routes.
 type Role = Arc<dyn Backend>;
@@ -34,18 +36,44 @@ const CLOSE_GRACE: Duration = Duration::from_secs(1);
 /// (1008, policy violation: it broke the feed's one rule).
 const CLOSE_TOO_SLOW: u16 = 1008;
 
-/// The event routes, for the one front end to merge.
+/// The event routes (under `/api/v1`).
 pub fn routes() -> Router<Role> {
     Router::new()
-        .route("/api/v1/events", get(sse))
-        .route("/api/v1/events/ws", get(websocket))
+        .route("/events", get(sse))
+        .route("/events/ws", get(websocket))
+}
+
+/// An event as the feeds send it (the SSE `data`, a WebSocket text frame).
+#[derive(ToSchema)]
+#[schema(as = Event)]
+#[allow(dead_code)] // Describes the JSON of `gridiron_store::Event` for the OpenAPI document.
+pub struct EventSchema {
+    /// Its id: later events have greater ids; resume after it with `Last-Event-ID`.
+    id: String,
+    /// Unix ms when it happened.
+    at: i64,
+    /// `request.queued`, `request.cancelled`, `session.started`,
+    /// `session.activity`, `session.ended`, `node.up`, `node.down`,
+    /// `node.lost`, `node.drained`, `pool.changed`, `key.created`, `key.revoked`.
+    #[schema(rename = "type")]
+    kind: String,
+    /// The session it concerns.
+    session: Option<String>,
+    /// The node it concerns.
+    node: Option<String>,
+    /// The API key whose session or request it concerns.
+    owner: Option<String>,
+    /// Everything else (`reason`, `request`, `position`, `commands`, ...).
+    fields: BTreeMap<String, String>,
 }
 
 /// The query of both event routes.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct EventsQuery {
     /// Event types (`session.ended`, `session.*`, ...), comma-separated.
     #[serde(default, rename = "type")]
+    #[param(rename = "type")]
     pub kinds: String,
     /// Session ids, comma-separated.
     #[serde(default)]
@@ -64,31 +92,18 @@ struct Asked {
     caller: Caller,
 }
 
-fn problem(status: StatusCode, detail: &str) -> Response<Body> {
-    let title = status.canonical_reason().unwrap_or("Error");
-    let mut resp = http::json(
-        status,
-        &json!({"type": "about:blank", "title": title, "status": status.as_u16(), "detail": detail}),
-    );
-    resp.headers_mut().insert(
-        header::CONTENT_TYPE,
-        header::HeaderValue::from_static("application/problem+json"),
-    );
-    resp
-}
-
 /// Checks who asks and what for.
 fn asked(
     caller: Option<&Caller>,
     query: EventsQuery,
     header_id: Option<&str>,
-) -> Result<Asked, (StatusCode, String)> {
+) -> Result<Asked, Problem> {
     let caller = caller.cloned().unwrap_or_else(Caller::anonymous);
     if !caller.admin && caller.key.is_none() {
-        return Err((StatusCode::UNAUTHORIZED, "events need an API key".into()));
+        return Err(Problem::new("unauthorized", "events need an API key"));
     }
-    let filter = EventFilter::parse(&query.kinds, &query.session, &query.node)
-        .map_err(|e| (StatusCode::BAD_REQUEST, e))?;
+    let filter =
+        EventFilter::parse(&query.kinds, &query.session, &query.node).map_err(Problem::invalid)?;
     // The header is what an SSE client sends on reconnecting; it wins.
     let resume = header_id
         .map(str::to_string)
@@ -96,10 +111,7 @@ fn asked(
         .filter(|id| !id.is_empty());
     if let Some(id) = &resume {
         if !is_event_id(id) {
-            return Err((
-                StatusCode::BAD_REQUEST,
-                format!("{id:?} is not an event id"),
-            ));
+            return Err(Problem::invalid(format!("{id:?} is not an event id")));
         }
     }
     Ok(Asked {
@@ -109,13 +121,30 @@ fn asked(
     })
 }
 
-async fn sse(
+/// Follow the grid's events as Server-Sent Events.
+///
+/// Without `Last-Event-ID` the stream starts with the next event; with one
+/// it first sends every kept event after it. A client that falls too far
+/// behind gets a last event `dropped` (`{"reason", "last_event_id"}`).
+#[utoipa::path(
+    get, path = "/api/v1/events", tag = "events",
+    params(
+        EventsQuery,
+        ("Last-Event-ID" = Option<String>, Header, description = "Resume after this event id"),
+    ),
+    responses(
+        (status = 200, description = "The events, as they happen", body = EventSchema, content_type = "text/event-stream"),
+        (status = 400, description = "Unknown event type or bad event id", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No valid API key", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn sse(
     State(b): State<Role>,
     query: Result<Query<EventsQuery>, axum::extract::rejection::QueryRejection>,
     req: Request<Body>,
 ) -> Response<Body> {
     let Ok(Query(query)) = query else {
-        return problem(StatusCode::BAD_REQUEST, "malformed query");
+        return Problem::invalid("malformed query").response();
     };
     let header_id = req
         .headers()
@@ -123,7 +152,7 @@ async fn sse(
         .and_then(|v| v.to_str().ok());
     let asked = match asked(req.extensions().get::<Caller>(), query, header_id) {
         Ok(a) => a,
-        Err((status, detail)) => return problem(status, &detail),
+        Err(problem) => return problem.response(),
     };
     let sub = Subscription::start(b.event_feed(), asked.filter, asked.caller, asked.resume).await;
     // Pulled only as fast as the client reads: a client that stops reading
@@ -154,26 +183,37 @@ fn dropped_frame(dropped: &Dropped, sub: &Subscription) -> SseEvent {
         .data(json!({"reason": dropped.reason(), "last_event_id": sub.last_id()}).to_string())
 }
 
-async fn websocket(
+/// Follow the grid's events over a WebSocket: one text frame per event.
+///
+/// A client that falls too far behind is closed with code 1008, whose reason
+/// names the event to resume after (`?last_event_id=`).
+#[utoipa::path(
+    get, path = "/api/v1/events/ws", tag = "events",
+    params(EventsQuery),
+    responses(
+        (status = 101, description = "Switching to the WebSocket protocol; each text frame is an `Event`"),
+        (status = 400, description = "Not a WebSocket upgrade, unknown event type or bad event id", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No valid API key", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn websocket(
     State(b): State<Role>,
     query: Result<Query<EventsQuery>, axum::extract::rejection::QueryRejection>,
     req: Request<Body>,
 ) -> Response<Body> {
     let Ok(Query(query)) = query else {
-        return problem(StatusCode::BAD_REQUEST, "malformed query");
+        return Problem::invalid("malformed query").response();
     };
     let asked = match asked(req.extensions().get::<Caller>(), query, None) {
         Ok(a) => a,
-        Err((status, detail)) => return problem(status, &detail),
+        Err(problem) => return problem.response(),
     };
     let (mut parts, _) = req.into_parts();
     let upgrade = match WebSocketUpgrade::from_request_parts(&mut parts, &()).await {
         Ok(u) => u,
         Err(_) => {
-            return problem(
-                StatusCode::BAD_REQUEST,
-                "this endpoint needs a websocket upgrade (Upgrade: websocket)",
-            )
+            return Problem::invalid("this endpoint needs a websocket upgrade (Upgrade: websocket)")
+                .response()
         }
     };
     let tasks = b.tasks().clone();

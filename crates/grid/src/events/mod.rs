@@ -3,7 +3,7 @@
 //! Server-Sent Events and over a WebSocket ([`crate::api`]).
 
 mod feed;
-mod http;
+pub(crate) mod http;
 mod sink;
 mod subscription;
 #[cfg(test)]

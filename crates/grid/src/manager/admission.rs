@@ -51,12 +51,15 @@ impl Manager {
         let selection = select(&request, &self.catalog)?;
         let options = GridOptions::from_capabilities(&selection.merged)?;
         let requested = for_record(requested_capabilities(body), RECORDED_CAPABILITIES_LIMIT);
+        let browser = self.catalog[selection.stereotype]
+            .kind
+            .driver_browser_name();
+        let (mut place, mut cancel) = self.waitlist.place(browser, caller.key.clone());
+        let rid = place.id.clone();
         let mut waiting = QueuedRequest {
-            id: uuid::Uuid::new_v4().simple().to_string(),
+            id: rid.clone(),
             m: self.clone(),
-            browser: self.catalog[selection.stereotype]
-                .kind
-                .driver_browser_name(),
+            browser,
             requested,
             options: options.to_json(),
             since: now_ms(),
@@ -65,10 +68,11 @@ impl Manager {
         };
         let (group, limit) = slot_group(caller);
         let asked_at = std::time::Instant::now();
-        let permit = self
+        let acquire = self
             .slots
             .acquire_as(group, limit, self.config.queue_timeout, |position| {
                 waiting.queued = true;
+                place.listed();
                 info!(position, "new session request queued");
                 self.emit(
                     NewEvent::now(events::REQUEST_QUEUED)
@@ -77,8 +81,15 @@ impl Manager {
                         .with("browser", waiting.browser)
                         .with("position", position),
                 );
-            })
-            .await;
+            });
+        let permit = tokio::select! {
+            p = acquire => p,
+            Ok(()) = &mut cancel => {
+                waiting.record(EndReason::DeletedByApi);
+                return Err(cancelled(&rid));
+            }
+        };
+        drop(place);
         let permit = match permit {
             Ok(p) => {
                 waiting.queued = false;
@@ -138,13 +149,19 @@ impl Manager {
             })?;
         let (group, limit) = slot_group(caller);
         let asked_at = std::time::Instant::now();
-        let permit = self
+        let (mut place, mut cancel) = self.waitlist.place("chrome", caller.key.clone());
+        let rid = place.id.clone();
+        let acquire = self
             .slots
             .acquire_as(group, limit, self.config.queue_timeout, |position| {
+                place.listed();
                 info!(position, "new CDP session request queued")
-            })
-            .await
-            .map_err(|e| self.no_slot_error(e))?;
+            });
+        let permit = tokio::select! {
+            p = acquire => p.map_err(|e| self.no_slot_error(e))?,
+            Ok(()) = &mut cancel => return Err(cancelled(&rid)),
+        };
+        drop(place);
         self.slot_granted(asked_at);
         let (tx, rx) = oneshot::channel();
         let me = self.clone();
@@ -206,6 +223,14 @@ pub(crate) fn requested_capabilities(body: Value) -> Value {
         },
         other => other,
     }
+}
+
+/// The error of a request an operator cancelled while it waited.
+fn cancelled(id: &str) -> GridError {
+    GridError::not_created(
+        Origin::Grid,
+        format!("the request ({id}) was cancelled by an operator while it waited in the queue"),
+    )
 }
 
 /// The error for a start whose task ended without an answer (it panicked).

@@ -17,6 +17,7 @@ mod shutdown;
 mod status;
 #[cfg(test)]
 mod tests;
+mod waitlist;
 
 pub(crate) use admission::requested_capabilities;
 pub use shutdown::{recover, recover_processes};
@@ -81,6 +82,10 @@ pub struct Manager {
     pub(crate) front: crate::backend::FrontConfig,
     /// What this grid counts for `/metrics`.
     pub(crate) metrics: Arc<crate::metrics::Metrics>,
+    /// The requests waiting for a slot, for the control plane to list and cancel.
+    pub(crate) waitlist: waitlist::WaitList,
+    /// Unix ms when this manager started (the `local` node's start).
+    pub(crate) started_at_ms: i64,
 }
 
 /// Told the id of each session that ends, and why.
@@ -139,6 +144,8 @@ impl Manager {
             shut_down: watch::Sender::new(false),
             starting: watch::Sender::new(0),
             end_listener: OnceLock::new(),
+            waitlist: waitlist::WaitList::default(),
+            started_at_ms: gridiron_store::now_ms(),
         });
         m.tasks
             .spawn_until_stopped(reaper::watch_timeouts(Arc::downgrade(&m)));
@@ -248,6 +255,16 @@ impl Manager {
     pub fn slots_in_use(&self) -> usize {
         let (free, capacity, ..) = self.slots.snapshot();
         capacity.saturating_sub(free)
+    }
+
+    /// The session records and API keys of this grid.
+    pub(crate) fn store_handle(&self) -> Arc<dyn Store> {
+        self.store.clone()
+    }
+
+    /// Whether shutdown has begun.
+    pub(crate) fn is_shutting_down(&self) -> bool {
+        self.shutting_down.load(std::sync::atomic::Ordering::SeqCst)
     }
 
     /// The browsers this manager can start.

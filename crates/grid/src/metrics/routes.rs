@@ -1,39 +1,35 @@
 //! `GET /metrics` (Prometheus text) and `GET /api/v1/scaling` (how many
 //! slots the load needs, for KEDA's `metrics-api` scaler or an HPA), served
-//! by the one front end for every role.
+//! by the one front end for every role. `/metrics` is routed here,
+//! `/api/v1/scaling` by the API's router (see [`crate::api`]).
 
 use super::render::render;
-use crate::backend::Backend;
+use crate::api::{caller, json, only_params, param, query_pairs, ApiResult, Problem, Role};
 use crate::http;
 use axum::body::Body;
-use axum::extract::{RawQuery, State};
+use axum::extract::State;
 use axum::http::{header, HeaderValue, Request, Response, StatusCode};
 use axum::routing::get;
 use axum::Router;
 use gridiron_domain::metrics::plan;
 use serde::Serialize;
-use std::sync::Arc;
+use utoipa::ToSchema;
 
 /// The content type of the Prometheus text exposition format.
 pub const TEXT_FORMAT: &str = "text/plain; version=0.0.4; charset=utf-8";
 
-/// The routes, to merge into the front end's router.
-pub(crate) fn router() -> Router<Arc<dyn Backend>> {
-    Router::new()
-        .route(
-            "/metrics",
-            get(metrics).fallback(crate::routes::unknown_method),
-        )
-        .route(
-            "/api/v1/scaling",
-            get(scaling).fallback(crate::routes::unknown_method),
-        )
+/// The `/metrics` route, to merge into the front end's router.
+pub(crate) fn router() -> Router<Role> {
+    Router::new().route(
+        "/metrics",
+        get(metrics).fallback(crate::routes::unknown_method),
+    )
 }
 
 /// `GET /metrics`: the grid's metrics (in a cluster, the whole grid's), as
 /// the caller may see them.
-async fn metrics(State(b): State<Arc<dyn Backend>>, req: Request<Body>) -> Response<Body> {
-    let caller = crate::routes::caller(&req);
+async fn metrics(State(b): State<Role>, req: Request<Body>) -> Response<Body> {
+    let caller = caller(&req);
     match b.metrics_view().await {
         Ok(view) => {
             let mut r = Response::new(Body::from(render(&view, &caller)));
@@ -45,10 +41,10 @@ async fn metrics(State(b): State<Arc<dyn Backend>>, req: Request<Body>) -> Respo
     }
 }
 
-/// The answer of `GET /api/v1/scaling`. KEDA's `metrics-api` trigger reads
-/// one field by `valueLocation` (say `desired_slots`, with a `targetValue`
-/// of the slots per node, to get the nodes needed).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+/// How many slots the current load needs. KEDA's `metrics-api` trigger
+/// reads one field by `valueLocation` (say `desired_slots`, with a
+/// `targetValue` of the slots per node, to get the nodes needed).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
 pub struct ScalingReport {
     /// Slots the current load needs: running + queued + headroom.
     pub desired_slots: u64,
@@ -67,21 +63,25 @@ pub struct ScalingReport {
     pub headroom: u64,
 }
 
-/// `GET /api/v1/scaling[?headroom=N]`: how many more (or fewer) slots the
-/// queue and the running sessions need.
-async fn scaling(State(b): State<Arc<dyn Backend>>, RawQuery(q): RawQuery) -> Response<Body> {
-    let headroom = match headroom(q.as_deref().unwrap_or("")) {
-        Ok(h) => h,
-        Err(detail) => return problem(StatusCode::BAD_REQUEST, "Invalid argument", &detail),
-    };
-    let view = match b.metrics_view().await {
-        Ok(v) => v,
-        Err(e) => {
-            let status =
-                StatusCode::from_u16(e.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-            return problem(status, "Metrics unavailable", &e.message);
-        }
-    };
+/// How many more (or fewer) slots the queue and the running sessions need.
+#[utoipa::path(
+    get, path = "/api/v1/scaling", tag = "scaling",
+    params(("headroom" = Option<u64>, Query, description = "Free slots wanted on top of the load (default 0)")),
+    responses(
+        (status = 200, description = "The slots the load needs", body = ScalingReport),
+        (status = 400, description = "Bad parameter", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No valid API key", body = Problem, content_type = "application/problem+json"),
+        (status = 500, description = "The grid or its store failed", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn scaling(
+    State(b): State<Role>,
+    req: Request<Body>,
+) -> ApiResult<axum::response::Response> {
+    let pairs = query_pairs(&req)?;
+    only_params(&pairs, &["headroom"])?;
+    let headroom = headroom(param(&pairs, "headroom"))?;
+    let view = b.metrics_view().await?;
     let input = view.scaling_input(headroom);
     let p = plan(input);
     let report = ScalingReport {
@@ -93,48 +93,19 @@ async fn scaling(State(b): State<Arc<dyn Backend>>, RawQuery(q): RawQuery) -> Re
         total_slots: input.total_slots,
         headroom,
     };
-    http::json(
-        StatusCode::OK,
-        &serde_json::to_value(report).unwrap_or_default(),
-    )
+    Ok(json(StatusCode::OK, &report))
 }
 
-/// The `headroom` of a scaling query (0 if absent).
-fn headroom(query: &str) -> Result<u64, String> {
-    let params: Vec<(String, String)> =
-        serde_urlencoded::from_str(query).map_err(|e| format!("malformed query string: {e}"))?;
-    let mut headroom = 0;
-    for (k, v) in params {
-        match k.as_str() {
-            "headroom" => {
-                headroom = v.parse().map_err(|_| {
-                    format!("headroom must be a whole number of slots (0 or more), not {v:?}")
-                })?
-            }
-            other => {
-                return Err(format!(
-                    "unknown query parameter {other:?}; only headroom is known"
-                ))
-            }
-        }
+/// The `headroom` parameter (0 if absent).
+fn headroom(given: Option<&str>) -> ApiResult<u64> {
+    match given {
+        None => Ok(0),
+        Some(v) => v.parse().map_err(|_| {
+            Problem::invalid(format!(
+                "headroom must be a whole number of slots (0 or more), not {v:?}"
+            ))
+        }),
     }
-    Ok(headroom)
-}
-
-/// An RFC 9457 problem document.
-fn problem(status: StatusCode, title: &str, detail: &str) -> Response<Body> {
-    let body = serde_json::json!({
-        "type": "about:blank",
-        "title": title,
-        "status": status.as_u16(),
-        "detail": detail,
-    });
-    let mut r = http::json(status, &body);
-    r.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/problem+json"),
-    );
-    r
 }
 
 #[cfg(test)]
@@ -143,13 +114,10 @@ mod tests {
 
     #[test]
     fn headroom_is_a_count_of_slots() {
-        assert_eq!(headroom(""), Ok(0));
-        assert_eq!(headroom("headroom=3"), Ok(3));
-        assert!(headroom("headroom=-1")
-            .unwrap_err()
-            .contains("whole number"));
-        assert!(headroom("head=1")
-            .unwrap_err()
-            .contains("unknown query parameter"));
+        assert_eq!(headroom(None), Ok(0));
+        assert_eq!(headroom(Some("3")), Ok(3));
+        let e = headroom(Some("-1")).unwrap_err();
+        assert_eq!(e.status, 400);
+        assert!(e.detail.contains("whole number"), "{}", e.detail);
     }
 }

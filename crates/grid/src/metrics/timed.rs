@@ -14,7 +14,8 @@ use gridiron_store::cluster::{
     RequestState, Waiting,
 };
 use gridiron_store::{
-    ApiKey, Cluster, Event, EventLog, NewEvent, NewSession, SessionRecord, Store, StoreResult,
+    ApiKey, Cluster, Event, EventLog, NewEvent, NewSession, SessionFilter, SessionRecord, Store,
+    StoreResult,
 };
 use serde_json::Value;
 use std::collections::BTreeMap;
@@ -102,6 +103,9 @@ impl Store for TimedStore {
     }
     async fn list(&self, limit: usize) -> StoreResult<Vec<SessionRecord>> {
         timed!(self, "list", self.inner.list(limit))
+    }
+    async fn query(&self, filter: &SessionFilter, limit: usize) -> StoreResult<Vec<SessionRecord>> {
+        timed!(self, "query", self.inner.query(filter, limit))
     }
     async fn close_unfinished(&self, reason: EndReason, ended_at: i64) -> StoreResult<usize> {
         timed!(

@@ -64,6 +64,18 @@ pub enum Command {
         #[command(subcommand)]
         command: crate::keys::KeysCommand,
     },
+    /// List, show or end the sessions of a running grid (its REST API: --url, --token).
+    Sessions {
+        /// What to do.
+        #[command(subcommand)]
+        command: crate::api_client::SessionsCommand,
+    },
+    /// List the requests waiting in a running grid's queue (its REST API: --url, --token).
+    Queue {
+        /// What to do.
+        #[command(subcommand)]
+        command: crate::api_client::QueueCommand,
+    },
 }
 
 mod args;

@@ -90,7 +90,7 @@ pub struct Waiting {
     pub owner: String,
     /// That key's concurrency limit (0: none).
     pub key_max: u32,
-    /// Unix ms when its hub received it (0 if the store does not say).
+    /// Unix ms when its hub received it (0 if the store lacks it).
     pub created_at: i64,
 }
 

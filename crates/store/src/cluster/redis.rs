@@ -44,8 +44,8 @@ script!(FORGET_HUB, "forget_hub.lua");
 /// changed between the read and the script, before giving up with a conflict.
 pub(super) const ATTEMPTS: usize = 8;
 
-/// `body, pool, pool_max, base, hub, owner, key_max, created` of a request hash. Numbers are read as
-/// text and parsed after, so one bad value cannot fail the whole page.
+/// `body, pool, pool_max, base, hub, owner, key_max, created` of a request hash. Numbers are
+/// read as text and parsed after, so one bad value cannot fail the whole page.
 type WaitingRow = (
     Option<String>,
     Option<String>,
@@ -280,7 +280,7 @@ impl Cluster for RedisCluster {
                     hub: hub.unwrap_or_default(),
                     owner: owner.unwrap_or_default(),
                     key_max,
-                    // Only metrics read it: a malformed time is no reason to skip.
+                    // Only shown to operators (time waited): a bad value is not worth a skip.
                     created_at: created.and_then(|c| c.parse().ok()).unwrap_or(0),
                 })
             })

@@ -4,6 +4,7 @@
 //! nodes and hubs left behind.
 
 mod collector;
+mod control;
 mod metrics;
 mod queueing;
 mod routing;
@@ -328,5 +329,33 @@ impl Backend for Hub {
             self.store_failed();
             store_error(e)
         })
+    }
+
+    fn store(&self) -> Arc<dyn Store> {
+        self.store.clone()
+    }
+
+    fn cluster(&self) -> Option<Arc<dyn Cluster>> {
+        Some(self.cluster.clone())
+    }
+
+    async fn session_node(&self, id: &str) -> Result<Option<String>, GridError> {
+        self.cluster.route(id).await.map_err(store_error)
+    }
+
+    async fn waiting(&self) -> Result<Vec<crate::api::queue::QueueEntry>, GridError> {
+        self.queue_entries().await
+    }
+
+    async fn cancel_waiting(&self, id: &str) -> Result<bool, GridError> {
+        self.cancel_queued(id).await
+    }
+
+    async fn nodes(&self) -> Result<Vec<crate::api::nodes::NodeView>, GridError> {
+        self.node_views().await
+    }
+
+    async fn drain_node(&self, id: &str) -> Result<bool, GridError> {
+        self.cluster.drain_node(id).await.map_err(store_error)
     }
 }

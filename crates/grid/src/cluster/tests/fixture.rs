@@ -112,7 +112,7 @@ impl Drop for Process {
 }
 
 /// Binds `127.0.0.1:0` and serves `app` there inside the current runtime; the URL.
-async fn serve(app: axum::Router) -> String {
+pub async fn serve(app: axum::Router) -> String {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
     tokio::spawn(crate::serve_app(listener, app, std::future::pending()));

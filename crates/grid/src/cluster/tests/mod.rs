@@ -2,6 +2,7 @@
 //! this process over one [`gridiron_store::MemoryCluster`], served over real
 //! HTTP, with nodes on the stand-in provisioner.
 
+mod api;
 mod bounds;
 mod claiming;
 mod client_gone;

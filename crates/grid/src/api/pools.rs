@@ -1,0 +1,252 @@
+//! `/api/v1/pools` (admin): the work pools of a scaled-out grid, as
+//! `gridiron pools` manages them. A standalone grid has no pools: every
+//! pool route answers 501 `urn:gridiron:problem:needs-scaled-out-grid`.
+
+use super::{admin, caller, json, json_body, only_params, query_pairs, ApiResult, Problem, Role};
+use axum::body::Body;
+use axum::extract::{Path, State};
+use axum::http::{Request, StatusCode};
+use axum::response::{IntoResponse, Response};
+use gridiron_domain::launch_policy::{check_switches, LaunchAllowances};
+use gridiron_domain::pool::{check_name, Pool};
+use gridiron_store::Cluster;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use utoipa::ToSchema;
+
+/// A pool's settings, as created or updated.
+#[derive(Debug, Clone, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PoolSpec {
+    /// Default `browserName` for requests that name none.
+    pub browser: Option<String>,
+    /// Default `browserVersion` (prefix) for requests that name none.
+    pub version: Option<String>,
+    /// Browser switches added to every session of the pool (the launch
+    /// policy applies; switches an operator allows only by name need
+    /// `gridiron pools create --allow-arg`).
+    #[serde(default)]
+    pub args: Vec<String>,
+    /// Labels of the pool's nodes, and default labels of its sessions.
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+    /// Sessions that may run in the pool at once, over all its nodes (at least 1).
+    pub max_concurrency: Option<u32>,
+}
+
+/// `POST /api/v1/pools`: a pool's name and settings.
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewPool {
+    /// 1 to 64 of `A-Z a-z 0-9 . _ -`.
+    pub name: String,
+    /// Its settings.
+    #[serde(flatten)]
+    pub spec: PoolSpec,
+}
+
+/// A pool and its load.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct PoolView {
+    /// Its name.
+    pub name: String,
+    /// Default `browserName`.
+    pub browser: Option<String>,
+    /// Default `browserVersion` prefix.
+    pub version: Option<String>,
+    /// Switches added to every session.
+    pub args: Vec<String>,
+    /// Node labels and default session labels.
+    pub labels: BTreeMap<String, String>,
+    /// Sessions it may run at once (`null`: no limit).
+    pub max_concurrency: Option<u32>,
+    /// Sessions it runs now.
+    pub running: usize,
+}
+
+/// Every pool.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct PoolPage {
+    /// The pools, by name.
+    pub items: Vec<PoolView>,
+    /// Always `null`: pools are listed whole.
+    pub next_cursor: Option<String>,
+}
+
+/// The cluster, for an admin on a scaled-out grid.
+fn pools_of(b: &Role, req: &Request<Body>) -> ApiResult<Arc<dyn Cluster>> {
+    admin(&caller(req))?;
+    b.cluster().ok_or_else(|| {
+        Problem::new(
+            "needs-scaled-out-grid",
+            "pools exist only on a scaled-out grid (hubs and nodes sharing a Redis store)",
+        )
+    })
+}
+
+fn pool(name: String, spec: PoolSpec) -> ApiResult<Pool> {
+    check_name(&name)?;
+    check_switches("args", &spec.args, &LaunchAllowances::default())?;
+    if spec.max_concurrency == Some(0) {
+        return Err(Problem::invalid("max_concurrency must be at least 1"));
+    }
+    Ok(Pool {
+        name,
+        browser: spec.browser,
+        version: spec.version,
+        args: spec.args,
+        labels: spec.labels,
+        max_concurrency: spec.max_concurrency,
+    })
+}
+
+fn view(p: Pool, running: usize) -> PoolView {
+    PoolView {
+        name: p.name,
+        browser: p.browser,
+        version: p.version,
+        args: p.args,
+        labels: p.labels,
+        max_concurrency: p.max_concurrency,
+        running,
+    }
+}
+
+async fn one(c: &Arc<dyn Cluster>, name: &str) -> ApiResult<PoolView> {
+    let all = c.pools().await?;
+    all.into_iter()
+        .find(|(p, _)| p.name == name)
+        .map(|(p, n)| view(p, n))
+        .ok_or_else(|| Problem::not_found(format!("pool {name}")))
+}
+
+/// Create a pool (admin; scaled-out grids).
+#[utoipa::path(
+    post, path = "/api/v1/pools", tag = "pools", request_body = NewPool,
+    responses(
+        (status = 201, description = "Created", body = PoolView),
+        (status = 400, description = "Invalid pool", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No valid API key", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Not an admin key", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "A pool of that name exists", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "Body too large", body = Problem, content_type = "application/problem+json"),
+        (status = 501, description = "Standalone grid: no pools", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn create(State(b): State<Role>, req: Request<Body>) -> ApiResult<Response> {
+    let c = pools_of(&b, &req)?;
+    let new: NewPool = json_body(&b, req).await?;
+    let p = pool(new.name, new.spec)?;
+    if c.pool(&p.name).await?.is_some() {
+        return Err(Problem::new(
+            "conflict",
+            format!("pool {} exists already", p.name),
+        ));
+    }
+    c.put_pool(&p).await?;
+    Ok(json(StatusCode::CREATED, &view(p, 0)))
+}
+
+/// List the pools (admin; scaled-out grids).
+#[utoipa::path(
+    get, path = "/api/v1/pools", tag = "pools",
+    responses(
+        (status = 200, description = "The pools", body = PoolPage),
+        (status = 400, description = "Bad parameter", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No valid API key", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Not an admin key", body = Problem, content_type = "application/problem+json"),
+        (status = 501, description = "Standalone grid: no pools", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn list(State(b): State<Role>, req: Request<Body>) -> ApiResult<Response> {
+    let c = pools_of(&b, &req)?;
+    only_params(&query_pairs(&req)?, &[])?;
+    let items = c
+        .pools()
+        .await?
+        .into_iter()
+        .map(|(p, n)| view(p, n))
+        .collect();
+    Ok(json(
+        StatusCode::OK,
+        &PoolPage {
+            items,
+            next_cursor: None,
+        },
+    ))
+}
+
+/// One pool (admin; scaled-out grids).
+#[utoipa::path(
+    get, path = "/api/v1/pools/{name}", tag = "pools",
+    params(("name" = String, Path, description = "Pool name")),
+    responses(
+        (status = 200, description = "The pool", body = PoolView),
+        (status = 401, description = "No valid API key", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Not an admin key", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such pool", body = Problem, content_type = "application/problem+json"),
+        (status = 501, description = "Standalone grid: no pools", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn get_one(
+    State(b): State<Role>,
+    Path(name): Path<String>,
+    req: Request<Body>,
+) -> ApiResult<Response> {
+    let c = pools_of(&b, &req)?;
+    Ok(json(StatusCode::OK, &one(&c, &name).await?))
+}
+
+/// Replace a pool's settings (admin; scaled-out grids).
+#[utoipa::path(
+    put, path = "/api/v1/pools/{name}", tag = "pools", request_body = PoolSpec,
+    params(("name" = String, Path, description = "Pool name")),
+    responses(
+        (status = 200, description = "Updated", body = PoolView),
+        (status = 400, description = "Invalid pool", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No valid API key", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Not an admin key", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such pool", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "Body too large", body = Problem, content_type = "application/problem+json"),
+        (status = 501, description = "Standalone grid: no pools", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn update(
+    State(b): State<Role>,
+    Path(name): Path<String>,
+    req: Request<Body>,
+) -> ApiResult<Response> {
+    let c = pools_of(&b, &req)?;
+    let spec: PoolSpec = json_body(&b, req).await?;
+    let p = pool(name.clone(), spec)?;
+    if c.pool(&name).await?.is_none() {
+        return Err(Problem::not_found(format!("pool {name}")));
+    }
+    c.put_pool(&p).await?;
+    Ok(json(StatusCode::OK, &one(&c, &name).await?))
+}
+
+/// Delete a pool (admin; scaled-out grids).
+#[utoipa::path(
+    delete, path = "/api/v1/pools/{name}", tag = "pools",
+    params(("name" = String, Path, description = "Pool name")),
+    responses(
+        (status = 204, description = "Deleted"),
+        (status = 401, description = "No valid API key", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Not an admin key", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such pool", body = Problem, content_type = "application/problem+json"),
+        (status = 501, description = "Standalone grid: no pools", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn delete(
+    State(b): State<Role>,
+    Path(name): Path<String>,
+    req: Request<Body>,
+) -> ApiResult<Response> {
+    let c = pools_of(&b, &req)?;
+    if !c.delete_pool(&name).await? {
+        return Err(Problem::not_found(format!("pool {name}")));
+    }
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
