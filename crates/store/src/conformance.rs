@@ -108,6 +108,17 @@ pub async fn event_log(log: &dyn EventLog) {
     assert_eq!(got.len(), 1);
     assert_eq!(got[0].id, third);
     assert_eq!(got[0].kind, "node.up");
+
+    // A session's events, without the others.
+    let of_s1 = log.session_events("s1", 10).await.unwrap();
+    assert_eq!(
+        of_s1.iter().map(|e| &e.id).collect::<Vec<_>>(),
+        [&first, &second]
+    );
+    let last_only = log.session_events("s1", 1).await.unwrap();
+    assert_eq!(last_only.len(), 1);
+    assert_eq!(last_only[0].id, second);
+    assert!(log.session_events("nobody", 10).await.unwrap().is_empty());
 }
 
 async fn lifecycle_is_recorded(s: &dyn Store) {

@@ -137,6 +137,9 @@ pub trait EventLog: Send + Sync {
 
     /// The id of the newest event, if any.
     async fn last_id(&self) -> StoreResult<Option<String>>;
+
+    /// The kept events about session `id`, oldest first, at most the last `limit`.
+    async fn session_events(&self, id: &str, limit: usize) -> StoreResult<Vec<Event>>;
 }
 
 /// Waits until `changed` moves past `seen`, or `wait` passes.
@@ -215,5 +218,18 @@ impl EventLog for MemoryEventLog {
     async fn last_id(&self) -> StoreResult<Option<String>> {
         let last = *self.last.borrow();
         Ok((last > 0).then(|| last.to_string()))
+    }
+
+    async fn session_events(&self, id: &str, limit: usize) -> StoreResult<Vec<Event>> {
+        let events = self.events();
+        let mut found: Vec<Event> = events
+            .iter()
+            .rev()
+            .filter(|e| e.session.as_deref() == Some(id))
+            .take(limit)
+            .cloned()
+            .collect();
+        found.reverse();
+        Ok(found)
     }
 }

@@ -81,6 +81,10 @@ impl EventLog for MemoryStore {
     async fn last_id(&self) -> StoreResult<Option<String>> {
         self.events.last_id().await
     }
+
+    async fn session_events(&self, id: &str, limit: usize) -> StoreResult<Vec<Event>> {
+        self.events.session_events(id, limit).await
+    }
 }
 
 #[async_trait]

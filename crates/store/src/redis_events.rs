@@ -8,11 +8,22 @@ use crate::StoreResult;
 use async_trait::async_trait;
 use redis::aio::{ConnectionManager, MultiplexedConnection};
 use std::collections::BTreeMap;
+use std::sync::LazyLock;
 use std::time::Duration;
 use tokio::sync::Mutex;
 
 /// The names of an entry's own fields; every other field is one of the event's `fields`.
 const OWN: [&str; 5] = ["type", "at", "session", "node", "owner"];
+
+/// Appends an event, and lists a session's event under the session.
+static APPEND: LazyLock<redis::Script> =
+    LazyLock::new(|| redis::Script::new(include_str!("lua/append_event.lua")));
+
+/// Event ids listed per session, at most (a session's timeline).
+const SESSION_EVENTS_KEPT: usize = 500;
+
+/// How long a session's list of events is kept after its last event.
+const SESSION_EVENTS_TTL: Duration = Duration::from_secs(24 * 3600);
 
 /// An entry as `XREAD` returns it: its id and its flat field/value list.
 type Entry = (String, Vec<String>);
@@ -41,6 +52,11 @@ impl RedisEventLog {
             blocking: Mutex::new(None),
             key,
         }
+    }
+
+    /// The list of the ids of session `id`'s events.
+    fn session_key(&self, id: &str) -> String {
+        format!("{}:session:{id}", self.key)
     }
 
     fn xread(&self, after: &str, limit: usize, block: Option<Duration>) -> redis::Cmd {
@@ -130,12 +146,14 @@ fn parse(id: String, flat: Vec<String>) -> Option<Event> {
 #[async_trait]
 impl EventLog for RedisEventLog {
     async fn append(&self, e: NewEvent) -> StoreResult<String> {
-        let mut cmd = redis::cmd("XADD");
-        cmd.arg(&self.key)
-            .arg("MAXLEN")
-            .arg("~")
+        let mut invocation = APPEND.key(&self.key);
+        if let Some(session) = &e.session {
+            invocation.key(self.session_key(session));
+        }
+        invocation
             .arg(EVENTS_KEPT)
-            .arg("*")
+            .arg(SESSION_EVENTS_KEPT)
+            .arg(SESSION_EVENTS_TTL.as_secs())
             .arg("type")
             .arg(&e.kind)
             .arg("at")
@@ -146,16 +164,17 @@ impl EventLog for RedisEventLog {
             ("owner", &e.owner),
         ] {
             if let Some(v) = value {
-                cmd.arg(name).arg(v);
+                invocation.arg(name).arg(v);
             }
         }
         for (k, v) in &e.fields {
             // A field named like one of the entry's own would be read back as it.
             if !OWN.contains(&k.as_str()) {
-                cmd.arg(k).arg(v);
+                invocation.arg(k).arg(v);
             }
         }
-        cmd.query_async(&mut self.conn.clone())
+        invocation
+            .invoke_async(&mut self.conn.clone())
             .await
             .map_err(err("append event"))
     }
@@ -177,6 +196,34 @@ impl EventLog for RedisEventLog {
             return Ok(found);
         }
         self.blocking_read(after, limit, wait).await
+    }
+
+    async fn session_events(&self, id: &str, limit: usize) -> StoreResult<Vec<Event>> {
+        let mut conn = self.conn.clone();
+        let ids: Vec<String> = redis::cmd("LRANGE")
+            .arg(self.session_key(id))
+            .arg(-(limit.max(1) as i64))
+            .arg(-1)
+            .query_async(&mut conn)
+            .await
+            .map_err(err("session events"))?;
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut pipe = redis::pipe();
+        for event in &ids {
+            pipe.cmd("XRANGE").arg(&self.key).arg(event).arg(event);
+        }
+        let found: Vec<Vec<Entry>> = pipe
+            .query_async(&mut conn)
+            .await
+            .map_err(err("session events"))?;
+        // Events trimmed from the stream since are gone from the timeline too.
+        Ok(found
+            .into_iter()
+            .flatten()
+            .filter_map(|(id, flat)| parse(id, flat))
+            .collect())
     }
 
     async fn last_id(&self) -> StoreResult<Option<String>> {

@@ -82,6 +82,22 @@ impl EventLog for SqliteStore {
         self.events_after(after, limit).await
     }
 
+    async fn session_events(&self, id: &str, limit: usize) -> StoreResult<Vec<Event>> {
+        let id = id.to_string();
+        let mut events = self
+            .run("session events", move |c| {
+                let mut stmt = c.prepare_cached(
+                    "SELECT id, at, kind, session, node, owner, fields FROM events
+                     WHERE session = ?1 ORDER BY id DESC LIMIT ?2",
+                )?;
+                let rows = stmt.query_map(params![id, limit as i64], event)?;
+                rows.collect::<rusqlite::Result<Vec<Event>>>()
+            })
+            .await?;
+        events.reverse();
+        Ok(events)
+    }
+
     async fn last_id(&self) -> StoreResult<Option<String>> {
         let last: Option<i64> = self
             .run("last event", |c| {

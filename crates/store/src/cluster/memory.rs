@@ -99,6 +99,10 @@ impl EventLog for MemoryCluster {
     async fn last_id(&self) -> StoreResult<Option<String>> {
         self.sessions.last_id().await
     }
+
+    async fn session_events(&self, id: &str, limit: usize) -> StoreResult<Vec<events::Event>> {
+        self.sessions.session_events(id, limit).await
+    }
 }
 
 #[async_trait]
