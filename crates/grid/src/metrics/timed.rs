@@ -53,6 +53,9 @@ macro_rules! timed_event_log {
             async fn last_id(&self) -> StoreResult<Option<String>> {
                 timed!(self, "event_last_id", self.inner.last_id())
             }
+            async fn session_events(&self, id: &str, limit: usize) -> StoreResult<Vec<Event>> {
+                timed!(self, "session_events", self.inner.session_events(id, limit))
+            }
         }
     };
 }
