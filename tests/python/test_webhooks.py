@@ -236,6 +236,9 @@ def test_a_failing_receiver_gets_the_event_on_the_fourth_attempt_across_a_restar
         assert {e["result"] for e in mine[1:]} == {"retrying"}
         assert all(e["status"] == 500 for e in mine[1:])
         assert [e["attempt"] for e in mine] == sorted((e["attempt"] for e in mine), reverse=True)
+        # Counted in /metrics by result (since the restart: one delivered).
+        metrics = grid.request("GET", "/metrics").body.decode()
+        assert 'gridiron_webhook_deliveries_total{result="delivered"} 1' in metrics, metrics
         # The log pages back with its cursor.
         page = grid.request("GET", f"/api/v1/webhooks/{hook['id']}/deliveries?limit=1").json()
         assert len(page["items"]) == 1 and page["next_cursor"]

@@ -334,18 +334,10 @@ pub fn run_hub(args: HubArgs) -> Result<(), String> {
             .await
             .map_err(|e| format!("cannot listen on {addr}: {e}"))?;
         crate::keys::warn_if_open(cluster.sessions().as_ref(), args.require_auth, addr).await;
-        let store = cluster.sessions();
         let hub_id = cfg.id.clone();
         let hub = Hub::start(cluster, cfg).await?;
         // Each hub sends webhooks; the consumer group has each event fanned out by one.
-        // WEBHOOK METRICS: pass `Some(hook)` counting results once /metrics has `webhook_delivery`.
-        gridiron_grid::webhooks::start(
-            store,
-            gridiron_grid::Backend::tasks(hub.as_ref()),
-            webhooks,
-            hub_id,
-            None,
-        )?;
+        gridiron_grid::webhooks::start_for(hub.as_ref(), webhooks, hub_id)?;
         tracing::info!(%addr, store = %args.store.shown(), "gridiron hub listening");
         let app = hub.clone().router();
         let stop = async move {

@@ -77,9 +77,10 @@ pub const DOCS_PATH: &str = "/api/docs";
         webhooks::deliveries,
         crate::events::http::sse,
         crate::events::http::websocket,
-        // EXTENSIONS: /api/v1/scaling and /metrics go here.
+        crate::metrics::routes::scaling,
+        // EXTENSIONS: /metrics goes here.
     ),
-    components(schemas(Problem)),
+    components(schemas(Problem, crate::metrics::routes::ScalingReport)),
     modifiers(&Security),
     security(("bearer" = []), ("api_key" = [])),
     tags(
@@ -89,6 +90,7 @@ pub const DOCS_PATH: &str = "/api/docs";
         (name = "pools", description = "Work pools of a scaled-out grid (admin)"),
         (name = "keys", description = "API keys (admin)"),
         (name = "events", description = "The grid's lifecycle events, live (SSE, WebSocket)"),
+        (name = "scaling", description = "How many slots the load needs (KEDA metrics-api, HPA)"),
         (name = "webhooks", description = "Signed event deliveries to URLs, and their logs"),
     )
 )]
@@ -144,7 +146,8 @@ pub fn router() -> Router<Role> {
         )
         .route("/webhooks/{id}/deliveries", only(get(webhooks::deliveries)))
         .merge(crate::events::routes())
-        // EXTENSIONS: /scaling is routed here.
+        .route("/scaling", only(get(crate::metrics::routes::scaling)))
+        // EXTENSIONS: further resources are routed here.
         .route("/{*rest}", any(not_found));
     let docs: Router<Role> = utoipa_swagger_ui::SwaggerUi::new(DOCS_PATH)
         .url(OPENAPI_PATH, ApiDoc::openapi())

@@ -81,6 +81,25 @@ impl WebhookSettings {
     }
 }
 
+/// Starts the dispatcher of `role` (a standalone grid or a hub) among its
+/// tasks, on its store, counting results in its metrics; `consumer` names
+/// the process (a hub's id) in leases and the consumer group.
+pub fn start_for(
+    role: &dyn crate::Backend,
+    settings: WebhookSettings,
+    consumer: String,
+) -> Result<(), String> {
+    let metrics = role.metrics().clone();
+    let on_result: ResultHook = Arc::new(move |result: &str| metrics.webhook_delivery(result));
+    start(
+        role.store(),
+        role.tasks(),
+        settings,
+        consumer,
+        Some(on_result),
+    )
+}
+
 /// Starts the dispatcher of this process among `tasks`: `consumer` names the
 /// process (a hub's id) in leases and the consumer group. The loops stop
 /// when the tasks do.

@@ -186,14 +186,11 @@ pub fn run_standalone(args: StandaloneArgs) -> Result<(), String> {
             data_dir = %s.grid.data_dir.display(),
             "gridiron standalone listening"
         );
-        let manager = gridiron_grid::Manager::start(s.grid, store.clone(), provisioner);
-        // WEBHOOK METRICS: pass `Some(hook)` counting results once /metrics has `webhook_delivery`.
-        gridiron_grid::webhooks::start(
-            store,
-            manager.tasks(),
+        let manager = gridiron_grid::Manager::start(s.grid, store, provisioner);
+        gridiron_grid::webhooks::start_for(
+            manager.as_ref(),
             s.webhooks,
             format!("standalone-{}", std::process::id()),
-            None,
         )?;
         gridiron_grid::serve(listener, manager, shutdown_signal())
             .await

@@ -27,6 +27,8 @@
 //!   `NS:webhook:ID:logseq` the log's counter; `NS:whd:DID` a hash per
 //!   delivery, `NS:whdue` the deliveries due (or leased) by time. The
 //!   consumer group `webhooks` on `NS:events` fans events out.
+//! - `NS:metrics` grid-wide counters (name -> total); `NS:metrics:procs` ids of
+//!   processes that published gauges, `NS:metrics:gauges:ID` those gauges (expire).
 //!
 //! Scripts get every key they touch in KEYS, never a namespace to build keys
 //! from, so that they could run on Redis Cluster (given a hash tag in `NS`).
@@ -170,5 +172,17 @@ impl Keys {
     /// Webhook deliveries due (or leased), by time.
     pub fn webhooks_due(&self) -> String {
         self.k("whdue")
+    }
+    /// Grid-wide counters.
+    pub fn metrics(&self) -> String {
+        self.k("metrics")
+    }
+    /// Ids of processes that published gauges.
+    pub fn metric_procs(&self) -> String {
+        self.k("metrics:procs")
+    }
+    /// The gauges process `id` published, expiring.
+    pub fn metric_gauges(&self, id: &str) -> String {
+        self.k(&format!("metrics:gauges:{id}"))
     }
 }
