@@ -290,24 +290,6 @@ impl Cluster for TimedCluster {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use gridiron_store::MemoryStore;
-
-    #[tokio::test]
-    async fn each_call_is_timed_under_its_operation() {
-        let m = Metrics::new();
-        let s = TimedStore::wrap(Arc::new(MemoryStore::new()), m.clone());
-        assert!(s.get("nope").await.unwrap().is_none());
-        s.get("nope").await.unwrap();
-        s.keys().await.unwrap();
-        let snap = m.snapshot();
-        assert_eq!(snap.get("hist:store:get:count"), Some(&2));
-        assert_eq!(snap.get("hist:store:keys:count"), Some(&1));
-    }
-}
-
 /// Webhook state, timed like the rest of the store. The fan-out read is
 /// timed too: unlike the event log's reads, it never waits.
 #[async_trait]
@@ -400,5 +382,23 @@ impl WebhookStore for TimedStore {
             "events_fanned_out",
             self.inner.events_fanned_out(consumer, ids)
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use gridiron_store::MemoryStore;
+
+    #[tokio::test]
+    async fn each_call_is_timed_under_its_operation() {
+        let m = Metrics::new();
+        let s = TimedStore::wrap(Arc::new(MemoryStore::new()), m.clone());
+        assert!(s.get("nope").await.unwrap().is_none());
+        s.get("nope").await.unwrap();
+        s.keys().await.unwrap();
+        let snap = m.snapshot();
+        assert_eq!(snap.get("hist:store:get:count"), Some(&2));
+        assert_eq!(snap.get("hist:store:keys:count"), Some(&1));
     }
 }
