@@ -217,21 +217,13 @@ pub async fn websocket(
         }
     };
     let tasks = b.tasks().clone();
+    // Subscribed before the handshake is answered: a client that acts as
+    // soon as it is connected misses none of the events it causes.
+    let sub = Subscription::start(b.event_feed(), asked.filter, asked.caller, asked.resume).await;
     upgrade
         .on_upgrade(move |socket| async move {
             // Tracked, so that shutdown waits for the close frames.
-            let _ = tasks
-                .spawn(async move {
-                    let sub = Subscription::start(
-                        b.event_feed(),
-                        asked.filter,
-                        asked.caller,
-                        asked.resume,
-                    )
-                    .await;
-                    follow(socket, sub).await;
-                })
-                .await;
+            let _ = tasks.spawn(follow(socket, sub)).await;
         })
         .into_response()
 }
