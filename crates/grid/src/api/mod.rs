@@ -222,3 +222,21 @@ pub(crate) fn page_limit_of(pairs: &[(String, String)]) -> ApiResult<usize> {
 pub fn is_public(path: &str) -> bool {
     path == OPENAPI_PATH || path == DOCS_PATH || path.starts_with("/api/docs/")
 }
+
+/// A path parameter (an id or name); a malformed one is a problem, not
+/// axum's plain-text rejection.
+pub struct Id(pub String);
+
+impl<S: Send + Sync> axum::extract::FromRequestParts<S> for Id {
+    type Rejection = Problem;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        state: &S,
+    ) -> Result<Self, Self::Rejection> {
+        axum::extract::Path::<String>::from_request_parts(parts, state)
+            .await
+            .map(|axum::extract::Path(id)| Id(id))
+            .map_err(|e| Problem::invalid(e.body_text()))
+    }
+}

@@ -1,6 +1,6 @@
 //! RFC 9457 problem details: every error of `/api/v1` is one
 //! `application/problem+json` body, built here from a [`GridError`] or one of
-//! the API's own refusals (401, 403, 409, 501).
+//! the API's own refusals (401, 403, 404, 409).
 
 use crate::http;
 use axum::body::Body;
@@ -47,7 +47,7 @@ const KINDS: &[(&str, &str, u16)] = &[
     (
         "needs-scaled-out-grid",
         "Only a scaled-out grid (hubs and nodes) has this",
-        501,
+        404,
     ),
     ("unavailable", "The grid's store is unavailable", 503),
 ];
@@ -182,6 +182,6 @@ mod tests {
             assert!(KINDS.iter().any(|(_, _, s)| *s == p.status));
         }
         assert_eq!(Problem::admin_only().status, 403);
-        assert_eq!(Problem::new("needs-scaled-out-grid", "").status, 501);
+        assert_eq!(Problem::new("needs-scaled-out-grid", "").status, 404);
     }
 }

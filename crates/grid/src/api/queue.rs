@@ -2,9 +2,9 @@
 //! and cancels only its own; a cancelled request's client gets a W3C
 //! `session not created` error saying so.
 
-use super::{caller, json, only_params, page_limit_of, query_pairs, ApiResult, Problem, Role};
+use super::{caller, json, only_params, page_limit_of, query_pairs, ApiResult, Id, Problem, Role};
 use axum::body::Body;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::{Request, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
@@ -38,6 +38,7 @@ pub struct QueuePage {
 
 /// List the requests waiting for a slot.
 #[utoipa::path(
+    operation_id = "list_queue",
     get, path = "/api/v1/queue", tag = "queue",
     params(("limit" = Option<usize>, Query, minimum = 1, maximum = 500, description = "At most this many (default 50)")),
     responses(
@@ -69,6 +70,7 @@ pub async fn list(State(b): State<Role>, req: Request<Body>) -> ApiResult<Respon
 
 /// Cancel a waiting request; its client gets a W3C error.
 #[utoipa::path(
+    operation_id = "cancel_queued_request",
     delete, path = "/api/v1/queue/{id}", tag = "queue",
     params(("id" = String, Path, description = "Request id")),
     responses(
@@ -77,11 +79,7 @@ pub async fn list(State(b): State<Role>, req: Request<Body>) -> ApiResult<Respon
         (status = 404, description = "No such waiting request (or not this key's)", body = Problem, content_type = "application/problem+json"),
     )
 )]
-pub async fn cancel(
-    State(b): State<Role>,
-    Path(id): Path<String>,
-    req: Request<Body>,
-) -> ApiResult<Response> {
+pub async fn cancel(State(b): State<Role>, Id(id): Id, req: Request<Body>) -> ApiResult<Response> {
     let who = caller(&req);
     let mine = b
         .waiting()

@@ -2,10 +2,10 @@
 //! A user key sees and ends only its own sessions; someone else's session is
 //! answered exactly as one that never existed (404).
 
-use super::{caller, json, json_body, param, query_pairs, ApiResult, Problem, Role};
+use super::{caller, json, json_body, param, query_pairs, ApiResult, Id, Problem, Role};
 use crate::backend::Located;
 use axum::body::Body;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::{header, HeaderValue, Request, StatusCode};
 use axum::response::{IntoResponse, Response};
 use gridiron_domain::api::{page_limit, paginate, CreateSession, Cursor, SessionFilter};
@@ -107,6 +107,7 @@ pub struct CreatedSession {
 /// Create a browser session. It queues like any new-session request and
 /// ends on `DELETE` or its timeouts (not when a CDP or BiDi websocket closes).
 #[utoipa::path(
+    operation_id = "create_session",
     post, path = "/api/v1/sessions", tag = "sessions",
     request_body = CreateSession,
     responses(
@@ -155,6 +156,7 @@ pub async fn create(State(b): State<Role>, req: Request<Body>) -> ApiResult<Resp
 
 /// List sessions, newest first. A user key sees only its own.
 #[utoipa::path(
+    operation_id = "list_sessions",
     get, path = "/api/v1/sessions", tag = "sessions",
     params(
         ("state" = Option<String>, Query, description = "queued, provisioning, running or ended"),
@@ -211,6 +213,7 @@ pub async fn list(State(b): State<Role>, req: Request<Body>) -> ApiResult<Respon
 
 /// One session: capabilities, options, owner, node, timings, timeline.
 #[utoipa::path(
+    operation_id = "get_session",
     get, path = "/api/v1/sessions/{id}", tag = "sessions",
     params(("id" = String, Path, description = "Session id")),
     responses(
@@ -219,11 +222,7 @@ pub async fn list(State(b): State<Role>, req: Request<Body>) -> ApiResult<Respon
         (status = 404, description = "No such session (or not this key's)", body = Problem, content_type = "application/problem+json"),
     )
 )]
-pub async fn get_one(
-    State(b): State<Role>,
-    Path(id): Path<String>,
-    req: Request<Body>,
-) -> ApiResult<Response> {
+pub async fn get_one(State(b): State<Role>, Id(id): Id, req: Request<Body>) -> ApiResult<Response> {
     let rec = visible(&b, &id, &caller(&req)).await?;
     let mut count = rec.command_count;
     let mut node = None;
@@ -250,6 +249,7 @@ pub async fn get_one(
 
 /// End a session (reason `deleted_by_api`).
 #[utoipa::path(
+    operation_id = "delete_session",
     delete, path = "/api/v1/sessions/{id}", tag = "sessions",
     params(("id" = String, Path, description = "Session id")),
     responses(
@@ -259,11 +259,7 @@ pub async fn get_one(
         (status = 409, description = "It had already ended", body = Problem, content_type = "application/problem+json"),
     )
 )]
-pub async fn delete(
-    State(b): State<Role>,
-    Path(id): Path<String>,
-    req: Request<Body>,
-) -> ApiResult<Response> {
+pub async fn delete(State(b): State<Role>, Id(id): Id, req: Request<Body>) -> ApiResult<Response> {
     let rec = visible(&b, &id, &caller(&req)).await?;
     if let Some(reason) = rec.end_reason {
         return Err(Problem::new(

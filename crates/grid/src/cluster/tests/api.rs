@@ -343,11 +343,11 @@ async fn a_standalone_grid_lists_pages_and_cancels_its_own_queue() {
     );
     assert_eq!(
         problem(&api.get("/pools", "").await),
-        (501, "urn:gridiron:problem:needs-scaled-out-grid")
+        (404, "urn:gridiron:problem:needs-scaled-out-grid")
     );
     assert_eq!(
         problem(&api.call(Method::POST, "/nodes/local/drain", None, "").await).0,
-        501
+        404
     );
     assert_eq!(ids(&api.get("/nodes", "").await), ["local"]);
 
