@@ -38,7 +38,10 @@ pub struct PoolSpec {
     pub max_concurrency: Option<u32>,
 }
 
-/// `POST /api/v1/pools`: a pool's name and settings (as [`PoolSpec`]).
+/// `POST /api/v1/pools`: a pool's name and settings (as [`PoolSpec`]). The
+/// fields are spelled out rather than flattened from [`PoolSpec`]: both refuse
+/// unknown fields, and a flattened pair would make two JSON schemas that each
+/// forbid the other's properties, which no body could satisfy.
 #[derive(Debug, Clone, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewPool {

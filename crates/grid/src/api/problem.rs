@@ -166,16 +166,7 @@ mod tests {
 
     #[test]
     fn every_grid_error_maps_to_one_problem_with_a_known_status() {
-        for code in [
-            ErrorCode::InvalidArgument,
-            ErrorCode::InvalidSessionId,
-            ErrorCode::UnknownCommand,
-            ErrorCode::UnknownMethod,
-            ErrorCode::SessionNotCreated,
-            ErrorCode::UnknownError,
-            ErrorCode::Timeout,
-            ErrorCode::UnsupportedOperation,
-        ] {
+        for code in ErrorCode::ALL {
             let p = Problem::from(GridError::new(code, gridiron_domain::Origin::Client, "x"));
             assert!(p.kind.starts_with("urn:gridiron:problem:"));
             assert_eq!(p.detail, "x");
