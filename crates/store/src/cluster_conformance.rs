@@ -130,6 +130,7 @@ async fn the_queue_is_fifo_bounded_and_claimed_once(f: &dyn Fixture) {
         waiting[0].owner, "owner-of-r0",
         "the key that asked travels with it"
     );
+    assert_eq!(waiting[0].created_at, 1, "operators see how long it waited");
     let e = claimed(c.claim(&waiting[0], "n1").await.unwrap());
     assert_eq!(c.claim(&waiting[0], "n2").await.unwrap(), Claim::Gone);
     assert_eq!(c.queue_len().await.unwrap(), 4);
