@@ -29,8 +29,8 @@ pub struct NodeView {
     pub labels: BTreeMap<String, String>,
     /// The pools it serves.
     pub pools: Vec<String>,
-    /// Milliseconds since its last heartbeat as far as the grid can tell
-    /// (`null` when it is this process).
+    /// Milliseconds since its last heartbeat (`null` once it has expired,
+    /// and on a standalone grid, which is this process).
     pub heartbeat_age_ms: Option<i64>,
     /// Its heartbeat is current.
     pub alive: bool,
