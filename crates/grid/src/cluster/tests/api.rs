@@ -159,7 +159,11 @@ async fn a_hub_serves_sessions_nodes_pools_and_keys_to_whom_they_belong() {
     let nodes = api.get("/nodes", &admin).await;
     assert_eq!(ids(&nodes), [node.id.as_str()]);
     assert_eq!(nodes.body["items"][0]["sessions"], json!([sid]));
-    assert!(nodes.body["items"][0]["heartbeat_age_ms"].is_u64(), "{:?}", nodes.body);
+    assert!(
+        nodes.body["items"][0]["heartbeat_age_ms"].is_u64(),
+        "{:?}",
+        nodes.body
+    );
     assert_eq!(
         api.get(&format!("/nodes/{}", node.id), &admin).await.status,
         200
