@@ -13,7 +13,7 @@ use gridiron_domain::EndReason;
 use gridiron_store::SessionRecord;
 use serde::Serialize;
 use serde_json::Value;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use utoipa::ToSchema;
 
 /// A session as lists show it.
@@ -196,18 +196,15 @@ pub async fn list(State(b): State<Role>, req: Request<Body>) -> ApiResult<Respon
         at: r.created_at,
         id: r.id.clone(),
     });
-    let nodes: HashMap<String, String> = b
-        .sessions()
-        .await
-        .map(|s| s.into_iter().map(|s| (s.id, s.node)).collect())
-        .unwrap_or_default();
-    let items = page
-        .into_iter()
-        .map(|r| {
-            let node = nodes.get(&r.id).cloned();
-            view(r, node)
-        })
-        .collect();
+    let mut items = Vec::with_capacity(page.len());
+    for r in page {
+        // Only sessions not yet ended run on a node.
+        let node = match r.end_reason {
+            None => b.session_node(&r.id).await?,
+            Some(_) => None,
+        };
+        items.push(view(r, node));
+    }
     Ok(json(StatusCode::OK, &SessionPage { items, next_cursor }))
 }
 
