@@ -15,7 +15,9 @@ use utoipa::ToSchema;
 pub struct QueueEntry {
     /// The request's id (what `DELETE /api/v1/queue/{id}` takes).
     pub id: String,
-    /// Its place in line, from 1.
+    /// Its place in line, from 1: the order nodes claim in on a scaled-out
+    /// grid; arrival order on a standalone grid (where keys with a session
+    /// limit take turns, so a request may be served before one listed ahead).
     pub position: usize,
     /// Milliseconds it has waited so far.
     pub waited_ms: i64,
