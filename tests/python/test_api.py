@@ -298,3 +298,40 @@ def test_the_cli_lists_shows_and_ends_sessions_and_lists_the_queue(keyed, grid_b
     ended = cli("sessions", "end", sid)
     assert ended.returncode == 0, ended.stderr
     g.wait_ended(sid, reason="deleted_by_api")
+
+
+def test_any_hub_of_two_serves_the_same_api(make_cluster):
+    c = make_cluster()
+    node = c.node()
+    h1, h2 = c.hub(), c.hub()
+    c.capacity(h1, 1)
+    t = {}
+    for name, role in [("a", "user"), ("b", "user"), ("root", "admin")]:
+        r = c.cli("keys", "create", name, "--role", role)
+        assert r.returncode == 0, r.stderr
+        t[name] = r.stdout.strip()
+    time.sleep(KEY_DELAY)
+    a1, a2, b2, root2 = Api(h1, t["a"]), Api(h2, t["a"]), Api(h2, t["b"]), Api(h2, t["root"])
+
+    made = a1.call("POST", "/sessions", {"name": "via-hub", "labels": {"team": "web"}})
+    assert made.status == 201, made
+    sid = made.json()["id"]
+    assert made.json()["webdriver_url"] == f"http://127.0.0.1:{h1.port}/session/{sid}"
+    # The other hub knows it, and keeps it to its owner.
+    assert a2.ids("/sessions?label=team%3Dweb") == [sid]
+    assert b2.ids("/sessions") == []
+    assert_problem(b2.call("GET", f"/sessions/{sid}"), 404)
+    detail = a2.get(f"/sessions/{sid}")
+    assert detail["state"] == "running" and detail["owner"] == "a" and detail["node"], detail
+
+    nodes = root2.get("/nodes")["items"]
+    assert len(nodes) == 1 and nodes[0]["sessions"] == [sid] and nodes[0]["alive"], nodes
+    assert isinstance(nodes[0]["heartbeat_age_ms"], int)
+    assert root2.call("POST", "/pools", {"name": "gpu", "max_concurrency": 2}).status == 201
+    assert Api(h1, t["root"]).get("/pools/gpu")["max_concurrency"] == 2
+    assert root2.call("DELETE", "/pools/gpu").status == 204
+    assert_problem(a2.call("GET", "/pools"), 403, "forbidden")
+
+    assert a2.call("DELETE", f"/sessions/{sid}").status == 204
+    wait_until(lambda: a1.get(f"/sessions/{sid}")["end_reason"] == "deleted_by_api", 20, what="the session to end")
+    assert node.running()
