@@ -38,10 +38,9 @@ def schemathesis(base_url, token, tmp_path, exclude=()):
         "--generation-with-security-parameters", "false",
         "--checks", CHECKS,
         "--seed", "20261129",
-        "--max-examples", "25",
+        "--max-examples", "50",
         "--workers", "1",
         "--request-timeout", "30",
-        "--max-time", "60",
         "--no-color",
     ]
     for op in [*EXCLUDED, *exclude]:
@@ -50,10 +49,11 @@ def schemathesis(base_url, token, tmp_path, exclude=()):
     r = subprocess.run(argv, capture_output=True, text=True, timeout=150, cwd=tmp_path, env=env)
     assert r.returncode == 0, r.stdout[-12000:] + r.stderr[-4000:]
     assert "passed" in r.stdout, r.stdout[-4000:]
+    print(r.stdout[-3000:])
     return r.stdout
 
 
-@pytest.mark.deadline(170)
+@pytest.mark.deadline(150)
 def test_the_api_conforms_to_its_openapi_document(make_grid, grid_binary, tmp_path):
     g = make_grid(max_sessions=1)
     r = subprocess.run([grid_binary, "keys", "create", "schema-admin", "--role", "admin", "--data-dir", g.data_dir],
@@ -70,7 +70,7 @@ def test_the_api_conforms_to_its_openapi_document(make_grid, grid_binary, tmp_pa
     g.request("DELETE", f"/api/v1/sessions/{made.json()['id']}", headers={"Authorization": f"Bearer {token}"})
 
 
-@pytest.mark.deadline(170)
+@pytest.mark.deadline(150)
 def test_the_api_conforms_through_a_hub_of_two(make_cluster, tmp_path):
     c = make_cluster()
     c.node()
