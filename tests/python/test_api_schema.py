@@ -46,7 +46,7 @@ def schemathesis(base_url, token, tmp_path, exclude=()):
     for op in [*EXCLUDED, *exclude]:
         argv += ["--exclude-operation-id", op]
     env = dict(os.environ, SCHEMATHESIS_HOOKS="", HOME=str(tmp_path))
-    r = subprocess.run(argv, capture_output=True, text=True, timeout=150, cwd=tmp_path, env=env)
+    r = subprocess.run(argv, capture_output=True, text=True, timeout=120, cwd=tmp_path, env=env)
     assert r.returncode == 0, r.stdout[-12000:] + r.stderr[-4000:]
     assert "passed" in r.stdout, r.stdout[-4000:]
     print(r.stdout[-3000:])

@@ -253,7 +253,7 @@ pub async fn get_one(State(b): State<Role>, Id(id): Id, req: Request<Body>) -> A
         (status = 204, description = "The session ended"),
         (status = 401, description = "No valid API key", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such session (or not this key's)", body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "It had already ended", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "It had already ended, or is still starting", body = Problem, content_type = "application/problem+json"),
     )
 )]
 pub async fn delete(State(b): State<Role>, Id(id): Id, req: Request<Body>) -> ApiResult<Response> {
@@ -262,6 +262,16 @@ pub async fn delete(State(b): State<Role>, Id(id): Id, req: Request<Body>) -> Ap
         return Err(Problem::new(
             "conflict",
             format!("session {id} has already ended ({})", reason.as_str()),
+        ));
+    }
+    if rec.state != "running" {
+        // Its browser is still being started: there is nothing to end yet.
+        return Err(Problem::new(
+            "conflict",
+            format!(
+                "session {id} is still starting ({}); end it once it runs",
+                rec.state
+            ),
         ));
     }
     b.end_session(&id, EndReason::DeletedByApi).await;
