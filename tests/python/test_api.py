@@ -213,6 +213,8 @@ def test_bad_input_gets_a_problem(make_grid):
     api = Api(g)
     assert_problem(api.call("POST", "/sessions", b"{not json"), 400, "invalid-argument")
     assert_problem(api.call("POST", "/sessions", {"browsr": "chrome"}), 400, "invalid-argument")
+    form = api.call("POST", "/sessions", b"browser=chrome", headers={"Content-Type": "application/x-www-form-urlencoded"})
+    assert "must be JSON" in assert_problem(form, 400, "invalid-argument")["detail"]
     assert_problem(api.call("POST", "/sessions", {"browser": "safari"}), 400, "invalid-argument")
     assert_problem(api.call("POST", "/sessions", {"window": {"width": 0, "height": 5}}), 400)
     assert_problem(api.call("POST", "/sessions", {"name": "x" * 8000}), 413, "payload-too-large")

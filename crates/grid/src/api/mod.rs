@@ -192,6 +192,19 @@ pub(crate) fn param<'a>(pairs: &'a [(String, String)], name: &str) -> Option<&'a
 
 /// Reads a JSON body of type `T` within the grid's body limit.
 pub(crate) async fn json_body<T: DeserializeOwned>(b: &Role, req: Request<Body>) -> ApiResult<T> {
+    // As for `POST /session`: a page can send `text/plain` or a form without
+    // a CORS preflight; the API takes JSON only.
+    let content_type = req
+        .headers()
+        .get(axum::http::header::CONTENT_TYPE)
+        .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned());
+    if let Some(ct) = &content_type {
+        if gridiron_domain::cross_site::check_json_content_type(Some(ct)).is_err() {
+            return Err(Problem::invalid(format!(
+                "the request body must be JSON (Content-Type: application/json), not {ct:?}"
+            )));
+        }
+    }
     let limit = b.front().max_body_bytes;
     let (_, body) = crate::proxy::read_body(req, limit).await.map_err(|e| {
         if e == crate::proxy::body_too_large(limit) {
