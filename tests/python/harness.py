@@ -278,6 +278,74 @@ def http_request(port, method, path, body=None, headers=None, timeout=30.0):
         conn.close()
 
 
+class EventStream:
+    """A Server-Sent Events client of `GET /api/v1/events` (written from the
+    SSE specification, independent of the grid's code): `next()` returns the
+    next event as a dict with `id`, `event` and `data` (parsed JSON)."""
+
+    def __init__(self, port, query="", last_event_id=None, headers=None, timeout=30.0):
+        hdrs = {"Accept": "text/event-stream"}
+        if last_event_id is not None:
+            hdrs["Last-Event-ID"] = last_event_id
+        hdrs.update(headers or {})
+        self.conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+        self.conn.request("GET", "/api/v1/events" + (f"?{query}" if query else ""), headers=hdrs)
+        self.resp = self.conn.getresponse()
+        self.status = self.resp.status
+        self.content_type = self.resp.getheader("content-type", "")
+
+    def next(self):
+        """The next event (comments and keep-alives skipped); None at the end of the stream."""
+        event = {}
+        data = []
+        while True:
+            line = self.resp.fp.readline()
+            if not line:
+                return None
+            line = line.decode("utf-8").rstrip("\r\n")
+            if not line:
+                if data or event:
+                    event["data"] = json.loads("\n".join(data)) if data else None
+                    event.setdefault("event", "message")
+                    return event
+                continue
+            if line.startswith(":"):
+                continue
+            name, _, value = line.partition(":")
+            value = value[1:] if value.startswith(" ") else value
+            if name == "data":
+                data.append(value)
+            elif name in ("id", "event"):
+                event[name] = value
+
+    def take(self, n, kinds=None):
+        """The next `n` events (of `kinds` only, if given)."""
+        got = []
+        while len(got) < n:
+            e = self.next()
+            assert e is not None, f"the stream ended after {got}"
+            if kinds is None or e["event"] in kinds:
+                got.append(e)
+        return got
+
+    def close(self):
+        self.conn.close()
+
+
+def event_socket(port, query="", timeout=30.0):
+    """A WebSocket client of `/api/v1/events/ws` (websocket-client)."""
+    import websocket
+
+    return websocket.create_connection(
+        f"ws://127.0.0.1:{port}/api/v1/events/ws" + (f"?{query}" if query else ""), timeout=timeout
+    )
+
+
+def socket_events(ws, n):
+    """The next `n` events of an event WebSocket, parsed."""
+    return [json.loads(ws.recv()) for _ in range(n)]
+
+
 def chrome_caps(browser_name="chrome", grid_options=None):
     always = {"browserName": browser_name}
     if grid_options is not None:

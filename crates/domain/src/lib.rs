@@ -10,6 +10,7 @@ pub mod capabilities;
 pub mod cdp;
 pub mod cross_site;
 pub mod error;
+pub mod events;
 pub mod launch;
 pub mod launch_policy;
 pub mod lifecycle;

@@ -146,42 +146,6 @@ pub struct SessionSummary {
     pub node: String,
 }
 
-/// A lifecycle event of the grid, as observers (logs, webhooks, feeds) see it.
-#[derive(Debug, Clone, PartialEq)]
-pub struct GridEvent {
-    /// `queued`, `started`, `ended`, `node_up`, `node_lost`, ...
-    pub kind: String,
-    /// Its fields (`session`, `request`, `reason`, `node`, ...).
-    pub fields: Vec<(String, String)>,
-    /// Unix ms when it happened.
-    pub at: i64,
-}
-
-impl GridEvent {
-    /// An event of `kind` with `fields`, happening now.
-    pub fn now(kind: &str, fields: &[(&str, &str)]) -> Self {
-        GridEvent {
-            kind: kind.to_string(),
-            fields: fields
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect(),
-            at: gridiron_store::now_ms(),
-        }
-    }
-
-    /// The value of field `name`, if present.
-    pub fn field(&self, name: &str) -> Option<&str> {
-        self.fields
-            .iter()
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| v.as_str())
-    }
-}
-
-/// How many events a slow observer may fall behind before it misses some.
-pub(crate) const EVENT_BUFFER: usize = 1024;
-
 /// A role behind the one front end: a standalone grid, a node, or a hub.
 #[async_trait]
 pub trait Backend: Send + Sync + 'static {
@@ -229,8 +193,11 @@ pub trait Backend: Send + Sync + 'static {
     /// The tasks this role runs (tunnels and ends spawned by the front end among them).
     fn tasks(&self) -> &crate::tasks::Tasks;
 
-    /// Lifecycle events from now on.
-    fn events(&self) -> tokio::sync::broadcast::Receiver<GridEvent>;
+    /// The grid's events: its log, followed live.
+    fn event_feed(&self) -> &crate::events::EventFeed;
+
+    /// Records an event of the grid (API calls that change it record theirs here).
+    fn emit(&self, event: gridiron_store::NewEvent);
 
     // The control plane (`/api/v1`, see `crate::api`).
 

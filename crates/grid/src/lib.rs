@@ -12,6 +12,7 @@ pub mod backend;
 pub mod cluster;
 pub mod config;
 pub mod driver_client;
+pub mod events;
 mod http;
 mod local_session;
 mod manager;

@@ -126,7 +126,9 @@ pub async fn forward(
     copy_headers(&parts.headers, upstream.headers_mut());
 
     let closes_window = upstream.method() == Method::DELETE && rest == "/window";
-    session.command_started();
+    if session.command_started() {
+        m.activity(&session);
+    }
     let result = {
         let _in_flight = InFlight(&session);
         tokio::time::timeout(m.config.command_timeout, m.client.request(upstream)).await

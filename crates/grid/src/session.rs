@@ -52,6 +52,8 @@ pub struct Session {
     commands_running: AtomicUsize,
     /// Commands proxied so far.
     commands: AtomicU64,
+    /// When the last activity event was due (ms since the start, plus one; 0: never).
+    activity_reported_ms: AtomicU64,
     /// Websockets (CDP, BiDi) open right now, held under the grid's cap.
     websockets: AtomicUsize,
     /// DevTools HTTP base of the browser, for CDP tunnels.
@@ -123,6 +125,7 @@ impl Session {
             in_flight: AtomicUsize::new(0),
             commands_running: AtomicUsize::new(0),
             commands: AtomicU64::new(0),
+            activity_reported_ms: AtomicU64::new(0),
             websockets: AtomicUsize::new(0),
             process: process.clone(),
             state: Mutex::new(SessionState::Running),
@@ -137,11 +140,26 @@ impl Session {
     }
 
     /// A command starts: counts it and marks activity. Ends with [`Session::command_done`].
-    pub fn command_started(&self) {
+    /// `true` when an activity event is due (at most one a second per session).
+    pub fn command_started(&self) -> bool {
         self.commands.fetch_add(1, Ordering::Relaxed);
         self.commands_running.fetch_add(1, Ordering::Relaxed);
         self.in_flight.fetch_add(1, Ordering::Relaxed);
         self.touch();
+        // Times are ms since the start, plus one: 0 means never reported.
+        let now = self.started.elapsed().as_millis() as u64 + 1;
+        let last = self.activity_reported_ms.load(Ordering::Relaxed);
+        let last = (last > 0).then_some(last as i64);
+        gridiron_domain::events::activity_due(last, now as i64)
+            && self
+                .activity_reported_ms
+                .compare_exchange(
+                    last.unwrap_or(0) as u64,
+                    now,
+                    Ordering::Relaxed,
+                    Ordering::Relaxed,
+                )
+                .is_ok()
     }
 
     /// A websocket tunnel opened: the session is busy until it closes.

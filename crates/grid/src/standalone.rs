@@ -4,7 +4,7 @@
 use crate::api::nodes::NodeView;
 use crate::api::queue::QueueEntry;
 use crate::auth::{Caller, Keyring};
-use crate::backend::{Backend, FrontConfig, GridEvent, Located, SessionSummary};
+use crate::backend::{Backend, FrontConfig, Located, SessionSummary};
 use crate::manager::Manager;
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -72,8 +72,12 @@ impl Backend for Manager {
         Manager::tasks(self)
     }
 
-    fn events(&self) -> tokio::sync::broadcast::Receiver<GridEvent> {
-        self.subscribe_events()
+    fn event_feed(&self) -> &crate::events::EventFeed {
+        Manager::event_feed(self)
+    }
+
+    fn emit(&self, event: gridiron_store::NewEvent) {
+        Manager::emit(self, event)
     }
 
     fn store(&self) -> Arc<dyn gridiron_store::Store> {

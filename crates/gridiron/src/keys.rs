@@ -5,7 +5,9 @@
 
 use clap::{Args, Subcommand};
 use gridiron_domain::auth::{check_key_name, hash_token, ApiKey, Role};
+use gridiron_domain::events;
 use gridiron_store::Store;
+use gridiron_store::{EventLog, NewEvent};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -125,6 +127,13 @@ pub fn run(cmd: KeysCommand) -> Result<(), String> {
                 if !store.create_key(key).await.map_err(|e| e.to_string())? {
                     return Err(format!("a key named {name} exists already"));
                 }
+                record(
+                    store.as_ref(),
+                    NewEvent::now(events::KEY_CREATED)
+                        .with("key", &name)
+                        .with("role", role.as_str()),
+                )
+                .await;
                 eprintln!(
                     "created key {name} ({}); its token, shown only now:",
                     role.as_str()
@@ -154,6 +163,11 @@ pub fn run(cmd: KeysCommand) -> Result<(), String> {
             KeysCommand::Revoke { name, at } => {
                 let store = at.open().await?;
                 if store.revoke_key(&name).await.map_err(|e| e.to_string())? {
+                    record(
+                        store.as_ref(),
+                        NewEvent::now(events::KEY_REVOKED).with("key", &name),
+                    )
+                    .await;
                     eprintln!("revoked key {name}");
                     Ok(())
                 } else {
@@ -199,6 +213,14 @@ pub(crate) async fn warn_if_open(store: &dyn Store, require_auth: bool, addr: So
                  create one with `gridiron keys create NAME --role admin`, or pass --require-auth"
             );
         }
+    }
+}
+
+/// Records a change the CLI made in the grid's event log; the change stands
+/// even if the event cannot be recorded.
+pub(crate) async fn record(log: &dyn EventLog, event: NewEvent) {
+    if let Err(e) = log.append(event).await {
+        eprintln!("warning: could not record the change in the event log: {e}");
     }
 }
 

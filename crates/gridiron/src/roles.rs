@@ -5,10 +5,11 @@ use crate::cli::{
     shutdown_signal, StandaloneArgs,
 };
 use clap::{Args, Subcommand};
+use gridiron_domain::events;
 use gridiron_domain::launch_policy::{check_switches, LaunchAllowances};
 use gridiron_domain::pool::{check_name, NodeProfile, Pool};
 use gridiron_grid::cluster::{node_router, ClusterSecret, Hub, HubConfig, NodeAgent, NodeConfig};
-use gridiron_store::{Cluster, RedisCluster};
+use gridiron_store::{Cluster, NewEvent, RedisCluster};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
@@ -490,12 +491,15 @@ pub fn run_pools(cmd: PoolsCommand) -> Result<(), String> {
                     labels: labels(&l)?,
                     max_concurrency,
                 };
-                store
-                    .connect()
-                    .await?
-                    .put_pool(&pool)
-                    .await
-                    .map_err(|e| e.to_string())?;
+                let cluster = store.connect().await?;
+                cluster.put_pool(&pool).await.map_err(|e| e.to_string())?;
+                crate::keys::record(
+                    cluster.as_ref(),
+                    NewEvent::now(events::POOL_CHANGED)
+                        .with("pool", &name)
+                        .with("change", "saved"),
+                )
+                .await;
                 println!("pool {name} saved");
             }
             PoolsCommand::List { store } => {
@@ -529,15 +533,21 @@ pub fn run_pools(cmd: PoolsCommand) -> Result<(), String> {
                 }
             }
             PoolsCommand::Delete { name, store } => {
-                if !store
-                    .connect()
-                    .await?
+                let cluster = store.connect().await?;
+                if !cluster
                     .delete_pool(&name)
                     .await
                     .map_err(|e| e.to_string())?
                 {
                     return Err(format!("there is no pool named {name}"));
                 }
+                crate::keys::record(
+                    cluster.as_ref(),
+                    NewEvent::now(events::POOL_CHANGED)
+                        .with("pool", &name)
+                        .with("change", "deleted"),
+                )
+                .await;
                 println!("pool {name} deleted");
             }
         }

@@ -1,8 +1,10 @@
 //! The behaviour every [`Store`] implementation must show. Each implementation's
 //! tests call [`run_all`] with a fresh, empty store.
 
+use crate::events::{EventLog, NewEvent};
 use crate::{ApiKey, NewSession, Role, SessionFilter, Store};
 use gridiron_domain::api::Cursor;
+use gridiron_domain::events::id_order;
 use gridiron_domain::EndReason;
 use serde_json::json;
 
@@ -28,6 +30,95 @@ pub async fn run_all(store: &dyn Store) {
     keys_are_created_listed_and_revoked(store).await;
     old_ended_records_are_pruned(store).await;
     queries_filter_and_page(store).await;
+    event_log(store).await;
+}
+
+/// The behaviour every [`EventLog`] must show, from an empty log.
+pub async fn event_log(log: &dyn EventLog) {
+    use std::cmp::Ordering::Less;
+    use std::time::Duration;
+    assert_eq!(log.last_id().await.unwrap(), None);
+    assert!(log
+        .read_after(None, 10, Duration::ZERO)
+        .await
+        .unwrap()
+        .is_empty());
+    let first = log
+        .append(
+            NewEvent::now("session.started")
+                .session("s1")
+                .node("n1")
+                .owner(Some("team-a"))
+                .with("request", "r1"),
+        )
+        .await
+        .unwrap();
+    let second = log
+        .append(
+            NewEvent::now("session.ended")
+                .session("s1")
+                .with("reason", "quit"),
+        )
+        .await
+        .unwrap();
+    assert_eq!(id_order(&first, &second), Less);
+    assert_eq!(
+        log.last_id().await.unwrap().as_deref(),
+        Some(second.as_str())
+    );
+
+    let all = log.read_after(None, 10, Duration::ZERO).await.unwrap();
+    assert_eq!(all.len(), 2);
+    assert_eq!(all[0].id, first);
+    assert_eq!(all[0].kind, "session.started");
+    assert_eq!(all[0].session.as_deref(), Some("s1"));
+    assert_eq!(all[0].node.as_deref(), Some("n1"));
+    assert_eq!(all[0].owner.as_deref(), Some("team-a"));
+    assert_eq!(all[0].field("request"), Some("r1"));
+    assert_eq!(all[1].owner, None);
+    assert_eq!(all[1].field("reason"), Some("quit"));
+
+    let rest = log
+        .read_after(Some(&first), 10, Duration::ZERO)
+        .await
+        .unwrap();
+    assert_eq!(rest.iter().map(|e| &e.id).collect::<Vec<_>>(), [&second]);
+    let limited = log.read_after(None, 1, Duration::ZERO).await.unwrap();
+    assert_eq!(limited.len(), 1);
+    assert_eq!(limited[0].id, first);
+
+    // Nothing after the newest: the read waits, and ends with nothing.
+    let none = log
+        .read_after(Some(&second), 10, Duration::from_millis(50))
+        .await
+        .unwrap();
+    assert!(none.is_empty());
+
+    // A waiting reader gets what is appended while it waits.
+    let (got, third) = tokio::join!(
+        log.read_after(Some(&second), 10, Duration::from_secs(5)),
+        async {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            log.append(NewEvent::now("node.up").node("n2"))
+                .await
+                .unwrap()
+        }
+    );
+    let got = got.unwrap();
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0].id, third);
+    assert_eq!(got[0].kind, "node.up");
+
+    // A session's events, without the others.
+    let of_s1 = log.session_events("s1", 10).await.unwrap();
+    assert_eq!(
+        of_s1.iter().map(|e| &e.id).collect::<Vec<_>>(),
+        [&first, &second]
+    );
+    let last_only = log.session_events("s1", 1).await.unwrap();
+    assert_eq!(last_only.len(), 1);
+    assert_eq!(last_only[0].id, second);
+    assert!(log.session_events("nobody", 10).await.unwrap().is_empty());
 }
 
 async fn lifecycle_is_recorded(s: &dyn Store) {

@@ -8,14 +8,19 @@
 pub mod cluster;
 pub mod cluster_conformance;
 pub mod conformance;
+pub mod events;
 mod memory;
+#[cfg(feature = "redis")]
+mod redis_events;
 #[cfg(feature = "redis")]
 mod redis_store;
 mod sqlite;
+mod sqlite_events;
 
 #[cfg(feature = "redis")]
 pub use cluster::RedisCluster;
 pub use cluster::{Cluster, MemoryCluster};
+pub use events::{Event, EventLog, NewEvent};
 pub use memory::MemoryStore;
 #[cfg(feature = "redis")]
 pub use redis_store::RedisStore;
@@ -144,10 +149,11 @@ impl SessionRecord {
     }
 }
 
-/// Persistence for session records. Implementations must keep the order of
-/// writes made by one caller, so that a read sees every write issued before it.
+/// Persistence for session records and the grid's events. Implementations
+/// must keep the order of writes made by one caller, so that a read sees
+/// every write issued before it.
 #[async_trait]
-pub trait Store: Send + Sync + 'static {
+pub trait Store: EventLog + Send + Sync + 'static {
     /// Records an admitted request (state `provisioning`, or `queued` if `queued`).
     async fn insert(&self, session: NewSession, queued: bool) -> StoreResult<()>;
     /// Records that the driver granted the session.

@@ -2,9 +2,11 @@
 //!
 //! Layout under a namespace `NS` (default `gridiron`):
 //! `NS:session:ID` a hash per session, `NS:sessions` a sorted set of ids by
-//! creation time, `NS:unfinished` the set of ids not yet ended. Conditional
+//! creation time, `NS:unfinished` the set of ids not yet ended, `NS:events` the event stream. Conditional
 //! updates run as Lua scripts so they are atomic across processes.
 
+use crate::events::{Event, EventLog, NewEvent};
+use crate::redis_events::RedisEventLog;
 use crate::{
     ApiKey, ErrorKind, NewSession, Role, SessionFilter, SessionRecord, Store, StoreError,
     StoreResult,
@@ -15,6 +17,7 @@ use redis::aio::ConnectionManager;
 use redis::{AsyncCommands, Script};
 use serde_json::Value;
 use std::collections::HashMap;
+use std::sync::Arc;
 
 /// How many records one round trip of [`Store::prune`] looks at.
 const PRUNE_BATCH: usize = 500;
@@ -24,6 +27,8 @@ const PRUNE_BATCH: usize = 500;
 pub struct RedisStore {
     conn: ConnectionManager,
     ns: String,
+    /// The grid's event stream (shared with the cluster state's).
+    events: Arc<RedisEventLog>,
 }
 
 /// Maps a Redis failure of `op` to a store error: connection trouble is worth
@@ -76,18 +81,24 @@ impl RedisStore {
     /// The connection reconnects by itself after Redis restarts.
     pub async fn connect(url: &str, namespace: &str) -> StoreResult<Self> {
         let client = redis::Client::open(url).map_err(err("connect"))?;
-        let conn = ConnectionManager::new(client)
+        let conn = ConnectionManager::new(client.clone())
             .await
             .map_err(err("connect"))?;
+        let events = RedisEventLog::new(client, conn.clone(), events_key(namespace));
         Ok(RedisStore {
             conn,
             ns: namespace.to_string(),
+            events: Arc::new(events),
         })
     }
 
-    /// A store on an existing connection (shared with the cluster state).
-    pub(crate) fn from_parts(conn: ConnectionManager, ns: String) -> Self {
-        RedisStore { conn, ns }
+    /// A store on an existing connection and event stream (the cluster state's).
+    pub(crate) fn from_parts(
+        conn: ConnectionManager,
+        ns: String,
+        events: Arc<RedisEventLog>,
+    ) -> Self {
+        RedisStore { conn, ns, events }
     }
 
     fn key(&self, id: &str) -> String {
@@ -210,6 +221,35 @@ fn key_from(name: String, v: &str) -> Option<ApiKey> {
         name,
     };
     Some(key)
+}
+
+/// The key of the event stream of the grid whose keys live under `namespace`.
+pub(crate) fn events_key(namespace: &str) -> String {
+    crate::cluster::keys::Keys::new(namespace).events()
+}
+
+#[async_trait]
+impl EventLog for RedisStore {
+    async fn append(&self, event: NewEvent) -> StoreResult<String> {
+        self.events.append(event).await
+    }
+
+    async fn read_after(
+        &self,
+        after: Option<&str>,
+        limit: usize,
+        wait: std::time::Duration,
+    ) -> StoreResult<Vec<Event>> {
+        self.events.read_after(after, limit, wait).await
+    }
+
+    async fn last_id(&self) -> StoreResult<Option<String>> {
+        self.events.last_id().await
+    }
+
+    async fn session_events(&self, id: &str, limit: usize) -> StoreResult<Vec<Event>> {
+        self.events.session_events(id, limit).await
+    }
 }
 
 #[async_trait]

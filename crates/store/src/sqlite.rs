@@ -21,6 +21,8 @@ type Job = Box<dyn FnOnce(&mut Connection) + Send>;
 /// Session records in a SQLite file (WAL mode).
 pub struct SqliteStore {
     jobs: mpsc::Sender<Job>,
+    /// The id of the last event appended; readers waiting for events watch it.
+    pub(crate) appended: tokio::sync::watch::Sender<u64>,
 }
 
 const SCHEMA: &str = "
@@ -47,6 +49,16 @@ CREATE TABLE IF NOT EXISTS api_keys (
     rate         REAL,
     created_at   INTEGER NOT NULL
 );
+CREATE TABLE IF NOT EXISTS events (
+    id      INTEGER PRIMARY KEY AUTOINCREMENT,
+    at      INTEGER NOT NULL,
+    kind    TEXT NOT NULL,
+    session TEXT,
+    node    TEXT,
+    owner   TEXT,
+    fields  TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS events_session ON events(session);
 ";
 
 /// Brings a database made by an older version up to date: sessions gained
@@ -99,10 +111,13 @@ impl SqliteStore {
                 }
             })
             .expect("spawn the sqlite thread");
-        SqliteStore { jobs: tx }
+        SqliteStore {
+            jobs: tx,
+            appended: tokio::sync::watch::Sender::new(0),
+        }
     }
 
-    async fn run<T: Send + 'static>(
+    pub(crate) async fn run<T: Send + 'static>(
         &self,
         op: &'static str,
         f: impl FnOnce(&mut Connection) -> rusqlite::Result<T> + Send + 'static,

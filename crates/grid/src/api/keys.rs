@@ -116,6 +116,11 @@ pub async fn create(State(b): State<Role>, req: Request<Body>) -> ApiResult<Resp
             format!("a key named {} exists already", new.name),
         ));
     }
+    b.emit(
+        gridiron_store::NewEvent::now(gridiron_domain::events::KEY_CREATED)
+            .with("key", &shown.name)
+            .with("role", &shown.role),
+    );
     Ok(json(StatusCode::CREATED, &CreatedKey { key: shown, token }))
 }
 
@@ -164,5 +169,6 @@ pub async fn revoke(
     if !b.store().revoke_key(&name).await? {
         return Err(Problem::not_found(format!("key {name}")));
     }
+    b.emit(gridiron_store::NewEvent::now(gridiron_domain::events::KEY_REVOKED).with("key", &name));
     Ok(StatusCode::NO_CONTENT.into_response())
 }

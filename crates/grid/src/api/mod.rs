@@ -69,7 +69,9 @@ pub const DOCS_PATH: &str = "/api/docs";
         keys::create,
         keys::list,
         keys::revoke,
-        // EXTENSIONS: /api/v1/events, /api/v1/webhooks*, /api/v1/scaling and /metrics go here.
+        crate::events::http::sse,
+        crate::events::http::websocket,
+        // EXTENSIONS: /api/v1/webhooks*, /api/v1/scaling and /metrics go here.
     ),
     components(schemas(Problem)),
     modifiers(&Security),
@@ -80,6 +82,7 @@ pub const DOCS_PATH: &str = "/api/docs";
         (name = "nodes", description = "The hosts that run sessions (admin)"),
         (name = "pools", description = "Work pools of a scaled-out grid (admin)"),
         (name = "keys", description = "API keys (admin)"),
+        (name = "events", description = "The grid's lifecycle events, live (SSE, WebSocket)"),
     )
 )]
 pub struct ApiDoc;
@@ -124,7 +127,8 @@ pub fn router() -> Router<Role> {
         )
         .route("/keys", only(get(keys::list).post(keys::create)))
         .route("/keys/{name}", only(axum::routing::delete(keys::revoke)))
-        // EXTENSIONS: /events, /webhooks*, /scaling are routed here.
+        .merge(crate::events::routes())
+        // EXTENSIONS: /webhooks*, /scaling are routed here.
         .route("/{*rest}", any(not_found));
     let docs: Router<Role> = utoipa_swagger_ui::SwaggerUi::new(DOCS_PATH)
         .url(OPENAPI_PATH, openapi())

@@ -178,6 +178,7 @@ pub async fn create(State(b): State<Role>, req: Request<Body>) -> ApiResult<Resp
         ));
     }
     c.put_pool(&p).await?;
+    b.emit(pool_changed(&p.name, "created"));
     Ok(json(StatusCode::CREATED, &view(p, 0)))
 }
 
@@ -258,6 +259,7 @@ pub async fn update(
         return Err(Problem::not_found(format!("pool {name}")));
     }
     c.put_pool(&p).await?;
+    b.emit(pool_changed(&name, "updated"));
     Ok(json(StatusCode::OK, &one(&c, &name).await?))
 }
 
@@ -282,5 +284,13 @@ pub async fn delete(
     if !c.delete_pool(&name).await? {
         return Err(Problem::not_found(format!("pool {name}")));
     }
+    b.emit(pool_changed(&name, "deleted"));
     Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+/// The event of a change to pool `name`.
+fn pool_changed(name: &str, change: &str) -> gridiron_store::NewEvent {
+    gridiron_store::NewEvent::now(gridiron_domain::events::POOL_CHANGED)
+        .with("pool", name)
+        .with("change", change)
 }

@@ -235,7 +235,7 @@ pub async fn get_one(State(b): State<Role>, Id(id): Id, req: Request<Body>) -> A
         granted_capabilities: rec.granted_caps.clone(),
         grid_options: rec.grid_options.clone(),
         start_latency_ms: rec.started_at.map(|s| s - rec.created_at),
-        timeline: timeline(&rec),
+        timeline: timeline(b.as_ref(), &rec).await,
         session: SessionView {
             command_count: count,
             ..view(rec, node)
@@ -313,10 +313,32 @@ fn view(r: SessionRecord, node: Option<String>) -> SessionView {
     }
 }
 
-/// EVENT-LOG SWITCH: the timeline of a session, rebuilt from its record.
-/// Once the grid keeps an event log (`Backend::event_log()`), this reads the
-/// session's events from it instead (`read_after` with a session filter).
-fn timeline(r: &SessionRecord) -> Vec<TimelineEntry> {
+/// The events of a session kept in the grid's event log, oldest first;
+/// for a session whose events are no longer kept, what its record says.
+async fn timeline(b: &dyn crate::backend::Backend, r: &SessionRecord) -> Vec<TimelineEntry> {
+    match b
+        .event_feed()
+        .log()
+        .session_events(&r.id, TIMELINE_LIMIT)
+        .await
+    {
+        Ok(events) if !events.is_empty() => events
+            .into_iter()
+            .map(|e| TimelineEntry {
+                at: e.at,
+                kind: e.kind,
+                fields: e.fields,
+            })
+            .collect(),
+        _ => recorded_timeline(r),
+    }
+}
+
+/// Events shown in a session's timeline, at most (the latest).
+const TIMELINE_LIMIT: usize = 500;
+
+/// The timeline of a session rebuilt from its record.
+fn recorded_timeline(r: &SessionRecord) -> Vec<TimelineEntry> {
     let entry = |at, kind: &str, fields: &[(&str, &str)]| TimelineEntry {
         at,
         kind: kind.to_string(),

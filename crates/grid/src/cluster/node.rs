@@ -7,10 +7,11 @@ use crate::routes::parse_cdp_query;
 use crate::timing;
 use bytes::Bytes;
 use gridiron_domain::capabilities::{parse_new_session, select};
+use gridiron_domain::events;
 use gridiron_domain::pool::{node_accepts, NodeProfile};
 use gridiron_domain::{BrowserKind, EndReason, GridError, GridOptions, Origin};
 use gridiron_store::cluster::{Beat, Claim, Completion, NodeInfo, Waiting};
-use gridiron_store::{now_ms, Cluster};
+use gridiron_store::{now_ms, Cluster, NewEvent};
 use serde_json::{json, Value};
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -104,8 +105,9 @@ impl NodeAgent {
         let tasks = m.tasks();
         tasks.spawn_until_stopped(agent.clone().pull());
         tasks.spawn_until_stopped(agent.clone().heartbeat());
+        m.set_node_id(&agent.cfg.id);
         agent
-            .event("node_up", &[("url", &agent.cfg.advertise_url)])
+            .event(NewEvent::now(events::NODE_UP).with("url", &agent.cfg.advertise_url))
             .await;
         info!(node = %agent.cfg.id, url = %agent.cfg.advertise_url, "node registered");
         Ok(agent)
@@ -289,19 +291,17 @@ impl NodeAgent {
             }
         }
         let started = result.is_ok();
-        match (&result, &sid) {
-            (Ok(_), Some(sid)) => {
-                self.event("started", &[("session", sid), ("request", &w.id)])
-                    .await
-            }
-            (Err(e), _) => {
-                self.event(
-                    "failed_to_start",
-                    &[("request", &w.id), ("error", &e.message)],
-                )
-                .await
-            }
-            _ => {}
+        // The session's start and end are recorded by the manager; a
+        // request that got none ends here.
+        if let Err(e) = &result {
+            self.event(
+                NewEvent::now(events::REQUEST_CANCELLED)
+                    .owner(owner.key.as_deref())
+                    .with("request", &w.id)
+                    .with("reason", EndReason::FailedToStart.as_str())
+                    .with("error", &e.message),
+            )
+            .await;
         }
         self.starting.fetch_sub(1, Ordering::SeqCst);
         self.load_changed();
@@ -329,9 +329,7 @@ impl NodeAgent {
         self.wake.notify_one();
     }
 
-    async fn session_ended(&self, sid: &str, reason: EndReason) {
-        self.event("ended", &[("session", sid), ("reason", reason.as_str())])
-            .await;
+    async fn session_ended(&self, sid: &str, _reason: EndReason) {
         if self.lock().remove(sid).is_some() {
             if let Err(e) = self.cluster.remove_session(&self.cfg.id, sid).await {
                 warn!(session = %sid, error = %e, "could not remove the session's route");
@@ -345,11 +343,10 @@ impl NodeAgent {
         }
     }
 
-    /// Records a lifecycle event of this node.
-    async fn event(&self, kind: &str, fields: &[(&str, &str)]) {
-        let mut all = vec![("node", self.cfg.id.as_str())];
-        all.extend_from_slice(fields);
-        if let Err(e) = self.cluster.event(kind, &all).await {
+    /// Records a lifecycle event of this node (observers only: a failure is logged).
+    async fn event(&self, event: NewEvent) {
+        let kind = event.kind.clone();
+        if let Err(e) = self.cluster.append(event.node(&self.cfg.id)).await {
             warn!(error = %e, kind, "could not record an event");
         }
     }
@@ -445,6 +442,7 @@ impl NodeAgent {
             return;
         }
         info!(sessions = self.m.slots_in_use(), "draining");
+        self.event(NewEvent::now(events::NODE_DRAINED)).await;
         if let Err(e) = self.cluster.drain_node(&self.cfg.id).await {
             warn!(error = %e, "could not mark the node draining");
         }
@@ -473,7 +471,7 @@ impl NodeAgent {
         if let Err(e) = self.cluster.remove_node(&self.cfg.id).await {
             warn!(error = %e, "could not unregister the node");
         }
-        self.event("node_down", &[]).await;
+        self.event(NewEvent::now(events::NODE_DOWN)).await;
         info!(node = %self.cfg.id, "node left the grid");
     }
 }

@@ -10,9 +10,11 @@ use gridiron_domain::capabilities::{
     for_record, parse_new_session, select, RECORDED_CAPABILITIES_LIMIT,
 };
 use gridiron_domain::cdp::CdpRequest;
+use gridiron_domain::events;
 use gridiron_domain::launch_policy::{check_request, check_switches};
 use gridiron_domain::queue::Refusal;
 use gridiron_domain::{BrowserKind, EndReason, GridError, GridOptions, Origin};
+use gridiron_store::NewEvent;
 use gridiron_store::{now_ms, NewSession};
 use serde_json::Value;
 use std::sync::Arc;
@@ -49,11 +51,15 @@ impl Manager {
         let selection = select(&request, &self.catalog)?;
         let options = GridOptions::from_capabilities(&selection.merged)?;
         let requested = for_record(requested_capabilities(body), RECORDED_CAPABILITIES_LIMIT);
+        let browser = self.catalog[selection.stereotype]
+            .kind
+            .driver_browser_name();
+        let (mut place, mut cancel) = self.waitlist.place(browser, caller.key.clone());
+        let rid = place.id.clone();
         let mut waiting = QueuedRequest {
+            id: rid.clone(),
             m: self.clone(),
-            browser: self.catalog[selection.stereotype]
-                .kind
-                .driver_browser_name(),
+            browser,
             requested,
             options: options.to_json(),
             since: now_ms(),
@@ -61,15 +67,19 @@ impl Manager {
             owner: caller.key.clone(),
         };
         let (group, limit) = slot_group(caller);
-        let (mut place, mut cancel) = self.waitlist.place(waiting.browser, caller.key.clone());
-        let rid = place.id.clone();
         let acquire = self
             .slots
             .acquire_as(group, limit, self.config.queue_timeout, |position| {
                 waiting.queued = true;
                 place.listed();
                 info!(position, "new session request queued");
-                self.emit("queued", &[("position", &position.to_string())]);
+                self.emit(
+                    NewEvent::now(events::REQUEST_QUEUED)
+                        .owner(caller.key.as_deref())
+                        .with("request", &waiting.id)
+                        .with("browser", waiting.browser)
+                        .with("position", position),
+                );
             });
         let permit = tokio::select! {
             p = acquire => p,
@@ -218,6 +228,8 @@ fn interrupted() -> GridError {
 /// A request waiting in the queue. If it never gets a slot (it times out, or
 /// its client leaves and the request future is dropped), a record says so.
 struct QueuedRequest {
+    /// Names the request while it waits (and its record, if it ends there).
+    id: String,
     m: Arc<Manager>,
     browser: &'static str,
     requested: Value,
@@ -234,8 +246,14 @@ impl QueuedRequest {
     fn record(&mut self, reason: EndReason) {
         self.queued = false;
         let m = self.m.clone();
+        self.m.emit(
+            NewEvent::now(events::REQUEST_CANCELLED)
+                .owner(self.owner.as_deref())
+                .with("request", &self.id)
+                .with("reason", reason.as_str()),
+        );
         let new = NewSession {
-            id: uuid::Uuid::new_v4().simple().to_string(),
+            id: self.id.clone(),
             browser: self.browser.to_string(),
             requested_caps: std::mem::take(&mut self.requested),
             grid_options: std::mem::take(&mut self.options),

@@ -2,9 +2,10 @@
 
 use super::Manager;
 use crate::session::Session;
+use gridiron_domain::events;
 use gridiron_domain::lifecycle::SessionEvent;
 use gridiron_domain::EndReason;
-use gridiron_store::now_ms;
+use gridiron_store::{now_ms, NewEvent};
 use std::sync::Arc;
 use tracing::{info, warn};
 
@@ -54,8 +55,11 @@ impl Manager {
                 );
                 info!(session = %session.id, reason = reason.as_str(), commands, "session ended");
                 m.emit(
-                    "ended",
-                    &[("session", &session.id), ("reason", reason.as_str())],
+                    NewEvent::now(events::SESSION_ENDED)
+                        .session(&session.id)
+                        .owner(session.owner.as_deref())
+                        .with("reason", reason.as_str())
+                        .with("commands", commands),
                 );
                 if let Some(f) = m.end_listener.get() {
                     f(&session.id, reason);

@@ -10,9 +10,10 @@ use gridiron_domain::capabilities::{
     driver_capabilities, route_websockets, LaunchDefaults, Selection, WebSocketTargets,
 };
 use gridiron_domain::cdp::CdpRequest;
+use gridiron_domain::events;
 use gridiron_domain::public_url::websocket_base;
 use gridiron_domain::{EndReason, ErrorCode, GridError, GridOptions, Origin};
-use gridiron_store::now_ms;
+use gridiron_store::{now_ms, NewEvent};
 use serde_json::{json, Value};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -189,8 +190,10 @@ impl Manager {
         );
         info!(session = %id, "session started");
         self.emit(
-            "started",
-            &[("session", &id), ("browser", &session.browser)],
+            NewEvent::now(events::SESSION_STARTED)
+                .session(&id)
+                .owner(session.owner.as_deref())
+                .with("browser", &session.browser),
         );
         let weak = Arc::downgrade(self);
         let watched = id.clone();

@@ -24,15 +24,17 @@ pub use shutdown::{recover, recover_processes};
 // The hub reaches its nodes with the same client.
 pub(crate) use crate::driver_client::{driver_client, DriverClient};
 
-use crate::backend::{GridEvent, SessionSummary};
+use crate::backend::SessionSummary;
 use crate::config::GridConfig;
 use crate::driver_client::{self, DriverError};
 use crate::session::Session;
 use crate::slots::Slots;
 use crate::tasks::Tasks;
+use gridiron_domain::events;
 use gridiron_domain::lifecycle::Timeouts;
 use gridiron_domain::{BrowserKind, EndReason, GridOptions, Stereotype};
 use gridiron_provision::Provisioner;
+use gridiron_store::NewEvent;
 use gridiron_store::Store;
 use serde_json::Value;
 use std::collections::HashMap;
@@ -66,8 +68,12 @@ pub struct Manager {
     end_listener: OnceLock<EndListener>,
     /// Every task this grid spawns; shutdown stops and awaits them.
     pub(crate) tasks: Tasks,
-    /// Lifecycle events, for whoever observes this grid.
-    events: tokio::sync::broadcast::Sender<GridEvent>,
+    /// Where lifecycle events go: the store's event log.
+    events: crate::events::EventSink,
+    /// The event log, followed live.
+    feed: crate::events::EventFeed,
+    /// The node this manager runs the sessions of, as events name it.
+    node_id: OnceLock<String>,
     /// This manager, for handing out from `&self` (the router's session lookups).
     this: Weak<Manager>,
     /// The API keys its front end checks (a node's front end trusts its hubs instead).
@@ -107,10 +113,13 @@ impl Manager {
         store: Arc<dyn Store>,
         provisioner: Arc<dyn Provisioner>,
     ) -> Arc<Self> {
+        let tasks = Tasks::default();
         let m = Arc::new_cyclic(|this| Manager {
             this: this.clone(),
-            tasks: Tasks::default(),
-            events: tokio::sync::broadcast::channel(crate::backend::EVENT_BUFFER).0,
+            events: crate::events::EventSink::start(store.clone(), &tasks),
+            feed: crate::events::EventFeed::new(store.clone(), tasks.clone()),
+            node_id: OnceLock::new(),
+            tasks,
             slots: Slots::new(config.max_sessions, config.max_queue),
             catalog: provisioner.stereotypes(),
             keyring: crate::auth::Keyring::new(store.clone(), config.require_auth),
@@ -175,14 +184,38 @@ impl Manager {
         &self.tasks
     }
 
-    /// Lifecycle events from now on.
-    pub fn subscribe_events(&self) -> tokio::sync::broadcast::Receiver<GridEvent> {
-        self.events.subscribe()
+    /// The grid's events, live.
+    pub fn event_feed(&self) -> &crate::events::EventFeed {
+        &self.feed
     }
 
-    /// Tells observers of an event; nobody listening is fine.
-    fn emit(&self, kind: &str, fields: &[(&str, &str)]) {
-        let _ = self.events.send(GridEvent::now(kind, fields));
+    /// Names the node whose sessions this manager runs, in its events
+    /// (`local` until then: a standalone grid is its own one node).
+    pub fn set_node_id(&self, id: &str) {
+        let _ = self.node_id.set(id.to_string());
+    }
+
+    /// The node this manager's sessions run on, as events and lists name it.
+    pub fn node_id(&self) -> &str {
+        self.node_id.get().map_or("local", String::as_str)
+    }
+
+    /// Records an event of this grid, about this node unless it names another.
+    pub(crate) fn emit(&self, mut event: NewEvent) {
+        if event.node.is_none() {
+            event.node = Some(self.node_id().to_string());
+        }
+        self.events.emit(event);
+    }
+
+    /// Records that `session` is being used: it has run this many commands.
+    pub(crate) fn activity(&self, session: &Session) {
+        self.emit(
+            NewEvent::now(events::SESSION_ACTIVITY)
+                .session(&session.id)
+                .owner(session.owner.as_deref())
+                .with("commands", session.command_count()),
+        );
     }
 
     /// The running sessions, oldest first.

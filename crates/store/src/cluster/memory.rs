@@ -5,9 +5,10 @@
 use super::memory_state::{NodeRec, Req, State, WORK};
 use super::{
     fair_round, fair_score, parse_session_value, place, session_value, Beat, Cancelled, Claim,
-    Cluster, Completion, NodeInfo, NodeState, QueuedRequest, RecordedEvent, RequestState, Waiting,
-    ARRIVALS_PER_ROUND, EVENTS_KEPT,
+    Cluster, Completion, NodeInfo, NodeState, QueuedRequest, RequestState, Waiting,
+    ARRIVALS_PER_ROUND,
 };
+use crate::events::{self, EventLog, NewEvent};
 use crate::{MemoryStore, Store, StoreResult};
 use async_trait::async_trait;
 use gridiron_domain::pool::Pool;
@@ -78,6 +79,30 @@ impl MemoryCluster {
 
 fn ttl(now: Instant, d: Duration) -> Instant {
     now + d.max(Duration::from_millis(1))
+}
+
+#[async_trait]
+impl EventLog for MemoryCluster {
+    async fn append(&self, event: NewEvent) -> StoreResult<String> {
+        self.sessions.append(event).await
+    }
+
+    async fn read_after(
+        &self,
+        after: Option<&str>,
+        limit: usize,
+        wait: Duration,
+    ) -> StoreResult<Vec<events::Event>> {
+        self.sessions.read_after(after, limit, wait).await
+    }
+
+    async fn last_id(&self) -> StoreResult<Option<String>> {
+        self.sessions.last_id().await
+    }
+
+    async fn session_events(&self, id: &str, limit: usize) -> StoreResult<Vec<events::Event>> {
+        self.sessions.session_events(id, limit).await
+    }
 }
 
 #[async_trait]
@@ -525,27 +550,5 @@ impl Cluster for MemoryCluster {
 
     async fn delete_pool(&self, name: &str) -> StoreResult<bool> {
         Ok(self.lock().0.pools.remove(name).is_some())
-    }
-
-    async fn event(&self, kind: &str, fields: &[(&str, &str)]) -> StoreResult<()> {
-        let (mut g, _) = self.lock();
-        if g.events.len() >= EVENTS_KEPT {
-            g.events.pop_front();
-        }
-        g.events.push_back(RecordedEvent {
-            kind: kind.to_string(),
-            at: crate::now_ms(),
-            fields: fields
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect(),
-        });
-        Ok(())
-    }
-
-    async fn events(&self, limit: usize) -> StoreResult<Vec<RecordedEvent>> {
-        let (g, _) = self.lock();
-        let skip = g.events.len().saturating_sub(limit);
-        Ok(g.events.iter().skip(skip).cloned().collect())
     }
 }

@@ -1,10 +1,10 @@
 //! The maps behind [`super::MemoryCluster`], laid out like the Redis keys,
 //! and the steps several operations share.
 
-use super::{parse_session_value, place, NodeInfo, RecordedEvent, FINISHED_TTL, LOST_TTL};
+use super::{parse_session_value, place, NodeInfo, FINISHED_TTL, LOST_TTL};
 use gridiron_domain::pool::Pool;
 use gridiron_domain::request::{step, Event, Phase};
-use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
@@ -82,7 +82,6 @@ pub(super) struct State {
     /// Places taken among each API key's sessions (keys with a limit).
     pub(super) key_running: HashMap<String, BTreeSet<String>>,
     pub(super) locks: HashMap<String, Instant>,
-    pub(super) events: VecDeque<RecordedEvent>,
     pub(super) subscribers: Vec<Subscriber>,
 }
 

@@ -9,7 +9,7 @@
 //! [`crate::cluster_conformance`] suite checks they behave alike.
 
 #[cfg(feature = "redis")]
-mod keys;
+pub(crate) mod keys;
 mod memory;
 mod memory_state;
 #[cfg(test)]
@@ -25,6 +25,7 @@ pub use self::redis::RedisCluster;
 pub use keys::Keys;
 pub use memory::MemoryCluster;
 
+use crate::events::EventLog;
 use crate::{Store, StoreResult};
 use async_trait::async_trait;
 use gridiron_domain::pool::{NodeProfile, Pool};
@@ -33,9 +34,6 @@ use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::mpsc;
-
-/// How many events the stream keeps, roughly.
-pub const EVENTS_KEPT: usize = 10_000;
 
 /// How long finished request records are kept, for late readers.
 pub const FINISHED_TTL: Duration = Duration::from_secs(600);
@@ -197,21 +195,11 @@ pub enum Beat {
     Unknown,
 }
 
-/// A lifecycle event as the stream recorded it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RecordedEvent {
-    /// `queued`, `started`, `ended`, `node_up`, ...
-    pub kind: String,
-    /// Unix ms when it was recorded.
-    pub at: i64,
-    /// Its fields, in the order given.
-    pub fields: Vec<(String, String)>,
-}
-
 /// Handle on a grid's shared state. Every method is one atomic step as far
-/// as other hubs and nodes can tell.
+/// as other hubs and nodes can tell. Its [`EventLog`] is the grid's event
+/// stream, the same one its [`Cluster::sessions`] store appends to.
 #[async_trait]
-pub trait Cluster: Send + Sync {
+pub trait Cluster: EventLog + Send + Sync {
     /// The session records of this grid.
     fn sessions(&self) -> Arc<dyn Store>;
     /// The channel nodes listen on for new work.
@@ -308,12 +296,6 @@ pub trait Cluster: Send + Sync {
     async fn pools(&self) -> StoreResult<Vec<(Pool, usize)>>;
     /// Deletes a pool; `false` if it did not exist.
     async fn delete_pool(&self, name: &str) -> StoreResult<bool>;
-
-    /// Appends a lifecycle event (`kind` plus fields) to the event stream.
-    /// Events are a record for observers: a failure is logged by the caller, never fatal.
-    async fn event(&self, kind: &str, fields: &[(&str, &str)]) -> StoreResult<()>;
-    /// The newest `limit` events, oldest first.
-    async fn events(&self, limit: usize) -> StoreResult<Vec<RecordedEvent>>;
 }
 
 /// A place in a pool (or among an API key's sessions): the request it was

@@ -4,9 +4,11 @@
 //! Rust side maps its reply to a typed result. Key names come from [`Keys`].
 
 use super::{
-    Cancelled, Claim, Cluster, Completion, NodeInfo, NodeState, QueuedRequest, RecordedEvent,
-    RequestState, Waiting, FINISHED_TTL,
+    Cancelled, Claim, Cluster, Completion, NodeInfo, NodeState, QueuedRequest, RequestState,
+    Waiting, FINISHED_TTL,
 };
+use crate::events::{Event, EventLog, NewEvent};
+use crate::redis_events::RedisEventLog;
 use crate::redis_store::err;
 use crate::{ErrorKind, RedisStore, Store, StoreError, StoreResult};
 use async_trait::async_trait;
@@ -64,6 +66,8 @@ pub struct RedisCluster {
     pub(super) conn: ConnectionManager,
     pub(super) keys: Keys,
     ns: String,
+    /// The grid's event stream, shared with its session store.
+    events: Arc<RedisEventLog>,
 }
 
 /// The key whose session limit counts for `w`: its owner if that key has a
@@ -98,7 +102,10 @@ impl RedisCluster {
         let conn = ConnectionManager::new_with_config(client.clone(), config)
             .await
             .map_err(err("connect"))?;
+        let events =
+            RedisEventLog::new(client.clone(), conn.clone(), Keys::new(namespace).events());
         Ok(RedisCluster {
+            events: Arc::new(events),
             client,
             conn,
             keys: Keys::new(namespace),
@@ -112,9 +119,37 @@ impl RedisCluster {
 }
 
 #[async_trait]
+impl EventLog for RedisCluster {
+    async fn append(&self, event: NewEvent) -> StoreResult<String> {
+        self.events.append(event).await
+    }
+
+    async fn read_after(
+        &self,
+        after: Option<&str>,
+        limit: usize,
+        wait: Duration,
+    ) -> StoreResult<Vec<Event>> {
+        self.events.read_after(after, limit, wait).await
+    }
+
+    async fn last_id(&self) -> StoreResult<Option<String>> {
+        self.events.last_id().await
+    }
+
+    async fn session_events(&self, id: &str, limit: usize) -> StoreResult<Vec<Event>> {
+        self.events.session_events(id, limit).await
+    }
+}
+
+#[async_trait]
 impl Cluster for RedisCluster {
     fn sessions(&self) -> Arc<dyn Store> {
-        Arc::new(RedisStore::from_parts(self.conn.clone(), self.ns.clone()))
+        Arc::new(RedisStore::from_parts(
+            self.conn.clone(),
+            self.ns.clone(),
+            self.events.clone(),
+        ))
     }
 
     fn work_channel(&self) -> String {
@@ -501,13 +536,5 @@ impl Cluster for RedisCluster {
             .await
             .map_err(err("delete_pool"))?;
         Ok(removed == 1)
-    }
-
-    async fn event(&self, kind: &str, fields: &[(&str, &str)]) -> StoreResult<()> {
-        self.add_event(kind, fields).await
-    }
-
-    async fn events(&self, limit: usize) -> StoreResult<Vec<RecordedEvent>> {
-        self.read_events(limit).await
     }
 }

@@ -8,8 +8,7 @@ use super::redis::{
     REMOVE_SESSION,
 };
 use super::{
-    parse_session_value, place, session_value, Beat, NodeInfo, NodeState, RecordedEvent,
-    EVENTS_KEPT, FINISHED_TTL, LOST_TTL,
+    parse_session_value, place, session_value, Beat, NodeInfo, NodeState, FINISHED_TTL, LOST_TTL,
 };
 use crate::redis_store::err;
 use crate::{ErrorKind, StoreError, StoreResult};
@@ -342,60 +341,6 @@ impl RedisCluster {
                     .map_err(err("pools"))?;
                 out.push((p, running));
             }
-        }
-        Ok(out)
-    }
-
-    pub(super) async fn add_event(&self, kind: &str, fields: &[(&str, &str)]) -> StoreResult<()> {
-        let mut cmd = redis::cmd("XADD");
-        cmd.arg(self.keys.events())
-            .arg("MAXLEN")
-            .arg("~")
-            .arg(EVENTS_KEPT)
-            .arg("*")
-            .arg("type")
-            .arg(kind)
-            .arg("at")
-            .arg(crate::now_ms());
-        for (k, v) in fields {
-            cmd.arg(*k).arg(*v);
-        }
-        let _: String = cmd
-            .query_async(&mut self.conn())
-            .await
-            .map_err(err("event"))?;
-        Ok(())
-    }
-
-    pub(super) async fn read_events(&self, limit: usize) -> StoreResult<Vec<RecordedEvent>> {
-        let entries: Vec<(String, Vec<String>)> = redis::cmd("XREVRANGE")
-            .arg(self.keys.events())
-            .arg("+")
-            .arg("-")
-            .arg("COUNT")
-            .arg(limit)
-            .query_async(&mut self.conn())
-            .await
-            .map_err(err("events"))?;
-        let mut out = Vec::with_capacity(entries.len());
-        for (id, flat) in entries.into_iter().rev() {
-            let mut pairs: Vec<(String, String)> = flat
-                .chunks_exact(2)
-                .map(|p| (p[0].clone(), p[1].clone()))
-                .collect();
-            let take = |pairs: &mut Vec<(String, String)>, name: &str| {
-                let i = pairs.iter().position(|(k, _)| k == name)?;
-                Some(pairs.remove(i).1)
-            };
-            let (Some(kind), Some(at)) = (take(&mut pairs, "type"), take(&mut pairs, "at")) else {
-                tracing::warn!(event = %id, "skipping a malformed event");
-                continue;
-            };
-            out.push(RecordedEvent {
-                kind,
-                at: at.parse().unwrap_or(0),
-                fields: pairs,
-            });
         }
         Ok(out)
     }

@@ -3,8 +3,10 @@
 
 use super::queueing::session_of;
 use super::Hub;
+use gridiron_domain::events;
 use gridiron_domain::EndReason;
 use gridiron_store::now_ms;
+use gridiron_store::NewEvent;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Instant;
@@ -113,14 +115,27 @@ impl Hub {
                 continue;
             };
             warn!(node = %node.info.id, sessions = sessions.len(), "node lost: no heartbeat");
-            self.event("node_lost", &[("node", &node.info.id)]).await;
+            self.emit(
+                NewEvent::now(events::NODE_LOST)
+                    .node(&node.info.id)
+                    .with("sessions", sessions.len()),
+            );
             for sid in sessions {
                 self.routes().remove(&sid);
-                self.store
+                let ended = self
+                    .store
                     .end_elsewhere(&sid, EndReason::NodeLost, now_ms())
                     .await?;
-                self.event("ended", &[("session", &sid), ("reason", "node_lost")])
-                    .await;
+                if ended {
+                    let owner = self.store.get(&sid).await?.and_then(|r| r.owner);
+                    self.emit(
+                        NewEvent::now(events::SESSION_ENDED)
+                            .session(&sid)
+                            .node(&node.info.id)
+                            .owner(owner.as_deref())
+                            .with("reason", EndReason::NodeLost.as_str()),
+                    );
+                }
             }
         }
         let (forgotten, orphans) = self.cluster.forget_dead_hubs().await?;

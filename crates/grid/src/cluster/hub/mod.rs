@@ -10,16 +10,14 @@ mod routing;
 mod status;
 
 use crate::auth::Caller;
-use crate::backend::{
-    Backend, FrontConfig, GridEvent, Located, NotRunning, SessionSummary, EVENT_BUFFER,
-};
+use crate::backend::{Backend, FrontConfig, Located, NotRunning, SessionSummary};
 use crate::tasks::Tasks;
 use async_trait::async_trait;
 use bytes::Bytes;
 use gridiron_domain::cdp::CdpRequest;
 use gridiron_domain::{BrowserKind, EndReason, ErrorCode, GridError, Origin};
 use gridiron_store::cluster::NodeState;
-use gridiron_store::{Cluster, Store};
+use gridiron_store::{Cluster, NewEvent, Store};
 use serde_json::Value;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -79,8 +77,10 @@ pub struct Hub {
     leaving: AtomicBool,
     /// Since when the store has answered without failing.
     healthy_since: Mutex<Instant>,
-    /// Lifecycle events this hub records, for observers in this process.
-    events: tokio::sync::broadcast::Sender<GridEvent>,
+    /// Where this hub's lifecycle events go: the grid's event stream.
+    events: crate::events::EventSink,
+    /// The grid's event stream, followed live.
+    feed: crate::events::EventFeed,
     /// Every task this hub spawns; leaving stops and awaits them.
     tasks: Tasks,
     /// This hub, for handing out from `&self` (tunnel owners, remote sessions).
@@ -99,7 +99,10 @@ impl Hub {
             .hub_heartbeat(&cfg.id, cfg.heartbeat_ttl)
             .await
             .map_err(|e| e.to_string())?;
+        let tasks = Tasks::default();
         let hub = Arc::new_cyclic(|this| Hub {
+            events: crate::events::EventSink::start(cluster.clone(), &tasks),
+            feed: crate::events::EventFeed::new(cluster.clone(), tasks.clone()),
             keyring: crate::auth::Keyring::new(cluster.sessions(), cfg.require_auth),
             front: FrontConfig::new(
                 cfg.max_body_bytes,
@@ -117,9 +120,8 @@ impl Hub {
             nodes: tokio::sync::Mutex::new((None, Vec::new())),
             leaving: AtomicBool::new(false),
             healthy_since: Mutex::new(Instant::now()),
-            events: tokio::sync::broadcast::channel(EVENT_BUFFER).0,
             this: this.clone(),
-            tasks: Tasks::default(),
+            tasks,
         });
         hub.tasks.spawn_until_stopped(hub.clone().listen());
         hub.tasks.spawn_until_stopped(hub.clone().heartbeat());
@@ -183,13 +185,9 @@ impl Hub {
         }
     }
 
-    /// Records a lifecycle event in the store and tells local observers;
-    /// observers only, so failures are just logged.
-    async fn event(&self, kind: &str, fields: &[(&str, &str)]) {
-        let _ = self.events.send(GridEvent::now(kind, fields));
-        if let Err(e) = self.cluster.event(kind, fields).await {
-            warn!(error = %e, kind, "could not record an event");
-        }
+    /// Records a lifecycle event in the grid's event stream.
+    pub(crate) fn emit(&self, event: NewEvent) {
+        self.events.emit(event);
     }
 
     fn me(&self) -> Arc<Hub> {
@@ -299,8 +297,12 @@ impl Backend for Hub {
         &self.tasks
     }
 
-    fn events(&self) -> tokio::sync::broadcast::Receiver<GridEvent> {
-        self.events.subscribe()
+    fn event_feed(&self) -> &crate::events::EventFeed {
+        &self.feed
+    }
+
+    fn emit(&self, event: NewEvent) {
+        Hub::emit(self, event)
     }
 
     fn store(&self) -> Arc<dyn Store> {

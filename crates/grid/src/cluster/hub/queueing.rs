@@ -9,12 +9,13 @@ use gridiron_domain::capabilities::{
     for_record, parse_new_session, select, RECORDED_CAPABILITIES_LIMIT,
 };
 use gridiron_domain::cdp::CdpRequest;
+use gridiron_domain::events;
 use gridiron_domain::launch_policy::{check_request, check_switches};
 use gridiron_domain::pool::{apply_defaults, node_accepts};
 use gridiron_domain::request_wait::{self, AfterCancel, CancelSeen, Next, Seen, WaitLimits};
 use gridiron_domain::{BrowserKind, EndReason, ErrorCode, GridError, GridOptions, Origin};
 use gridiron_store::cluster::{Cancelled, QueuedRequest, RequestState};
-use gridiron_store::{now_ms, NewSession};
+use gridiron_store::{now_ms, NewEvent, NewSession};
 use serde_json::{json, Value};
 use std::sync::Arc;
 use tokio::sync::Notify;
@@ -110,10 +111,13 @@ impl Hub {
             listed: true,
         };
         match self.cluster.enqueue(&queued, self.cfg.max_queue).await {
-            Ok(Some(_)) => {
-                self.event("queued", &[("request", &queued.id), ("hub", &self.cfg.id)])
-                    .await
-            }
+            Ok(Some(position)) => self.emit(
+                NewEvent::now(events::REQUEST_QUEUED)
+                    .owner(waiting.owner.as_deref())
+                    .with("request", &queued.id)
+                    .with("position", position)
+                    .with("hub", &self.cfg.id),
+            ),
             Ok(None) => {
                 waiting.pending = false;
                 waiting.listed = false;
@@ -368,8 +372,12 @@ pub(super) fn session_of(answer: &str) -> Option<String> {
 async fn record_unserved(hub: &Hub, new: NewSession, reason: EndReason) {
     let id = new.id.clone();
     let store = &hub.store;
-    hub.event("ended", &[("request", &id), ("reason", reason.as_str())])
-        .await;
+    hub.emit(
+        NewEvent::now(events::REQUEST_CANCELLED)
+            .owner(new.owner.as_deref())
+            .with("request", &id)
+            .with("reason", reason.as_str()),
+    );
     info!(request = %id, reason = reason.as_str(), "queued request ended");
     let _ = store.insert(new, true).await;
     let _ = store.mark_ended(&id, reason, now_ms(), 0).await;
