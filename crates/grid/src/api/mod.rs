@@ -44,7 +44,7 @@ pub const DOCS_PATH: &str = "/api/docs";
 #[openapi(
     info(
         title = "Gridiron control plane",
-        description = "Sessions, queue, nodes, pools and API keys of a Gridiron grid. \
+        description = "Sessions, queue, nodes, pools, API keys and events of a Gridiron grid. \
             Errors are RFC 9457 problems (`application/problem+json`). Lists are paged: \
             `?limit=` (1-500, default 50) and the opaque `?cursor=` of the previous page's \
             `next_cursor`. On a grid with API keys, send `Authorization: Bearer TOKEN` or \
