@@ -14,6 +14,7 @@ pub mod events;
 pub mod launch;
 pub mod launch_policy;
 pub mod lifecycle;
+pub mod metrics;
 pub mod options;
 pub mod pool;
 pub mod public_url;

@@ -226,4 +226,12 @@ pub trait Backend: Send + Sync + 'static {
     /// Asks node `id` to drain: no new sessions, running ones finish;
     /// `false` if there is no such live node.
     async fn drain_node(&self, id: &str) -> Result<bool, GridError>;
+
+    /// This process's metrics, for whatever counts (webhook deliveries
+    /// among them: `backend.metrics().webhook_delivery("delivered")`).
+    fn metrics(&self) -> &Arc<crate::metrics::Metrics>;
+
+    /// What `/metrics` and `/api/v1/scaling` report: this process's view on
+    /// a standalone grid or a node, the whole grid's on a hub.
+    async fn metrics_view(&self) -> Result<crate::metrics::MetricsView, GridError>;
 }

@@ -16,6 +16,7 @@ pub mod events;
 mod http;
 mod local_session;
 mod manager;
+pub mod metrics;
 mod proxy;
 mod routes;
 mod session;

@@ -126,7 +126,11 @@ async fn open_tunnel(
     // A CDP-only session (reached through a hub) is its tunnel: as with `/cdp`,
     // only traffic keeps it from idling, not the open connection.
     let busy = (!session.is_cdp_only()).then(|| TunnelBusy::new(session.clone()));
-    let resp = tunnel::open(&m.tasks, req, &target, (busy, place), move || s.touch()).await;
+    let open = m.metrics.tunnel();
+    let resp = tunnel::open(&m.tasks, req, &target, (busy, place, open), move || {
+        s.touch()
+    })
+    .await;
     if resp.status() != StatusCode::SWITCHING_PROTOCOLS {
         m.end_if_browser_gone(&session, EndReason::DriverCrashed)
             .await;

@@ -129,6 +129,7 @@ pub async fn forward(
     if session.command_started() {
         m.activity(&session);
     }
+    m.metrics.command();
     let result = {
         let _in_flight = InFlight(&session);
         tokio::time::timeout(m.config.command_timeout, m.client.request(upstream)).await

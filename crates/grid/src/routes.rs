@@ -43,6 +43,7 @@ pub fn router(backend: Arc<dyn Backend>) -> Router {
     Router::new()
         .merge(w3c.clone())
         .merge(cdp)
+        .merge(crate::metrics::routes::router())
         .nest("/wd/hub", w3c)
         .merge(crate::api::router())
         .fallback(unknown_command)
@@ -59,7 +60,7 @@ pub fn router(backend: Arc<dyn Backend>) -> Router {
 
 /// Who sent `req`, as the authentication layer found; without its mark
 /// (which cannot happen behind [`router`]), the least trusted caller.
-fn caller<B>(req: &Request<B>) -> Caller {
+pub(crate) fn caller<B>(req: &Request<B>) -> Caller {
     req.extensions()
         .get::<Caller>()
         .cloned()
@@ -227,7 +228,8 @@ async fn session_command(State(b): State<Role>, mut req: Request<Body>) -> Respo
                 .map(|p| p.as_str().to_string())
                 .unwrap_or_else(|| path.clone());
             let target = remote.tunnel_target(&mut req, &pq);
-            tunnel::open(b.tasks(), req, &target, (), || {}).await
+            let open = b.metrics().tunnel();
+            tunnel::open(b.tasks(), req, &target, open, || {}).await
         }
         Ok(Located::Remote(remote)) => remote.forward(req).await,
         Ok(Located::NotRunning(why)) => {
@@ -307,6 +309,7 @@ async fn cdp_session(
         id: id.clone(),
         connected: connected.clone(),
     };
+    let owner = (owner, b.metrics().tunnel());
     let resp = match b.locate(&id).await {
         Ok(Located::Local { session, .. }) => {
             let target = session.driver_url.clone();

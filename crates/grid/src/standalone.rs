@@ -80,6 +80,14 @@ impl Backend for Manager {
         Manager::emit(self, event)
     }
 
+    fn metrics(&self) -> &Arc<crate::metrics::Metrics> {
+        &self.metrics
+    }
+
+    async fn metrics_view(&self) -> Result<crate::metrics::MetricsView, GridError> {
+        Ok(self.local_metrics())
+    }
+
     fn store(&self) -> Arc<dyn gridiron_store::Store> {
         self.store_handle()
     }

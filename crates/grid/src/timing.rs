@@ -77,3 +77,8 @@ pub const STORE_RETRY_MAX: Duration = Duration::from_secs(1);
 /// for a reason other than the client (out of file descriptors).
 /// How often records of sessions ended longer ago than `--retention` are deleted.
 pub const PRUNE_EVERY: Duration = Duration::from_secs(3600);
+/// How often each hub and node adds its new counts to the grid-wide metrics.
+pub const METRICS_FLUSH: Duration = Duration::from_secs(1);
+/// How long a hub's published gauges (tunnels open) count without being
+/// published again: a hub that died drops out of the sum within it.
+pub const METRICS_GAUGE_TTL: Duration = Duration::from_secs(5);

@@ -40,6 +40,7 @@ pub async fn run_all(f: &dyn Fixture) {
     a_claim_of_a_lost_registration_is_fenced(f).await;
     work_and_answers_are_announced(f).await;
     events_are_recorded(f).await;
+    crate::cluster_conformance_metrics::run_all(f).await;
 }
 
 /// [`MemoryCluster`]s by name, silenced through their hooks.

@@ -7,6 +7,7 @@
 
 pub mod cluster;
 pub mod cluster_conformance;
+pub mod cluster_conformance_metrics;
 pub mod conformance;
 pub mod events;
 mod memory;

@@ -71,9 +71,10 @@ pub const DOCS_PATH: &str = "/api/docs";
         keys::revoke,
         crate::events::http::sse,
         crate::events::http::websocket,
+        crate::metrics::routes::scaling,
         // EXTENSIONS: /api/v1/webhooks*, /api/v1/scaling and /metrics go here.
     ),
-    components(schemas(Problem)),
+    components(schemas(Problem, crate::metrics::routes::ScalingReport)),
     modifiers(&Security),
     security(("bearer" = []), ("api_key" = [])),
     tags(
@@ -83,6 +84,7 @@ pub const DOCS_PATH: &str = "/api/docs";
         (name = "pools", description = "Work pools of a scaled-out grid (admin)"),
         (name = "keys", description = "API keys (admin)"),
         (name = "events", description = "The grid's lifecycle events, live (SSE, WebSocket)"),
+        (name = "scaling", description = "How many slots the load needs (KEDA metrics-api, HPA)"),
     )
 )]
 pub struct ApiDoc;
@@ -128,6 +130,7 @@ pub fn router() -> Router<Role> {
         .route("/keys", only(get(keys::list).post(keys::create)))
         .route("/keys/{name}", only(axum::routing::delete(keys::revoke)))
         .merge(crate::events::routes())
+        .route("/scaling", only(get(crate::metrics::routes::scaling)))
         // EXTENSIONS: /webhooks*, /scaling are routed here.
         .route("/{*rest}", any(not_found));
     let docs: Router<Role> = utoipa_swagger_ui::SwaggerUi::new(DOCS_PATH)

@@ -76,6 +76,10 @@ impl NodeAgent {
         m: Arc<Manager>,
         cfg: NodeConfig,
     ) -> Result<Arc<Self>, String> {
+        // The grid's queue is the shared one: its waits are measured here,
+        // at the claim, not in the manager's own slots.
+        m.metrics.set_node();
+        let cluster = crate::metrics::timed::TimedCluster::wrap(cluster, m.metrics.clone());
         let agent = Arc::new(NodeAgent {
             cfg,
             cluster,
@@ -103,6 +107,7 @@ impl NodeAgent {
             }
         });
         let tasks = m.tasks();
+        crate::metrics::flush::spawn(tasks, m.metrics.clone(), agent.cluster.clone(), None);
         tasks.spawn_until_stopped(agent.clone().pull());
         tasks.spawn_until_stopped(agent.clone().heartbeat());
         m.set_node_id(&agent.cfg.id);
@@ -189,6 +194,10 @@ impl NodeAgent {
                 };
                 match self.cluster.claim(w, &self.cfg.id).await? {
                     Claim::Claimed { epoch } => {
+                        if w.created_at > 0 {
+                            let waited = u64::try_from(now_ms() - w.created_at).unwrap_or(0);
+                            self.m.metrics.queue_waited(Duration::from_millis(waited));
+                        }
                         self.starting.fetch_add(1, Ordering::SeqCst);
                         self.m
                             .tasks()
@@ -471,6 +480,8 @@ impl NodeAgent {
         if let Err(e) = self.cluster.remove_node(&self.cfg.id).await {
             warn!(error = %e, "could not unregister the node");
         }
+        // What it counted since the last flush stays in the grid's totals.
+        let _ = self.m.metrics.flush(self.cluster.as_ref()).await;
         self.event(NewEvent::now(events::NODE_DOWN)).await;
         info!(node = %self.cfg.id, "node left the grid");
     }

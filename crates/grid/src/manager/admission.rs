@@ -67,6 +67,7 @@ impl Manager {
             owner: caller.key.clone(),
         };
         let (group, limit) = slot_group(caller);
+        let asked_at = std::time::Instant::now();
         let acquire = self
             .slots
             .acquire_as(group, limit, self.config.queue_timeout, |position| {
@@ -92,6 +93,7 @@ impl Manager {
         let permit = match permit {
             Ok(p) => {
                 waiting.queued = false;
+                self.slot_granted(asked_at);
                 p
             }
             Err(e) => {
@@ -146,6 +148,7 @@ impl Manager {
                 )
             })?;
         let (group, limit) = slot_group(caller);
+        let asked_at = std::time::Instant::now();
         let (mut place, mut cancel) = self.waitlist.place("chrome", caller.key.clone());
         let rid = place.id.clone();
         let acquire = self
@@ -159,6 +162,7 @@ impl Manager {
             Ok(()) = &mut cancel => return Err(cancelled(&rid)),
         };
         drop(place);
+        self.slot_granted(asked_at);
         let (tx, rx) = oneshot::channel();
         let me = self.clone();
         let owner = caller.key.clone();
@@ -170,6 +174,15 @@ impl Manager {
             }
         });
         rx.await.unwrap_or_else(|_| Err(interrupted()))
+    }
+
+    /// A request asked for a slot at `asked_at` and got it now: its queue
+    /// wait, if this grid's queue is the grid's (a node's waits are the
+    /// shared queue's, measured when it claims the request).
+    fn slot_granted(&self, asked_at: std::time::Instant) {
+        if self.metrics.local_queue() {
+            self.metrics.queue_waited(asked_at.elapsed());
+        }
     }
 
     /// The error for a request that got no slot.
@@ -261,6 +274,7 @@ impl QueuedRequest {
             owner: self.owner.clone(),
         };
         info!(request = %new.id, reason = reason.as_str(), "queued request ended");
+        self.m.metrics.session_ended(reason);
         self.m.tasks.spawn(async move {
             let id = new.id.clone();
             m.record("insert", m.store.insert(new, true).await);

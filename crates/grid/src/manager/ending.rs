@@ -53,6 +53,8 @@ impl Manager {
                         .mark_ended(&session.id, reason, now_ms(), commands)
                         .await,
                 );
+                // Counted once recorded: whoever sees the count finds the record.
+                m.metrics.session_ended(reason);
                 info!(session = %session.id, reason = reason.as_str(), commands, "session ended");
                 m.emit(
                     NewEvent::now(events::SESSION_ENDED)

@@ -47,6 +47,7 @@ impl Manager {
             owner,
         } = asked;
         let _starting = Starting::new(&self.starting);
+        let since = std::time::Instant::now();
         let stereotype = &self.catalog[selection.stereotype];
         let browser = stereotype.kind.driver_browser_name().to_string();
         let driver = match self.provisioner.start_driver(selection.stereotype).await {
@@ -86,6 +87,7 @@ impl Manager {
                 let output = driver.recent_output();
                 driver.shutdown().await;
                 drop(permit);
+                self.metrics.session_ended(EndReason::FailedToStart);
                 self.record(
                     "mark_ended",
                     self.store
@@ -119,6 +121,7 @@ impl Manager {
             let _ = reply.send(Err(e));
             return;
         }
+        self.metrics.session_started(since.elapsed());
         if reply.send(Ok(json!({ "value": value }))).is_err() {
             info!(session = %id, "client left before the session was handed over");
             self.end(&id, EndReason::ClientGone).await;
@@ -134,6 +137,7 @@ impl Manager {
         owner: Option<String>,
     ) -> Result<Arc<Session>, GridError> {
         let _starting = Starting::new(&self.starting);
+        let since = std::time::Instant::now();
         let headless = request.headless.unwrap_or(self.config.headless);
         let browser = self
             .provisioner
@@ -165,7 +169,9 @@ impl Manager {
             },
             owner,
         };
-        self.register(launched, granted).await
+        let session = self.register(launched, granted).await?;
+        self.metrics.session_started(since.elapsed());
+        Ok(session)
     }
 
     /// Makes a launched session visible: listed, recorded as running, and

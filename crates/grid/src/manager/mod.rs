@@ -80,6 +80,8 @@ pub struct Manager {
     pub(crate) keyring: Arc<crate::auth::Keyring>,
     /// Body limits, public URL and allowed origins, as every request reads them.
     pub(crate) front: crate::backend::FrontConfig,
+    /// What this grid counts for `/metrics`.
+    pub(crate) metrics: Arc<crate::metrics::Metrics>,
     /// The requests waiting for a slot, for the control plane to list and cancel.
     pub(crate) waitlist: waitlist::WaitList,
     /// Unix ms when this manager started (the `local` node's start).
@@ -113,8 +115,12 @@ impl Manager {
         store: Arc<dyn Store>,
         provisioner: Arc<dyn Provisioner>,
     ) -> Arc<Self> {
+        let metrics = crate::metrics::Metrics::new();
+        // Every store call is timed, wherever it is made.
+        let store = crate::metrics::timed::TimedStore::wrap(store, metrics.clone());
         let tasks = Tasks::default();
         let m = Arc::new_cyclic(|this| Manager {
+            metrics,
             this: this.clone(),
             events: crate::events::EventSink::start(store.clone(), &tasks),
             feed: crate::events::EventFeed::new(store.clone(), tasks.clone()),

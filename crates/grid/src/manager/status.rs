@@ -1,10 +1,46 @@
 //! The `GET /status` document.
 
 use super::Manager;
+use crate::metrics::{MetricsView, NodeSlots, RunningSession};
 use serde_json::{json, Value};
 use std::sync::atomic::Ordering;
 
 impl Manager {
+    /// What `/metrics` reports of this process: its own counts, sessions
+    /// and slots, as the one node `local`.
+    pub fn local_metrics(&self) -> MetricsView {
+        let (free, capacity, waiting, _) = self.slots.snapshot();
+        let mut browsers: Vec<String> = self
+            .catalog
+            .iter()
+            .map(|s| s.kind.driver_browser_name().to_string())
+            .collect();
+        browsers.sort_unstable();
+        browsers.dedup();
+        let sessions = self
+            .all_sessions()
+            .iter()
+            .map(|s| RunningSession {
+                node: "local".into(),
+                browser: s.browser.clone(),
+                owner: s.owner.clone(),
+            })
+            .collect();
+        MetricsView {
+            counters: self.metrics.snapshot(),
+            tunnels_open: self.metrics.tunnels_open(),
+            sessions,
+            nodes: vec![NodeSlots {
+                node: "local".into(),
+                browsers,
+                total: capacity,
+                used: capacity.saturating_sub(free),
+                takes_sessions: !self.shutting_down.load(Ordering::SeqCst),
+            }],
+            queued: waiting,
+        }
+    }
+
     /// The `GET /status` value.
     pub fn status(&self, uri: &str) -> Value {
         let (free, capacity, waiting, ready) = self.slots.snapshot();

@@ -20,6 +20,8 @@
 //!   round each key's last request got, `NS:round` the highest round a node
 //!   claimed from (see `fair_round`).
 //! - `NS:lock:NAME` short-lived locks; `NS:events` a stream of lifecycle events.
+//! - `NS:metrics` grid-wide counters (name -> total); `NS:metrics:procs` ids of
+//!   processes that published gauges, `NS:metrics:gauges:ID` those gauges (expire).
 //!
 //! Scripts get every key they touch in KEYS, never a namespace to build keys
 //! from, so that they could run on Redis Cluster (given a hash tag in `NS`).
@@ -135,5 +137,17 @@ impl Keys {
     /// The event stream.
     pub fn events(&self) -> String {
         self.k("events")
+    }
+    /// Grid-wide counters.
+    pub fn metrics(&self) -> String {
+        self.k("metrics")
+    }
+    /// Ids of processes that published gauges.
+    pub fn metric_procs(&self) -> String {
+        self.k("metrics:procs")
+    }
+    /// The gauges process `id` published, expiring.
+    pub fn metric_gauges(&self, id: &str) -> String {
+        self.k(&format!("metrics:gauges:{id}"))
     }
 }

@@ -45,7 +45,7 @@ impl MemoryCluster {
     }
 
     /// The state, with what has expired by now dropped.
-    fn lock(&self) -> (MutexGuard<'_, State>, Instant) {
+    pub(super) fn lock(&self) -> (MutexGuard<'_, State>, Instant) {
         // A panic while holding the lock leaves the maps consistent: every
         // step changes them only after its checks.
         let mut g = self.state.lock().unwrap_or_else(|e| e.into_inner());

@@ -82,6 +82,8 @@ pub(super) struct State {
     /// Places taken among each API key's sessions (keys with a limit).
     pub(super) key_running: HashMap<String, BTreeSet<String>>,
     pub(super) locks: HashMap<String, Instant>,
+    /// Grid-wide counters and published gauges (see [`super::metrics`]).
+    pub(super) metrics: super::metrics::MemoryMetrics,
     pub(super) subscribers: Vec<Subscriber>,
 }
 

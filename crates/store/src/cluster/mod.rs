@@ -14,8 +14,11 @@ mod memory;
 mod memory_state;
 #[cfg(test)]
 mod memory_tests;
+pub mod metrics;
 #[cfg(feature = "redis")]
 mod redis;
+#[cfg(feature = "redis")]
+mod redis_metrics;
 #[cfg(feature = "redis")]
 mod redis_nodes;
 
@@ -24,6 +27,7 @@ pub use self::redis::RedisCluster;
 #[cfg(feature = "redis")]
 pub use keys::Keys;
 pub use memory::MemoryCluster;
+pub use metrics::ClusterMetrics;
 
 use crate::events::EventLog;
 use crate::{Store, StoreResult};
@@ -197,9 +201,10 @@ pub enum Beat {
 
 /// Handle on a grid's shared state. Every method is one atomic step as far
 /// as other hubs and nodes can tell. Its [`EventLog`] is the grid's event
-/// stream, the same one its [`Cluster::sessions`] store appends to.
+/// stream, the same one its [`Cluster::sessions`] store appends to;
+/// grid-wide metrics are its [`ClusterMetrics`] part.
 #[async_trait]
-pub trait Cluster: EventLog + Send + Sync {
+pub trait Cluster: EventLog + ClusterMetrics + Send + Sync {
     /// The session records of this grid.
     fn sessions(&self) -> Arc<dyn Store>;
     /// The channel nodes listen on for new work.

@@ -127,6 +127,7 @@ impl Hub {
                     .end_elsewhere(&sid, EndReason::NodeLost, now_ms())
                     .await?;
                 if ended {
+                    self.metrics.session_ended(EndReason::NodeLost);
                     let owner = self.store.get(&sid).await?.and_then(|r| r.owner);
                     self.emit(
                         NewEvent::now(events::SESSION_ENDED)
@@ -171,9 +172,13 @@ impl Hub {
             };
             if rec.end_reason.is_none() && now_ms() - rec.created_at > grace {
                 warn!(session = %sid, "session has no node; ending it");
-                self.store
+                if self
+                    .store
                     .end_elsewhere(&sid, EndReason::NodeLost, now_ms())
-                    .await?;
+                    .await?
+                {
+                    self.metrics.session_ended(EndReason::NodeLost);
+                }
             }
         }
         Ok(())

@@ -5,6 +5,7 @@
 
 mod collector;
 mod control;
+mod metrics;
 mod queueing;
 mod routing;
 mod status;
@@ -89,18 +90,24 @@ pub struct Hub {
     keyring: Arc<crate::auth::Keyring>,
     /// Body limits, public URL and allowed origins, as every request reads them.
     front: FrontConfig,
+    /// What this hub counts; with every other hub's and node's, the grid's metrics.
+    metrics: Arc<crate::metrics::Metrics>,
 }
 
 impl Hub {
     /// Starts a hub over `cluster`: listens for answers, heartbeats, collects garbage.
     pub async fn start(cluster: Arc<dyn Cluster>, cfg: HubConfig) -> Result<Arc<Self>, String> {
         let tls = crate::tls::client_config(cfg.node_ca_file.as_deref())?;
+        let metrics = crate::metrics::Metrics::new();
+        // Every call to the shared state is timed, wherever it is made.
+        let cluster = crate::metrics::timed::TimedCluster::wrap(cluster, metrics.clone());
         cluster
             .hub_heartbeat(&cfg.id, cfg.heartbeat_ttl)
             .await
             .map_err(|e| e.to_string())?;
         let tasks = Tasks::default();
         let hub = Arc::new_cyclic(|this| Hub {
+            metrics,
             events: crate::events::EventSink::start(cluster.clone(), &tasks),
             feed: crate::events::EventFeed::new(cluster.clone(), tasks.clone()),
             keyring: crate::auth::Keyring::new(cluster.sessions(), cfg.require_auth),
@@ -126,6 +133,12 @@ impl Hub {
         hub.tasks.spawn_until_stopped(hub.clone().listen());
         hub.tasks.spawn_until_stopped(hub.clone().heartbeat());
         hub.tasks.spawn_until_stopped(hub.clone().collect());
+        crate::metrics::flush::spawn(
+            &hub.tasks,
+            hub.metrics.clone(),
+            hub.cluster.clone(),
+            Some(hub.cfg.id.clone()),
+        );
         info!(hub = %hub.cfg.id, "hub started");
         Ok(hub)
     }
@@ -145,6 +158,8 @@ impl Hub {
         }
         let _ = self.cluster.remove_hub(&self.cfg.id).await;
         self.tasks.close(crate::timing::TASKS_GRACE).await;
+        // What it counted since the last flush stays in the grid's totals.
+        let _ = self.metrics.flush(self.cluster.as_ref()).await;
     }
 
     fn waiters(&self) -> std::sync::MutexGuard<'_, HashMap<String, Arc<Notify>>> {
@@ -303,6 +318,17 @@ impl Backend for Hub {
 
     fn emit(&self, event: NewEvent) {
         Hub::emit(self, event)
+    }
+
+    fn metrics(&self) -> &Arc<crate::metrics::Metrics> {
+        &self.metrics
+    }
+
+    async fn metrics_view(&self) -> Result<crate::metrics::MetricsView, GridError> {
+        self.grid_metrics().await.map_err(|e| {
+            self.store_failed();
+            store_error(e)
+        })
     }
 
     fn store(&self) -> Arc<dyn Store> {

@@ -379,6 +379,7 @@ async fn record_unserved(hub: &Hub, new: NewSession, reason: EndReason) {
             .with("reason", reason.as_str()),
     );
     info!(request = %id, reason = reason.as_str(), "queued request ended");
+    hub.metrics.session_ended(reason);
     let _ = store.insert(new, true).await;
     let _ = store.mark_ended(&id, reason, now_ms(), 0).await;
 }

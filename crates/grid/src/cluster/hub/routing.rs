@@ -90,10 +90,13 @@ impl Hub {
                 format!("the node running session {sid} did not answer: {e}"),
             );
         }
-        let _ = self
+        if let Ok(true) = self
             .store
             .end_elsewhere(sid, EndReason::NodeLost, now_ms())
-            .await;
+            .await
+        {
+            self.metrics.session_ended(EndReason::NodeLost);
+        }
         GridError::invalid_session(format!(
             "session {sid} has ended (node_lost): its node stopped heartbeating"
         ))

@@ -11,6 +11,7 @@ mod fixture;
 mod hub_loss;
 mod keys;
 mod launch_policy;
+mod metrics;
 mod node_loss;
 mod queueing;
 mod signing;
