@@ -62,8 +62,10 @@ def assert_problem(resp, status, kind=None):
 
 def attach(webdriver_url, user, token):
     """A Selenium Remote driver on the existing session at `webdriver_url`."""
+    from selenium.webdriver.remote.client_config import ClientConfig
+
     base, session_id = webdriver_url.rsplit("/session/", 1)
-    base = base.replace("http://", f"http://{user}:{token}@", 1)
+    config = ClientConfig(remote_server_addr=base, username=user, password=token)
 
     class Attached(webdriver.Remote):
         def start_session(self, capabilities):
@@ -71,7 +73,7 @@ def attach(webdriver_url, user, token):
             self.session_id = session_id
             self.caps = {"browserName": "chrome"}
 
-    return Attached(command_executor=base, options=webdriver.ChromeOptions())
+    return Attached(command_executor=base, options=webdriver.ChromeOptions(), client_config=config)
 
 
 @pytest.fixture
