@@ -204,8 +204,10 @@ fn unix_ms(name: &str, v: &str) -> Result<i64, GridError> {
 #[serde(deny_unknown_fields)]
 pub struct WindowSize {
     /// Pixels.
+    #[cfg_attr(feature = "openapi", schema(minimum = 1, maximum = 16384))]
     pub width: u32,
     /// Pixels.
+    #[cfg_attr(feature = "openapi", schema(minimum = 1, maximum = 16384))]
     pub height: u32,
 }
 
@@ -215,6 +217,7 @@ pub struct WindowSize {
 #[serde(deny_unknown_fields)]
 pub struct CreateSession {
     /// `chrome` (default), `chromium` or `firefox`.
+    #[cfg_attr(feature = "openapi", schema(pattern = "^(chrome|chromium|firefox)$"))]
     pub browser: Option<String>,
     /// A browser version the grid must offer.
     pub version: Option<String>,
@@ -225,8 +228,10 @@ pub struct CreateSession {
     /// The browser window's size.
     pub window: Option<WindowSize>,
     /// Seconds without a command (or CDP/BiDi traffic) before the session ends.
+    #[cfg_attr(feature = "openapi", schema(exclusive_minimum = 0, maximum = 1e8))]
     pub idle_timeout: Option<f64>,
     /// Seconds after which the session ends whatever it does.
+    #[cfg_attr(feature = "openapi", schema(exclusive_minimum = 0, maximum = 1e8))]
     pub session_timeout: Option<f64>,
     /// A display name.
     pub name: Option<String>,

@@ -39,20 +39,21 @@ impl ErrorCode {
         }
     }
 
+    /// Every code.
+    pub const ALL: [ErrorCode; 8] = [
+        ErrorCode::InvalidArgument,
+        ErrorCode::InvalidSessionId,
+        ErrorCode::UnknownCommand,
+        ErrorCode::UnknownMethod,
+        ErrorCode::SessionNotCreated,
+        ErrorCode::UnknownError,
+        ErrorCode::Timeout,
+        ErrorCode::UnsupportedOperation,
+    ];
+
     /// The code with this W3C name, if any.
     pub fn parse(s: &str) -> Option<Self> {
-        [
-            ErrorCode::InvalidArgument,
-            ErrorCode::InvalidSessionId,
-            ErrorCode::UnknownCommand,
-            ErrorCode::UnknownMethod,
-            ErrorCode::SessionNotCreated,
-            ErrorCode::UnknownError,
-            ErrorCode::Timeout,
-            ErrorCode::UnsupportedOperation,
-        ]
-        .into_iter()
-        .find(|c| c.as_str() == s)
+        Self::ALL.into_iter().find(|c| c.as_str() == s)
     }
 
     /// The HTTP status the W3C specification assigns to this code.

@@ -189,14 +189,15 @@ pub async fn authenticate(
         credential(h("authorization"), h("x-api-key"), req.uri().query())
     };
     strip_credentials(&mut req);
+    let api = req.uri().path().starts_with("/api/");
     let keys = match ring.keys().await {
         Ok(k) => k,
+        Err(e) if api => return crate::api::Problem::new("unavailable", e).response(),
         Err(e) => {
             let e = GridError::new(ErrorCode::UnknownError, Origin::Grid, e);
             return http::error(&e);
         }
     };
-    let api = req.uri().path().starts_with("/api/");
     let refuse = |why: &str| {
         if api {
             crate::api::problem::unauthorized(why, CHALLENGE)

@@ -127,7 +127,7 @@ impl Backend for Manager {
 
     async fn drain_node(&self, _id: &str) -> Result<bool, GridError> {
         // A standalone grid drains by shutting down (SIGTERM); the API
-        // answers 501 before asking (see `api::nodes`).
+        // answers 404 `needs-scaled-out-grid` before asking (see `api::nodes`).
         Ok(false)
     }
 }

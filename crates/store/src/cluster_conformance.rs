@@ -131,6 +131,7 @@ async fn the_queue_is_fifo_bounded_and_claimed_once(f: &dyn Fixture) {
         waiting[0].owner, "owner-of-r0",
         "the key that asked travels with it"
     );
+    assert_eq!(waiting[0].created_at, 1, "operators see how long it waited");
     let e = claimed(c.claim(&waiting[0], "n1").await.unwrap());
     assert_eq!(c.claim(&waiting[0], "n2").await.unwrap(), Claim::Gone);
     assert_eq!(c.queue_len().await.unwrap(), 4);
@@ -437,8 +438,13 @@ async fn silent_nodes_are_reclaimed_and_cannot_come_back(f: &dyn Fixture) {
     let n1 = c.nodes().await.unwrap();
     assert_eq!((n1[0].info.id.as_str(), n1[0].used), ("n1", 1));
     assert!(n1[0].alive);
+    // Just renewed: its age is a small part of its TTL.
+    let age = n1[0].heartbeat_age_ms.expect("a live node's heartbeat age");
+    assert!(age < LONG.as_millis() as u64 / 2, "{age} ms");
     f.silence_node("nodes", "n1").await;
-    assert!(!c.nodes().await.unwrap()[0].alive);
+    let silent = c.nodes().await.unwrap();
+    assert!(!silent[0].alive);
+    assert_eq!(silent[0].heartbeat_age_ms, None);
     assert_eq!(
         c.reclaim_node("n1").await.unwrap(),
         Some(vec!["s1".to_string()])

@@ -1,9 +1,11 @@
 //! `/api/v1/keys` (admin): API keys, as `gridiron keys` manages them. The
 //! token is returned once, at creation; only its hash is kept.
 
-use super::{admin, caller, json, json_body, only_params, query_pairs, ApiResult, Problem, Role};
+use super::{
+    admin, caller, json, json_body, only_params, query_pairs, ApiResult, Id, Problem, Role,
+};
 use axum::body::Body;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::{Request, StatusCode};
 use axum::response::{IntoResponse, Response};
 use gridiron_domain::auth::{check_key_name, hash_token, ApiKey, Role as KeyRole};
@@ -15,12 +17,16 @@ use utoipa::ToSchema;
 #[serde(deny_unknown_fields)]
 pub struct NewKey {
     /// 1 to 64 of `A-Z a-z 0-9 . _ -`; the user name of Basic auth.
+    #[schema(pattern = "^[A-Za-z0-9._-]{1,64}$")]
     pub name: String,
     /// `admin` (sees everything, manages keys, pools, nodes) or `user` (default: only its own sessions).
+    #[schema(pattern = "^(admin|user)$")]
     pub role: Option<String>,
     /// Sessions the key may run at once (at least 1); more wait in the queue.
+    #[schema(minimum = 1)]
     pub max_sessions: Option<u32>,
     /// Requests per second the key may make; more get 429.
+    #[schema(exclusive_minimum = 0)]
     pub rate: Option<f64>,
 }
 
@@ -70,6 +76,7 @@ fn view(k: &ApiKey) -> KeyView {
 
 /// Create a key (admin); the answer holds its token, shown only now.
 #[utoipa::path(
+    operation_id = "create_key",
     post, path = "/api/v1/keys", tag = "keys", request_body = NewKey,
     responses(
         (status = 201, description = "Created", body = CreatedKey),
@@ -119,6 +126,7 @@ pub async fn create(State(b): State<Role>, req: Request<Body>) -> ApiResult<Resp
 
 /// List the keys (admin).
 #[utoipa::path(
+    operation_id = "list_keys",
     get, path = "/api/v1/keys", tag = "keys",
     responses(
         (status = 200, description = "The keys", body = KeyPage),
@@ -142,6 +150,7 @@ pub async fn list(State(b): State<Role>, req: Request<Body>) -> ApiResult<Respon
 
 /// Revoke a key (admin): its token is refused from then on (within a second).
 #[utoipa::path(
+    operation_id = "revoke_key",
     delete, path = "/api/v1/keys/{name}", tag = "keys",
     params(("name" = String, Path, description = "Key name")),
     responses(
@@ -153,7 +162,7 @@ pub async fn list(State(b): State<Role>, req: Request<Body>) -> ApiResult<Respon
 )]
 pub async fn revoke(
     State(b): State<Role>,
-    Path(name): Path<String>,
+    Id(name): Id,
     req: Request<Body>,
 ) -> ApiResult<Response> {
     admin(&caller(&req))?;

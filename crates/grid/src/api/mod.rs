@@ -45,7 +45,7 @@ pub const DOCS_PATH: &str = "/api/docs";
 #[openapi(
     info(
         title = "Gridiron control plane",
-        description = "Sessions, queue, nodes, pools and API keys of a Gridiron grid. \
+        description = "Sessions, queue, nodes, pools, API keys and events of a Gridiron grid. \
             Errors are RFC 9457 problems (`application/problem+json`). Lists are paged: \
             `?limit=` (1-500, default 50) and the opaque `?cursor=` of the previous page's \
             `next_cursor`. On a grid with API keys, send `Authorization: Bearer TOKEN` or \
@@ -150,7 +150,7 @@ pub fn router() -> Router<Role> {
         // EXTENSIONS: further resources are routed here.
         .route("/{*rest}", any(not_found));
     let docs: Router<Role> = utoipa_swagger_ui::SwaggerUi::new(DOCS_PATH)
-        .url(OPENAPI_PATH, ApiDoc::openapi())
+        .url(OPENAPI_PATH, openapi())
         .into();
     Router::new().nest("/api/v1", v1).merge(docs)
 }
@@ -215,6 +215,19 @@ pub(crate) fn param<'a>(pairs: &'a [(String, String)], name: &str) -> Option<&'a
 
 /// Reads a JSON body of type `T` within the grid's body limit.
 pub(crate) async fn json_body<T: DeserializeOwned>(b: &Role, req: Request<Body>) -> ApiResult<T> {
+    // As for `POST /session`: a page can send `text/plain` or a form without
+    // a CORS preflight; the API takes JSON only.
+    let content_type = req
+        .headers()
+        .get(axum::http::header::CONTENT_TYPE)
+        .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned());
+    if let Some(ct) = &content_type {
+        if gridiron_domain::cross_site::check_json_content_type(Some(ct)).is_err() {
+            return Err(Problem::invalid(format!(
+                "the request body must be JSON (Content-Type: application/json), not {ct:?}"
+            )));
+        }
+    }
     let limit = b.front().max_body_bytes;
     let (_, body) = crate::proxy::read_body(req, limit).await.map_err(|e| {
         if e == crate::proxy::body_too_large(limit) {
@@ -231,9 +244,18 @@ pub(crate) fn json<T: serde::Serialize>(status: StatusCode, value: &T) -> axum::
     crate::http::json(status, &serde_json::to_value(value).unwrap_or_default())
 }
 
-/// The OpenAPI document as JSON (for tests and the CLI).
+/// The document served at [`OPENAPI_PATH`]: [`ApiDoc`], merged with the
+/// documents other parts of the API keep next to their handlers.
+///
+/// EXTENSIONS: a module may instead derive its own `OpenApi` struct and merge
+/// it here, e.g. `doc.merge(webhooks::WebhooksDoc::openapi())`.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    ApiDoc::openapi()
+}
+
+/// The OpenAPI document as JSON.
 pub fn openapi_json() -> String {
-    ApiDoc::openapi().to_pretty_json().unwrap_or_default()
+    openapi().to_pretty_json().unwrap_or_default()
 }
 
 /// The `?limit=` of `pairs`.
@@ -244,4 +266,60 @@ pub(crate) fn page_limit_of(pairs: &[(String, String)]) -> ApiResult<usize> {
 /// Whether `path` is served to anyone, key or not: the documentation.
 pub fn is_public(path: &str) -> bool {
     path == OPENAPI_PATH || path == DOCS_PATH || path.starts_with("/api/docs/")
+}
+
+/// A path parameter (an id or name); a malformed one is a problem, not
+/// axum's plain-text rejection.
+pub struct Id(pub String);
+
+impl<S: Send + Sync> axum::extract::FromRequestParts<S> for Id {
+    type Rejection = Problem;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        state: &S,
+    ) -> Result<Self, Self::Rejection> {
+        axum::extract::Path::<String>::from_request_parts(parts, state)
+            .await
+            .map(|axum::extract::Path(id)| Id(id))
+            .map_err(|e| Problem::invalid(e.body_text()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::Value;
+
+    /// Every operation is documented with a unique id, a summary, a 401 (all
+    /// need a key on a grid with keys) and problem+json for every error.
+    #[test]
+    fn every_operation_documents_its_errors_as_problems() {
+        let doc: Value = serde_json::from_str(&openapi_json()).unwrap();
+        assert_eq!(doc["openapi"], "3.1.0");
+        let mut ids = std::collections::HashSet::new();
+        let paths = doc["paths"].as_object().unwrap();
+        assert!(paths.len() >= 11, "{:?}", paths.keys());
+        for (path, ops) in paths {
+            for (method, op) in ops.as_object().unwrap() {
+                let what = format!("{method} {path}");
+                let id = op["operationId"].as_str().unwrap_or_default();
+                assert!(
+                    ids.insert(id.to_string()),
+                    "{what}: operation id {id:?} repeats"
+                );
+                assert!(op["summary"].is_string(), "{what} has no summary");
+                let responses = op["responses"].as_object().unwrap();
+                assert!(responses.contains_key("401"), "{what} documents no 401");
+                for (status, r) in responses {
+                    if status.starts_with('4') || status.starts_with('5') {
+                        let content = &r["content"]["application/problem+json"];
+                        assert!(content.is_object(), "{what} {status} is not a problem");
+                    }
+                }
+            }
+        }
+        let schemes = doc["components"]["securitySchemes"].as_object().unwrap();
+        assert!(schemes.contains_key("bearer") && schemes.contains_key("api_key"));
+    }
 }

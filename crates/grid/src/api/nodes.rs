@@ -1,9 +1,9 @@
 //! `/api/v1/nodes` (admin): the hosts that run sessions. A standalone grid
 //! presents itself as the one node `local`.
 
-use super::{admin, caller, json, only_params, query_pairs, ApiResult, Problem, Role};
+use super::{admin, caller, json, only_params, query_pairs, ApiResult, Id, Problem, Role};
 use axum::body::Body;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::{Request, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
@@ -29,8 +29,8 @@ pub struct NodeView {
     pub labels: BTreeMap<String, String>,
     /// The pools it serves.
     pub pools: Vec<String>,
-    /// Milliseconds since its last heartbeat as far as the grid can tell
-    /// (`null` when it is this process).
+    /// Milliseconds since its last heartbeat (`null` once it has expired,
+    /// and on a standalone grid, which is this process).
     pub heartbeat_age_ms: Option<i64>,
     /// Its heartbeat is current.
     pub alive: bool,
@@ -51,6 +51,7 @@ pub struct NodePage {
 
 /// List the nodes (admin).
 #[utoipa::path(
+    operation_id = "list_nodes",
     get, path = "/api/v1/nodes", tag = "nodes",
     responses(
         (status = 200, description = "The nodes", body = NodePage),
@@ -74,6 +75,7 @@ pub async fn list(State(b): State<Role>, req: Request<Body>) -> ApiResult<Respon
 
 /// One node (admin).
 #[utoipa::path(
+    operation_id = "get_node",
     get, path = "/api/v1/nodes/{id}", tag = "nodes",
     params(("id" = String, Path, description = "Node id")),
     responses(
@@ -83,11 +85,7 @@ pub async fn list(State(b): State<Role>, req: Request<Body>) -> ApiResult<Respon
         (status = 404, description = "No such node", body = Problem, content_type = "application/problem+json"),
     )
 )]
-pub async fn get_one(
-    State(b): State<Role>,
-    Path(id): Path<String>,
-    req: Request<Body>,
-) -> ApiResult<Response> {
+pub async fn get_one(State(b): State<Role>, Id(id): Id, req: Request<Body>) -> ApiResult<Response> {
     admin(&caller(&req))?;
     let node = b.nodes().await?.into_iter().find(|n| n.id == id);
     let node = node.ok_or_else(|| Problem::not_found(format!("node {id}")))?;
@@ -96,21 +94,17 @@ pub async fn get_one(
 
 /// Drain a node: it takes no new sessions; running ones finish (admin).
 #[utoipa::path(
+    operation_id = "drain_node",
     post, path = "/api/v1/nodes/{id}/drain", tag = "nodes",
     params(("id" = String, Path, description = "Node id")),
     responses(
         (status = 202, description = "The node is draining"),
         (status = 401, description = "No valid API key", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "Not an admin key", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No such live node", body = Problem, content_type = "application/problem+json"),
-        (status = 501, description = "Standalone grid: nothing to drain", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such live node (a standalone grid cannot drain: `needs-scaled-out-grid`)", body = Problem, content_type = "application/problem+json"),
     )
 )]
-pub async fn drain(
-    State(b): State<Role>,
-    Path(id): Path<String>,
-    req: Request<Body>,
-) -> ApiResult<Response> {
+pub async fn drain(State(b): State<Role>, Id(id): Id, req: Request<Body>) -> ApiResult<Response> {
     admin(&caller(&req))?;
     if b.cluster().is_none() {
         return Err(Problem::new(

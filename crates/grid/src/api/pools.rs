@@ -1,10 +1,12 @@
 //! `/api/v1/pools` (admin): the work pools of a scaled-out grid, as
 //! `gridiron pools` manages them. A standalone grid has no pools: every
-//! pool route answers 501 `urn:gridiron:problem:needs-scaled-out-grid`.
+//! pool route answers 404 `urn:gridiron:problem:needs-scaled-out-grid`.
 
-use super::{admin, caller, json, json_body, only_params, query_pairs, ApiResult, Problem, Role};
+use super::{
+    admin, caller, json, json_body, only_params, query_pairs, ApiResult, Id, Problem, Role,
+};
 use axum::body::Body;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::{Request, StatusCode};
 use axum::response::{IntoResponse, Response};
 use gridiron_domain::launch_policy::{check_switches, LaunchAllowances};
@@ -32,18 +34,47 @@ pub struct PoolSpec {
     #[serde(default)]
     pub labels: BTreeMap<String, String>,
     /// Sessions that may run in the pool at once, over all its nodes (at least 1).
+    #[schema(minimum = 1)]
     pub max_concurrency: Option<u32>,
 }
 
-/// `POST /api/v1/pools`: a pool's name and settings.
+/// `POST /api/v1/pools`: a pool's name and settings (as [`PoolSpec`]). The
+/// fields are spelled out rather than flattened from [`PoolSpec`]: both refuse
+/// unknown fields, and a flattened pair would make two JSON schemas that each
+/// forbid the other's properties, which no body could satisfy.
 #[derive(Debug, Clone, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewPool {
     /// 1 to 64 of `A-Z a-z 0-9 . _ -`.
+    #[schema(pattern = "^[A-Za-z0-9._-]{1,64}$")]
     pub name: String,
-    /// Its settings.
-    #[serde(flatten)]
-    pub spec: PoolSpec,
+    /// Default `browserName` for requests that name none.
+    pub browser: Option<String>,
+    /// Default `browserVersion` (prefix) for requests that name none.
+    pub version: Option<String>,
+    /// Browser switches added to every session of the pool.
+    #[serde(default)]
+    pub args: Vec<String>,
+    /// Labels of the pool's nodes, and default labels of its sessions.
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+    /// Sessions that may run in the pool at once (at least 1).
+    #[schema(minimum = 1)]
+    pub max_concurrency: Option<u32>,
+}
+
+impl NewPool {
+    /// The name and the settings.
+    fn split(self) -> (String, PoolSpec) {
+        let spec = PoolSpec {
+            browser: self.browser,
+            version: self.version,
+            args: self.args,
+            labels: self.labels,
+            max_concurrency: self.max_concurrency,
+        };
+        (self.name, spec)
+    }
 }
 
 /// A pool and its load.
@@ -123,6 +154,7 @@ async fn one(c: &Arc<dyn Cluster>, name: &str) -> ApiResult<PoolView> {
 
 /// Create a pool (admin; scaled-out grids).
 #[utoipa::path(
+    operation_id = "create_pool",
     post, path = "/api/v1/pools", tag = "pools", request_body = NewPool,
     responses(
         (status = 201, description = "Created", body = PoolView),
@@ -131,13 +163,14 @@ async fn one(c: &Arc<dyn Cluster>, name: &str) -> ApiResult<PoolView> {
         (status = 403, description = "Not an admin key", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "A pool of that name exists", body = Problem, content_type = "application/problem+json"),
         (status = 413, description = "Body too large", body = Problem, content_type = "application/problem+json"),
-        (status = 501, description = "Standalone grid: no pools", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such pool, or a standalone grid (no pools: `needs-scaled-out-grid`)", body = Problem, content_type = "application/problem+json"),
     )
 )]
 pub async fn create(State(b): State<Role>, req: Request<Body>) -> ApiResult<Response> {
     let c = pools_of(&b, &req)?;
     let new: NewPool = json_body(&b, req).await?;
-    let p = pool(new.name, new.spec)?;
+    let (name, spec) = new.split();
+    let p = pool(name, spec)?;
     if c.pool(&p.name).await?.is_some() {
         return Err(Problem::new(
             "conflict",
@@ -151,13 +184,14 @@ pub async fn create(State(b): State<Role>, req: Request<Body>) -> ApiResult<Resp
 
 /// List the pools (admin; scaled-out grids).
 #[utoipa::path(
+    operation_id = "list_pools",
     get, path = "/api/v1/pools", tag = "pools",
     responses(
         (status = 200, description = "The pools", body = PoolPage),
         (status = 400, description = "Bad parameter", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "No valid API key", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "Not an admin key", body = Problem, content_type = "application/problem+json"),
-        (status = 501, description = "Standalone grid: no pools", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such pool, or a standalone grid (no pools: `needs-scaled-out-grid`)", body = Problem, content_type = "application/problem+json"),
     )
 )]
 pub async fn list(State(b): State<Role>, req: Request<Body>) -> ApiResult<Response> {
@@ -180,19 +214,19 @@ pub async fn list(State(b): State<Role>, req: Request<Body>) -> ApiResult<Respon
 
 /// One pool (admin; scaled-out grids).
 #[utoipa::path(
+    operation_id = "get_pool",
     get, path = "/api/v1/pools/{name}", tag = "pools",
     params(("name" = String, Path, description = "Pool name")),
     responses(
         (status = 200, description = "The pool", body = PoolView),
         (status = 401, description = "No valid API key", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "Not an admin key", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No such pool", body = Problem, content_type = "application/problem+json"),
-        (status = 501, description = "Standalone grid: no pools", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such pool, or a standalone grid (no pools: `needs-scaled-out-grid`)", body = Problem, content_type = "application/problem+json"),
     )
 )]
 pub async fn get_one(
     State(b): State<Role>,
-    Path(name): Path<String>,
+    Id(name): Id,
     req: Request<Body>,
 ) -> ApiResult<Response> {
     let c = pools_of(&b, &req)?;
@@ -201,6 +235,7 @@ pub async fn get_one(
 
 /// Replace a pool's settings (admin; scaled-out grids).
 #[utoipa::path(
+    operation_id = "update_pool",
     put, path = "/api/v1/pools/{name}", tag = "pools", request_body = PoolSpec,
     params(("name" = String, Path, description = "Pool name")),
     responses(
@@ -208,14 +243,13 @@ pub async fn get_one(
         (status = 400, description = "Invalid pool", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "No valid API key", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "Not an admin key", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No such pool", body = Problem, content_type = "application/problem+json"),
         (status = 413, description = "Body too large", body = Problem, content_type = "application/problem+json"),
-        (status = 501, description = "Standalone grid: no pools", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such pool, or a standalone grid (no pools: `needs-scaled-out-grid`)", body = Problem, content_type = "application/problem+json"),
     )
 )]
 pub async fn update(
     State(b): State<Role>,
-    Path(name): Path<String>,
+    Id(name): Id,
     req: Request<Body>,
 ) -> ApiResult<Response> {
     let c = pools_of(&b, &req)?;
@@ -231,19 +265,19 @@ pub async fn update(
 
 /// Delete a pool (admin; scaled-out grids).
 #[utoipa::path(
+    operation_id = "delete_pool",
     delete, path = "/api/v1/pools/{name}", tag = "pools",
     params(("name" = String, Path, description = "Pool name")),
     responses(
         (status = 204, description = "Deleted"),
         (status = 401, description = "No valid API key", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "Not an admin key", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No such pool", body = Problem, content_type = "application/problem+json"),
-        (status = 501, description = "Standalone grid: no pools", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such pool, or a standalone grid (no pools: `needs-scaled-out-grid`)", body = Problem, content_type = "application/problem+json"),
     )
 )]
 pub async fn delete(
     State(b): State<Role>,
-    Path(name): Path<String>,
+    Id(name): Id,
     req: Request<Body>,
 ) -> ApiResult<Response> {
     let c = pools_of(&b, &req)?;

@@ -1,6 +1,6 @@
 //! RFC 9457 problem details: every error of `/api/v1` is one
 //! `application/problem+json` body, built here from a [`GridError`] or one of
-//! the API's own refusals (401, 403, 409, 501).
+//! the API's own refusals (401, 403, 404, 409).
 
 use crate::http;
 use axum::body::Body;
@@ -47,7 +47,7 @@ const KINDS: &[(&str, &str, u16)] = &[
     (
         "needs-scaled-out-grid",
         "Only a scaled-out grid (hubs and nodes) has this",
-        501,
+        404,
     ),
     ("unavailable", "The grid's store is unavailable", 503),
 ];
@@ -166,22 +166,38 @@ mod tests {
 
     #[test]
     fn every_grid_error_maps_to_one_problem_with_a_known_status() {
-        for code in [
-            ErrorCode::InvalidArgument,
-            ErrorCode::InvalidSessionId,
-            ErrorCode::UnknownCommand,
-            ErrorCode::UnknownMethod,
-            ErrorCode::SessionNotCreated,
-            ErrorCode::UnknownError,
-            ErrorCode::Timeout,
-            ErrorCode::UnsupportedOperation,
-        ] {
+        for code in ErrorCode::ALL {
             let p = Problem::from(GridError::new(code, gridiron_domain::Origin::Client, "x"));
             assert!(p.kind.starts_with("urn:gridiron:problem:"));
             assert_eq!(p.detail, "x");
             assert!(KINDS.iter().any(|(_, _, s)| *s == p.status));
         }
         assert_eq!(Problem::admin_only().status, 403);
-        assert_eq!(Problem::new("needs-scaled-out-grid", "").status, 501);
+        assert_eq!(Problem::new("no-such-kind", "x").status, 500);
+        assert_eq!(Problem::new("needs-scaled-out-grid", "").status, 404);
+    }
+
+    #[tokio::test]
+    async fn a_shared_layers_w3c_refusal_becomes_a_problem_with_its_headers() {
+        use http_body_util::BodyExt;
+        let e = GridError::new(
+            ErrorCode::UnknownError,
+            gridiron_domain::Origin::Client,
+            "slow down",
+        );
+        let mut w3c = http::json(StatusCode::TOO_MANY_REQUESTS, &e.to_json());
+        w3c.headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from_static("2"));
+        let r = from_w3c(w3c).await;
+        assert_eq!(r.status(), 429);
+        assert_eq!(r.headers()[header::CONTENT_TYPE], PROBLEM_JSON);
+        assert_eq!(r.headers()[header::RETRY_AFTER], "2");
+        let body = r.into_body().collect().await.unwrap().to_bytes();
+        let p: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(p["type"], "urn:gridiron:problem:too-many-requests");
+        assert_eq!(
+            (p["status"].as_u64(), p["detail"].as_str()),
+            (Some(429), Some("slow down"))
+        );
     }
 }

@@ -2,9 +2,9 @@
 //! and cancels only its own; a cancelled request's client gets a W3C
 //! `session not created` error saying so.
 
-use super::{caller, json, only_params, page_limit_of, query_pairs, ApiResult, Problem, Role};
+use super::{caller, json, only_params, page_limit_of, query_pairs, ApiResult, Id, Problem, Role};
 use axum::body::Body;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::{Request, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
@@ -15,7 +15,9 @@ use utoipa::ToSchema;
 pub struct QueueEntry {
     /// The request's id (what `DELETE /api/v1/queue/{id}` takes).
     pub id: String,
-    /// Its place in line, from 1.
+    /// Its place in line, from 1: the order nodes claim in on a scaled-out
+    /// grid; arrival order on a standalone grid (where keys with a session
+    /// limit take turns, so a request may be served before one listed ahead).
     pub position: usize,
     /// Milliseconds it has waited so far.
     pub waited_ms: i64,
@@ -38,6 +40,7 @@ pub struct QueuePage {
 
 /// List the requests waiting for a slot.
 #[utoipa::path(
+    operation_id = "list_queue",
     get, path = "/api/v1/queue", tag = "queue",
     params(("limit" = Option<usize>, Query, minimum = 1, maximum = 500, description = "At most this many (default 50)")),
     responses(
@@ -69,6 +72,7 @@ pub async fn list(State(b): State<Role>, req: Request<Body>) -> ApiResult<Respon
 
 /// Cancel a waiting request; its client gets a W3C error.
 #[utoipa::path(
+    operation_id = "cancel_queued_request",
     delete, path = "/api/v1/queue/{id}", tag = "queue",
     params(("id" = String, Path, description = "Request id")),
     responses(
@@ -77,11 +81,7 @@ pub async fn list(State(b): State<Role>, req: Request<Body>) -> ApiResult<Respon
         (status = 404, description = "No such waiting request (or not this key's)", body = Problem, content_type = "application/problem+json"),
     )
 )]
-pub async fn cancel(
-    State(b): State<Role>,
-    Path(id): Path<String>,
-    req: Request<Body>,
-) -> ApiResult<Response> {
+pub async fn cancel(State(b): State<Role>, Id(id): Id, req: Request<Body>) -> ApiResult<Response> {
     let who = caller(&req);
     let mine = b
         .waiting()

@@ -2,10 +2,10 @@
 //! A user key sees and ends only its own sessions; someone else's session is
 //! answered exactly as one that never existed (404).
 
-use super::{caller, json, json_body, param, query_pairs, ApiResult, Problem, Role};
+use super::{caller, json, json_body, param, query_pairs, ApiResult, Id, Problem, Role};
 use crate::backend::Located;
 use axum::body::Body;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::{header, HeaderValue, Request, StatusCode};
 use axum::response::{IntoResponse, Response};
 use gridiron_domain::api::{page_limit, paginate, CreateSession, Cursor, SessionFilter};
@@ -13,7 +13,7 @@ use gridiron_domain::EndReason;
 use gridiron_store::SessionRecord;
 use serde::Serialize;
 use serde_json::Value;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use utoipa::ToSchema;
 
 /// A session as lists show it.
@@ -107,6 +107,7 @@ pub struct CreatedSession {
 /// Create a browser session. It queues like any new-session request and
 /// ends on `DELETE` or its timeouts (not when a CDP or BiDi websocket closes).
 #[utoipa::path(
+    operation_id = "create_session",
     post, path = "/api/v1/sessions", tag = "sessions",
     request_body = CreateSession,
     responses(
@@ -155,6 +156,7 @@ pub async fn create(State(b): State<Role>, req: Request<Body>) -> ApiResult<Resp
 
 /// List sessions, newest first. A user key sees only its own.
 #[utoipa::path(
+    operation_id = "list_sessions",
     get, path = "/api/v1/sessions", tag = "sessions",
     params(
         ("state" = Option<String>, Query, description = "queued, provisioning, running or ended"),
@@ -194,23 +196,21 @@ pub async fn list(State(b): State<Role>, req: Request<Body>) -> ApiResult<Respon
         at: r.created_at,
         id: r.id.clone(),
     });
-    let nodes: HashMap<String, String> = b
-        .sessions()
-        .await
-        .map(|s| s.into_iter().map(|s| (s.id, s.node)).collect())
-        .unwrap_or_default();
-    let items = page
-        .into_iter()
-        .map(|r| {
-            let node = nodes.get(&r.id).cloned();
-            view(r, node)
-        })
-        .collect();
+    let mut items = Vec::with_capacity(page.len());
+    for r in page {
+        // Only sessions not yet ended run on a node.
+        let node = match r.end_reason {
+            None => b.session_node(&r.id).await?,
+            Some(_) => None,
+        };
+        items.push(view(r, node));
+    }
     Ok(json(StatusCode::OK, &SessionPage { items, next_cursor }))
 }
 
 /// One session: capabilities, options, owner, node, timings, timeline.
 #[utoipa::path(
+    operation_id = "get_session",
     get, path = "/api/v1/sessions/{id}", tag = "sessions",
     params(("id" = String, Path, description = "Session id")),
     responses(
@@ -219,11 +219,7 @@ pub async fn list(State(b): State<Role>, req: Request<Body>) -> ApiResult<Respon
         (status = 404, description = "No such session (or not this key's)", body = Problem, content_type = "application/problem+json"),
     )
 )]
-pub async fn get_one(
-    State(b): State<Role>,
-    Path(id): Path<String>,
-    req: Request<Body>,
-) -> ApiResult<Response> {
+pub async fn get_one(State(b): State<Role>, Id(id): Id, req: Request<Body>) -> ApiResult<Response> {
     let rec = visible(&b, &id, &caller(&req)).await?;
     let mut count = rec.command_count;
     let mut node = None;
@@ -250,25 +246,32 @@ pub async fn get_one(
 
 /// End a session (reason `deleted_by_api`).
 #[utoipa::path(
+    operation_id = "delete_session",
     delete, path = "/api/v1/sessions/{id}", tag = "sessions",
     params(("id" = String, Path, description = "Session id")),
     responses(
         (status = 204, description = "The session ended"),
         (status = 401, description = "No valid API key", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such session (or not this key's)", body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "It had already ended", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "It had already ended, or is still starting", body = Problem, content_type = "application/problem+json"),
     )
 )]
-pub async fn delete(
-    State(b): State<Role>,
-    Path(id): Path<String>,
-    req: Request<Body>,
-) -> ApiResult<Response> {
+pub async fn delete(State(b): State<Role>, Id(id): Id, req: Request<Body>) -> ApiResult<Response> {
     let rec = visible(&b, &id, &caller(&req)).await?;
     if let Some(reason) = rec.end_reason {
         return Err(Problem::new(
             "conflict",
             format!("session {id} has already ended ({})", reason.as_str()),
+        ));
+    }
+    if rec.state != "running" {
+        // Its browser is still being started: there is nothing to end yet.
+        return Err(Problem::new(
+            "conflict",
+            format!(
+                "session {id} is still starting ({}); end it once it runs",
+                rec.state
+            ),
         ));
     }
     b.end_session(&id, EndReason::DeletedByApi).await;

@@ -365,6 +365,7 @@ impl Cluster for MemoryCluster {
             NodeRec {
                 info: Some(info.clone()),
                 epoch,
+                ttl: ttl_,
                 ..NodeRec::default()
             },
         );
@@ -382,13 +383,14 @@ impl Cluster for MemoryCluster {
             return Ok(Beat::Lost);
         }
         n.used = used;
+        n.ttl = ttl_;
         let draining = n.draining;
         g.node_alive.insert(node.to_string(), ttl(now, ttl_));
         Ok(Beat::Alive { draining })
     }
 
     async fn nodes(&self) -> StoreResult<Vec<NodeState>> {
-        let (g, _) = self.lock();
+        let (g, now) = self.lock();
         let mut out: Vec<NodeState> = g
             .nodes
             .iter()
@@ -399,6 +401,10 @@ impl Cluster for MemoryCluster {
                     used: n.used,
                     draining: n.draining,
                     alive: g.node_alive.contains_key(id),
+                    heartbeat_age_ms: g.node_alive.get(id).map(|until| {
+                        let left = until.saturating_duration_since(now);
+                        n.ttl.saturating_sub(left).as_millis() as u64
+                    }),
                 })
             })
             .collect();

@@ -5,6 +5,7 @@ use super::{parse_session_value, place, NodeInfo, FINISHED_TTL, LOST_TTL};
 use gridiron_domain::pool::Pool;
 use gridiron_domain::request::{step, Event, Phase};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
@@ -42,6 +43,8 @@ pub(super) struct NodeRec {
     pub(super) draining: bool,
     pub(super) lost: bool,
     pub(super) epoch: u64,
+    /// Its heartbeat TTL, to tell the age of its last beat.
+    pub(super) ttl: Duration,
     /// A lost node is remembered for a while, so it learns it was lost.
     pub(super) expires: Option<Instant>,
 }

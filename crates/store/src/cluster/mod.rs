@@ -182,6 +182,9 @@ pub struct NodeState {
     pub draining: bool,
     /// Whether its heartbeat is current.
     pub alive: bool,
+    /// Milliseconds since its last heartbeat (or registration), while it is
+    /// current; `None` once it has expired or if the store cannot tell.
+    pub heartbeat_age_ms: Option<u64>,
 }
 
 /// What a heartbeat found.

@@ -62,18 +62,25 @@ impl RedisCluster {
         let mut out = Vec::new();
         for id in ids {
             // `used` as text: a malformed count must not fail the whole list.
-            let (info, used, draining): (Option<String>, Option<String>, Option<String>) =
-                redis::cmd("HMGET")
-                    .arg(self.keys.node(&id))
-                    .arg(&["info", "used", "draining"])
-                    .query_async(&mut self.conn())
-                    .await
-                    .map_err(err("nodes"))?;
-            let alive: bool = self
-                .conn()
-                .exists(self.keys.node_alive(&id))
+            type Row = (
+                Option<String>,
+                Option<String>,
+                Option<String>,
+                Option<String>,
+            );
+            let (info, used, draining, ttl): Row = redis::cmd("HMGET")
+                .arg(self.keys.node(&id))
+                .arg(&["info", "used", "draining", "ttl"])
+                .query_async(&mut self.conn())
                 .await
                 .map_err(err("nodes"))?;
+            // -2: no alive key (expired); otherwise its remaining ms.
+            let left: i64 = self
+                .conn()
+                .pttl(self.keys.node_alive(&id))
+                .await
+                .map_err(err("nodes"))?;
+            let alive = left != -2;
             let Some(info) = info else { continue };
             let info = match serde_json::from_str::<NodeInfo>(&info) {
                 Ok(i) => i,
@@ -95,6 +102,7 @@ impl RedisCluster {
                 used,
                 draining: draining.as_deref() == Some("1"),
                 alive,
+                heartbeat_age_ms: heartbeat_age(ttl.as_deref(), left),
             });
         }
         // Oldest first; ties by id, so every store lists them alike.
@@ -336,4 +344,11 @@ impl RedisCluster {
         }
         Ok(out)
     }
+}
+
+/// How long ago a node last beat: its TTL less what is left of its alive key
+/// (both on the store's clock); `None` if it has expired or either is unknown.
+fn heartbeat_age(ttl: Option<&str>, left_ms: i64) -> Option<u64> {
+    let ttl: i64 = ttl?.parse().ok()?;
+    (left_ms >= 0).then(|| (ttl - left_ms).max(0) as u64)
 }

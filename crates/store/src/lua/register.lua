@@ -10,7 +10,7 @@ if epoch < tonumber(ARGV[4]) then
 end
 epoch = string.format('%d', epoch)
 redis.call('DEL', KEYS[1])
-redis.call('HSET', KEYS[1], 'info', ARGV[2], 'used', '0', 'draining', '0', 'epoch', epoch)
+redis.call('HSET', KEYS[1], 'info', ARGV[2], 'used', '0', 'draining', '0', 'epoch', epoch, 'ttl', ARGV[3])
 redis.call('SET', KEYS[2], '1', 'PX', ARGV[3])
 redis.call('SADD', KEYS[3], ARGV[1])
 return epoch

@@ -76,8 +76,7 @@ impl Hub {
                     .collect(),
                 labels: n.info.profile.labels.clone(),
                 pools: n.info.profile.pools.clone(),
-                // The store keeps heartbeats as expiring keys, not times.
-                heartbeat_age_ms: None,
+                heartbeat_age_ms: n.heartbeat_age_ms.map(|a| a as i64),
                 alive: n.alive,
                 draining: n.draining,
                 started_at: n.info.started_at,
