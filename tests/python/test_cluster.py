@@ -96,17 +96,19 @@ def test_sessions_work_through_either_hub(shared, drivers):
     wait_until(lambda: not node.session_processes(sid), 5, what="session processes gone")
     # The store's event stream tells the session's story.
     mine = wait_until(
-        lambda: (lambda e: e if any(x["type"] == "ended" for x in e) else None)(
-            [e for e in shared.redis.events() if e.get("session") == sid]
+        lambda: (lambda e: e if any(x["type"] == "session.ended" for x in e) else None)(
+            [e for e in shared.redis.events() if e.get("session") == sid and e["type"] != "session.activity"]
         ),
         5,
         what="events of the session",
     )
-    assert [e["type"] for e in mine] == ["started", "ended"], mine
+    assert [e["type"] for e in mine] == ["session.started", "session.ended"], mine
     assert mine[0]["node"] == node.node_id() and mine[1]["reason"] == "quit"
-    queued = [e for e in shared.redis.events() if e["type"] == "queued" and e["request"] == mine[0]["request"]]
+    queued = [e for e in shared.redis.events() if e["type"] == "request.queued" and e["request"] == mine[0]["request"]]
     assert len(queued) == 1 and queued[0]["hub"], queued
-    assert any(e["type"] == "node_up" and e["node"] == node.node_id() for e in shared.redis.events())
+    activity = [e for e in shared.redis.events() if e.get("session") == sid and e["type"] == "session.activity"]
+    assert activity and all(int(e["commands"]) >= 1 for e in activity), activity
+    assert any(e["type"] == "node.up" and e["node"] == node.node_id() for e in shared.redis.events())
 
 
 def test_requests_beyond_capacity_queue_and_complete_in_fifo_order(shared):

@@ -83,6 +83,8 @@ def test_standalone_feeds_see_the_exact_lifecycle_and_resume_without_loss(make_g
         assert e["data"]["id"] == e["id"] and e["data"]["type"] == e["event"]
         assert isinstance(e["data"]["at"], int)
     assert first[1]["data"]["fields"]["position"] == "1"
+    # B's start names the request that waited for it.
+    assert rest[1]["data"]["fields"]["request"] == first[1]["data"]["fields"]["request"]
     assert first[0]["data"]["node"] == "local"
 
     # The WebSocket saw the same events, with the same ids; it resumes too.
@@ -149,6 +151,9 @@ def test_two_hubs_serve_one_feed_and_a_client_resumes_on_the_other_hub(make_clus
     resumed.close()
     check_sequence(seen + rest, expected)
     assert rest[0]["data"]["node"] == c.nodes[0].node_id()
+    # Each start names the request that waited in the shared queue for it.
+    assert seen[1]["data"]["fields"]["request"] == seen[0]["data"]["fields"]["request"]
+    assert rest[1]["data"]["fields"]["request"] == seen[2]["data"]["fields"]["request"]
 
     got = socket_events(ws, 4)
     ws.close()

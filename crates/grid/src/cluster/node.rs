@@ -267,7 +267,12 @@ impl NodeAgent {
             }),
             Job::WebDriver => {
                 self.m
-                    .new_session_for(Bytes::from(w.body.clone()), w.public_base.clone(), &owner)
+                    .new_session_as(
+                        Bytes::from(w.body.clone()),
+                        w.public_base.clone(),
+                        &owner,
+                        Some(w.id.clone()),
+                    )
                     .await
             }
         };

@@ -41,6 +41,18 @@ impl Manager {
         public_base: String,
         caller: &Caller,
     ) -> Result<Value, GridError> {
+        self.new_session_as(body, public_base, caller, None).await
+    }
+
+    /// [`Manager::new_session_for`], for the request named `request` (a
+    /// node's, claimed from the shared queue; `None`: named here).
+    pub async fn new_session_as(
+        self: &Arc<Self>,
+        body: Bytes,
+        public_base: String,
+        caller: &Caller,
+        request_id: Option<String>,
+    ) -> Result<Value, GridError> {
         // Parsed once; the request owns what it needs from here on.
         let body: Value = serde_json::from_slice(&body)
             .map_err(|e| GridError::invalid_argument(format!("malformed JSON body: {e}")))?;
@@ -113,6 +125,7 @@ impl Manager {
             requested,
             public_base,
             owner: caller.key.clone(),
+            request: request_id.unwrap_or(rid),
         };
         self.tasks.spawn(async move {
             me.launch_webdriver(permit, selection, options, asked, tx)

@@ -28,6 +28,8 @@ pub(super) struct Asked {
     pub public_base: String,
     /// The API key that asked; the session will be its.
     pub owner: Option<String>,
+    /// The request the session is started for (its `session.started` event names it).
+    pub request: String,
 }
 
 impl Manager {
@@ -45,6 +47,7 @@ impl Manager {
             requested,
             public_base,
             owner,
+            request,
         } = asked;
         let _starting = Starting::new(&self.starting);
         let since = std::time::Instant::now();
@@ -117,7 +120,7 @@ impl Manager {
             targets,
             owner,
         };
-        if let Err(e) = self.register(launched, granted_caps).await {
+        if let Err(e) = self.register(launched, granted_caps, Some(&request)).await {
             let _ = reply.send(Err(e));
             return;
         }
@@ -169,7 +172,7 @@ impl Manager {
             },
             owner,
         };
-        let session = self.register(launched, granted).await?;
+        let session = self.register(launched, granted, None).await?;
         self.metrics.session_started(since.elapsed());
         Ok(session)
     }
@@ -180,6 +183,7 @@ impl Manager {
         self: &Arc<Self>,
         launched: Launched,
         granted_caps: Value,
+        request: Option<&str>,
     ) -> Result<Arc<Session>, GridError> {
         let exit = launched.process.exit_watch();
         let session = Arc::new(Session::new(launched));
@@ -196,10 +200,15 @@ impl Manager {
         );
         info!(session = %id, "session started");
         self.emit(
-            NewEvent::now(events::SESSION_STARTED)
-                .session(&id)
-                .owner(session.owner.as_deref())
-                .with("browser", &session.browser),
+            NewEvent {
+                fields: request
+                    .map(|r| [("request".to_string(), r.to_string())].into())
+                    .unwrap_or_default(),
+                ..NewEvent::now(events::SESSION_STARTED)
+            }
+            .session(&id)
+            .owner(session.owner.as_deref())
+            .with("browser", &session.browser),
         );
         let weak = Arc::downgrade(self);
         let watched = id.clone();
