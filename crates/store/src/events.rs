@@ -142,6 +142,66 @@ pub trait EventLog: Send + Sync {
     async fn session_events(&self, id: &str, limit: usize) -> StoreResult<Vec<Event>>;
 }
 
+/// Implements [`EventLog`] for a type by passing every call to its field
+/// `$field` (an event log itself, or an `Arc` of one).
+macro_rules! delegate_event_log {
+    ($ty:ty, $field:ident) => {
+        #[async_trait::async_trait]
+        impl $crate::events::EventLog for $ty {
+            async fn append(&self, event: $crate::events::NewEvent) -> $crate::StoreResult<String> {
+                $crate::events::EventLog::append(&self.$field, event).await
+            }
+
+            async fn read_after(
+                &self,
+                after: Option<&str>,
+                limit: usize,
+                wait: std::time::Duration,
+            ) -> $crate::StoreResult<Vec<$crate::events::Event>> {
+                $crate::events::EventLog::read_after(&self.$field, after, limit, wait).await
+            }
+
+            async fn last_id(&self) -> $crate::StoreResult<Option<String>> {
+                $crate::events::EventLog::last_id(&self.$field).await
+            }
+
+            async fn session_events(
+                &self,
+                id: &str,
+                limit: usize,
+            ) -> $crate::StoreResult<Vec<$crate::events::Event>> {
+                $crate::events::EventLog::session_events(&self.$field, id, limit).await
+            }
+        }
+    };
+}
+pub(crate) use delegate_event_log;
+
+/// A shared log is the log.
+#[async_trait]
+impl<L: EventLog + ?Sized> EventLog for std::sync::Arc<L> {
+    async fn append(&self, event: NewEvent) -> StoreResult<String> {
+        (**self).append(event).await
+    }
+
+    async fn read_after(
+        &self,
+        after: Option<&str>,
+        limit: usize,
+        wait: Duration,
+    ) -> StoreResult<Vec<Event>> {
+        (**self).read_after(after, limit, wait).await
+    }
+
+    async fn last_id(&self) -> StoreResult<Option<String>> {
+        (**self).last_id().await
+    }
+
+    async fn session_events(&self, id: &str, limit: usize) -> StoreResult<Vec<Event>> {
+        (**self).session_events(id, limit).await
+    }
+}
+
 /// Waits until `changed` moves past `seen`, or `wait` passes.
 pub(crate) async fn wait_for_more(changed: &watch::Sender<u64>, seen: u64, wait: Duration) {
     let mut rx = changed.subscribe();

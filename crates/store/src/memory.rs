@@ -1,7 +1,7 @@
 //! Session records in memory: the store of [`crate::MemoryCluster`], for tests
 //! of code above the store that must also see the store lose its data.
 
-use crate::events::{Event, EventLog, MemoryEventLog, NewEvent};
+use crate::events::MemoryEventLog;
 use crate::{ApiKey, NewSession, SessionFilter, SessionRecord, Store, StoreResult};
 use async_trait::async_trait;
 use gridiron_domain::EndReason;
@@ -68,29 +68,7 @@ fn end(r: &mut SessionRecord, reason: EndReason, at: i64, commands: Option<u64>)
     true
 }
 
-#[async_trait]
-impl EventLog for MemoryStore {
-    async fn append(&self, event: NewEvent) -> StoreResult<String> {
-        self.events.append(event).await
-    }
-
-    async fn read_after(
-        &self,
-        after: Option<&str>,
-        limit: usize,
-        wait: std::time::Duration,
-    ) -> StoreResult<Vec<Event>> {
-        self.events.read_after(after, limit, wait).await
-    }
-
-    async fn last_id(&self) -> StoreResult<Option<String>> {
-        self.events.last_id().await
-    }
-
-    async fn session_events(&self, id: &str, limit: usize) -> StoreResult<Vec<Event>> {
-        self.events.session_events(id, limit).await
-    }
-}
+crate::events::delegate_event_log!(MemoryStore, events);
 
 #[async_trait]
 impl Store for MemoryStore {

@@ -5,7 +5,6 @@
 //! creation time, `NS:unfinished` the set of ids not yet ended, `NS:events` the event stream. Conditional
 //! updates run as Lua scripts so they are atomic across processes.
 
-use crate::events::{Event, EventLog, NewEvent};
 use crate::redis_events::RedisEventLog;
 use crate::{
     ApiKey, ErrorKind, NewSession, Role, SessionFilter, SessionRecord, Store, StoreError,
@@ -228,29 +227,7 @@ pub(crate) fn events_key(namespace: &str) -> String {
     crate::cluster::keys::Keys::new(namespace).events()
 }
 
-#[async_trait]
-impl EventLog for RedisStore {
-    async fn append(&self, event: NewEvent) -> StoreResult<String> {
-        self.events.append(event).await
-    }
-
-    async fn read_after(
-        &self,
-        after: Option<&str>,
-        limit: usize,
-        wait: std::time::Duration,
-    ) -> StoreResult<Vec<Event>> {
-        self.events.read_after(after, limit, wait).await
-    }
-
-    async fn last_id(&self) -> StoreResult<Option<String>> {
-        self.events.last_id().await
-    }
-
-    async fn session_events(&self, id: &str, limit: usize) -> StoreResult<Vec<Event>> {
-        self.events.session_events(id, limit).await
-    }
-}
+crate::events::delegate_event_log!(RedisStore, events);
 
 #[async_trait]
 impl Store for RedisStore {

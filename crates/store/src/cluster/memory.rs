@@ -8,7 +8,6 @@ use super::{
     Cluster, Completion, NodeInfo, NodeState, QueuedRequest, RequestState, Waiting,
     ARRIVALS_PER_ROUND,
 };
-use crate::events::{self, EventLog, NewEvent};
 use crate::{MemoryStore, Store, StoreResult};
 use async_trait::async_trait;
 use gridiron_domain::pool::Pool;
@@ -81,29 +80,7 @@ fn ttl(now: Instant, d: Duration) -> Instant {
     now + d.max(Duration::from_millis(1))
 }
 
-#[async_trait]
-impl EventLog for MemoryCluster {
-    async fn append(&self, event: NewEvent) -> StoreResult<String> {
-        self.sessions.append(event).await
-    }
-
-    async fn read_after(
-        &self,
-        after: Option<&str>,
-        limit: usize,
-        wait: Duration,
-    ) -> StoreResult<Vec<events::Event>> {
-        self.sessions.read_after(after, limit, wait).await
-    }
-
-    async fn last_id(&self) -> StoreResult<Option<String>> {
-        self.sessions.last_id().await
-    }
-
-    async fn session_events(&self, id: &str, limit: usize) -> StoreResult<Vec<events::Event>> {
-        self.sessions.session_events(id, limit).await
-    }
-}
+crate::events::delegate_event_log!(MemoryCluster, sessions);
 
 #[async_trait]
 impl Cluster for MemoryCluster {

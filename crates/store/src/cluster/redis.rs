@@ -7,7 +7,6 @@ use super::{
     Cancelled, Claim, Cluster, Completion, NodeInfo, NodeState, QueuedRequest, RequestState,
     Waiting, FINISHED_TTL,
 };
-use crate::events::{Event, EventLog, NewEvent};
 use crate::redis_events::RedisEventLog;
 use crate::redis_store::err;
 use crate::{ErrorKind, RedisStore, Store, StoreError, StoreResult};
@@ -118,29 +117,7 @@ impl RedisCluster {
     }
 }
 
-#[async_trait]
-impl EventLog for RedisCluster {
-    async fn append(&self, event: NewEvent) -> StoreResult<String> {
-        self.events.append(event).await
-    }
-
-    async fn read_after(
-        &self,
-        after: Option<&str>,
-        limit: usize,
-        wait: Duration,
-    ) -> StoreResult<Vec<Event>> {
-        self.events.read_after(after, limit, wait).await
-    }
-
-    async fn last_id(&self) -> StoreResult<Option<String>> {
-        self.events.last_id().await
-    }
-
-    async fn session_events(&self, id: &str, limit: usize) -> StoreResult<Vec<Event>> {
-        self.events.session_events(id, limit).await
-    }
-}
+crate::events::delegate_event_log!(RedisCluster, events);
 
 #[async_trait]
 impl Cluster for RedisCluster {
