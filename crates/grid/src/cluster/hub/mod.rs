@@ -205,6 +205,31 @@ impl Hub {
         self.events.emit(event);
     }
 
+    /// Whether the store forgot this hub (it restarted without its data);
+    /// if so, the store counts as unsettled from now, as after any outage.
+    async fn store_lost_data(&self) -> bool {
+        // A leaving hub has unregistered itself, and must stay so.
+        if self.leaving.load(Ordering::SeqCst) {
+            return false;
+        }
+        match self
+            .cluster
+            .hub_heartbeat(&self.cfg.id, self.cfg.heartbeat_ttl)
+            .await
+        {
+            Ok(true) => false,
+            Ok(false) => {
+                warn!("the store no longer knew this hub; waiting for nodes to re-announce");
+                self.store_failed();
+                true
+            }
+            Err(_) => {
+                self.store_failed();
+                true
+            }
+        }
+    }
+
     fn me(&self) -> Arc<Hub> {
         self.this.upgrade().expect("a hub lives in an Arc")
     }
@@ -280,7 +305,13 @@ impl Backend for Hub {
             // Just after the store came back (perhaps empty), nodes are still
             // announcing their sessions again: a missing route may only be
             // late. Wait for it rather than tell a client its session is gone.
-            if matches!(why, NotRunning::Ended(..)) || self.store_settled() {
+            if matches!(why, NotRunning::Ended(..)) {
+                return Ok(Located::NotRunning(why));
+            }
+            // The store may have come back empty a moment ago, before this
+            // hub's next heartbeat would tell: a store that no longer knows
+            // this hub lost its data, and the session may be announced again.
+            if self.store_settled() && !self.store_lost_data().await {
                 return Ok(Located::NotRunning(why));
             }
             tokio::time::sleep(crate::timing::ROUTE_RECHECK).await;
