@@ -189,7 +189,7 @@ pub async fn authenticate(
         credential(h("authorization"), h("x-api-key"), req.uri().query())
     };
     strip_credentials(&mut req);
-    let api = req.uri().path().starts_with("/api/");
+    let api = crate::api::is_api(req.uri().path());
     let keys = match ring.keys().await {
         Ok(k) => k,
         Err(e) if api => return crate::api::Problem::new("unavailable", e).response(),

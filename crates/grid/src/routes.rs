@@ -134,7 +134,7 @@ async fn refuse_cross_site(
         );
         let e = GridError::new(ErrorCode::UnknownError, Origin::Client, refusal.message());
         let r = http::json(StatusCode::FORBIDDEN, &e.to_json());
-        if req.uri().path().starts_with("/api/") {
+        if crate::api::is_api(req.uri().path()) {
             return crate::api::problem::from_w3c(r).await;
         }
         return r;

@@ -174,13 +174,7 @@ async fn method_not_allowed(req: Request<Body>) -> Problem {
     )
 }
 
-/// Who sent `req`, as the authentication layer found.
-pub(crate) fn caller<B>(req: &Request<B>) -> Caller {
-    req.extensions()
-        .get::<Caller>()
-        .cloned()
-        .unwrap_or_else(Caller::anonymous)
-}
+pub(crate) use crate::routes::caller;
 
 /// Refuses callers without an admin key.
 pub(crate) fn admin(caller: &Caller) -> ApiResult<()> {
@@ -261,6 +255,11 @@ pub fn openapi_json() -> String {
 /// The `?limit=` of `pairs`.
 pub(crate) fn page_limit_of(pairs: &[(String, String)]) -> ApiResult<usize> {
     Ok(gridiron_domain::api::page_limit(param(pairs, "limit"))?)
+}
+
+/// Whether `path` is the API's: its refusals are problems, not W3C errors.
+pub fn is_api(path: &str) -> bool {
+    path.starts_with("/api/")
 }
 
 /// Whether `path` is served to anyone, key or not: the documentation.

@@ -5,6 +5,7 @@
 //! everything kept); without one they start with the next event.
 
 use super::{Dropped, Subscription};
+use crate::api::caller;
 use crate::api::problem::Problem;
 use crate::auth::Caller;
 use crate::backend::Backend;
@@ -93,12 +94,7 @@ struct Asked {
 }
 
 /// Checks who asks and what for.
-fn asked(
-    caller: Option<&Caller>,
-    query: EventsQuery,
-    header_id: Option<&str>,
-) -> Result<Asked, Problem> {
-    let caller = caller.cloned().unwrap_or_else(Caller::anonymous);
+fn asked(caller: Caller, query: EventsQuery, header_id: Option<&str>) -> Result<Asked, Problem> {
     if !caller.admin && caller.key.is_none() {
         return Err(Problem::new("unauthorized", "events need an API key"));
     }
@@ -150,7 +146,7 @@ pub async fn sse(
         .headers()
         .get("last-event-id")
         .and_then(|v| v.to_str().ok());
-    let asked = match asked(req.extensions().get::<Caller>(), query, header_id) {
+    let asked = match asked(caller(&req), query, header_id) {
         Ok(a) => a,
         Err(problem) => return problem.response(),
     };
@@ -204,7 +200,7 @@ pub async fn websocket(
     let Ok(Query(query)) = query else {
         return Problem::invalid("malformed query").response();
     };
-    let asked = match asked(req.extensions().get::<Caller>(), query, None) {
+    let asked = match asked(caller(&req), query, None) {
         Ok(a) => a,
         Err(problem) => return problem.response(),
     };
