@@ -2,6 +2,7 @@
 //! appends to, trimmed to about [`EVENTS_KEPT`] entries. Stream ids
 //! (`ms-seq`) are the event ids.
 
+use crate::cluster::keys::Keys;
 use crate::events::{Event, EventLog, NewEvent, EVENTS_KEPT};
 use crate::redis_store::err;
 use crate::StoreResult;
@@ -40,23 +41,22 @@ pub struct RedisEventLog {
     /// Blocking reads hold a connection of their own, as `XREAD BLOCK`
     /// would hold up every other command queued behind it.
     blocking: Mutex<Option<MultiplexedConnection>>,
+    /// The stream's key (`keys.events()`, made once).
     key: String,
+    /// Names the per-session lists of event ids.
+    keys: Keys,
 }
 
 impl RedisEventLog {
-    /// The stream at `key`.
-    pub(crate) fn new(client: redis::Client, conn: ConnectionManager, key: String) -> Self {
+    /// The event stream of the grid whose keys are `keys`.
+    pub(crate) fn new(client: redis::Client, conn: ConnectionManager, keys: Keys) -> Self {
         RedisEventLog {
             client,
             conn,
             blocking: Mutex::new(None),
-            key,
+            key: keys.events(),
+            keys,
         }
-    }
-
-    /// The list of the ids of session `id`'s events.
-    fn session_key(&self, id: &str) -> String {
-        format!("{}:session:{id}", self.key)
     }
 
     fn xread(&self, after: &str, limit: usize, block: Option<Duration>) -> redis::Cmd {
@@ -148,7 +148,7 @@ impl EventLog for RedisEventLog {
     async fn append(&self, e: NewEvent) -> StoreResult<String> {
         let mut invocation = APPEND.key(&self.key);
         if let Some(session) = &e.session {
-            invocation.key(self.session_key(session));
+            invocation.key(self.keys.session_events(session));
         }
         invocation
             .arg(EVENTS_KEPT)
@@ -201,7 +201,7 @@ impl EventLog for RedisEventLog {
     async fn session_events(&self, id: &str, limit: usize) -> StoreResult<Vec<Event>> {
         let mut conn = self.conn.clone();
         let ids: Vec<String> = redis::cmd("LRANGE")
-            .arg(self.session_key(id))
+            .arg(self.keys.session_events(id))
             .arg(-(limit.max(1) as i64))
             .arg(-1)
             .query_async(&mut conn)

@@ -5,6 +5,7 @@
 //! creation time, `NS:unfinished` the set of ids not yet ended, `NS:events` the event stream. Conditional
 //! updates run as Lua scripts so they are atomic across processes.
 
+use crate::cluster::keys::Keys;
 use crate::redis_events::RedisEventLog;
 use crate::{
     ApiKey, ErrorKind, NewSession, Role, SessionFilter, SessionRecord, Store, StoreError,
@@ -83,7 +84,7 @@ impl RedisStore {
         let conn = ConnectionManager::new(client.clone())
             .await
             .map_err(err("connect"))?;
-        let events = RedisEventLog::new(client, conn.clone(), events_key(namespace));
+        let events = RedisEventLog::new(client, conn.clone(), Keys::new(namespace));
         Ok(RedisStore {
             conn,
             ns: namespace.to_string(),
@@ -220,11 +221,6 @@ fn key_from(name: String, v: &str) -> Option<ApiKey> {
         name,
     };
     Some(key)
-}
-
-/// The key of the event stream of the grid whose keys live under `namespace`.
-pub(crate) fn events_key(namespace: &str) -> String {
-    crate::cluster::keys::Keys::new(namespace).events()
 }
 
 crate::events::delegate_event_log!(RedisStore, events);

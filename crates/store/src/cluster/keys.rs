@@ -145,6 +145,11 @@ impl Keys {
     pub fn events(&self) -> String {
         self.k("events")
     }
+
+    /// The ids of session `sid`'s events in the event stream (its timeline).
+    pub fn session_events(&self, sid: &str) -> String {
+        self.k(&format!("events:session:{sid}"))
+    }
     /// Webhook subscription ids by creation time.
     pub fn webhooks(&self) -> String {
         self.k("webhooks")

@@ -101,8 +101,7 @@ impl RedisCluster {
         let conn = ConnectionManager::new_with_config(client.clone(), config)
             .await
             .map_err(err("connect"))?;
-        let events =
-            RedisEventLog::new(client.clone(), conn.clone(), Keys::new(namespace).events());
+        let events = RedisEventLog::new(client.clone(), conn.clone(), Keys::new(namespace));
         Ok(RedisCluster {
             events: Arc::new(events),
             client,
