@@ -222,6 +222,11 @@ def test_bad_input_gets_a_problem(make_grid):
     form = api.call("POST", "/sessions", b"browser=chrome", headers={"Content-Type": "application/x-www-form-urlencoded"})
     assert "must be JSON" in assert_problem(form, 400, "invalid-argument")["detail"]
     assert_problem(api.call("POST", "/sessions", {"browser": "safari"}), 400, "invalid-argument")
+    # Nothing that starts or loads code rides in on an API-made browser.
+    for smuggled in [{"args": ["--renderer-cmd-prefix=/bin/sh"]}, {"binary": "/bin/sh"},
+                     {"capabilities": {"alwaysMatch": {"goog:chromeOptions": {"binary": "/bin/sh"}}}},
+                     {"env": {"LD_PRELOAD": "/tmp/x.so"}}]:
+        assert_problem(api.call("POST", "/sessions", smuggled), 400, "invalid-argument")
     assert_problem(api.call("POST", "/sessions", {"window": {"width": 0, "height": 5}}), 400)
     assert_problem(api.call("POST", "/sessions", {"name": "x" * 8000}), 413, "payload-too-large")
     assert_problem(api.call("GET", "/sessions/no-such-session"), 404, "not-found")
