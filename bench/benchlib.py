@@ -310,18 +310,15 @@ def run_main(run: Callable[[contextlib.ExitStack], int]) -> int:
     code = 1
     try:
         code = run(stack)
-    except BenchError as e:
-        log(f"error: {e}")
-        for name, path in LOGS:
-            if os.path.exists(path):
-                log(f"--- last lines of the {name} log ({path}) ---\n{tail(path, 25)}")
-        code = 1
-    except KeyboardInterrupt:
-        log("interrupted")
-        code = 130
-    except Terminated:
-        log("terminated")
-        code = 143
+    except (BenchError, KeyboardInterrupt, Terminated) as e:
+        if isinstance(e, BenchError):
+            log(f"error: {e}")
+            for name, path in LOGS:
+                if os.path.exists(path):
+                    log(f"--- last lines of the {name} log ({path}) ---\n{tail(path, 25)}")
+        else:
+            code = 130 if isinstance(e, KeyboardInterrupt) else 143
+            log("interrupted" if code == 130 else "terminated")
     finally:
         # Cleanup must not be cut short by a second Ctrl-C / SIGTERM.
         signal.signal(signal.SIGINT, signal.SIG_IGN)

@@ -27,16 +27,11 @@ DEFAULT_GRID_BIN = "/root/.cache/gridiron-target/release/gridiron"
 DEFAULT_CHROMEDRIVER = "/usr/bin/chromedriver"
 DEFAULT_CHROMIUM = "/usr/bin/chromium"
 
-CHROME_ARGS = [
-    "--headless=new",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-dev-shm-usage",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
+# The switches the grid gives its browsers (crates/domain/src/launch.rs), plus
+# headless and no-sandbox, so a direct session starts the same browser.
+CHROME_ARGS = ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+               "--disable-background-networking", "--disable-component-update", "--disable-sync",
+               "--no-first-run"]
 
 PAGE_TITLE = "gridiron-bench"
 PAGE_URL = "data:text/html,<html><head><title>%s</title></head><body>bench</body></html>" % PAGE_TITLE
