@@ -147,8 +147,8 @@ class Target:
     proc: subprocess.Popen | None = None
     ready_s: float | None = None
 
-    def caps(self) -> dict:
-        """The new-session request body for this target."""
+    def caps(self, extra: dict | None = None) -> dict:
+        """The new-session request body for this target, with `extra` capabilities added."""
         raise NotImplementedError
 
     def after_delete(self) -> None:
@@ -192,12 +192,15 @@ class DirectTarget(Target):
         """The command line serving W3C WebDriver on `port`."""
         return [self.chromedriver, f"--port={port}"]
 
+    def env(self) -> dict:
+        """The environment the server runs with."""
+        return dict(os.environ, TMPDIR=self.tmpdir)
+
     def start(self, timeout: float, poll_interval: float = 0.05) -> None:
-        """Start the driver and wait until it is ready."""
+        """Start the server and wait until it is ready."""
         port = free_port()
         self.base_url = f"http://127.0.0.1:{port}"
-        env = dict(os.environ, TMPDIR=self.tmpdir)
-        self.spawn(self.name, self.command(port), env, signal.SIGKILL, self.log_path, timeout,
+        self.spawn(self.name, self.command(port), self.env(), signal.SIGKILL, self.log_path, timeout,
                    poll_interval)
 
     def caps(self, extra: dict | None = None) -> dict:
@@ -324,10 +327,13 @@ class GridTarget(Target):
 # --------------------------------------------------------------------------
 # measurements
 
-def timed_session(target: Target, client: Client | None = None) -> tuple[float, float, dict]:
+def timed_session(target: Target, client: Client | None = None,
+                  cleanup: bool = True) -> tuple[float, float, dict]:
     """Create and delete one session, on `client` or a fresh connection.
 
-    Returns (create_ms, delete_ms, the new-session response's value).
+    Returns (create_ms, delete_ms, the new-session response's value). Without
+    `cleanup` the caller calls target.after_delete() once its other sessions
+    (of parallel clients) are gone too.
     """
     c = client or Client(target.base_url)
     try:
@@ -341,7 +347,8 @@ def timed_session(target: Target, client: Client | None = None) -> tuple[float, 
     finally:
         if client is None:
             c.close()
-    target.after_delete()
+    if cleanup:
+        target.after_delete()
     return (t1 - t0) / 1e6, (t2 - t1) / 1e6, value
 
 
@@ -361,7 +368,7 @@ class CommandSession:
         self.target = target
         self.client = Client(target.base_url)
         self.client.connect()
-        caps = target.caps(extra_caps) if extra_caps else target.caps()
+        caps = target.caps(extra_caps)
         self.value = self.client.new_session_value(caps)
         self.sid = self.value["sessionId"]
         self.client.call("POST", f"/session/{self.sid}/url", {"url": PAGE_URL})
