@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import json
 import os
 import signal
 import statistics
@@ -293,6 +294,24 @@ def version_of(cmd: list[str]) -> str:
         return text[0] if text and out.returncode == 0 else "?"
     except (OSError, subprocess.TimeoutExpired):
         return "?"
+
+
+def write_json(doc: object, dest: str | None) -> None:
+    """Results as JSON: printed after the table when `dest` is '-', else written to the file `dest`."""
+    if dest == "-":
+        print("\n--- json ---")
+        print(json.dumps(doc, indent=2, sort_keys=True), flush=True)
+    elif dest:
+        with open(dest, "w") as f:
+            json.dump(doc, f, indent=2, sort_keys=True)
+            f.write("\n")
+        log(f"json written to {dest}")
+
+
+def run_script(parse_args: Callable, run: Callable, argv: list[str] | None = None) -> int:
+    """A benchmark's `main`: parse the command line, then run(args, stack) under run_main."""
+    args = parse_args(sys.argv[1:] if argv is None else argv)
+    return run_main(lambda stack: run(args, stack))
 
 
 def run_main(run: Callable[[contextlib.ExitStack], int]) -> int:

@@ -25,16 +25,15 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 
 import websocket  # websocket-client, as in tests/python/requirements.txt
 
 from benchlib import (LOGS, BenchError, RssSampler, cpu_seconds, fmt, fmt_delta, log, percentile,
-                      ratio, run_main, version_of, wait_quiet)
+                      ratio, run_script, version_of, wait_quiet, write_json)
 from webdriver_targets import (COMMAND_LABELS, COMMANDS, DEFAULT_CHROMEDRIVER, DEFAULT_CHROMIUM,
                                DEFAULT_GRID_BIN, Client, CommandSession, DirectTarget, GridTarget,
-                               Target, timed_session)
+                               Target, run_parallel, timed_session)
 
 COLUMNS = ["direct", "cold", "warm", "selenium"]
 TITLES = {"direct": "chromedriver direct", "cold": "Gridiron cold", "warm": "Gridiron warm",
@@ -132,37 +131,14 @@ def run_clients(t: Target, clients: int, per_client: int) -> tuple[float, float]
 
     Returns (wall seconds from the common start to the last quit, slowest new session in s).
     """
-    barrier = threading.Barrier(clients + 1)
     creates: list[float] = []
-    errors: list[str] = []
 
-    def worker(i: int) -> None:
-        c = Client(t.base_url)
-        try:
-            barrier.wait()
-            for _ in range(per_client):
-                c_ms, _, _ = timed_session(t, c, cleanup=False)
-                creates.append(c_ms / 1000)
-        except threading.BrokenBarrierError:
-            pass
-        except BaseException as e:  # noqa: BLE001 - reported to the main thread
-            errors.append(f"client {i}: {type(e).__name__}: {e}")
-            barrier.abort()
-        finally:
-            c.close()
+    def work(i: int, c: Client) -> None:
+        for _ in range(per_client):
+            c_ms, _, _ = timed_session(t, c, cleanup=False)
+            creates.append(c_ms / 1000)
 
-    threads = [threading.Thread(target=worker, args=(i,), daemon=True) for i in range(clients)]
-    for th in threads:
-        th.start()
-    with contextlib.suppress(threading.BrokenBarrierError):
-        barrier.wait(timeout=60)
-    t0 = time.perf_counter()
-    for th in threads:
-        th.join()
-    wall = time.perf_counter() - t0
-    t.after_delete()
-    if errors:
-        raise BenchError(f"{t.name} with {clients} clients: " + "; ".join(errors))
+    wall = run_parallel(t, clients, work, f"{t.name} with {clients} clients")
     return wall, max(creates)
 
 
@@ -503,7 +479,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--max-sessions", type=int, default=2,
                    help="--max-sessions of both grids (default 2, as in issue 10's table)")
     p.add_argument("--quick", action="store_true", help="1 round, few samples: a smoke run (~1 min)")
-    p.add_argument("--json", default=None, metavar="PATH", help="also write all rounds' values to PATH")
+    p.add_argument("--json", nargs="?", const="-", default=None, metavar="PATH",
+                   help="also emit every round's values as JSON: after the table, or to PATH")
     p.add_argument("--startup-timeout", type=float, default=60.0)
     p.add_argument("--keep-temp", action="store_true", help="keep logs and data dirs")
     a = p.parse_args(argv)
@@ -553,15 +530,12 @@ def run(args: argparse.Namespace, stack: contextlib.ExitStack) -> int:
                           f"{args.tp_per_client} (4 clients); grids --max-sessions {args.max_sessions}")
     env_info["load"] = f"{' '.join(f'{x:.2f}' for x in os.getloadavg())} at end (1/5/15 min)"
     print(report(args, env_info, rounds), flush=True)
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump({"env": env_info, "rounds": rounds, "median": medians(rounds)}, f, indent=2)
+    write_json({"env": env_info, "rounds": rounds, "median": medians(rounds)}, args.json)
     return 0
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parse_args(sys.argv[1:] if argv is None else argv)
-    return run_main(lambda stack: run(args, stack))
+    return run_script(parse_args, run, argv)
 
 
 if __name__ == "__main__":

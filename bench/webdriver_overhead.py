@@ -22,21 +22,20 @@ from __future__ import annotations
 import argparse
 import contextlib
 import gc
-import json
 import os
 import platform
 import shutil
 import statistics
 import sys
 import tempfile
-import threading
 import time
 
 from benchlib import (RSS_SAMPLE_INTERVAL_S, BenchError, RssSampler, fmt, fmt_delta, log, percentile,
-                      ratio, read_rss_kb, run_main, summarize, version_of)
+                      ratio, read_rss_kb, run_script, summarize, version_of,
+                      write_json)
 from webdriver_targets import (CHROME_ARGS, COMMAND_LABELS, DEFAULT_CHROMEDRIVER, DEFAULT_CHROMIUM,
                                DEFAULT_GRID_BIN, PAGE_URL, Client, CommandSession, DirectTarget,
-                               GridTarget, Target, timed_session)
+                               GridTarget, Target, run_parallel, timed_session)
 
 # Informational targets.
 TARGET_CMD_OVERHEAD_P50_MS = 0.3
@@ -109,54 +108,24 @@ def bench_commands(targets: list[Target], iterations: int, blocks: int, warmup: 
 
 
 def bench_parallel(target: Target, clients: int, commands: int) -> dict:
-    barrier = threading.Barrier(clients + 1)
-    errors: list[str] = []
     phase = [dict() for _ in range(clients)]
 
-    def worker(i: int) -> None:
-        c = Client(target.base_url)
-        try:
-            c.connect()
-            caps = target.caps()
-            barrier.wait()
-            t0 = time.perf_counter()
-            sid = c.new_session(caps)
-            t1 = time.perf_counter()
-            path = f"/session/{sid}/title"
-            for _ in range(commands):
-                status, data = c.raw("GET", path)
-                if status != 200:
-                    raise BenchError(f"title -> HTTP {status}: {data[:200]!r}")
-            t2 = time.perf_counter()
-            c.delete_session(sid)
-            t3 = time.perf_counter()
-            phase[i] = {"create_s": t1 - t0, "commands_s": t2 - t1, "delete_s": t3 - t2}
-        except threading.BrokenBarrierError:
-            pass
-        except BaseException as e:  # noqa: BLE001 - reported to the main thread
-            errors.append(f"client {i}: {type(e).__name__}: {e}")
-            barrier.abort()
-        finally:
-            c.close()
+    def work(i: int, c: Client) -> None:
+        caps = target.caps()
+        t0 = time.perf_counter()
+        sid = c.new_session(caps)
+        t1 = time.perf_counter()
+        path = f"/session/{sid}/title"
+        for _ in range(commands):
+            status, data = c.raw("GET", path)
+            if status != 200:
+                raise BenchError(f"title -> HTTP {status}: {data[:200]!r}")
+        t2 = time.perf_counter()
+        c.delete_session(sid)
+        t3 = time.perf_counter()
+        phase[i] = {"create_s": t1 - t0, "commands_s": t2 - t1, "delete_s": t3 - t2}
 
-    threads = [threading.Thread(target=worker, args=(i,), daemon=True, name=f"client-{i}")
-               for i in range(clients)]
-    for th in threads:
-        th.start()
-    started = True
-    try:
-        barrier.wait(timeout=60)
-    except threading.BrokenBarrierError:
-        started = False
-    t0 = time.perf_counter()
-    for th in threads:
-        th.join()
-    wall = time.perf_counter() - t0
-    target.after_delete()
-    if errors:
-        raise BenchError(f"{target.name} parallel: " + "; ".join(errors))
-    if not started:
-        raise BenchError(f"{target.name} parallel: clients did not start within 60s")
+    wall = run_parallel(target, clients, work, f"{target.name} parallel")
     return {
         "wall_s": wall,
         "max_create_s": max(p["create_s"] for p in phase),
@@ -458,20 +427,12 @@ def run(args: argparse.Namespace, stack: contextlib.ExitStack) -> int:
     env_info["loadavg_end"] = " ".join(f"{x:.2f}" for x in os.getloadavg())
     table, doc = build_report(args, env_info, results)
     print(table, flush=True)
-    if args.json == "-":
-        print("\n--- json ---")
-        print(json.dumps(doc, indent=2, sort_keys=True), flush=True)
-    elif args.json:
-        with open(args.json, "w") as f:
-            json.dump(doc, f, indent=2, sort_keys=True)
-            f.write("\n")
-        log(f"json written to {args.json}")
+    write_json(doc, args.json)
     return 0
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parse_args(sys.argv[1:] if argv is None else argv)
-    return run_main(lambda stack: run(args, stack))
+    return run_script(parse_args, run, argv)
 
 
 if __name__ == "__main__":

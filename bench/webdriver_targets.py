@@ -18,6 +18,7 @@ import socket
 import subprocess
 import threading
 import time
+from typing import Callable
 
 from benchlib import (LOGS, BenchError, all_procs, descendants, free_port, kill_quietly,
                       killpg_quietly, log, pdeathsig, still_alive, tail)
@@ -409,3 +410,46 @@ class CommandSession:
                              f"HTTP {bad[0]}: {bad[1][:300]!r}")
         out.extend(x / 1e6 for x in lat)
 
+
+def run_parallel(target: Target, clients: int, work: Callable[[int, Client], None], what: str) -> float:
+    """Run work(i, client) in `clients` threads that start together, each on its own connection.
+
+    Returns the wall time (s) from the common start until the last one ended;
+    raises BenchError naming every client that failed.
+    """
+    barrier = threading.Barrier(clients + 1)
+    errors: list[str] = []
+
+    def worker(i: int) -> None:
+        c = Client(target.base_url)
+        try:
+            c.connect()
+            barrier.wait()
+            work(i, c)
+        except threading.BrokenBarrierError:
+            pass
+        except BaseException as e:  # noqa: BLE001 - reported to the main thread
+            errors.append(f"client {i}: {type(e).__name__}: {e}")
+            barrier.abort()
+        finally:
+            c.close()
+
+    threads = [threading.Thread(target=worker, args=(i,), daemon=True, name=f"client-{i}")
+               for i in range(clients)]
+    for th in threads:
+        th.start()
+    started = True
+    try:
+        barrier.wait(timeout=60)
+    except threading.BrokenBarrierError:
+        started = False
+    t0 = time.perf_counter()
+    for th in threads:
+        th.join()
+    wall = time.perf_counter() - t0
+    target.after_delete()
+    if errors:
+        raise BenchError(f"{what}: " + "; ".join(errors))
+    if not started:
+        raise BenchError(f"{what}: clients did not start within 60s")
+    return wall
