@@ -81,7 +81,33 @@ def server_pid(t: Target) -> int | None:
 def settle(t: Target, min_wait: float = 0.0) -> None:
     """Let a target's background work (warm refill, cleanup after quit) finish off the clock."""
     time.sleep(min_wait)
-    wait_quiet(t.proc.pid, SETTLE_TIMEOUT_S)
+    if wait_quiet(t.proc.pid, SETTLE_TIMEOUT_S) >= SETTLE_TIMEOUT_S:
+        log(f"warning: {t.name} still busy after {SETTLE_TIMEOUT_S:g} s; measuring on")
+
+
+def warm_metrics(t: Target) -> dict[str, float]:
+    """The grid's /metrics samples whose name mentions `warm` ({} when it exports none)."""
+    c = Client(t.base_url, timeout=10)
+    try:
+        status, data = c.raw("GET", "/metrics")
+    except OSError:
+        return {}
+    finally:
+        c.close()
+    out = {}
+    for line in data.decode(errors="replace").splitlines() if status == 200 else []:
+        name, _, value = line.rpartition(" ")
+        if not line.startswith("#") and "warm" in name.split("{")[0] and "prewarm" not in name:
+            with contextlib.suppress(ValueError):
+                out[name] = float(value)
+    return out
+
+
+def warm_taken_counter(before: dict, after: dict) -> int | None:
+    """Warm sessions handed out between two warm_metrics readings, if a counter says so."""
+    keys = [k for k in after if k.split("{")[0].endswith("_total")
+            and any(w in k for w in ("taken", "hit", "served", "used", "claimed"))]
+    return int(sum(after[k] - before.get(k, 0.0) for k in keys)) if keys else None
 
 
 def rotated(targets: list[Target], i: int) -> list[Target]:
@@ -97,6 +123,8 @@ def rotated(targets: list[Target], i: int) -> list[Target]:
 def phase_sessions(targets, n, warm_gap) -> dict:
     """Sequential create+quit; warm requests are spaced until the pool has refilled."""
     res = {t.name: {"create": [], "quit": [], "marked": []} for t in targets}
+    warm = next((t for t in targets if t.name == "warm"), None)
+    metrics_before = warm_metrics(warm) if warm else {}
     for i in range(n):
         for t in rotated(targets, i):
             c_ms, q_ms, value = timed_session(t)
@@ -108,6 +136,7 @@ def phase_sessions(targets, n, warm_gap) -> dict:
             settle(t, warm_gap if t.name == "warm" else 0.0)
         log(f"[sessions] {i + 1}/{n}: " + "  ".join(
             f"{t.name} {res[t.name]['create'][-1]:.0f}/{res[t.name]['quit'][-1]:.0f} ms" for t in targets))
+    counted = warm_taken_counter(metrics_before, warm_metrics(warm)) if warm else None
     out = {}
     direct_p50 = statistics.median(res["direct"]["create"])
     for name, r in res.items():
@@ -115,8 +144,10 @@ def phase_sessions(targets, n, warm_gap) -> dict:
         m = {"new_p50": percentile(s, 50), "new_p95": percentile(s, 95),
              "quit_p50": statistics.median(r["quit"]), "sessions": len(s)}
         if name == "warm":
-            if all(x is not None for x in r["marked"]):
-                m["warm_taken"], m["warm_source"] = sum(r["marked"]), "capability"
+            if counted is not None:
+                m["warm_taken"], m["warm_source"] = counted, "counted by the grid's /metrics"
+            elif all(x is not None for x in r["marked"]):
+                m["warm_taken"], m["warm_source"] = sum(r["marked"]), "marked in the capabilities"
             else:
                 # No marker: a warm take skips the browser start, so it is far below direct's.
                 limit = 0.25 * direct_p50
@@ -357,6 +388,8 @@ def one_round(args, r: int, root: str, stack: contextlib.ExitStack) -> dict:
     for name, smp in samplers.items():
         smp.stop()
         res[name]["rss_peak"] = (smp.max_kb() or 0) / 1024
+    if "warm" in res:
+        res["warm"]["warm_metrics_at_end"] = warm_metrics(next(t for t in targets if t.name == "warm"))
     for t in targets:
         t.stop()
         leaked = getattr(t, "leaked", None)
@@ -444,6 +477,9 @@ def report(args, env_info: dict, rounds: list[dict]) -> str:
         lines.append(f"Warm: `--warm {args.warm}`; each warm new-session request was sent only after the "
                      f"grid's process tree had gone quiet (pool refilled, at least {args.warm_gap:g} s "
                      f"after the previous take); warm sessions taken: {src}. Throughput rows do not wait.")
+        wm = rounds[-1].get("warm", {}).get("warm_metrics_at_end")
+        lines.append(f"Warm metrics at the end of the last round: "
+                     f"{' '.join(f'{k} {v:g}' for k, v in wm.items()) if wm else 'none exported'}")
     else:
         lines.append("Warm: n/a (grid has no --warm)")
     lines.append("Grid CPU: utime+stime of the grid's own process (the JVM for Selenium) over the timed "
