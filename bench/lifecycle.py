@@ -347,6 +347,7 @@ def make_targets(args, root: str, stack: contextlib.ExitStack) -> list[Target]:
 
 def one_round(args, r: int, root: str, stack: contextlib.ExitStack) -> dict:
     """Start every target afresh, run every phase interleaved, stop them. {target: {metric: value}}."""
+    t_round = time.monotonic()
     targets = make_targets(args, os.path.join(root, f"round{r}"), stack)
     res: dict[str, dict] = {t.name: {} for t in targets}
     samplers: dict[str, RssSampler] = {}
@@ -395,6 +396,7 @@ def one_round(args, r: int, root: str, stack: contextlib.ExitStack) -> dict:
         leaked = getattr(t, "leaked", None)
         if leaked:
             res[t.name]["leaked"] = leaked
+    log(f"[round {r + 1}] took {time.monotonic() - t_round:.0f} s")
     return res
 
 
