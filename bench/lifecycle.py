@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import gc
+import http.client
 import json
 import os
 import platform
@@ -90,7 +91,7 @@ def warm_metrics(t: Target) -> dict[str, float]:
     c = Client(t.base_url, timeout=10)
     try:
         status, data = c.raw("GET", "/metrics")
-    except OSError:
+    except (OSError, http.client.HTTPException):
         return {}
     finally:
         c.close()
@@ -462,7 +463,7 @@ def report(args, env_info: dict, rounds: list[dict]) -> str:
         row = f"{label:<{w0}}"
         for c in cols:
             if c == "warm" and not args.has_warm:
-                text = "n/a"
+                text = "n/a (grid has no --warm)"
             else:
                 text = cell(med.get(c, {}).get(key), d.get(key), digits, kind, c == "direct")
             row += f"{text:>{w}}"
