@@ -517,7 +517,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                    help="seconds after a warm take before waiting for the pool to refill (default 0.5)")
     p.add_argument("--max-sessions", type=int, default=2,
                    help="--max-sessions of both grids (default 2, as in issue 10's table)")
-    p.add_argument("--quick", action="store_true", help="1 round, few samples: a smoke run (~1 min)")
+    p.add_argument("--quick", action="store_true", help="1 round, few samples: a smoke run (about 2 min)")
     p.add_argument("--json", nargs="?", const="-", default=None, metavar="PATH",
                    help="also emit every round's values as JSON: after the table, or to PATH")
     p.add_argument("--startup-timeout", type=float, default=60.0)
