@@ -509,9 +509,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--chromium", default=DEFAULT_CHROMIUM, help=f"default {DEFAULT_CHROMIUM}")
     p.add_argument("--rounds", type=int, default=None, help="rounds, fresh processes each (default 2)")
     p.add_argument("--sessions", type=int, default=None,
-                   help="sequential new sessions per target per round (default 6)")
+                   help="sequential new sessions per target per round (default 5)")
     p.add_argument("--commands", type=int, default=None,
-                   help="timed round trips per command per target per round (default 600)")
+                   help="timed round trips per command per target per round (default 500)")
     p.add_argument("--warm", default="chrome=2", help="--warm value of the warm grid (default chrome=2)")
     p.add_argument("--warm-gap", type=float, default=0.5,
                    help="seconds after a warm take before waiting for the pool to refill (default 0.5)")
@@ -524,7 +524,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--keep-temp", action="store_true", help="keep logs and data dirs")
     a = p.parse_args(argv)
     q = a.quick
-    for k, full, quick in (("rounds", 2, 1), ("sessions", 6, 3), ("commands", 600, 150)):
+    for k, full, quick in (("rounds", 2, 1), ("sessions", 5, 3), ("commands", 500, 150)):
         if getattr(a, k) is None:
             setattr(a, k, quick if q else full)
         if getattr(a, k) < 1:
@@ -532,7 +532,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     a.blocks = 2 if q else 4
     a.warmup = 20 if q else 50
     a.ws_messages = 100 if q else 300
-    a.tp_sessions = 2 if q else 4
+    a.tp_sessions = 2 if q else 3
     a.tp_per_client = 1 if q else 2
     a.clients = 4
     return a
