@@ -25,6 +25,8 @@ pub struct GridConfig {
     pub headless: bool,
     /// Keep a spare driver started per browser to make session starts fast.
     pub prewarm: bool,
+    /// Fully started sessions of the default capabilities kept ready, per browser.
+    pub warm: gridiron_domain::warm::WarmCounts,
     /// The URL clients use to reach the grid, written into CDP/BiDi URLs;
     /// `None` to derive it from each request's headers.
     pub public_url: Option<String>,
@@ -66,6 +68,7 @@ impl GridConfig {
             new_session_timeout: Duration::from_secs(60),
             headless: true,
             prewarm: true,
+            warm: Default::default(),
             public_url: None,
             data_dir,
             launch_allowances: LaunchAllowances::default(),
