@@ -79,36 +79,49 @@ def server_pid(t: Target) -> int | None:
     return None if t.name == "direct" else t.proc.pid
 
 
-def settle(t: Target, min_wait: float = 0.0) -> None:
-    """Let a target's background work (warm refill, cleanup after quit) finish off the clock."""
-    time.sleep(min_wait)
+def get_json(t: Target, path: str) -> dict | None:
+    """GET a grid path; the parsed body, None when it is not a 200 JSON answer."""
+    c = Client(t.base_url, timeout=10)
+    try:
+        status, data = c.raw("GET", path)
+        return json.loads(data) if status == 200 else None
+    except (OSError, http.client.HTTPException, ValueError):
+        return None
+    finally:
+        c.close()
+
+
+def settle(t: Target) -> None:
+    """Let a target's background work (warm refill, cleanup after quit) finish off the clock.
+
+    For the warm grid: wait `warm_gap`, then until /status counts a full pool
+    (`warmSessions`, when the grid reports it), then until its process tree is quiet.
+    """
+    want = getattr(t, "warm_want", 0)
+    if want:
+        time.sleep(t.warm_gap)
+        deadline = time.monotonic() + SETTLE_TIMEOUT_S
+        while time.monotonic() < deadline:
+            ready = ((get_json(t, "/status") or {}).get("value") or {}).get("warmSessions")
+            if ready is None or ready >= want:
+                break
+            time.sleep(0.05)
+        else:
+            log(f"warning: {t.name} has not refilled its warm pool after {SETTLE_TIMEOUT_S:g} s")
     if wait_quiet(t.proc.pid, SETTLE_TIMEOUT_S) >= SETTLE_TIMEOUT_S:
         log(f"warning: {t.name} still busy after {SETTLE_TIMEOUT_S:g} s; measuring on")
 
 
-def warm_metrics(t: Target) -> dict[str, float]:
-    """The grid's /metrics samples whose name mentions `warm` ({} when it exports none)."""
-    c = Client(t.base_url, timeout=10)
-    try:
-        status, data = c.raw("GET", "/metrics")
-    except (OSError, http.client.HTTPException):
-        return {}
-    finally:
-        c.close()
-    out = {}
-    for line in data.decode(errors="replace").splitlines() if status == 200 else []:
-        name, _, value = line.rpartition(" ")
-        if not line.startswith("#") and "warm" in name.split("{")[0] and "prewarm" not in name:
-            with contextlib.suppress(ValueError):
-                out[name] = float(value)
-    return out
-
-
-def warm_taken_counter(before: dict, after: dict) -> int | None:
-    """Warm sessions handed out between two warm_metrics readings, if a counter says so."""
-    keys = [k for k in after if k.split("{")[0].endswith("_total")
-            and any(w in k for w in ("taken", "hit", "served", "used", "claimed"))]
-    return int(sum(after[k] - before.get(k, 0.0) for k in keys)) if keys else None
+def started_warm(t: Target, sid: str) -> bool | None:
+    """Whether the grid's record says the session was a warm one (None when it does not say)."""
+    deadline = time.monotonic() + 5.0  # the record is written off the request path
+    while time.monotonic() < deadline:
+        doc = get_json(t, f"/api/v1/sessions/{sid}") or {}
+        started = [e for e in doc.get("timeline") or [] if e.get("kind") == "session.started"]
+        if started:
+            return (started[0].get("fields") or {}).get("warm") == "true"
+        time.sleep(0.1)
+    return None
 
 
 def rotated(targets: list[Target], i: int) -> list[Target]:
@@ -121,23 +134,20 @@ def rotated(targets: list[Target], i: int) -> list[Target]:
 # phases (each returns {target name: {metric: value}} for one round)
 
 
-def phase_sessions(targets, n, warm_gap) -> dict:
+def phase_sessions(targets, n) -> dict:
     """Sequential create+quit; warm requests are spaced until the pool has refilled."""
-    res = {t.name: {"create": [], "quit": [], "marked": []} for t in targets}
-    warm = next((t for t in targets if t.name == "warm"), None)
-    metrics_before = warm_metrics(warm) if warm else {}
+    res = {t.name: {"create": [], "quit": [], "ids": []} for t in targets}
     for i in range(n):
         for t in rotated(targets, i):
             c_ms, q_ms, value = timed_session(t)
-            caps = value.get("capabilities") or {}
-            marks = [bool(v) for k, v in caps.items() if "warm" in k.lower()]
             res[t.name]["create"].append(c_ms)
             res[t.name]["quit"].append(q_ms)
-            res[t.name]["marked"].append(marks[0] if marks else None)
-            settle(t, warm_gap if t.name == "warm" else 0.0)
+            res[t.name]["ids"].append(value["sessionId"])
+            settle(t)
         log(f"[sessions] {i + 1}/{n}: " + "  ".join(
             f"{t.name} {res[t.name]['create'][-1]:.0f}/{res[t.name]['quit'][-1]:.0f} ms" for t in targets))
-    counted = warm_taken_counter(metrics_before, warm_metrics(warm)) if warm else None
+    warm = next((t for t in targets if t.name == "warm"), None)
+    marked = [started_warm(warm, sid) for sid in res["warm"]["ids"]] if warm else []
     out = {}
     direct_p50 = statistics.median(res["direct"]["create"])
     for name, r in res.items():
@@ -145,10 +155,9 @@ def phase_sessions(targets, n, warm_gap) -> dict:
         m = {"new_p50": percentile(s, 50), "new_p95": percentile(s, 95),
              "quit_p50": statistics.median(r["quit"]), "sessions": len(s)}
         if name == "warm":
-            if counted is not None:
-                m["warm_taken"], m["warm_source"] = counted, "counted by the grid's /metrics"
-            elif all(x is not None for x in r["marked"]):
-                m["warm_taken"], m["warm_source"] = sum(r["marked"]), "marked in the capabilities"
+            if all(x is not None for x in marked):
+                m["warm_taken"] = sum(marked)
+                m["warm_source"] = "from the grid's records (session.started warm=true)"
             else:
                 # No marker: a warm take skips the browser start, so it is far below direct's.
                 limit = 0.25 * direct_p50
@@ -174,18 +183,18 @@ def run_clients(t: Target, clients: int, per_client: int) -> tuple[float, float]
     return wall, max(creates)
 
 
-def phase_throughput(targets, one_client_sessions, per_client, clients, warm_gap) -> dict:
+def phase_throughput(targets, one_client_sessions, per_client, clients) -> dict:
     """create+quit sessions/s with 1 client and with `clients` parallel clients."""
     out = {t.name: {} for t in targets}
     for t in rotated(targets, 1):
         wall, _ = run_clients(t, 1, one_client_sessions)
         out[t.name]["tp1"] = one_client_sessions / wall
-        settle(t, warm_gap)
+        settle(t)
     for t in rotated(targets, 2):
         wall, slowest = run_clients(t, clients, per_client)
         out[t.name]["tp4"] = clients * per_client / wall
         out[t.name]["tp4_slowest"] = slowest
-        settle(t, warm_gap)
+        settle(t)
     log("[throughput] " + "  ".join(f"{n} {m['tp1']:.2f}/{m['tp4']:.2f} s/s" for n, m in out.items()))
     return out
 
@@ -338,6 +347,9 @@ def make_targets(args, root: str, stack: contextlib.ExitStack) -> list[Target]:
         os.makedirs(os.path.join(root, name))
         g = GridTarget(args.grid_bin, os.path.join(root, name), tmp, args.max_sessions, extra)
         g.name = name
+        if extra:
+            g.warm_want = sum(int(x.split("=")[1]) for x in args.warm.split(",") if x.startswith("chrome="))
+            g.warm_gap = args.warm_gap
         targets.append(g)
     if args.selenium_jar:
         os.makedirs(os.path.join(root, "selenium"))
@@ -369,14 +381,13 @@ def one_round(args, r: int, root: str, stack: contextlib.ExitStack) -> dict:
     for name, smp in samplers.items():
         res[name]["rss_idle"] = (smp.max_kb(since=t_idle) or 0) / 1024
 
-    phases = [phase_sessions(targets, args.sessions, args.warm_gap),
-              phase_throughput(targets, args.tp_sessions, args.tp_per_client, args.clients,
-                               args.warm_gap)]
+    phases = [phase_sessions(targets, args.sessions),
+              phase_throughput(targets, args.tp_sessions, args.tp_per_client, args.clients)]
     cmd_sessions: dict[str, CommandSession] = {}
     try:
         for t in targets:
             cmd_sessions[t.name] = CommandSession(t)
-            settle(t, args.warm_gap if t.name == "warm" else 0.0)
+            settle(t)
         phases.append(phase_commands(cmd_sessions, targets, args.commands, args.blocks, args.warmup))
         phases.append(phase_websockets(targets, cmd_sessions, args.ws_messages, args.blocks,
                                        args.warmup))
@@ -390,8 +401,6 @@ def one_round(args, r: int, root: str, stack: contextlib.ExitStack) -> dict:
     for name, smp in samplers.items():
         smp.stop()
         res[name]["rss_peak"] = (smp.max_kb() or 0) / 1024
-    if "warm" in res:
-        res["warm"]["warm_metrics_at_end"] = warm_metrics(next(t for t in targets if t.name == "warm"))
     for t in targets:
         t.stop()
         leaked = getattr(t, "leaked", None)
@@ -477,12 +486,10 @@ def report(args, env_info: dict, rounds: list[dict]) -> str:
                  "(for sessions/s higher is better).")
     if args.has_warm:
         src = rounds[-1].get("warm", {}).get("warm_source", "?")
-        lines.append(f"Warm: `--warm {args.warm}`; each warm new-session request was sent only after the "
-                     f"grid's process tree had gone quiet (pool refilled, at least {args.warm_gap:g} s "
-                     f"after the previous take); warm sessions taken: {src}. Throughput rows do not wait.")
-        wm = rounds[-1].get("warm", {}).get("warm_metrics_at_end")
-        lines.append(f"Warm metrics at the end of the last round: "
-                     f"{' '.join(f'{k} {v:g}' for k, v in wm.items()) if wm else 'none exported'}")
+        lines.append(f"Warm: `--warm {args.warm}`; each warm new-session request was sent only once the "
+                     f"pool had refilled (at least {args.warm_gap:g} s after the previous take, /status "
+                     f"warmSessions back to full, the grid's process tree quiet); warm sessions taken: "
+                     f"{src}. The throughput rows do not wait.")
     else:
         lines.append("Warm: n/a (grid has no --warm)")
     lines.append("Grid CPU: utime+stime of the grid's own process (the JVM for Selenium) over the timed "
