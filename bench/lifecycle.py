@@ -261,7 +261,10 @@ class Socket:
 
     def __init__(self, url: str, name: str):
         self.name = name
-        self.ws = websocket.create_connection(url, timeout=30, suppress_origin=True)
+        try:
+            self.ws = websocket.create_connection(url, timeout=30, suppress_origin=True)
+        except (OSError, websocket.WebSocketException) as e:
+            raise BenchError(f"{name}: cannot open {url}: {type(e).__name__}: {e}") from None
         self.seq = 0
 
     def call(self, method: str, params: dict) -> dict:
