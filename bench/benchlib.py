@@ -279,10 +279,11 @@ def fmt_delta(v: float | None, digits: int = 3) -> str:
 
 
 def ratio(g: float | None, d: float | None) -> str:
-    """g / d as '1.23x', '-' when either is missing or d is 0."""
-    if g is None or d is None or d == 0 or g != g or d != d:
+    """g / d as '1.23x' (below 0.1 as '1/NNx'), '-' when either is missing or either is 0."""
+    if g is None or d is None or d == 0 or g == 0 or g != g or d != d:
         return "-"
-    return f"{g / d:.2f}x"
+    r = g / d
+    return f"1/{1 / r:.0f}x" if r < 0.1 else f"{r:.2f}x"
 
 
 def version_of(cmd: list[str]) -> str:

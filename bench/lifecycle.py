@@ -95,15 +95,18 @@ def settle(t: Target) -> None:
     """Let a target's background work (warm refill, cleanup after quit) finish off the clock.
 
     For the warm grid: wait `warm_gap`, then until /status counts a full pool
-    (`warmSessions`, when the grid reports it), then until its process tree is quiet.
+    (`warmSessions`, when the grid reports it; as many as the free slots allow),
+    then until its process tree is quiet.
     """
     want = getattr(t, "warm_want", 0)
     if want:
         time.sleep(t.warm_gap)
         deadline = time.monotonic() + SETTLE_TIMEOUT_S
         while time.monotonic() < deadline:
-            ready = ((get_json(t, "/status") or {}).get("value") or {}).get("warmSessions")
-            if ready is None or ready >= want:
+            status = (get_json(t, "/status") or {}).get("value") or {}
+            ready = status.get("warmSessions")
+            # Warm sessions only use slots no session holds (freeSlots counts theirs as free).
+            if ready is None or ready >= min(want, status.get("freeSlots", want)):
                 break
             time.sleep(0.05)
         else:

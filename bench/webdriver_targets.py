@@ -396,11 +396,21 @@ class CommandSession:
         lat = []
         append = lat.append
         bad = None
-        for _ in range(n):
+        reopened = False
+        while len(lat) < n:
             t0 = pc()
-            conn.request(method, path, body, hdrs)
-            resp = conn.getresponse()
-            data = resp.read()
+            try:
+                conn.request(method, path, body, hdrs)
+                resp = conn.getresponse()
+                data = resp.read()
+            except (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError):
+                # The server closed a keep-alive connection that sat idle (hyper does after its
+                # header read timeout). Clients reconnect; so does this one, once per run.
+                if reopened:
+                    raise
+                reopened = True
+                conn.close()
+                continue
             t1 = pc()
             append(t1 - t0)
             if resp.status != 200 or expect not in data:
