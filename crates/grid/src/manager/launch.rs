@@ -21,7 +21,7 @@ use serde_json::{json, Value};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use tokio::sync::oneshot;
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 /// What the client sent with a WebDriver request, beyond its capabilities.
 pub(super) struct Asked {
@@ -90,6 +90,7 @@ impl Manager {
             }
         };
         let id = driver.session_id().to_string();
+        let driver_ready = since.elapsed();
         // Written while the browser starts; awaited before the client is answered.
         let recorded = self.record_new(&id, &browser, requested, &options, owner.clone());
         info!(session = %id, browser = %browser, slot = permit.index, "session provisioning");
@@ -129,7 +130,16 @@ impl Manager {
                 return;
             }
         };
+        let browser_ready = since.elapsed();
         driver.browser_started().await;
+        // Where a start's time goes (GRIDIRON_LOG=debug), for tuning.
+        debug!(
+            session = %id,
+            driver_ms = driver_ready.as_secs_f64() * 1e3,
+            new_session_ms = (browser_ready - driver_ready).as_secs_f64() * 1e3,
+            watch_ms = (since.elapsed() - browser_ready).as_secs_f64() * 1e3,
+            "browser started"
+        );
         let started = Started {
             driver,
             driver_session_id,
