@@ -210,7 +210,7 @@ impl Manager {
             .0
             .iter()
             .filter_map(|(kind, n)| {
-                let sel = default_selection(*kind, catalog)?;
+                let sel = default_selection(*kind, catalog, config.warm_pool.as_ref())?;
                 let key = key_of(&sel, catalog, config.headless, sandbox);
                 Some((sel.stereotype, *n, key))
             })
@@ -347,8 +347,12 @@ impl Manager {
     /// Starts a driver and its browser with the grid's default capabilities.
     async fn start_warm_session(&self, install: usize) -> Result<TakenWarm, GridError> {
         let stereotype = &self.catalog[install];
-        let sel = default_selection(stereotype.kind, &self.catalog)
-            .ok_or_else(|| GridError::not_created(Origin::Grid, "no browser for warm sessions"))?;
+        let sel = default_selection(
+            stereotype.kind,
+            &self.catalog,
+            self.config.warm_pool.as_ref(),
+        )
+        .ok_or_else(|| GridError::not_created(Origin::Grid, "no browser for warm sessions"))?;
         let driver = self.provisioner.start_driver(install).await?;
         let caps = driver_capabilities(
             &sel.merged,
@@ -385,12 +389,18 @@ impl Manager {
     }
 }
 
-/// What a request of no particular kind for `kind` selects.
+/// What a request of no particular kind for `kind` selects (with `pool`'s
+/// defaults, as a hub fills them in for the pool's requests).
 fn default_selection(
     kind: gridiron_domain::BrowserKind,
     catalog: &[gridiron_domain::Stereotype],
+    pool: Option<&gridiron_domain::pool::Pool>,
 ) -> Option<Selection> {
-    let req = parse_new_session(&default_request(kind)).ok()?;
+    let mut body = default_request(kind);
+    if let Some(pool) = pool {
+        gridiron_domain::pool::apply_defaults(&mut body, pool);
+    }
+    let req = parse_new_session(&body).ok()?;
     select(&req, catalog).ok()
 }
 
