@@ -193,3 +193,22 @@ def test_warm_sessions_die_with_the_grid(make_grid):
     g.kill_hard()
     # Every browser dies with the grid that started it, even one killed outright.
     assert g.wait_no_processes(timeout=10) == []
+
+
+def test_a_pool_keeps_its_nodes_sessions_warm_with_its_defaults(make_cluster, drivers):
+    c = make_cluster()
+    made = c.cli("pools", "create", "warmed", "--warm", "chrome=1", "--arg=--lang=de", "--label", "team=web")
+    assert made.returncode == 0, made.stderr
+    refused = c.cli("pools", "create", "bad", "--warm", "safari=1")
+    assert refused.returncode != 0 and "safari" in refused.stderr, refused
+    node = c.node(pool="warmed")
+    hub = c.hub()
+    c.capacity(hub, 1)
+    wait_warm(node, 1)
+    d = hub.remote(grid_options={"pool": "warmed"})
+    drivers.append(d)
+    assert c.node_of(d.session_id) is node
+    assert was_warm(hub, d.session_id), "the pool's request took the warm session"
+    assert "--lang=de" in node.chromium_main_of(d.session_id).cmdline
+    d.quit()
+    drivers.remove(d)

@@ -285,6 +285,11 @@ impl Manager {
         )
     }
 
+    /// Stops keeping sessions warm and ends the ready ones (a draining node).
+    pub async fn stop_warm(&self) {
+        self.warm.close().await;
+    }
+
     /// Warm sessions ready to be taken right now.
     pub fn warm_ready(&self) -> usize {
         self.warm.ready()

@@ -9,16 +9,14 @@
 //! its session (with its timeouts) starts when it is taken. Each has its own
 //! fresh profile, exactly like a session started for a request.
 
-use super::launch::granted;
 use super::Manager;
-use crate::driver_client::{self, DriverError};
 use crate::slots::SlotPermit;
 use gridiron_domain::capabilities::{parse_new_session, select, Selection};
 use gridiron_domain::launch::{driver_capabilities, LaunchDefaults};
 use gridiron_domain::warm::{default_request, warm_key, PROFILE_PLACEHOLDER};
 use gridiron_domain::{GridError, Origin};
 use gridiron_provision::SessionHandle;
-use serde_json::{json, Value};
+use serde_json::Value;
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 use tokio::sync::Notify;
@@ -210,7 +208,7 @@ impl Manager {
             .0
             .iter()
             .filter_map(|(kind, n)| {
-                let sel = default_selection(*kind, catalog)?;
+                let sel = default_selection(*kind, catalog, config.warm_pool.as_ref())?;
                 let key = key_of(&sel, catalog, config.headless, sandbox);
                 Some((sel.stereotype, *n, key))
             })
@@ -347,28 +345,16 @@ impl Manager {
     /// Starts a driver and its browser with the grid's default capabilities.
     async fn start_warm_session(&self, install: usize) -> Result<TakenWarm, GridError> {
         let stereotype = &self.catalog[install];
-        let sel = default_selection(stereotype.kind, &self.catalog)
-            .ok_or_else(|| GridError::not_created(Origin::Grid, "no browser for warm sessions"))?;
-        let driver = self.provisioner.start_driver(install).await?;
-        let caps = driver_capabilities(
-            &sel.merged,
-            stereotype,
-            &LaunchDefaults {
-                headless: self.config.headless,
-                profile_dir: driver.dir().join("profile").to_string_lossy().into_owned(),
-                sandbox: self.provisioner.chromium_sandbox(),
-            },
-        );
-        let body = json!({"capabilities": {"alwaysMatch": caps, "firstMatch": [{}]}});
-        let url = format!("{}/session", driver.endpoint());
-        let answer = tokio::time::timeout(
-            self.config.new_session_timeout,
-            driver_client::post_json(&self.client, &url, &body),
+        let sel = default_selection(
+            stereotype.kind,
+            &self.catalog,
+            self.config.warm_pool.as_ref(),
         )
-        .await
-        .unwrap_or(Err(DriverError::Timeout(self.config.new_session_timeout)));
+        .ok_or_else(|| GridError::not_created(Origin::Grid, "no browser for warm sessions"))?;
+        let driver = self.provisioner.start_driver(install).await?;
+        let answer = self.ask_driver(&driver, &sel).await;
         self.provisioner.replenish(install);
-        match answer.and_then(|(s, v)| granted(s, v)) {
+        match answer {
             Ok((driver_session_id, value)) => {
                 driver.browser_started().await;
                 Ok(TakenWarm {
@@ -385,12 +371,18 @@ impl Manager {
     }
 }
 
-/// What a request of no particular kind for `kind` selects.
+/// What a request of no particular kind for `kind` selects (with `pool`'s
+/// defaults, as a hub fills them in for the pool's requests).
 fn default_selection(
     kind: gridiron_domain::BrowserKind,
     catalog: &[gridiron_domain::Stereotype],
+    pool: Option<&gridiron_domain::pool::Pool>,
 ) -> Option<Selection> {
-    let req = parse_new_session(&default_request(kind)).ok()?;
+    let mut body = default_request(kind);
+    if let Some(pool) = pool {
+        gridiron_domain::pool::apply_defaults(&mut body, pool);
+    }
+    let req = parse_new_session(&body).ok()?;
     select(&req, catalog).ok()
 }
 
