@@ -164,7 +164,7 @@ impl Manager {
     }
 
     /// Asks `driver` for a new session of `selection`, with the grid's launch
-    /// defaults and the session's own profile; the driver's session id and
+    /// defaults (the profile is the driver's own, in the session's `TMPDIR`); the driver's session id and
     /// its answer's `value`.
     pub(super) async fn ask_driver(
         &self,
@@ -176,7 +176,7 @@ impl Manager {
             &self.catalog[selection.stereotype],
             &LaunchDefaults {
                 headless: self.config.headless,
-                profile_dir: driver.dir().join("profile").to_string_lossy().into_owned(),
+                profile_dir: None,
                 sandbox: self.provisioner.chromium_sandbox(),
             },
         );

@@ -13,7 +13,7 @@ use super::Manager;
 use crate::slots::SlotPermit;
 use gridiron_domain::capabilities::{parse_new_session, select, Selection};
 use gridiron_domain::launch::{driver_capabilities, LaunchDefaults};
-use gridiron_domain::warm::{default_request, warm_key, PROFILE_PLACEHOLDER};
+use gridiron_domain::warm::{default_request, warm_key};
 use gridiron_domain::{GridError, Origin};
 use gridiron_provision::SessionHandle;
 use serde_json::Value;
@@ -395,7 +395,7 @@ fn key_of(
 ) -> Value {
     let defaults = LaunchDefaults {
         headless,
-        profile_dir: PROFILE_PLACEHOLDER.into(),
+        profile_dir: None,
         sandbox,
     };
     warm_key(&driver_capabilities(
