@@ -34,7 +34,11 @@ async fn an_answer_carries_the_route_and_the_load(f: &dyn Fixture) {
         Completion::Delivered
     );
     assert_eq!(c.route("s1").await.unwrap().as_deref(), Some("n1"));
-    assert_eq!(used(&c, "n1").await, 1, "the load is recorded with the answer");
+    assert_eq!(
+        used(&c, "n1").await,
+        1,
+        "the load is recorded with the answer"
+    );
     assert_eq!(
         c.take_answer("hub-1", "r1").await.unwrap().as_deref(),
         Some("answer")

@@ -8,7 +8,8 @@ use super::redis::{
     REMOVE_SESSION,
 };
 use super::{
-    parse_session_value, place, session_value, Beat, Ended, NodeInfo, NodeState, FINISHED_TTL, LOST_TTL,
+    parse_session_value, place, session_value, Beat, Ended, NodeInfo, NodeState, FINISHED_TTL,
+    LOST_TTL,
 };
 use crate::redis_store::err;
 use crate::{ErrorKind, StoreError, StoreResult};
