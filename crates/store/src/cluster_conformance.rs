@@ -660,7 +660,7 @@ async fn a_claim_of_a_lost_registration_is_fenced(f: &dyn Fixture) {
 }
 
 /// Receives the next message that is not a (re)subscription mark.
-async fn next_message(
+pub(crate) async fn next_message(
     rx: &mut tokio::sync::mpsc::UnboundedReceiver<(String, String)>,
 ) -> (String, String) {
     tokio::time::timeout(Duration::from_secs(5), async {

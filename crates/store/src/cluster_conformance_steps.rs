@@ -3,12 +3,13 @@
 //! load, do what the separate calls would.
 
 use crate::cluster::{Completion, Ended, Started};
-use crate::cluster_conformance::{claimed, node, request, with_hub, Fixture, LONG};
+use crate::cluster_conformance::{claimed, next_message, node, request, with_hub, Fixture, LONG};
 
 /// Runs the combined-step checks; panics on the first failure.
 pub async fn run_all(f: &dyn Fixture) {
     an_answer_carries_the_route_and_the_load(f).await;
     an_end_forgets_the_route_and_reports_the_load(f).await;
+    a_freed_pool_place_is_announced_as_work(f).await;
 }
 
 /// The slots in use the store holds for `node`.
@@ -105,4 +106,49 @@ async fn an_end_forgets_the_route_and_reports_the_load(f: &dyn Fixture) {
         let w = c.waiting(0, 10).await.unwrap().remove(0);
         claimed(c.claim(&w, "n1").await.unwrap());
     }
+}
+
+async fn a_freed_pool_place_is_announced_as_work(f: &dyn Fixture) {
+    let c = with_hub(f, "freed").await;
+    c.register_node(&node("n1"), LONG).await.unwrap();
+    let mut work = c.subscribe(vec![c.work_channel()]);
+    let first = tokio::time::timeout(std::time::Duration::from_secs(5), work.recv())
+        .await
+        .expect("subscribed within 5 s");
+    assert_eq!(first, Some((String::new(), String::new())));
+    // p1 runs in pool web (one at a time); p2 waits for its place.
+    for rid in ["p1", "p2"] {
+        c.enqueue(&request(rid, Some("web"), 1), 10).await.unwrap();
+        assert_eq!(next_message(&mut work).await.1, rid);
+    }
+    let w = c.waiting(0, 10).await.unwrap();
+    let e = claimed(c.claim(&w[0], "n1").await.unwrap());
+    let s = Started {
+        sid: "s1",
+        key: None,
+        used: 1,
+        ttl: LONG,
+    };
+    c.complete_started(&w[0], "n1", e, "answer", &s)
+        .await
+        .unwrap();
+    assert_eq!(
+        c.claim(&w[1], "n2").await.unwrap(),
+        crate::cluster::Claim::PoolFull
+    );
+    // Its end frees the place, and every node hears of it at once.
+    let ended = Ended {
+        sid: "s1",
+        rid: "p1",
+        pool: Some("web"),
+        key: None,
+        used: 0,
+        ttl: LONG,
+    };
+    c.end_session("n1", &ended).await.unwrap();
+    assert_eq!(next_message(&mut work).await.1, "freed");
+    // A failed start gives its place back with the same announcement.
+    let e2 = claimed(c.claim(&w[1], "n2").await.unwrap());
+    c.complete(&w[1], "n2", e2, "error", false).await.unwrap();
+    assert_eq!(next_message(&mut work).await.1, "freed");
 }

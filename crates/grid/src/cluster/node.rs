@@ -148,7 +148,9 @@ impl NodeAgent {
             tokio::select! {
                 m = work.recv() => if m.is_none() { return },
                 _ = self.wake.notified() => {}
-                // Notices missed while the store was away, and pool or key places freed elsewhere.
+                // Only a safety net: new requests, requeued ones and pool or
+                // key places freed anywhere are announced; this catches notices
+                // lost while the store was away.
                 _ = tokio::time::sleep(timing::QUEUE_RECHECK) => {}
             }
             // One look at the queue answers every notice that came meanwhile.

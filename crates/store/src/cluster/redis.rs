@@ -145,7 +145,8 @@ impl RedisCluster {
                 .arg(if started { "1" } else { "0" })
                 .arg(ms(FINISHED_TTL))
                 .arg(&hub)
-                .arg(k.hub_channel(&hub));
+                .arg(k.hub_channel(&hub))
+                .arg(k.work_channel());
             if let Some(s) = session {
                 let pool = w.pool.as_deref().filter(|p| !p.is_empty());
                 let key = s.key.filter(|k| !k.is_empty());

@@ -262,7 +262,8 @@ impl RedisCluster {
                 .arg(sid)
                 .arg(&v)
                 .arg(pool.map(|_| place(rid, node)).unwrap_or_default())
-                .arg(key.map(|_| place(rid, node)).unwrap_or_default());
+                .arg(key.map(|_| place(rid, node)).unwrap_or_default())
+                .arg(k.work_channel());
             if let Some(e) = ended {
                 script
                     .key(k.node(node))
