@@ -2,6 +2,8 @@
 //! provisioner, its browser from the driver (WebDriver) or directly (CDP),
 //! and is then registered: listed, recorded, watched.
 
+use super::records::{Write, Written};
+use super::warm::TakenWarm;
 use super::{Manager, Starting};
 use crate::driver_client::{self, DriverError};
 use crate::session::{Launched, Session, SessionKind};
@@ -13,12 +15,13 @@ use gridiron_domain::cdp::CdpRequest;
 use gridiron_domain::events;
 use gridiron_domain::public_url::websocket_base;
 use gridiron_domain::{EndReason, ErrorCode, GridError, GridOptions, Origin};
+use gridiron_provision::SessionHandle;
 use gridiron_store::{now_ms, NewEvent};
 use serde_json::{json, Value};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use tokio::sync::oneshot;
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 /// What the client sent with a WebDriver request, beyond its capabilities.
 pub(super) struct Asked {
@@ -42,6 +45,7 @@ impl Manager {
         options: GridOptions,
         asked: Asked,
         reply: oneshot::Sender<Result<Value, GridError>>,
+        warm: Option<TakenWarm>,
     ) {
         let Asked {
             requested,
@@ -53,6 +57,29 @@ impl Manager {
         let since = std::time::Instant::now();
         let stereotype = &self.catalog[selection.stereotype];
         let browser = stereotype.kind.driver_browser_name().to_string();
+        if let Some(warm) = warm {
+            let (driver, driver_session_id, value) = warm.into_parts();
+            let id = driver.session_id().to_string();
+            let recorded = self.record_new(&id, &browser, requested, &options, owner.clone());
+            info!(session = %id, browser = %browser, slot = permit.index, "warm session taken");
+            let started = Started {
+                driver,
+                driver_session_id,
+                value,
+            };
+            let asked = Handover {
+                public_base,
+                owner,
+                request,
+                browser,
+                options,
+                since,
+                warm: true,
+            };
+            return self
+                .hand_over(permit, started, asked, recorded, reply)
+                .await;
+        }
         let driver = match self.provisioner.start_driver(selection.stereotype).await {
             Ok(d) => d,
             Err(e) => {
@@ -63,8 +90,9 @@ impl Manager {
             }
         };
         let id = driver.session_id().to_string();
-        self.record_new(&id, &browser, requested, &options, owner.clone())
-            .await;
+        let driver_ready = since.elapsed();
+        // Written while the browser starts; awaited before the client is answered.
+        let recorded = self.record_new(&id, &browser, requested, &options, owner.clone());
         info!(session = %id, browser = %browser, slot = permit.index, "session provisioning");
         let caps = driver_capabilities(
             &selection.merged,
@@ -84,25 +112,77 @@ impl Manager {
         .await
         .unwrap_or(Err(DriverError::Timeout(self.config.new_session_timeout)));
         self.provisioner.replenish(selection.stereotype);
-        let (driver_session_id, mut value) = match answer.and_then(|(s, v)| granted(s, v)) {
+        let (driver_session_id, value) = match answer.and_then(|(s, v)| granted(s, v)) {
             Ok(ok) => ok,
             Err(e) => {
                 let output = driver.recent_output();
                 driver.shutdown().await;
                 drop(permit);
                 self.metrics.session_ended(EndReason::FailedToStart);
-                self.record(
-                    "mark_ended",
-                    self.store
-                        .mark_ended(&id, EndReason::FailedToStart, now_ms(), 0)
-                        .await,
-                );
+                self.records.write(Write::Ended {
+                    id: id.clone(),
+                    reason: EndReason::FailedToStart,
+                    at: now_ms(),
+                    commands: 0,
+                });
                 warn!(session = %id, error = %e, "session failed to start");
                 let _ = reply.send(Err(refused(&browser, e, &output)));
                 return;
             }
         };
+        let browser_ready = since.elapsed();
         driver.browser_started().await;
+        // Where a start's time goes (GRIDIRON_LOG=debug), for tuning.
+        debug!(
+            session = %id,
+            driver_ms = driver_ready.as_secs_f64() * 1e3,
+            new_session_ms = (browser_ready - driver_ready).as_secs_f64() * 1e3,
+            watch_ms = (since.elapsed() - browser_ready).as_secs_f64() * 1e3,
+            "browser started"
+        );
+        let started = Started {
+            driver,
+            driver_session_id,
+            value,
+        };
+        let asked = Handover {
+            public_base,
+            owner,
+            request,
+            browser,
+            options,
+            since,
+            warm: false,
+        };
+        self.hand_over(permit, started, asked, recorded, reply)
+            .await;
+    }
+
+    /// Makes a session whose driver has granted it the client's: registers
+    /// it, waits for its record, answers the client.
+    async fn hand_over(
+        self: &Arc<Self>,
+        permit: SlotPermit,
+        started: Started,
+        asked: Handover,
+        recorded: Written,
+        reply: oneshot::Sender<Result<Value, GridError>>,
+    ) {
+        let Started {
+            driver,
+            driver_session_id,
+            mut value,
+        } = started;
+        let Handover {
+            public_base,
+            owner,
+            request,
+            browser,
+            options,
+            since,
+            warm,
+        } = asked;
+        let id = driver.session_id().to_string();
         value["sessionId"] = Value::String(id.clone());
         let mut targets = WebSocketTargets::default();
         if let Some(caps) = value.get_mut("capabilities").and_then(Value::as_object_mut) {
@@ -120,7 +200,12 @@ impl Manager {
             targets,
             owner,
         };
-        if let Err(e) = self.register(launched, granted_caps, Some(&request)).await {
+        // The record exists before the client can know the session.
+        recorded.await;
+        if let Err(e) = self
+            .register(launched, granted_caps, Some(&request), warm)
+            .await
+        {
             let _ = reply.send(Err(e));
             return;
         }
@@ -172,7 +257,7 @@ impl Manager {
             },
             owner,
         };
-        let session = self.register(launched, granted, None).await?;
+        let session = self.register(launched, granted, None, false).await?;
         self.metrics.session_started(since.elapsed());
         Ok(session)
     }
@@ -184,6 +269,7 @@ impl Manager {
         launched: Launched,
         granted_caps: Value,
         request: Option<&str>,
+        warm: bool,
     ) -> Result<Arc<Session>, GridError> {
         let exit = launched.process.exit_watch();
         let session = Arc::new(Session::new(launched));
@@ -192,24 +278,25 @@ impl Manager {
             .write()
             .unwrap_or_else(|e| e.into_inner())
             .insert(id.clone(), session.clone());
-        self.record(
-            "mark_running",
-            self.store
-                .mark_running(&id, granted_caps, session.started_at_ms)
-                .await,
-        );
+        self.records.write(Write::Running {
+            id: id.clone(),
+            caps: granted_caps,
+            at: session.started_at_ms,
+        });
         info!(session = %id, "session started");
-        self.emit(
-            NewEvent {
-                fields: request
-                    .map(|r| [("request".to_string(), r.to_string())].into())
-                    .unwrap_or_default(),
-                ..NewEvent::now(events::SESSION_STARTED)
-            }
-            .session(&id)
-            .owner(session.owner.as_deref())
-            .with("browser", &session.browser),
-        );
+        let mut started = NewEvent {
+            fields: request
+                .map(|r| [("request".to_string(), r.to_string())].into())
+                .unwrap_or_default(),
+            ..NewEvent::now(events::SESSION_STARTED)
+        }
+        .session(&id)
+        .owner(session.owner.as_deref())
+        .with("browser", &session.browser);
+        if warm {
+            started = started.with("warm", true);
+        }
+        self.emit(started);
         let weak = Arc::downgrade(self);
         let watched = id.clone();
         self.tasks.spawn_until_stopped(async move {
@@ -227,9 +314,28 @@ impl Manager {
     }
 }
 
+/// A session its driver has granted.
+struct Started {
+    driver: SessionHandle,
+    driver_session_id: String,
+    value: Value,
+}
+
+/// What the client asked that the answer needs.
+struct Handover {
+    public_base: String,
+    owner: Option<String>,
+    request: String,
+    browser: String,
+    options: GridOptions,
+    since: std::time::Instant,
+    /// The session was started ahead of demand (`--warm`).
+    warm: bool,
+}
+
 /// Checks a driver's new-session answer; returns the driver's session id and
 /// the `value`, or the driver's refusal.
-fn granted(status: u16, v: Value) -> Result<(String, Value), DriverError> {
+pub(super) fn granted(status: u16, v: Value) -> Result<(String, Value), DriverError> {
     let value = v.get("value").cloned().unwrap_or(Value::Null);
     match value.get("sessionId").and_then(Value::as_str) {
         Some(sid) if status == 200 => Ok((sid.to_string(), value)),
