@@ -4,16 +4,10 @@
 //! A request may take a warm session only if the driver would have received
 //! exactly what the warm session was started with: the effective
 //! capabilities (after the grid's defaults and the launch policy), with the
-//! session's own profile directory and the spellings that mean the same as
-//! leaving an entry out set aside.
+//! spellings that mean the same as leaving an entry out set aside.
 
 use crate::capabilities::BrowserKind;
 use serde_json::{Map, Value};
-
-/// Stands for a session's own profile directory in warm keys: every session
-/// has its own, so the directory never decides a match. It holds a NUL byte,
-/// which no path and no launch-policy-approved switch can.
-pub const PROFILE_PLACEHOLDER: &str = "\u{0}profile";
 
 /// How many warm sessions to keep per browser, as `--warm chrome=2,firefox=1` says.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -69,8 +63,8 @@ pub fn default_request(kind: BrowserKind) -> Value {
 }
 
 /// What decides whether two sessions are interchangeable: the capabilities
-/// the driver receives (built with [`PROFILE_PLACEHOLDER`] as the profile
-/// directory), without entries that only restate the driver's defaults:
+/// the driver receives (each session's profile is the driver's own), without
+/// entries that only restate the driver's defaults:
 /// `pageLoadStrategy: "normal"` and empty `args`/`extensions` lists, which
 /// clients such as Selenium's send for every session, and Selenium's own
 /// `se:` capabilities (`se:remoteUrl`), which drivers do not act on.
@@ -104,7 +98,7 @@ mod tests {
         let sel = select(&req, &[chromium()]).unwrap();
         let defaults = LaunchDefaults {
             headless: true,
-            profile_dir: PROFILE_PLACEHOLDER.into(),
+            profile_dir: None,
             sandbox: false,
         };
         warm_key(&driver_capabilities(&sel.merged, &chromium(), &defaults))

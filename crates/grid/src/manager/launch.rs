@@ -55,69 +55,85 @@ impl Manager {
         } = asked;
         let _starting = Starting::new(&self.starting);
         let since = std::time::Instant::now();
-        let stereotype = &self.catalog[selection.stereotype];
-        let browser = stereotype.kind.driver_browser_name().to_string();
-        if let Some(warm) = warm {
-            let (driver, driver_session_id, value) = warm.into_parts();
-            let id = driver.session_id().to_string();
-            let recorded = self.record_new(&id, &browser, requested, &options, owner.clone());
-            info!(session = %id, browser = %browser, slot = permit.index, "warm session taken");
-            let started = Started {
-                driver,
-                driver_session_id,
-                value,
-            };
-            let asked = Handover {
-                public_base,
-                owner,
-                request,
-                browser,
-                options,
-                since,
-                warm: true,
-            };
-            return self
-                .hand_over(permit, started, asked, recorded, reply)
-                .await;
-        }
+        let browser = self.catalog[selection.stereotype]
+            .kind
+            .driver_browser_name()
+            .to_string();
+        let from_warm = warm.is_some();
+        let started = match warm {
+            Some(warm) => {
+                let (driver, driver_session_id, value) = warm.into_parts();
+                let id = driver.session_id().to_string();
+                let recorded = self.record_new(&id, &browser, requested, &options, owner.clone());
+                info!(session = %id, browser = %browser, slot = permit.index, "warm session taken");
+                Ok((
+                    Started {
+                        driver,
+                        driver_session_id,
+                        value,
+                    },
+                    recorded,
+                ))
+            }
+            None => {
+                let record = (requested, &options, &owner);
+                self.start_cold(&selection, &browser, record, permit.index, since)
+                    .await
+            }
+        };
+        let (started, recorded) = match started {
+            Ok(s) => s,
+            Err(e) => {
+                // The slot is free before the client hears of the failure.
+                drop(permit);
+                let _ = reply.send(Err(e));
+                return;
+            }
+        };
+        let asked = Handover {
+            public_base,
+            owner,
+            request,
+            browser,
+            options,
+            since,
+            warm: from_warm,
+        };
+        self.hand_over(permit, started, asked, recorded, reply)
+            .await;
+    }
+
+    /// Starts a driver and its browser for a request of `selection`, and
+    /// queues its record (requested capabilities, options, owner) meanwhile.
+    /// A failed start is recorded and cleaned up here.
+    async fn start_cold(
+        self: &Arc<Self>,
+        selection: &Selection,
+        browser: &str,
+        (requested, options, owner): (Value, &GridOptions, &Option<String>),
+        slot: usize,
+        since: std::time::Instant,
+    ) -> Result<(Started, Written), GridError> {
         let driver = match self.provisioner.start_driver(selection.stereotype).await {
             Ok(d) => d,
             Err(e) => {
                 warn!(error = %e, "driver failed to start");
                 self.provisioner.replenish(selection.stereotype);
-                let _ = reply.send(Err(e.into()));
-                return;
+                return Err(e.into());
             }
         };
         let id = driver.session_id().to_string();
         let driver_ready = since.elapsed();
         // Written while the browser starts; awaited before the client is answered.
-        let recorded = self.record_new(&id, &browser, requested, &options, owner.clone());
-        info!(session = %id, browser = %browser, slot = permit.index, "session provisioning");
-        let caps = driver_capabilities(
-            &selection.merged,
-            stereotype,
-            &LaunchDefaults {
-                headless: self.config.headless,
-                profile_dir: driver.dir().join("profile").to_string_lossy().into_owned(),
-                sandbox: self.provisioner.chromium_sandbox(),
-            },
-        );
-        let body = json!({"capabilities": {"alwaysMatch": caps, "firstMatch": [{}]}});
-        let url = format!("{}/session", driver.endpoint());
-        let answer = tokio::time::timeout(
-            self.config.new_session_timeout,
-            driver_client::post_json(&self.client, &url, &body),
-        )
-        .await
-        .unwrap_or(Err(DriverError::Timeout(self.config.new_session_timeout)));
+        let recorded = self.record_new(&id, browser, requested, options, owner.clone());
+        info!(session = %id, browser = %browser, slot, "session provisioning");
+        let answer = self.ask_driver(&driver, selection).await;
         self.provisioner.replenish(selection.stereotype);
-        let (driver_session_id, value) = match answer.and_then(|(s, v)| granted(s, v)) {
+        let (driver_session_id, value) = match answer {
             Ok(ok) => ok,
             Err(e) => {
                 let output = driver.recent_output();
                 driver.shutdown().await;
-                drop(permit);
                 self.metrics.session_ended(EndReason::FailedToStart);
                 self.records.write(Write::Ended {
                     id: id.clone(),
@@ -126,8 +142,7 @@ impl Manager {
                     commands: 0,
                 });
                 warn!(session = %id, error = %e, "session failed to start");
-                let _ = reply.send(Err(refused(&browser, e, &output)));
-                return;
+                return Err(refused(browser, e, &output));
             }
         };
         let browser_ready = since.elapsed();
@@ -145,17 +160,35 @@ impl Manager {
             driver_session_id,
             value,
         };
-        let asked = Handover {
-            public_base,
-            owner,
-            request,
-            browser,
-            options,
-            since,
-            warm: false,
-        };
-        self.hand_over(permit, started, asked, recorded, reply)
-            .await;
+        Ok((started, recorded))
+    }
+
+    /// Asks `driver` for a new session of `selection`, with the grid's launch
+    /// defaults (the profile is the driver's own, in the session's `TMPDIR`); the driver's session id and
+    /// its answer's `value`.
+    pub(super) async fn ask_driver(
+        &self,
+        driver: &SessionHandle,
+        selection: &Selection,
+    ) -> Result<(String, Value), DriverError> {
+        let caps = driver_capabilities(
+            &selection.merged,
+            &self.catalog[selection.stereotype],
+            &LaunchDefaults {
+                headless: self.config.headless,
+                profile_dir: None,
+                sandbox: self.provisioner.chromium_sandbox(),
+            },
+        );
+        let body = json!({"capabilities": {"alwaysMatch": caps, "firstMatch": [{}]}});
+        let url = format!("{}/session", driver.endpoint());
+        tokio::time::timeout(
+            self.config.new_session_timeout,
+            driver_client::post_json(&self.client, &url, &body),
+        )
+        .await
+        .unwrap_or(Err(DriverError::Timeout(self.config.new_session_timeout)))
+        .and_then(|(s, v)| granted(s, v))
     }
 
     /// Makes a session whose driver has granted it the client's: registers
@@ -335,7 +368,7 @@ struct Handover {
 
 /// Checks a driver's new-session answer; returns the driver's session id and
 /// the `value`, or the driver's refusal.
-pub(super) fn granted(status: u16, v: Value) -> Result<(String, Value), DriverError> {
+fn granted(status: u16, v: Value) -> Result<(String, Value), DriverError> {
     let value = v.get("value").cloned().unwrap_or(Value::Null);
     match value.get("sessionId").and_then(Value::as_str) {
         Some(sid) if status == 200 => Ok((sid.to_string(), value)),

@@ -211,3 +211,74 @@ async fn apply(store: &dyn Store, write: Write) {
     };
     log_failed(op, r);
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use gridiron_store::MemoryStore;
+    use serde_json::json;
+
+    fn insert(id: &str) -> Write {
+        Write::Insert {
+            new: NewSession {
+                id: id.into(),
+                browser: "chrome".into(),
+                requested_caps: json!({}),
+                grid_options: json!({}),
+                created_at: 1,
+                owner: None,
+            },
+            queued: false,
+        }
+    }
+
+    fn ended(id: &str) -> Write {
+        Write::Ended {
+            id: id.into(),
+            reason: EndReason::Quit,
+            at: 3,
+            commands: 7,
+        }
+    }
+
+    #[tokio::test]
+    async fn writes_land_in_the_order_they_were_made() {
+        let store = Arc::new(MemoryStore::new());
+        let tasks = Tasks::default();
+        let w = RecordWriter::start(store.clone(), &tasks);
+        // Queued back to back without waiting: a running mark after the end
+        // would bring an ended session back to life.
+        let _ = w.write(insert("s"));
+        let _ = w.write(Write::Running {
+            id: "s".into(),
+            caps: json!({"browserName": "chrome"}),
+            at: 2,
+        });
+        w.write(ended("s")).await;
+        let rec = store.get("s").await.unwrap().expect("recorded");
+        assert_eq!(rec.end_reason, Some(EndReason::Quit));
+        assert_eq!(rec.started_at, Some(2));
+        assert_eq!(rec.command_count, 7);
+        tasks.close(std::time::Duration::from_secs(5)).await;
+    }
+
+    #[tokio::test]
+    async fn what_is_queued_when_the_grid_stops_is_still_written() {
+        let store = Arc::new(MemoryStore::new());
+        let tasks = Tasks::default();
+        let w = RecordWriter::start(store.clone(), &tasks);
+        for i in 0..50 {
+            let _ = w.write(insert(&format!("s{i}")));
+            let _ = w.write(ended(&format!("s{i}")));
+        }
+        assert!(tasks.close(std::time::Duration::from_secs(5)).await);
+        for i in 0..50 {
+            let rec = store
+                .get(&format!("s{i}"))
+                .await
+                .unwrap()
+                .expect("recorded");
+            assert_eq!(rec.end_reason, Some(EndReason::Quit), "s{i}");
+        }
+    }
+}

@@ -9,16 +9,14 @@
 //! its session (with its timeouts) starts when it is taken. Each has its own
 //! fresh profile, exactly like a session started for a request.
 
-use super::launch::granted;
 use super::Manager;
-use crate::driver_client::{self, DriverError};
 use crate::slots::SlotPermit;
 use gridiron_domain::capabilities::{parse_new_session, select, Selection};
 use gridiron_domain::launch::{driver_capabilities, LaunchDefaults};
-use gridiron_domain::warm::{default_request, warm_key, PROFILE_PLACEHOLDER};
+use gridiron_domain::warm::{default_request, warm_key};
 use gridiron_domain::{GridError, Origin};
 use gridiron_provision::SessionHandle;
-use serde_json::{json, Value};
+use serde_json::Value;
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 use tokio::sync::Notify;
@@ -354,25 +352,9 @@ impl Manager {
         )
         .ok_or_else(|| GridError::not_created(Origin::Grid, "no browser for warm sessions"))?;
         let driver = self.provisioner.start_driver(install).await?;
-        let caps = driver_capabilities(
-            &sel.merged,
-            stereotype,
-            &LaunchDefaults {
-                headless: self.config.headless,
-                profile_dir: driver.dir().join("profile").to_string_lossy().into_owned(),
-                sandbox: self.provisioner.chromium_sandbox(),
-            },
-        );
-        let body = json!({"capabilities": {"alwaysMatch": caps, "firstMatch": [{}]}});
-        let url = format!("{}/session", driver.endpoint());
-        let answer = tokio::time::timeout(
-            self.config.new_session_timeout,
-            driver_client::post_json(&self.client, &url, &body),
-        )
-        .await
-        .unwrap_or(Err(DriverError::Timeout(self.config.new_session_timeout)));
+        let answer = self.ask_driver(&driver, &sel).await;
         self.provisioner.replenish(install);
-        match answer.and_then(|(s, v)| granted(s, v)) {
+        match answer {
             Ok((driver_session_id, value)) => {
                 driver.browser_started().await;
                 Ok(TakenWarm {
@@ -413,7 +395,7 @@ fn key_of(
 ) -> Value {
     let defaults = LaunchDefaults {
         headless,
-        profile_dir: PROFILE_PLACEHOLDER.into(),
+        profile_dir: None,
         sandbox,
     };
     warm_key(&driver_capabilities(
