@@ -211,8 +211,10 @@ pub(crate) fn session_path(path: &str) -> Option<(&str, &str)> {
 }
 
 async fn session_command(State(b): State<Role>, mut req: Request<Body>) -> Response<Body> {
-    let path = req.uri().path().to_string();
-    let Some((id, rest)) = session_path(&path) else {
+    // A clone of the URI shares its bytes: the path stays borrowable while `req` moves.
+    let uri = req.uri().clone();
+    let path = uri.path();
+    let Some((id, rest)) = session_path(path) else {
         return unknown_command().await;
     };
     let who = caller(&req);
@@ -226,7 +228,7 @@ async fn session_command(State(b): State<Role>, mut req: Request<Body>) -> Respo
                 .uri()
                 .path_and_query()
                 .map(|p| p.as_str().to_string())
-                .unwrap_or_else(|| path.clone());
+                .unwrap_or_else(|| path.to_string());
             let target = remote.tunnel_target(&mut req, &pq);
             let open = b.metrics().tunnel();
             tunnel::open(b.tasks(), req, &target, open, || {}).await
