@@ -272,12 +272,20 @@ mod tests {
         assert_eq!(next_timeout(t, s(5), s(5), false), Some(s(5)), "idle first");
         assert_eq!(next_timeout(t, s(55), s(0), false), Some(s(5)), "max first");
         assert_eq!(next_timeout(t, s(20), s(30), false), Some(s(0)), "overdue");
-        assert_eq!(next_timeout(t, s(20), s(30), true), Some(s(40)), "busy: max only");
+        assert_eq!(
+            next_timeout(t, s(20), s(30), true),
+            Some(s(40)),
+            "busy: max only"
+        );
         let no_max = Timeouts {
             max_duration: None,
             ..t
         };
-        assert_eq!(next_timeout(no_max, s(99), s(0), true), None, "busy, no max");
+        assert_eq!(
+            next_timeout(no_max, s(99), s(0), true),
+            None,
+            "busy, no max"
+        );
         // Whatever the clocks, the policy agrees: not due before, due at the time given.
         for age in 0..70 {
             for idle_for in 0..=age.min(15) {

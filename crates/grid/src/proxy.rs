@@ -120,7 +120,12 @@ pub async fn forward(
         ));
     };
     let (mut parts, body) = req.into_parts();
-    let uri = match driver_uri(&session.driver_url, driver_session_id, rest, parts.uri.query()) {
+    let uri = match driver_uri(
+        &session.driver_url,
+        driver_session_id,
+        rest,
+        parts.uri.query(),
+    ) {
         Ok(u) => u,
         Err(e) => return http::error(&GridError::invalid_argument(format!("bad path: {e}"))),
     };
@@ -321,11 +326,18 @@ mod tests {
         }
         h.append("x-custom", "2".parse().unwrap());
         strip_hop_by_hop(&mut h);
-        let mut left: Vec<_> = h.iter().map(|(k, v)| (k.as_str(), v.to_str().unwrap())).collect();
+        let mut left: Vec<_> = h
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.to_str().unwrap()))
+            .collect();
         left.sort();
         assert_eq!(
             left,
-            [("content-type", "application/json"), ("x-custom", "1"), ("x-custom", "2")]
+            [
+                ("content-type", "application/json"),
+                ("x-custom", "1"),
+                ("x-custom", "2")
+            ]
         );
     }
 
