@@ -174,11 +174,11 @@ impl Keyring {
 }
 
 /// Identifies the caller of `req` (see the module docs): marks the request
-/// with its [`Caller`] and removes its credential, or answers the refusal.
-pub async fn identify(ring: &Keyring, req: &mut Request<Body>) -> Result<(), Response<Body>> {
+/// with its [`Caller`] and removes its credential; `Some` is the refusal to answer.
+pub async fn identify(ring: &Keyring, req: &mut Request<Body>) -> Option<Response<Body>> {
     if req.extensions().get::<Caller>().is_some() {
         // A hub's request to its node, already vouched for.
-        return Ok(());
+        return None;
     }
     let given = {
         let h = |name: &str| req.headers().get(name).and_then(|v| v.to_str().ok());
@@ -188,14 +188,14 @@ pub async fn identify(ring: &Keyring, req: &mut Request<Body>) -> Result<(), Res
     let api = crate::api::is_api(req.uri().path());
     let keys = match ring.keys().await {
         Ok(k) => k,
-        Err(e) if api => return Err(crate::api::Problem::new("unavailable", e).response()),
+        Err(e) if api => return Some(crate::api::Problem::new("unavailable", e).response()),
         Err(e) => {
             let e = GridError::new(ErrorCode::UnknownError, Origin::Grid, e);
-            return Err(http::error(&e));
+            return Some(http::error(&e));
         }
     };
     let refuse = |why: &str| {
-        Err(if api {
+        Some(if api {
             crate::api::problem::unauthorized(why, CHALLENGE)
         } else {
             refuse(why)
@@ -207,7 +207,7 @@ pub async fn identify(ring: &Keyring, req: &mut Request<Body>) -> Result<(), Res
             Some(key) => {
                 if let Err(wait) = ring.take(key) {
                     let r = too_many(key, wait);
-                    return Err(if api { crate::api::problem::from_w3c(r).await } else { r });
+                    return Some(if api { crate::api::problem::from_w3c(r).await } else { r });
                 }
                 Caller::of(key)
             }
@@ -224,7 +224,7 @@ pub async fn identify(ring: &Keyring, req: &mut Request<Body>) -> Result<(), Res
         }
     };
     req.extensions_mut().insert(caller);
-    Ok(())
+    None
 }
 
 fn is_status(path: &str) -> bool {

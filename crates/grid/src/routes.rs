@@ -69,7 +69,7 @@ async fn front_door(
     mut req: Request<Body>,
     next: axum::middleware::Next,
 ) -> Response<Body> {
-    if let Err(refusal) = auth::identify(&front.keyring, &mut req).await {
+    if let Some(refusal) = auth::identify(&front.keyring, &mut req).await {
         return refusal;
     }
     if let Some(refusal) = refuse_cross_site(&front.backend, &req) {
