@@ -13,8 +13,11 @@ use gridiron_domain::{EndReason, ErrorCode, GridError, Origin};
 use http_body_util::Limited;
 use std::sync::Arc;
 
+/// How many of [`HOP_BY_HOP`] there are.
+const HOPS: usize = 7;
+
 /// Headers that describe one hop, not the message; never forwarded.
-const HOP_BY_HOP: [HeaderName; 7] = [
+const HOP_BY_HOP: [HeaderName; HOPS] = [
     header::CONNECTION,
     header::HOST,
     header::PROXY_AUTHENTICATE,
@@ -36,10 +39,22 @@ pub(crate) fn copy_headers(from: &HeaderMap, to: &mut HeaderMap) {
 /// Removes the hop-by-hop headers of a message about to be passed on, in
 /// place: the message's own map travels on, with no copy of the rest.
 fn strip_hop_by_hop(headers: &mut HeaderMap) {
-    for name in &HOP_BY_HOP {
+    // One pass over the few headers a message has finds which to remove:
+    // most answers have none, and each removal costs a hash lookup.
+    let mut found = [false; HOPS];
+    let mut keep_alive = false;
+    for name in headers.keys() {
+        match HOP_BY_HOP.iter().position(|h| h == name) {
+            Some(i) => found[i] = true,
+            None => keep_alive |= name.as_str() == "keep-alive",
+        }
+    }
+    for (name, _) in HOP_BY_HOP.iter().zip(found).filter(|(_, f)| *f) {
         headers.remove(name);
     }
-    headers.remove("keep-alive");
+    if keep_alive {
+        headers.remove("keep-alive");
+    }
 }
 
 /// Marks a command finished when dropped, including when the client leaves mid-command.
