@@ -31,6 +31,9 @@ STANDIN_VERSION = "999.0.0.0"
 CLUSTER_SECRET = "test-cluster-secret-0123"
 NAMESPACE = "gridiron"
 READY_TIMEOUT = 30.0
+# `chrome=1`: every standalone grid of the suite keeps warm sessions (`--warm`),
+# to run the whole suite with them once.
+WARM_ALL = os.environ.get("GRIDIRON_TEST_WARM", "")
 STOP_TIMEOUT = 10.0
 LEAK_TIMEOUT = 5.0
 
@@ -388,7 +391,14 @@ class Grid:
         cmd = [self.binary, "standalone", "--host", "127.0.0.1", "--port", str(self.port), "--data-dir", self.data_dir]
         for key, value in self.options.items():
             cmd += ["--" + key.replace("_", "-"), str(value)]
+        if WARM_ALL and "warm" not in self.options:
+            cmd += ["--warm", WARM_ALL]
         return cmd
+
+    @property
+    def keeps_warm(self):
+        """Whether this grid keeps warm sessions (nobody's, so no leak)."""
+        return bool(self.options.get("warm") or (WARM_ALL and type(self) is Grid))
 
     def start(self):
         env = dict(os.environ)
@@ -641,6 +651,8 @@ class Grid:
             lone = not p.session or (p.session not in known and per_session[p.session] == 1)
             if p.is_driver() and lone:
                 spares.append(p)
+            elif self.keeps_warm and p.session and p.session not in known:
+                continue  # a warm session: recorded once a request takes it
             else:
                 busy.append(p)
         return busy, spares

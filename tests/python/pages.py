@@ -153,6 +153,14 @@ class _Handler(BaseHTTPRequestHandler):
             cookie_header = html.escape(self.headers.get("Cookie", ""))
             self._send(200, COOKIES.format(cookie_header=cookie_header))
             return
+        if path == "/download.txt":
+            # A file the browser saves instead of showing.
+            self._send(
+                200,
+                "gridiron download\n",
+                [("Content-Disposition", 'attachment; filename="gridiron-download.txt"')],
+            )
+            return
         body = PAGES.get(path)
         if body is None:
             self._send(404, "<!doctype html><title>Not Found</title><p>not found</p>")

@@ -10,8 +10,11 @@ use serde_json::{Map, Value};
 pub struct LaunchDefaults {
     /// Start browsers headless unless the client asked for a mode itself.
     pub headless: bool,
-    /// The session's own profile directory.
-    pub profile_dir: String,
+    /// The session's own profile directory; `None` leaves the profile to
+    /// the driver, which makes a temporary one (in the session's `TMPDIR`)
+    /// and, because it is temporary, kills the browser at once on quit
+    /// instead of waiting for it to save a profile nobody will read.
+    pub profile_dir: Option<String>,
     /// Chromium keeps its sandbox; when false it gets `--no-sandbox` (it cannot
     /// sandbox itself as root, or without unprivileged user namespaces).
     pub sandbox: bool,
@@ -89,8 +92,10 @@ pub fn chromium_args(mut args: Vec<String>, defaults: &LaunchDefaults) -> Vec<St
             args.push((*d).into());
         }
     }
-    if !has(&args, "--user-data-dir") {
-        args.push(format!("--user-data-dir={}", defaults.profile_dir));
+    if let Some(dir) = &defaults.profile_dir {
+        if !has(&args, "--user-data-dir") {
+            args.push(format!("--user-data-dir={dir}"));
+        }
     }
     args
 }
@@ -178,7 +183,7 @@ mod tests {
         });
         let d = LaunchDefaults {
             headless: true,
-            profile_dir: "/data/s1/profile".into(),
+            profile_dir: Some("/data/s1/profile".into()),
             sandbox: false,
         };
         let caps = driver_capabilities(merged.as_object().unwrap(), &chromium(), &d);
@@ -204,7 +209,7 @@ mod tests {
     fn a_sandboxed_chromium_gets_no_no_sandbox() {
         let d = LaunchDefaults {
             headless: true,
-            profile_dir: "/p".into(),
+            profile_dir: Some("/p".into()),
             sandbox: true,
         };
         let args = chromium_args(vec![], &d);
@@ -220,7 +225,7 @@ mod tests {
         }});
         let d = LaunchDefaults {
             headless: true,
-            profile_dir: "/data/p".into(),
+            profile_dir: Some("/data/p".into()),
             sandbox: false,
         };
         let caps = driver_capabilities(merged.as_object().unwrap(), &chromium(), &d);
@@ -276,7 +281,7 @@ mod tests {
     fn firefox_gets_headless() {
         let d = LaunchDefaults {
             headless: true,
-            profile_dir: "/p".into(),
+            profile_dir: Some("/p".into()),
             sandbox: false,
         };
         let caps = driver_capabilities(&Map::new(), &firefox(), &d);

@@ -22,6 +22,7 @@ pub mod queue;
 pub mod redact;
 pub mod request;
 pub mod request_wait;
+pub mod warm;
 pub mod webhooks;
 
 pub use capabilities::{BrowserKind, Stereotype};

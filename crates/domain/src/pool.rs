@@ -30,6 +30,10 @@ pub struct Pool {
     /// Sessions that may run in the pool at once, over all its nodes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_concurrency: Option<u32>,
+    /// Warm sessions each of its nodes keeps (`chrome=2`), started with the
+    /// pool's defaults, unless the node sets `--warm` itself.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub warm: Option<String>,
 }
 
 /// Whether `name` is 1 to 64 of `A-Z a-z 0-9 . _ -`: safe in store keys,
@@ -156,6 +160,7 @@ mod tests {
             args: vec!["--lang=de".into()],
             labels: BTreeMap::from([("team".into(), "web".into())]),
             max_concurrency: Some(2),
+            warm: None,
         }
     }
 

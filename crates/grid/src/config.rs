@@ -25,6 +25,11 @@ pub struct GridConfig {
     pub headless: bool,
     /// Keep a spare driver started per browser to make session starts fast.
     pub prewarm: bool,
+    /// Fully started sessions of the default capabilities kept ready, per browser.
+    pub warm: gridiron_domain::warm::WarmCounts,
+    /// The pool whose defaults warm sessions are started with (a node of a
+    /// pool that keeps sessions warm).
+    pub warm_pool: Option<gridiron_domain::pool::Pool>,
     /// The URL clients use to reach the grid, written into CDP/BiDi URLs;
     /// `None` to derive it from each request's headers.
     pub public_url: Option<String>,
@@ -66,6 +71,8 @@ impl GridConfig {
             new_session_timeout: Duration::from_secs(60),
             headless: true,
             prewarm: true,
+            warm: Default::default(),
+            warm_pool: None,
             public_url: None,
             data_dir,
             launch_allowances: LaunchAllowances::default(),

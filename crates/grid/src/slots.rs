@@ -102,17 +102,19 @@ impl Slots {
                 Admission::Queued { position } => {
                     let (tx, rx) = oneshot::channel();
                     inner.waiters.insert(ticket, tx);
-                    on_queued(position);
-                    Waiter {
+                    let waiter = Waiter {
                         slots: self.clone(),
                         ticket,
                         rx,
                         done: false,
-                    }
+                    };
+                    (waiter, position)
                 }
             }
         };
-        let mut waiter = rx;
+        // Outside the lock: the callback may give slots back (warm sessions make way).
+        let (mut waiter, position) = rx;
+        on_queued(position);
         match tokio::time::timeout(timeout, &mut waiter.rx).await {
             Ok(Ok((index, group))) => {
                 waiter.done = true;
@@ -124,6 +126,32 @@ impl Slots {
             }
             Ok(Err(_)) => Err(NoSlot::Closed),
             Err(_) => Err(NoSlot::TimedOut),
+        }
+    }
+
+    /// Takes a free slot for `group` only if nobody who could take it is
+    /// waiting; never queues.
+    pub fn try_acquire(self: &Arc<Self>, group: &str) -> Option<SlotPermit> {
+        let mut inner = self.lock();
+        if !inner.queue.ready() {
+            return None;
+        }
+        let ticket = inner.next_ticket;
+        inner.next_ticket += 1;
+        match inner.queue.request_in(ticket, group, None) {
+            Admission::Granted => {
+                let index = inner.free_ids.pop().unwrap_or(0);
+                Some(SlotPermit {
+                    slots: self.clone(),
+                    index,
+                    group: group.to_string(),
+                })
+            }
+            Admission::Queued { .. } => {
+                inner.queue.cancel(&ticket);
+                None
+            }
+            Admission::Refused(_) => None,
         }
     }
 
@@ -204,6 +232,27 @@ mod tests {
     use super::*;
 
     const LONG: Duration = Duration::from_secs(10);
+
+    #[tokio::test]
+    async fn try_acquire_never_queues_or_jumps_the_line() {
+        let slots = Slots::new(2, 10);
+        let a = slots.try_acquire("warm").expect("a free slot");
+        let b = slots.acquire(LONG, |_| {}).await.unwrap();
+        assert!(slots.try_acquire("warm").is_none(), "no slot is free");
+        assert_eq!(slots.snapshot().2, 0, "nothing was queued");
+        let waiter = {
+            let s = slots.clone();
+            tokio::spawn(async move { s.acquire(LONG, |_| {}).await })
+        };
+        while slots.snapshot().2 == 0 {
+            tokio::task::yield_now().await;
+        }
+        drop(b);
+        let _held = waiter.await.unwrap().expect("the waiter got the slot");
+        assert!(slots.try_acquire("warm").is_none());
+        drop(a);
+        assert!(slots.try_acquire("warm").is_some());
+    }
 
     #[tokio::test]
     async fn waiters_are_served_in_order() {

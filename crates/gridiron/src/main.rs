@@ -13,10 +13,9 @@ fn main() -> std::process::ExitCode {
     let cli = cli::Cli::parse();
     let result = match cli.command {
         cli::Command::Doctor => return doctor::run(),
-        cli::Command::ExecGuarded { program, args } => {
-            let e = gridiron_provision::exec_guarded(&program, &args);
-            eprintln!("gridiron: cannot run {}: {e}", program.display());
-            return std::process::ExitCode::from(127);
+        cli::Command::Watchdog { data_dir } => {
+            gridiron_provision::run_watchdog(&data_dir);
+            return std::process::ExitCode::SUCCESS;
         }
         cli::Command::Standalone(args) => cli::run_standalone(*args),
         cli::Command::Keys { command } => keys::run(command),

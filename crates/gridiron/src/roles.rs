@@ -226,6 +226,10 @@ pub enum PoolsCommand {
         /// Sessions the pool may run at once over all its nodes.
         #[arg(long)]
         max_concurrency: Option<u32>,
+        /// Warm sessions each node of the pool keeps, started with the
+        /// pool's defaults, e.g. `chrome=2` (a node's own --warm wins).
+        #[arg(long)]
+        warm: Option<String>,
         #[command(flatten)]
         store: StoreArgs,
         /// A prefix of refused browser switches this pool may use anyway
@@ -395,7 +399,17 @@ pub fn run_node(mut args: NodeArgs) -> Result<(), String> {
         };
         for p in &args.pools {
             match cluster.pool(p).await.map_err(|e| e.to_string())? {
-                Some(pool) => profile.labels.extend(pool.labels),
+                Some(pool) => {
+                    // The first pool that keeps sessions warm sets this node's,
+                    // with its defaults, unless the node has its own --warm.
+                    if grid.warm.is_empty() && grid.warm_pool.is_none() {
+                        if let Some(w) = &pool.warm {
+                            grid.warm = gridiron_domain::warm::WarmCounts::parse(w)?;
+                            grid.warm_pool = Some(pool.clone());
+                        }
+                    }
+                    profile.labels.extend(pool.labels)
+                }
                 None => {
                     return Err(format!(
                         "there is no pool named {p} (gridiron pools create {p})"
@@ -485,6 +499,7 @@ pub fn run_pools(cmd: PoolsCommand) -> Result<(), String> {
                 args,
                 labels: l,
                 max_concurrency,
+                warm,
                 store,
                 allow_arg,
             } => {
@@ -494,6 +509,9 @@ pub fn run_pools(cmd: PoolsCommand) -> Result<(), String> {
                 if max_concurrency == Some(0) {
                     return Err("--max-concurrency must be at least 1".into());
                 }
+                if let Some(w) = &warm {
+                    gridiron_domain::warm::WarmCounts::parse(w)?;
+                }
                 let pool = Pool {
                     name: name.clone(),
                     browser,
@@ -501,6 +519,7 @@ pub fn run_pools(cmd: PoolsCommand) -> Result<(), String> {
                     args,
                     labels: labels(&l)?,
                     max_concurrency,
+                    warm,
                 };
                 let cluster = store.connect().await?;
                 cluster.put_pool(&pool).await.map_err(|e| e.to_string())?;

@@ -155,8 +155,8 @@ impl DriverProcess {
         self.exit.borrow().is_some()
     }
 
-    /// Kills the whole process group at once.
-    fn kill(&self) {
+    /// Kills the whole process group at once, without waiting for it.
+    pub fn kill(&self) {
         let _ = killpg(Pid::from_raw(self.pid), Signal::SIGKILL);
     }
 
@@ -170,9 +170,10 @@ impl DriverProcess {
             w.abort();
         }
         self.kill();
-        // Helpers outside the group (Chromium's crash handler) carry the session marker.
-        let id = self.session_id.clone();
-        let _ = tokio::task::spawn_blocking(move || crate::sweep::kill_with_env(ENV_SESSION, &id))
+        // Helpers outside the group (Chromium's crash handler) carry the session marker;
+        // one scan of the process table serves every session ending at about this time.
+        crate::sweep::Sweeper::shared()
+            .sweep(ENV_SESSION, &self.session_id)
             .await;
         let mut exit = self.exit.clone();
         let _ = tokio::time::timeout(Duration::from_secs(5), exit.wait_for(Option::is_some)).await;
@@ -399,6 +400,10 @@ impl SessionProcess for DriverProcess {
         self.has_exited() || self.browser_exited.load(Ordering::SeqCst)
     }
 
+    fn kill(&self) {
+        DriverProcess::kill(self);
+    }
+
     async fn shutdown(&self) {
         self.stop().await;
     }
@@ -503,15 +508,35 @@ pub fn listening_port(line: &str) -> Option<u16> {
 
 /// The browser's main process: the driver's child that is not a helper (`--type=`).
 pub(crate) fn browser_pid(driver_pid: i32) -> Option<i32> {
+    let is_browser = |pid: i32| {
+        std::fs::read(format!("/proc/{pid}/cmdline"))
+            .map(|c| !String::from_utf8_lossy(&c).contains("--type="))
+            .unwrap_or(false)
+    };
+    // The kernel lists each thread's children: a few reads instead of a walk
+    // over every process of the host.
+    if let Some(children) = children_of(driver_pid) {
+        return children.into_iter().find(|&pid| is_browser(pid));
+    }
     let entries = std::fs::read_dir("/proc").ok()?;
     entries
         .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())
-        .find(|&pid| {
-            parent_of(pid) == Some(driver_pid)
-                && std::fs::read(format!("/proc/{pid}/cmdline"))
-                    .map(|c| !String::from_utf8_lossy(&c).contains("--type="))
-                    .unwrap_or(false)
-        })
+        .find(|&pid| parent_of(pid) == Some(driver_pid) && is_browser(pid))
+}
+
+/// The children of `pid` as `/proc/PID/task/*/children` lists them; `None`
+/// where the kernel does not offer those files.
+fn children_of(pid: i32) -> Option<Vec<i32>> {
+    let tasks = std::fs::read_dir(format!("/proc/{pid}/task")).ok()?;
+    let mut children = Vec::new();
+    for task in tasks.flatten() {
+        let text = std::fs::read_to_string(task.path().join("children")).ok()?;
+        children.extend(
+            text.split_whitespace()
+                .filter_map(|p| p.parse::<i32>().ok()),
+        );
+    }
+    Some(children)
 }
 
 fn parent_of(pid: i32) -> Option<i32> {

@@ -19,7 +19,7 @@ pub mod sweep;
 pub use discovery::{discover, BrowserInstall, Discovery};
 pub use driver::{DriverExit, DriverProcess};
 pub use error::ProvisionError;
-pub use guard::{exec_guarded, guard_browsers};
+pub use guard::{run_watchdog, Watchdog};
 pub use isolation::{Isolation, IsolationSettings};
 pub use local::LocalProvisioner;
 pub use process::{Provisioner, SessionHandle, SessionProcess};

@@ -125,7 +125,7 @@ impl Provisioner for LocalProvisioner {
         let (inst, id, dir) = self.new_session_files(install)?;
         let defaults = gridiron_domain::capabilities::LaunchDefaults {
             headless,
-            profile_dir: dir.join("profile").to_string_lossy().into_owned(),
+            profile_dir: Some(dir.join("profile").to_string_lossy().into_owned()),
             sandbox: self.isolation.chromium_sandbox,
         };
         let mut args = gridiron_domain::capabilities::chromium_args(args, &defaults);

@@ -32,6 +32,9 @@ pub trait SessionProcess: Send + Sync {
     /// Whether the driver or its browser has died. Cheap: it reads state kept
     /// up to date by watchers, never the process table.
     fn browser_gone(&self) -> bool;
+    /// Kills the session's processes at once, without waiting for them to
+    /// exit or cleaning up after them ([`SessionProcess::shutdown`] does that).
+    fn kill(&self) {}
     /// Stops every process of the session and removes its files. Later calls
     /// do nothing.
     async fn shutdown(&self);

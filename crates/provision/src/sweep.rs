@@ -3,6 +3,8 @@
 
 use crate::ENV_MARK;
 use std::path::Path;
+use std::sync::{Condvar, Mutex, OnceLock};
+use tokio::sync::oneshot;
 
 /// Pids of processes whose environment has `__GRIDIRON_SWEEP_MARK=<data_dir>`.
 pub fn marked_processes(data_dir: &Path) -> Vec<i32> {
@@ -12,6 +14,80 @@ pub fn marked_processes(data_dir: &Path) -> Vec<i32> {
 /// Pids of processes (other than this one) whose environment has `var=value`.
 pub fn processes_with_env(var: &str, value: &str) -> Vec<i32> {
     let marker = format!("{var}={value}");
+    processes_with_any(&[marker.as_bytes()])
+}
+
+/// Kills every marked process; returns how many there were.
+pub fn kill_marked(data_dir: &Path) -> usize {
+    kill_with_env(ENV_MARK, &data_dir.display().to_string())
+}
+
+/// Sweeps for the markers of ending sessions in batches, on a thread of its
+/// own: one walk over the process table serves every session that ended
+/// since the last walk, so the cost of a walk is paid per batch, not per
+/// session, however many sessions end at once.
+pub struct Sweeper {
+    pending: Mutex<Vec<(String, oneshot::Sender<()>)>>,
+    wake: Condvar,
+}
+
+impl Sweeper {
+    /// The sweeper of this process (its thread starts on first use).
+    pub fn shared() -> &'static Sweeper {
+        static SHARED: OnceLock<&'static Sweeper> = OnceLock::new();
+        SHARED.get_or_init(|| {
+            let sweeper: &'static Sweeper = Box::leak(Box::new(Sweeper {
+                pending: Mutex::default(),
+                wake: Condvar::new(),
+            }));
+            std::thread::Builder::new()
+                .name("gridiron-sweeper".into())
+                .spawn(move || sweeper.run())
+                .expect("a thread for the sweeper");
+            sweeper
+        })
+    }
+
+    /// Kills every process carrying `var=value` (and its process group);
+    /// resolves once none is left.
+    pub async fn sweep(&self, var: &str, value: &str) {
+        let (tx, rx) = oneshot::channel();
+        lock(&self.pending).push((format!("{var}={value}"), tx));
+        self.wake.notify_one();
+        let _ = rx.await;
+    }
+
+    fn run(&self) {
+        loop {
+            let batch = {
+                let mut pending = lock(&self.pending);
+                while pending.is_empty() {
+                    pending = self.wake.wait(pending).unwrap_or_else(|e| e.into_inner());
+                }
+                std::mem::take(&mut *pending)
+            };
+            let markers: Vec<&[u8]> = batch.iter().map(|(m, _)| m.as_bytes()).collect();
+            // Again until none is left: a process may fork while it is killed.
+            for _ in 0..10 {
+                let pids = processes_with_any(&markers);
+                if pids.is_empty() {
+                    break;
+                }
+                kill_all(&pids);
+            }
+            for (_, done) in batch {
+                let _ = done.send(());
+            }
+        }
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Pids of processes (other than this one) whose environment holds one of `markers` (`var=value`).
+fn processes_with_any(markers: &[&[u8]]) -> Vec<i32> {
     let me = std::process::id() as i32;
     let Ok(entries) = std::fs::read_dir("/proc") else {
         return Vec::new();
@@ -21,15 +97,10 @@ pub fn processes_with_env(var: &str, value: &str) -> Vec<i32> {
         .filter(|&pid| pid != me)
         .filter(|pid| {
             std::fs::read(format!("/proc/{pid}/environ"))
-                .map(|env| env.split(|b| *b == 0).any(|kv| kv == marker.as_bytes()))
+                .map(|env| env.split(|b| *b == 0).any(|kv| markers.contains(&kv)))
                 .unwrap_or(false)
         })
         .collect()
-}
-
-/// Kills every marked process; returns how many there were.
-pub fn kill_marked(data_dir: &Path) -> usize {
-    kill_with_env(ENV_MARK, &data_dir.display().to_string())
 }
 
 /// Kills every process carrying `var=value`; returns how many there were.
@@ -155,6 +226,39 @@ mod tests {
     }
 
     use super::*;
+
+    #[tokio::test]
+    async fn sweeps_of_many_sessions_share_a_walk_and_kill_each() {
+        let var = "__GRIDIRON_SWEEP_TEST";
+        let tag = format!("{}", std::process::id());
+        let mut children: Vec<_> = (0..3)
+            .map(|i| {
+                std::process::Command::new("sleep")
+                    .arg("30")
+                    .env(var, format!("{tag}-{i}"))
+                    .spawn()
+                    .unwrap()
+            })
+            .collect();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        while (0..3).any(|i| processes_with_env(var, &format!("{tag}-{i}")).is_empty())
+            && std::time::Instant::now() < deadline
+        {
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        let s = Sweeper::shared();
+        // Two of three are swept; the third is left alone.
+        let (a, b) = (format!("{tag}-0"), format!("{tag}-1"));
+        tokio::join!(s.sweep(var, &a), s.sweep(var, &b));
+        assert!(!children[0].wait().unwrap().success());
+        assert!(!children[1].wait().unwrap().success());
+        assert!(
+            children[2].try_wait().unwrap().is_none(),
+            "an unmarked session survives"
+        );
+        s.sweep(var, &format!("{tag}-2")).await;
+        assert!(!children[2].wait().unwrap().success());
+    }
 
     #[test]
     fn finds_and_kills_marked_children() {

@@ -36,6 +36,8 @@ pub struct PoolSpec {
     /// Sessions that may run in the pool at once, over all its nodes (at least 1).
     #[schema(minimum = 1)]
     pub max_concurrency: Option<u32>,
+    /// Warm sessions each node of the pool keeps, e.g. `chrome=2`.
+    pub warm: Option<String>,
 }
 
 /// `POST /api/v1/pools`: a pool's name and settings (as [`PoolSpec`]). The
@@ -61,6 +63,8 @@ pub struct NewPool {
     /// Sessions that may run in the pool at once (at least 1).
     #[schema(minimum = 1)]
     pub max_concurrency: Option<u32>,
+    /// Warm sessions each node of the pool keeps, e.g. `chrome=2`.
+    pub warm: Option<String>,
 }
 
 impl NewPool {
@@ -72,6 +76,7 @@ impl NewPool {
             args: self.args,
             labels: self.labels,
             max_concurrency: self.max_concurrency,
+            warm: self.warm,
         };
         (self.name, spec)
     }
@@ -92,6 +97,8 @@ pub struct PoolView {
     pub labels: BTreeMap<String, String>,
     /// Sessions it may run at once (`null`: no limit).
     pub max_concurrency: Option<u32>,
+    /// Warm sessions each of its nodes keeps.
+    pub warm: Option<String>,
     /// Sessions it runs now.
     pub running: usize,
 }
@@ -122,6 +129,9 @@ fn pool(name: String, spec: PoolSpec) -> ApiResult<Pool> {
     if spec.max_concurrency == Some(0) {
         return Err(Problem::invalid("max_concurrency must be at least 1"));
     }
+    if let Some(w) = &spec.warm {
+        gridiron_domain::warm::WarmCounts::parse(w).map_err(Problem::invalid)?;
+    }
     Ok(Pool {
         name,
         browser: spec.browser,
@@ -129,6 +139,7 @@ fn pool(name: String, spec: PoolSpec) -> ApiResult<Pool> {
         args: spec.args,
         labels: spec.labels,
         max_concurrency: spec.max_concurrency,
+        warm: spec.warm,
     })
 }
 
@@ -140,6 +151,7 @@ fn view(p: Pool, running: usize) -> PoolView {
         args: p.args,
         labels: p.labels,
         max_concurrency: p.max_concurrency,
+        warm: p.warm,
         running,
     }
 }

@@ -456,6 +456,8 @@ impl NodeAgent {
             return;
         }
         info!(sessions = self.m.slots_in_use(), "draining");
+        // A draining node starts nothing more, warm sessions included.
+        self.m.stop_warm().await;
         self.event(NewEvent::now(events::NODE_DRAINED)).await;
         if let Err(e) = self.cluster.drain_node(&self.cfg.id).await {
             warn!(error = %e, "could not mark the node draining");

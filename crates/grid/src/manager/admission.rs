@@ -1,6 +1,7 @@
 //! Admission: a new-session request is validated, matched against the
 //! catalog, and waits in line for a slot. Starting itself is in `launch`.
 
+use super::records::Write;
 use super::Manager;
 use crate::auth::Caller;
 use crate::session::Session;
@@ -78,11 +79,17 @@ impl Manager {
             queued: false,
             owner: caller.key.clone(),
         };
+        // A warm session started with exactly what this request's driver would
+        // receive serves it; the request still takes a slot of its own below.
+        let warm = self.take_warm(&selection);
+        self.make_room();
         let (group, limit) = slot_group(caller);
         let asked_at = std::time::Instant::now();
         let acquire = self
             .slots
             .acquire_as(group, limit, self.config.queue_timeout, |position| {
+                // Warm sessions never make a request wait.
+                self.warm.give_way();
                 waiting.queued = true;
                 place.listed();
                 info!(position, "new session request queued");
@@ -106,6 +113,10 @@ impl Manager {
             Ok(p) => {
                 waiting.queued = false;
                 self.slot_granted(asked_at);
+                if warm.is_some() {
+                    // The taken warm session's slot is this request's now: start another.
+                    self.warm.changed();
+                }
                 p
             }
             Err(e) => {
@@ -128,7 +139,7 @@ impl Manager {
             request: request_id.unwrap_or(rid),
         };
         self.tasks.spawn(async move {
-            me.launch_webdriver(permit, selection, options, asked, tx)
+            me.launch_webdriver(permit, selection, options, asked, tx, warm)
                 .await;
         });
         rx.await.unwrap_or_else(|_| Err(interrupted()))
@@ -160,6 +171,7 @@ impl Manager {
                     "CDP sessions need Chromium, and this grid has none (see `gridiron doctor`)",
                 )
             })?;
+        self.make_room();
         let (group, limit) = slot_group(caller);
         let asked_at = std::time::Instant::now();
         let (mut place, mut cancel) = self.waitlist.place("chrome", caller.key.clone());
@@ -167,6 +179,7 @@ impl Manager {
         let acquire = self
             .slots
             .acquire_as(group, limit, self.config.queue_timeout, |position| {
+                self.warm.give_way();
                 place.listed();
                 info!(position, "new CDP session request queued")
             });
@@ -288,13 +301,13 @@ impl QueuedRequest {
         };
         info!(request = %new.id, reason = reason.as_str(), "queued request ended");
         self.m.metrics.session_ended(reason);
-        self.m.tasks.spawn(async move {
-            let id = new.id.clone();
-            m.record("insert", m.store.insert(new, true).await);
-            m.record(
-                "mark_ended",
-                m.store.mark_ended(&id, reason, now_ms(), 0).await,
-            );
+        let id = new.id.clone();
+        m.records.write(Write::Insert { new, queued: true });
+        m.records.write(Write::Ended {
+            id,
+            reason,
+            at: now_ms(),
+            commands: 0,
         });
     }
 }

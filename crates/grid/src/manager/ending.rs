@@ -1,5 +1,6 @@
 //! Ending sessions, whatever the reason, and noticing crashed browsers.
 
+use super::records::Write;
 use super::Manager;
 use crate::session::Session;
 use gridiron_domain::events;
@@ -37,37 +38,55 @@ impl Manager {
     /// Runs in a task of its own, so a caller that is cancelled (its client hung
     /// up) cannot leave a session half ended.
     pub async fn finish_end(self: &Arc<Self>, session: Arc<Session>, reason: EndReason) {
+        let _ = self.end_in_background(session, reason).await;
+    }
+
+    /// Second half of ending, answered before it is done: the session's
+    /// processes are killed and its slot is free when this returns; reaping,
+    /// sweeps, file removal and the record follow in a task of their own
+    /// (the returned handle), off the path of whoever ended it.
+    pub(crate) fn end_in_background(
+        self: &Arc<Self>,
+        session: Arc<Session>,
+        reason: EndReason,
+    ) -> tokio::task::JoinHandle<()> {
+        let process = session.take_resources().map(|(process, permit)| {
+            // Killed at once, so the slot can serve the next session now.
+            process.kill();
+            drop(permit);
+            // A slot came free: a warm session may be started in it.
+            self.warm.changed();
+            process
+        });
         let m = self.clone();
-        let _ = self
-            .tasks
-            .spawn(async move {
-                if let Some((process, permit)) = session.take_resources() {
-                    process.shutdown().await;
-                    drop(permit);
-                }
-                session.apply(SessionEvent::CleanedUp);
-                let commands = session.command_count();
-                m.record(
-                    "mark_ended",
-                    m.store
-                        .mark_ended(&session.id, reason, now_ms(), commands)
-                        .await,
-                );
-                // Counted once recorded: whoever sees the count finds the record.
-                m.metrics.session_ended(reason);
-                info!(session = %session.id, reason = reason.as_str(), commands, "session ended");
-                m.emit(
-                    NewEvent::now(events::SESSION_ENDED)
-                        .session(&session.id)
-                        .owner(session.owner.as_deref())
-                        .with("reason", reason.as_str())
-                        .with("commands", commands),
-                );
-                if let Some(f) = m.end_listener.get() {
-                    f(&session.id, reason);
-                }
-            })
-            .await;
+        self.tasks.spawn(async move {
+            if let Some(process) = process {
+                process.shutdown().await;
+            }
+            session.apply(SessionEvent::CleanedUp);
+            let commands = session.command_count();
+            m.records
+                .write(Write::Ended {
+                    id: session.id.clone(),
+                    reason,
+                    at: now_ms(),
+                    commands,
+                })
+                .await;
+            // Counted once recorded: whoever sees the count finds the record.
+            m.metrics.session_ended(reason);
+            info!(session = %session.id, reason = reason.as_str(), commands, "session ended");
+            m.emit(
+                NewEvent::now(events::SESSION_ENDED)
+                    .session(&session.id)
+                    .owner(session.owner.as_deref())
+                    .with("reason", reason.as_str())
+                    .with("commands", commands),
+            );
+            if let Some(f) = m.end_listener.get() {
+                f(&session.id, reason);
+            }
+        })
     }
 
     /// Whether the session's driver or browser process has died. Cheap: the

@@ -2,6 +2,8 @@
 //! provisioner, its browser from the driver (WebDriver) or directly (CDP),
 //! and is then registered: listed, recorded, watched.
 
+use super::records::{Write, Written};
+use super::warm::TakenWarm;
 use super::{Manager, Starting};
 use crate::driver_client::{self, DriverError};
 use crate::session::{Launched, Session, SessionKind};
@@ -13,12 +15,13 @@ use gridiron_domain::cdp::CdpRequest;
 use gridiron_domain::events;
 use gridiron_domain::public_url::websocket_base;
 use gridiron_domain::{EndReason, ErrorCode, GridError, GridOptions, Origin};
+use gridiron_provision::SessionHandle;
 use gridiron_store::{now_ms, NewEvent};
 use serde_json::{json, Value};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use tokio::sync::oneshot;
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 /// What the client sent with a WebDriver request, beyond its capabilities.
 pub(super) struct Asked {
@@ -42,6 +45,7 @@ impl Manager {
         options: GridOptions,
         asked: Asked,
         reply: oneshot::Sender<Result<Value, GridError>>,
+        warm: Option<TakenWarm>,
     ) {
         let Asked {
             requested,
@@ -51,58 +55,167 @@ impl Manager {
         } = asked;
         let _starting = Starting::new(&self.starting);
         let since = std::time::Instant::now();
-        let stereotype = &self.catalog[selection.stereotype];
-        let browser = stereotype.kind.driver_browser_name().to_string();
+        let browser = self.catalog[selection.stereotype]
+            .kind
+            .driver_browser_name()
+            .to_string();
+        let from_warm = warm.is_some();
+        let started = match warm {
+            Some(warm) => {
+                let (driver, driver_session_id, value) = warm.into_parts();
+                let id = driver.session_id().to_string();
+                let recorded = self.record_new(&id, &browser, requested, &options, owner.clone());
+                info!(session = %id, browser = %browser, slot = permit.index, "warm session taken");
+                Ok((
+                    Started {
+                        driver,
+                        driver_session_id,
+                        value,
+                    },
+                    recorded,
+                ))
+            }
+            None => {
+                let record = (requested, &options, &owner);
+                self.start_cold(&selection, &browser, record, permit.index, since)
+                    .await
+            }
+        };
+        let (started, recorded) = match started {
+            Ok(s) => s,
+            Err(e) => {
+                // The slot is free before the client hears of the failure.
+                drop(permit);
+                let _ = reply.send(Err(e));
+                return;
+            }
+        };
+        let asked = Handover {
+            public_base,
+            owner,
+            request,
+            browser,
+            options,
+            since,
+            warm: from_warm,
+        };
+        self.hand_over(permit, started, asked, recorded, reply)
+            .await;
+    }
+
+    /// Starts a driver and its browser for a request of `selection`, and
+    /// queues its record (requested capabilities, options, owner) meanwhile.
+    /// A failed start is recorded and cleaned up here.
+    async fn start_cold(
+        self: &Arc<Self>,
+        selection: &Selection,
+        browser: &str,
+        (requested, options, owner): (Value, &GridOptions, &Option<String>),
+        slot: usize,
+        since: std::time::Instant,
+    ) -> Result<(Started, Written), GridError> {
         let driver = match self.provisioner.start_driver(selection.stereotype).await {
             Ok(d) => d,
             Err(e) => {
                 warn!(error = %e, "driver failed to start");
                 self.provisioner.replenish(selection.stereotype);
-                let _ = reply.send(Err(e.into()));
-                return;
+                return Err(e.into());
             }
         };
         let id = driver.session_id().to_string();
-        self.record_new(&id, &browser, requested, &options, owner.clone())
-            .await;
-        info!(session = %id, browser = %browser, slot = permit.index, "session provisioning");
+        let driver_ready = since.elapsed();
+        // Written while the browser starts; awaited before the client is answered.
+        let recorded = self.record_new(&id, browser, requested, options, owner.clone());
+        info!(session = %id, browser = %browser, slot, "session provisioning");
+        let answer = self.ask_driver(&driver, selection).await;
+        self.provisioner.replenish(selection.stereotype);
+        let (driver_session_id, value) = match answer {
+            Ok(ok) => ok,
+            Err(e) => {
+                let output = driver.recent_output();
+                driver.shutdown().await;
+                self.metrics.session_ended(EndReason::FailedToStart);
+                self.records.write(Write::Ended {
+                    id: id.clone(),
+                    reason: EndReason::FailedToStart,
+                    at: now_ms(),
+                    commands: 0,
+                });
+                warn!(session = %id, error = %e, "session failed to start");
+                return Err(refused(browser, e, &output));
+            }
+        };
+        let browser_ready = since.elapsed();
+        driver.browser_started().await;
+        // Where a start's time goes (GRIDIRON_LOG=debug), for tuning.
+        debug!(
+            session = %id,
+            driver_ms = driver_ready.as_secs_f64() * 1e3,
+            new_session_ms = (browser_ready - driver_ready).as_secs_f64() * 1e3,
+            watch_ms = (since.elapsed() - browser_ready).as_secs_f64() * 1e3,
+            "browser started"
+        );
+        let started = Started {
+            driver,
+            driver_session_id,
+            value,
+        };
+        Ok((started, recorded))
+    }
+
+    /// Asks `driver` for a new session of `selection`, with the grid's launch
+    /// defaults (the profile is the driver's own, in the session's `TMPDIR`); the driver's session id and
+    /// its answer's `value`.
+    pub(super) async fn ask_driver(
+        &self,
+        driver: &SessionHandle,
+        selection: &Selection,
+    ) -> Result<(String, Value), DriverError> {
         let caps = driver_capabilities(
             &selection.merged,
-            stereotype,
+            &self.catalog[selection.stereotype],
             &LaunchDefaults {
                 headless: self.config.headless,
-                profile_dir: driver.dir().join("profile").to_string_lossy().into_owned(),
+                profile_dir: None,
                 sandbox: self.provisioner.chromium_sandbox(),
             },
         );
         let body = json!({"capabilities": {"alwaysMatch": caps, "firstMatch": [{}]}});
         let url = format!("{}/session", driver.endpoint());
-        let answer = tokio::time::timeout(
+        tokio::time::timeout(
             self.config.new_session_timeout,
             driver_client::post_json(&self.client, &url, &body),
         )
         .await
-        .unwrap_or(Err(DriverError::Timeout(self.config.new_session_timeout)));
-        self.provisioner.replenish(selection.stereotype);
-        let (driver_session_id, mut value) = match answer.and_then(|(s, v)| granted(s, v)) {
-            Ok(ok) => ok,
-            Err(e) => {
-                let output = driver.recent_output();
-                driver.shutdown().await;
-                drop(permit);
-                self.metrics.session_ended(EndReason::FailedToStart);
-                self.record(
-                    "mark_ended",
-                    self.store
-                        .mark_ended(&id, EndReason::FailedToStart, now_ms(), 0)
-                        .await,
-                );
-                warn!(session = %id, error = %e, "session failed to start");
-                let _ = reply.send(Err(refused(&browser, e, &output)));
-                return;
-            }
-        };
-        driver.browser_started().await;
+        .unwrap_or(Err(DriverError::Timeout(self.config.new_session_timeout)))
+        .and_then(|(s, v)| granted(s, v))
+    }
+
+    /// Makes a session whose driver has granted it the client's: registers
+    /// it, waits for its record, answers the client.
+    async fn hand_over(
+        self: &Arc<Self>,
+        permit: SlotPermit,
+        started: Started,
+        asked: Handover,
+        recorded: Written,
+        reply: oneshot::Sender<Result<Value, GridError>>,
+    ) {
+        let Started {
+            driver,
+            driver_session_id,
+            mut value,
+        } = started;
+        let Handover {
+            public_base,
+            owner,
+            request,
+            browser,
+            options,
+            since,
+            warm,
+        } = asked;
+        let id = driver.session_id().to_string();
         value["sessionId"] = Value::String(id.clone());
         let mut targets = WebSocketTargets::default();
         if let Some(caps) = value.get_mut("capabilities").and_then(Value::as_object_mut) {
@@ -120,7 +233,12 @@ impl Manager {
             targets,
             owner,
         };
-        if let Err(e) = self.register(launched, granted_caps, Some(&request)).await {
+        // The record exists before the client can know the session.
+        recorded.await;
+        if let Err(e) = self
+            .register(launched, granted_caps, Some(&request), warm)
+            .await
+        {
             let _ = reply.send(Err(e));
             return;
         }
@@ -172,7 +290,7 @@ impl Manager {
             },
             owner,
         };
-        let session = self.register(launched, granted, None).await?;
+        let session = self.register(launched, granted, None, false).await?;
         self.metrics.session_started(since.elapsed());
         Ok(session)
     }
@@ -184,6 +302,7 @@ impl Manager {
         launched: Launched,
         granted_caps: Value,
         request: Option<&str>,
+        warm: bool,
     ) -> Result<Arc<Session>, GridError> {
         let exit = launched.process.exit_watch();
         let session = Arc::new(Session::new(launched));
@@ -192,24 +311,25 @@ impl Manager {
             .write()
             .unwrap_or_else(|e| e.into_inner())
             .insert(id.clone(), session.clone());
-        self.record(
-            "mark_running",
-            self.store
-                .mark_running(&id, granted_caps, session.started_at_ms)
-                .await,
-        );
+        self.records.write(Write::Running {
+            id: id.clone(),
+            caps: granted_caps,
+            at: session.started_at_ms,
+        });
         info!(session = %id, "session started");
-        self.emit(
-            NewEvent {
-                fields: request
-                    .map(|r| [("request".to_string(), r.to_string())].into())
-                    .unwrap_or_default(),
-                ..NewEvent::now(events::SESSION_STARTED)
-            }
-            .session(&id)
-            .owner(session.owner.as_deref())
-            .with("browser", &session.browser),
-        );
+        let mut started = NewEvent {
+            fields: request
+                .map(|r| [("request".to_string(), r.to_string())].into())
+                .unwrap_or_default(),
+            ..NewEvent::now(events::SESSION_STARTED)
+        }
+        .session(&id)
+        .owner(session.owner.as_deref())
+        .with("browser", &session.browser);
+        if warm {
+            started = started.with("warm", true);
+        }
+        self.emit(started);
         let weak = Arc::downgrade(self);
         let watched = id.clone();
         self.tasks.spawn_until_stopped(async move {
@@ -225,6 +345,25 @@ impl Manager {
         }
         Ok(session)
     }
+}
+
+/// A session its driver has granted.
+struct Started {
+    driver: SessionHandle,
+    driver_session_id: String,
+    value: Value,
+}
+
+/// What the client asked that the answer needs.
+struct Handover {
+    public_base: String,
+    owner: Option<String>,
+    request: String,
+    browser: String,
+    options: GridOptions,
+    since: std::time::Instant,
+    /// The session was started ahead of demand (`--warm`).
+    warm: bool,
 }
 
 /// Checks a driver's new-session answer; returns the driver's session id and

@@ -18,6 +18,7 @@ mod status;
 #[cfg(test)]
 mod tests;
 mod waitlist;
+mod warm;
 
 pub(crate) use admission::requested_capabilities;
 pub use shutdown::{recover, recover_processes};
@@ -70,6 +71,8 @@ pub struct Manager {
     pub(crate) tasks: Tasks,
     /// Where lifecycle events go: the store's event log.
     events: crate::events::EventSink,
+    /// Writes session records in lifecycle order, off the request path.
+    records: records::RecordWriter,
     /// The event log, followed live.
     feed: crate::events::EventFeed,
     /// The node this manager runs the sessions of, as events name it.
@@ -86,6 +89,8 @@ pub struct Manager {
     pub(crate) waitlist: waitlist::WaitList,
     /// Unix ms when this manager started (the `local` node's start).
     pub(crate) started_at_ms: i64,
+    /// Sessions started ahead of demand (`--warm`).
+    warm: warm::WarmPool,
 }
 
 /// Told the id of each session that ends, and why.
@@ -123,10 +128,16 @@ impl Manager {
             metrics,
             this: this.clone(),
             events: crate::events::EventSink::start(store.clone(), &tasks),
+            records: records::RecordWriter::start(store.clone(), &tasks),
             feed: crate::events::EventFeed::new(store.clone(), tasks.clone()),
             node_id: OnceLock::new(),
             tasks,
             slots: Slots::new(config.max_sessions, config.max_queue),
+            warm: warm::WarmPool::new(Manager::warm_targets(
+                &provisioner.stereotypes(),
+                &config,
+                provisioner.chromium_sandbox(),
+            )),
             catalog: provisioner.stereotypes(),
             keyring: crate::auth::Keyring::new(store.clone(), config.require_auth),
             front: crate::backend::FrontConfig::new(
@@ -151,6 +162,10 @@ impl Manager {
             .spawn_until_stopped(reaper::watch_timeouts(Arc::downgrade(&m)));
         m.tasks
             .spawn_until_stopped(reaper::prune_records(Arc::downgrade(&m)));
+        if m.warm.enabled() {
+            m.tasks
+                .spawn_until_stopped(warm::keep_warm(Arc::downgrade(&m)));
+        }
         m
     }
 
@@ -246,15 +261,38 @@ impl Manager {
         let _ = self.end_listener.set(Box::new(f));
     }
 
-    /// Slots free right now.
+    /// Slots free right now (a warm session's slot is free for any request).
     pub fn free_slots(&self) -> usize {
-        self.slots.snapshot().0
+        self.slot_snapshot().0
     }
 
     /// Slots taken by sessions running or starting.
     pub fn slots_in_use(&self) -> usize {
-        let (free, capacity, ..) = self.slots.snapshot();
+        let (free, capacity, ..) = self.slot_snapshot();
         capacity.saturating_sub(free)
+    }
+
+    /// (free, capacity, waiting, ready) as clients see them: slots held by
+    /// warm sessions count as free, since any request gets one at once.
+    fn slot_snapshot(&self) -> (usize, usize, usize, bool) {
+        let (free, capacity, waiting, ready) = self.slots.snapshot();
+        let warm = self.warm.held();
+        (
+            (free + warm).min(capacity),
+            capacity,
+            waiting,
+            ready || (warm > 0 && waiting == 0),
+        )
+    }
+
+    /// Stops keeping sessions warm and ends the ready ones (a draining node).
+    pub async fn stop_warm(&self) {
+        self.warm.close().await;
+    }
+
+    /// Warm sessions ready to be taken right now.
+    pub fn warm_ready(&self) -> usize {
+        self.warm.ready()
     }
 
     /// The session records and API keys of this grid.

@@ -24,6 +24,7 @@ impl Manager {
             return;
         }
         self.slots.close();
+        self.warm.close().await;
         // Starts already under way finish first (and end themselves, seeing the
         // shutdown), so none is cut off half-way with processes running.
         let mut starting = self.starting.subscribe();

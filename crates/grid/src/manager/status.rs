@@ -9,7 +9,7 @@ impl Manager {
     /// What `/metrics` reports of this process: its own counts, sessions
     /// and slots, as the one node `local`.
     pub fn local_metrics(&self) -> MetricsView {
-        let (free, capacity, waiting, _) = self.slots.snapshot();
+        let (free, capacity, waiting, _) = self.slot_snapshot();
         let mut browsers: Vec<String> = self
             .catalog
             .iter()
@@ -43,7 +43,7 @@ impl Manager {
 
     /// The `GET /status` value.
     pub fn status(&self, uri: &str) -> Value {
-        let (free, capacity, waiting, ready) = self.slots.snapshot();
+        let (free, capacity, waiting, ready) = self.slot_snapshot();
         let shutting_down = self.shutting_down.load(Ordering::SeqCst);
         let ready = ready && !shutting_down && !self.catalog.is_empty();
         let sessions = self.all_sessions();
@@ -84,6 +84,8 @@ impl Manager {
             "maxSessions": capacity,
             "sessions": sessions.len(),
             "freeSlots": free,
+            // Started ahead of demand, nobody's yet (`--warm`); their slots count as free.
+            "warmSessions": self.warm_ready(),
             "queue": waiting,
             "nodes": [{
                 "id": "local",

@@ -65,6 +65,11 @@ pub struct StandaloneArgs {
     #[arg(long, env = "GRIDIRON_NO_PREWARM", num_args = 0..=1, default_missing_value = "true")]
     #[serde(alias = "no_prewarm")]
     pub no_prewarm: Option<bool>,
+    /// Sessions kept fully started for requests of the default capabilities,
+    /// per browser, e.g. `chrome=2,firefox=1` [default: none]. They count
+    /// against --max-sessions but give their slots up to waiting requests.
+    #[arg(long, env = "GRIDIRON_WARM")]
+    pub warm: Option<String>,
     /// The URL clients use to reach the grid (e.g. behind a proxy), written into
     /// CDP and BiDi websocket URLs [default: from each request's Host / X-Forwarded-* / Forwarded].
     #[arg(long, env = "GRIDIRON_PUBLIC_URL")]
@@ -183,6 +188,7 @@ impl StandaloneArgs {
             new_session_timeout: self.new_session_timeout.or(file.new_session_timeout),
             headful: self.headful.or(file.headful),
             no_prewarm: self.no_prewarm.or(file.no_prewarm),
+            warm: self.warm.or(file.warm),
             public_url: self.public_url.or(file.public_url),
             log_format: self.log_format.or(file.log_format),
             session_uid_base: self.session_uid_base.or(file.session_uid_base),
@@ -320,6 +326,7 @@ pub(crate) fn resolve(args: StandaloneArgs) -> Result<Standalone, String> {
     }
     grid.headless = !args.headful.unwrap_or(false);
     grid.prewarm = !args.no_prewarm.unwrap_or(false);
+    grid.warm = gridiron_domain::warm::WarmCounts::parse(args.warm.as_deref().unwrap_or(""))?;
     resolve_bounds(&mut grid, &args)?;
     grid.public_url = public_url(args.public_url)?;
     grid.launch_allowances = LaunchAllowances::new(args.allow_binary, args.allow_arg)?;

@@ -23,14 +23,12 @@ pub enum Command {
     Standalone(Box<StandaloneArgs>),
     /// List the browsers and drivers found on this host and what is missing.
     Doctor,
-    /// Internal: run PROGRAM so that it dies with its parent (how browsers are started).
+    /// Internal: kill what the grid with DATA_DIR left running once the grid
+    /// is gone (its pipe on stdin closes).
     #[command(hide = true)]
-    ExecGuarded {
-        /// The browser binary.
-        program: PathBuf,
-        /// Its arguments.
-        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
-        args: Vec<std::ffi::OsString>,
+    Watchdog {
+        /// The grid's data directory.
+        data_dir: PathBuf,
     },
     /// Run a hub: accepts clients, queues new sessions for nodes, routes commands (scaled-out grid).
     #[cfg(feature = "redis")]
@@ -200,9 +198,13 @@ pub fn run_standalone(args: StandaloneArgs) -> Result<(), String> {
     Ok(())
 }
 
-/// The browsers and drivers of this host, each browser started so that it
-/// dies with its driver (see `gridiron_provision::guard`), and how their
-/// sessions are isolated (logged: a weaker isolation is a warning).
+/// This process's watchdog, which kills its browsers once it is gone.
+static WATCHDOG: std::sync::OnceLock<std::sync::Mutex<gridiron_provision::Watchdog>> =
+    std::sync::OnceLock::new();
+
+/// The browsers and drivers of this host, and how their sessions are
+/// isolated (logged: a weaker isolation is a warning); starts the watchdog
+/// that ends every browser with this process (see `gridiron_provision::guard`).
 pub(crate) fn discover_guarded(
     data_dir: &Path,
     settings: &gridiron_provision::IsolationSettings,
@@ -212,8 +214,10 @@ pub(crate) fn discover_guarded(
         std::env::current_exe().map_err(|e| format!("cannot find this executable: {e}"))?;
     let isolation =
         gridiron_provision::Isolation::decide(settings, data_dir, &mut found.installs, &mut me);
-    gridiron_provision::guard_browsers(&mut found.installs, &me, data_dir)
-        .map_err(|e| format!("cannot write browser launch scripts: {e}"))?;
+    let watchdog = gridiron_provision::Watchdog::start(&me, data_dir)
+        .map_err(|e| format!("cannot start the watchdog of browsers: {e}"))?;
+    // Kept (and its pipe open) until this process ends, however it ends.
+    let _ = WATCHDOG.set(std::sync::Mutex::new(watchdog));
     match &isolation.uids {
         Some(uids) => tracing::info!(
             uids = %uids,
