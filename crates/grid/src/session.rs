@@ -343,3 +343,40 @@ impl Session {
             .take()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::Alarm;
+    use futures_util::FutureExt;
+    use std::time::Duration;
+
+    /// Whether the alarm has rung (and keeps the ring for its sleeper).
+    fn rang(alarm: &Alarm) -> bool {
+        alarm.sleep(None).now_or_never().is_some()
+    }
+
+    #[test]
+    fn a_deadline_before_the_planned_look_rings_and_a_later_one_does_not() {
+        let alarm = Alarm::new();
+        alarm.plan(Some(Duration::from_secs(60)));
+        alarm.deadline_in(Duration::from_secs(300));
+        assert!(
+            !rang(&alarm),
+            "later than planned: the watcher looks in time"
+        );
+        alarm.deadline_in(Duration::from_secs(1));
+        assert!(rang(&alarm), "earlier than planned");
+        assert!(!rang(&alarm), "one ring, one look");
+    }
+
+    #[test]
+    fn while_the_watcher_looks_or_plans_no_look_every_deadline_rings() {
+        let alarm = Alarm::new();
+        alarm.looking();
+        alarm.deadline_in(Duration::from_secs(3600));
+        assert!(rang(&alarm), "moved while the sessions were looked at");
+        alarm.plan(None);
+        alarm.deadline_in(Duration::from_secs(3600));
+        assert!(rang(&alarm), "the watcher planned to sleep until rung");
+    }
+}
