@@ -766,6 +766,14 @@ def cpu_share(before: dict[str, float], after: dict[str, float], seconds: float)
             if k in after and seconds > 0 and after[k] == after[k]}
 
 
+def per_session_ms(r: "LoopResult", prefix: str) -> float:
+    """CPU milliseconds per completed session of the processes named `prefix`*."""
+    if not r.completed:
+        return float("nan")
+    share = sum(v for k, v in r.cpu.items() if k.startswith(prefix))
+    return share * r.elapsed * 1000 / r.completed
+
+
 def fmt_cpu(cpu: dict[str, float]) -> str:
     return ", ".join(f"{k} {v * 100:.0f}%" for k, v in sorted(cpu.items()))
 
@@ -799,6 +807,10 @@ def print_summary(args, report: dict, env_info: dict) -> None:
         out.append("CPU, share of one core during each phase (a node's includes its ended stand-in drivers):")
         for r in phases:
             out.append(f"  {r.label.split()[0]:<3} {fmt_cpu(r.cpu)}")
+        out.append("CPU ms per session (all nodes together, with their stand-in drivers; all hubs; Redis):")
+        for r in phases[1:]:
+            out.append(f"  {r.label.split()[0]:<3} nodes {fmt(per_session_ms(r, 'node'), 2)}, "
+                       f"hubs {fmt(per_session_ms(r, 'hub'), 2)}, redis {fmt(per_session_ms(r, 'redis'), 2)}")
         for r in phases:
             for e in r.errors[:3]:
                 out.append(f"  {r.label.split()[0]} error: {e}")

@@ -22,457 +22,29 @@ from __future__ import annotations
 import argparse
 import contextlib
 import gc
-import http.client
-import json
 import os
 import platform
 import shutil
-import signal
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
-import threading
 import time
 
-from benchlib import free_port, pdeathsig, percentile, tail
-
-DEFAULT_GRID_BIN = "/root/.cache/gridiron-target/release/gridiron"
-DEFAULT_CHROMEDRIVER = "/usr/bin/chromedriver"
-DEFAULT_CHROMIUM = "/usr/bin/chromium"
-
-CHROME_ARGS = [
-    "--headless=new",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-dev-shm-usage",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
-
-PAGE_TITLE = "gridiron-bench"
-PAGE_URL = "data:text/html,<html><head><title>%s</title></head><body>bench</body></html>" % PAGE_TITLE
-EXEC_BODY = json.dumps({"script": "return 1", "args": []}).encode()
+from benchlib import (RSS_SAMPLE_INTERVAL_S, BenchError, RssSampler, fmt, fmt_delta, log, percentile,
+                      ratio, read_rss_kb, run_script, summarize, version_of,
+                      write_json)
+from webdriver_targets import (CHROME_ARGS, COMMAND_LABELS, DEFAULT_CHROMEDRIVER, DEFAULT_CHROMIUM,
+                               DEFAULT_GRID_BIN, PAGE_URL, Client, CommandSession, DirectTarget,
+                               GridTarget, Target, run_parallel, timed_session)
 
 # Informational targets.
 TARGET_CMD_OVERHEAD_P50_MS = 0.3
 TARGET_SESSION_OVERHEAD_P50_MS = 10.0
 TARGET_IDLE_RSS_MB = 20.0
 
-RSS_SAMPLE_INTERVAL_S = 0.05
-
-# Logs of the processes started by this run, shown (tail) when the run fails.
-_LOGS: list[tuple[str, str]] = []
-
-
-class BenchError(Exception):
-    pass
-
-
-class Terminated(BaseException):
-    """Raised from the SIGTERM handler so that cleanup code runs."""
-
-
-def log(msg: str) -> None:
-    print(msg, file=sys.stderr, flush=True)
-
-
-# --------------------------------------------------------------------------
-# statistics helpers
-
-
-def summarize(samples_ms: list[float]) -> dict:
-    s = sorted(samples_ms)
-    return {
-        "n": len(s),
-        "min": s[0] if s else float("nan"),
-        "mean": statistics.fmean(s) if s else float("nan"),
-        "p50": percentile(s, 50),
-        "p95": percentile(s, 95),
-        "p99": percentile(s, 99),
-        "max": s[-1] if s else float("nan"),
-    }
-
-
-# --------------------------------------------------------------------------
-# process helpers
-
-
-def proc_stat(pid: int) -> dict | None:
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            data = f.read().decode(errors="replace")
-    except OSError:
-        return None
-    rest = data[data.rfind(")") + 2:].split()
-    return {
-        "state": rest[0],
-        "ppid": int(rest[1]),
-        "pgrp": int(rest[2]),
-        "sid": int(rest[3]),
-        "start": int(rest[19]),
-        "comm": data[data.find("(") + 1:data.rfind(")")],
-    }
-
-
-def all_procs() -> dict[int, dict]:
-    out = {}
-    for name in os.listdir("/proc"):
-        if name.isdigit():
-            st = proc_stat(int(name))
-            if st is not None:
-                out[int(name)] = st
-    return out
-
-
-def descendants(root: int) -> dict[int, dict]:
-    procs = all_procs()
-    children: dict[int, list[int]] = {}
-    for pid, st in procs.items():
-        children.setdefault(st["ppid"], []).append(pid)
-    out, stack = {}, [root]
-    while stack:
-        for c in children.get(stack.pop(), []):
-            if c not in out:
-                out[c] = procs[c]
-                stack.append(c)
-    return out
-
-
-def still_alive(pid: int, start: int) -> bool:
-    st = proc_stat(pid)
-    return st is not None and st["start"] == start and st["state"] != "Z"
-
-
-def kill_quietly(pid: int, sig: int) -> None:
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.kill(pid, sig)
-
-
-def killpg_quietly(pgid: int, sig: int) -> None:
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(pgid, sig)
-
-
-def read_rss_kb(pid: int, field: str = "VmRSS") -> int | None:
-    try:
-        with open(f"/proc/{pid}/status") as f:
-            for line in f:
-                if line.startswith(field + ":"):
-                    return int(line.split()[1])
-    except (OSError, ValueError):
-        return None
-    return None
-
-
-# --------------------------------------------------------------------------
-# HTTP client
-
-
-class NoDelayConnection(http.client.HTTPConnection):
-    """Keep-alive connection with TCP_NODELAY that counts (re)connects."""
-
-    def __init__(self, *a, **kw):
-        super().__init__(*a, **kw)
-        self.connects = 0
-
-    def connect(self):
-        super().connect()
-        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        self.connects += 1
-
-
-class Client:
-    def __init__(self, base_url: str, timeout: float = 120.0):
-        assert base_url.startswith("http://")
-        hostport = base_url[len("http://"):].rstrip("/")
-        host, port = hostport.rsplit(":", 1)
-        self.conn = NoDelayConnection(host, int(port), timeout=timeout)
-        self.headers_json = {"Content-Type": "application/json; charset=utf-8"}
-
-    def connect(self) -> None:
-        self.conn.connect()
-
-    def close(self) -> None:
-        self.conn.close()
-
-    def raw(self, method: str, path: str, body: bytes | None = None) -> tuple[int, bytes]:
-        headers = self.headers_json if body is not None else {}
-        self.conn.request(method, path, body=body, headers=headers)
-        resp = self.conn.getresponse()
-        data = resp.read()
-        return resp.status, data
-
-    def call(self, method: str, path: str, payload: object | None = None) -> object:
-        body = json.dumps(payload).encode() if payload is not None else None
-        try:
-            status, data = self.raw(method, path, body)
-        except (OSError, http.client.HTTPException) as e:
-            self.conn.close()
-            raise BenchError(f"{method} {path}: {type(e).__name__}: {e}") from None
-        try:
-            doc = json.loads(data) if data else {}
-        except ValueError:
-            doc = None
-        if status >= 300 or not isinstance(doc, dict):
-            raise BenchError(f"{method} {path} -> HTTP {status}: {data[:500]!r}")
-        return doc.get("value")
-
-    # W3C helpers -----------------------------------------------------------
-
-    def new_session(self, caps: dict) -> str:
-        value = self.call("POST", "/session", caps)
-        if isinstance(value, dict) and "sessionId" in value:
-            return value["sessionId"]
-        raise BenchError(f"unexpected new-session response: {value!r}")
-
-    def delete_session(self, sid: str) -> None:
-        self.call("DELETE", f"/session/{sid}")
-
-
-def wait_ready(base_url: str, proc: subprocess.Popen, what: str, log_path: str,
-               timeout: float) -> float:
-    """Poll GET /status until value.ready is true. Returns seconds waited."""
-    t0 = time.monotonic()
-    last = "no response"
-    while time.monotonic() - t0 < timeout:
-        rc = proc.poll()
-        if rc is not None:
-            raise BenchError(f"{what} exited with status {rc} before becoming ready; "
-                             f"log tail:\n{tail(log_path)}")
-        c = Client(base_url, timeout=2.0)
-        try:
-            status, data = c.raw("GET", "/status")
-            if status == 200:
-                value = json.loads(data).get("value") or {}
-                if value.get("ready") is True:
-                    return time.monotonic() - t0
-                last = f"ready={value.get('ready')!r}"
-            else:
-                last = f"HTTP {status}"
-        except (OSError, http.client.HTTPException, ValueError) as e:
-            last = f"{type(e).__name__}: {e}"
-        finally:
-            c.close()
-        time.sleep(0.05)
-    raise BenchError(f"{what} not ready after {timeout:.0f}s ({last}); log tail:\n{tail(log_path)}")
-
-
-# --------------------------------------------------------------------------
-# targets
-
-
-class Target:
-    name = "?"
-    base_url = ""
-
-    def caps(self) -> dict:
-        raise NotImplementedError
-
-    def after_delete(self) -> None:
-        pass
-
-
-class DirectTarget(Target):
-    name = "direct"
-
-    def __init__(self, chromedriver: str, chromium: str, workdir: str):
-        self.chromedriver = chromedriver
-        self.chromium = chromium
-        self.workdir = workdir
-        self.tmpdir = os.path.join(workdir, "tmp")
-        self.profiles = os.path.join(workdir, "profiles")
-        os.makedirs(self.tmpdir)
-        os.makedirs(self.profiles)
-        self.log_path = os.path.join(workdir, "chromedriver.log")
-        self.proc: subprocess.Popen | None = None
-        self._profile_lock = threading.Lock()
-        self._profile_seq = 0
-
-    def start(self, timeout: float) -> None:
-        port = free_port()
-        self.base_url = f"http://127.0.0.1:{port}"
-        env = dict(os.environ, TMPDIR=self.tmpdir)
-        with open(self.log_path, "wb") as logf:
-            self.proc = subprocess.Popen(
-                [self.chromedriver, f"--port={port}"],
-                stdin=subprocess.DEVNULL, stdout=logf, stderr=subprocess.STDOUT,
-                env=env, start_new_session=True, preexec_fn=pdeathsig(signal.SIGKILL),
-            )
-        self.ready_s = wait_ready(self.base_url, self.proc, "chromedriver", self.log_path, timeout)
-
-    def caps(self) -> dict:
-        with self._profile_lock:
-            self._profile_seq += 1
-            seq = self._profile_seq
-        profile = os.path.join(self.profiles, f"p{seq}")
-        os.makedirs(profile)
-        return {"capabilities": {"alwaysMatch": {
-            "browserName": "chrome",
-            "goog:chromeOptions": {
-                "binary": self.chromium,
-                "args": CHROME_ARGS + [f"--user-data-dir={profile}"],
-            },
-        }}}
-
-    def after_delete(self) -> None:
-        # Profiles of deleted sessions are not needed any more; the browser has
-        # exited by the time DELETE returns. Remove them to keep disk use flat.
-        for name in os.listdir(self.profiles):
-            shutil.rmtree(os.path.join(self.profiles, name), ignore_errors=True)
-
-    def stop(self) -> None:
-        if self.proc is None:
-            return
-        pid = self.proc.pid
-        tree = descendants(pid)
-        killpg_quietly(pid, signal.SIGTERM)
-        try:
-            self.proc.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            pass
-        killpg_quietly(pid, signal.SIGKILL)
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            self.proc.wait(timeout=5)
-        # Anything that moved to another process group (but stayed in our session
-        # or was a known descendant) is swept as well.
-        for p, st in all_procs().items():
-            if st["sid"] == pid and p != os.getpid():
-                kill_quietly(p, signal.SIGKILL)
-        for p, st in tree.items():
-            if still_alive(p, st["start"]):
-                kill_quietly(p, signal.SIGKILL)
-        self.proc = None
-
-
-class GridTarget(Target):
-    name = "grid"
-
-    def __init__(self, grid_bin: str, workdir: str, tmpdir: str, max_sessions: int,
-                 extra_args: list[str] | None = None):
-        self.grid_bin = grid_bin
-        self.extra_args = list(extra_args or [])
-        self.workdir = workdir
-        self.data_dir = os.path.join(workdir, "data")
-        # The grid's own TMPDIR. Kept short on purpose: Chromium puts its
-        # SingletonSocket below the temp dir it inherits, and a Unix socket path
-        # must fit in 107 bytes, so a long TMPDIR makes the browser exit at start.
-        self.tmpdir = tmpdir
-        os.makedirs(self.data_dir)
-        self.log_path = os.path.join(workdir, "gridiron.log")
-        _LOGS.append(("gridiron", self.log_path))
-        self.max_sessions = max_sessions
-        self.proc: subprocess.Popen | None = None
-        self.exit_status: int | None = None
-        self.stop_s: float | None = None
-        self.leaked: list[str] = []
-        self.leftover_tmp: list[str] = []
-
-    def start(self, timeout: float) -> None:
-        port = free_port()
-        self.base_url = f"http://127.0.0.1:{port}"
-        env = dict(os.environ, TMPDIR=self.tmpdir)
-        cmd = [self.grid_bin, "standalone", "--host", "127.0.0.1", "--port", str(port),
-               "--data-dir", self.data_dir, "--max-sessions", str(self.max_sessions)]
-        cmd += self.extra_args
-        with open(self.log_path, "wb") as logf:
-            self.proc = subprocess.Popen(
-                cmd, stdin=subprocess.DEVNULL, stdout=logf, stderr=subprocess.STDOUT,
-                env=env, start_new_session=True, preexec_fn=pdeathsig(signal.SIGTERM),
-            )
-        self.ready_s = wait_ready(self.base_url, self.proc, "gridiron", self.log_path, timeout)
-
-    def caps(self) -> dict:
-        return {"capabilities": {"alwaysMatch": {"browserName": "chrome"}}}
-
-    def stop(self) -> None:
-        """SIGTERM the grid, wait for exit, then sweep anything it left behind."""
-        if self.proc is None:
-            return
-        pid = self.proc.pid
-        tree = descendants(pid)
-        t0 = time.monotonic()
-        kill_quietly(pid, signal.SIGTERM)
-        try:
-            self.exit_status = self.proc.wait(timeout=30)
-            self.stop_s = time.monotonic() - t0
-        except subprocess.TimeoutExpired:
-            log("gridiron did not exit within 30s of SIGTERM; killing it")
-            killpg_quietly(pid, signal.SIGKILL)
-            kill_quietly(pid, signal.SIGKILL)
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                self.exit_status = self.proc.wait(timeout=5)
-        # Give orphaned children a moment to exit on their own before calling
-        # them leaked.
-        deadline = time.monotonic() + 3
-        while time.monotonic() < deadline:
-            if not any(still_alive(p, st["start"]) for p, st in tree.items()):
-                break
-            time.sleep(0.1)
-        for p, st in tree.items():
-            if still_alive(p, st["start"]):
-                self.leaked.append(f"{p}:{st['comm']}")
-                kill_quietly(p, signal.SIGKILL)
-        for p, st in all_procs().items():
-            if st["sid"] == pid and p != os.getpid():
-                kill_quietly(p, signal.SIGKILL)
-        # Whatever is still in the grid's TMPDIR was not cleaned up by the grid.
-        with contextlib.suppress(OSError):
-            self.leftover_tmp = sorted(os.listdir(self.tmpdir))
-        self.proc = None
-
-
-# --------------------------------------------------------------------------
-# RSS sampler
-
-
-class RssSampler(threading.Thread):
-    def __init__(self, pid: int, interval: float = RSS_SAMPLE_INTERVAL_S):
-        super().__init__(daemon=True, name="rss-sampler")
-        self.pid = pid
-        self.interval = interval
-        self.samples: list[tuple[float, int]] = []
-        self._stop_evt = threading.Event()
-
-    def run(self) -> None:
-        while not self._stop_evt.is_set():
-            kb = read_rss_kb(self.pid)
-            if kb is None:
-                return
-            self.samples.append((time.monotonic(), kb))
-            self._stop_evt.wait(self.interval)
-
-    def stop(self) -> None:
-        self._stop_evt.set()
-        self.join(timeout=2)
-
-    def max_kb(self, since: float = 0.0, until: float = float("inf")) -> int | None:
-        vals = [kb for t, kb in self.samples if since <= t <= until]
-        return max(vals) if vals else None
-
 
 # --------------------------------------------------------------------------
 # measurements
-
-
-def timed_session(target: Target) -> tuple[float, float]:
-    """Create and delete one session on a fresh connection. Returns (create_ms, delete_ms)."""
-    c = Client(target.base_url)
-    try:
-        c.connect()
-        caps = target.caps()
-        t0 = time.perf_counter_ns()
-        sid = c.new_session(caps)
-        t1 = time.perf_counter_ns()
-        c.delete_session(sid)
-        t2 = time.perf_counter_ns()
-    finally:
-        c.close()
-    target.after_delete()
-    return (t1 - t0) / 1e6, (t2 - t1) / 1e6
 
 
 def bench_sessions(targets: list[Target], n: int) -> dict:
@@ -485,61 +57,12 @@ def bench_sessions(targets: list[Target], n: int) -> dict:
         # the other's browser teardown.
         order = targets if i % 2 == 0 else list(reversed(targets))
         for t in order:
-            c_ms, d_ms = timed_session(t)
+            c_ms, d_ms, _ = timed_session(t)
             res[t.name]["create"].append(c_ms)
             res[t.name]["delete"].append(d_ms)
         log(f"[sessions] {i + 1}/{n}: " + "  ".join(
             f"{t.name} {res[t.name]['create'][-1]:.1f} ms" for t in targets))
     return res
-
-
-class CommandSession:
-    def __init__(self, target: Target):
-        self.target = target
-        self.client = Client(target.base_url)
-        self.client.connect()
-        self.sid = self.client.new_session(target.caps())
-        self.client.call("POST", f"/session/{self.sid}/url", {"url": PAGE_URL})
-        title = self.client.call("GET", f"/session/{self.sid}/title")
-        if title != PAGE_TITLE:
-            raise BenchError(f"{target.name}: unexpected title {title!r}")
-        self.title_path = f"/session/{self.sid}/title"
-        self.exec_path = f"/session/{self.sid}/execute/sync"
-        self.connects_before = self.client.conn.connects
-
-    def close(self) -> None:
-        try:
-            self.client.delete_session(self.sid)
-        finally:
-            self.client.close()
-            self.target.after_delete()
-
-    def run(self, command: str, n: int, out: list[float]) -> None:
-        """Run `n` round trips of `command`, appending latencies (ms) to `out`."""
-        conn = self.client.conn
-        if command == "title":
-            method, path, body, hdrs = "GET", self.title_path, None, {}
-            expect = b'"' + PAGE_TITLE.encode() + b'"'
-        else:
-            method, path, body, hdrs = "POST", self.exec_path, EXEC_BODY, self.client.headers_json
-            expect = b'"value":1'
-        pc = time.perf_counter_ns
-        lat = []
-        append = lat.append
-        bad = None
-        for _ in range(n):
-            t0 = pc()
-            conn.request(method, path, body, hdrs)
-            resp = conn.getresponse()
-            data = resp.read()
-            t1 = pc()
-            append(t1 - t0)
-            if resp.status != 200 or expect not in data:
-                bad = (resp.status, data)
-        if bad is not None:
-            raise BenchError(f"{self.target.name} {command}: unexpected response "
-                             f"HTTP {bad[0]}: {bad[1][:300]!r}")
-        out.extend(x / 1e6 for x in lat)
 
 
 def bench_commands(targets: list[Target], iterations: int, blocks: int, warmup: int) -> dict:
@@ -585,54 +108,24 @@ def bench_commands(targets: list[Target], iterations: int, blocks: int, warmup: 
 
 
 def bench_parallel(target: Target, clients: int, commands: int) -> dict:
-    barrier = threading.Barrier(clients + 1)
-    errors: list[str] = []
     phase = [dict() for _ in range(clients)]
 
-    def worker(i: int) -> None:
-        c = Client(target.base_url)
-        try:
-            c.connect()
-            caps = target.caps()
-            barrier.wait()
-            t0 = time.perf_counter()
-            sid = c.new_session(caps)
-            t1 = time.perf_counter()
-            path = f"/session/{sid}/title"
-            for _ in range(commands):
-                status, data = c.raw("GET", path)
-                if status != 200:
-                    raise BenchError(f"title -> HTTP {status}: {data[:200]!r}")
-            t2 = time.perf_counter()
-            c.delete_session(sid)
-            t3 = time.perf_counter()
-            phase[i] = {"create_s": t1 - t0, "commands_s": t2 - t1, "delete_s": t3 - t2}
-        except threading.BrokenBarrierError:
-            pass
-        except BaseException as e:  # noqa: BLE001 - reported to the main thread
-            errors.append(f"client {i}: {type(e).__name__}: {e}")
-            barrier.abort()
-        finally:
-            c.close()
+    def work(i: int, c: Client) -> None:
+        caps = target.caps()
+        t0 = time.perf_counter()
+        sid = c.new_session(caps)
+        t1 = time.perf_counter()
+        path = f"/session/{sid}/title"
+        for _ in range(commands):
+            status, data = c.raw("GET", path)
+            if status != 200:
+                raise BenchError(f"title -> HTTP {status}: {data[:200]!r}")
+        t2 = time.perf_counter()
+        c.delete_session(sid)
+        t3 = time.perf_counter()
+        phase[i] = {"create_s": t1 - t0, "commands_s": t2 - t1, "delete_s": t3 - t2}
 
-    threads = [threading.Thread(target=worker, args=(i,), daemon=True, name=f"client-{i}")
-               for i in range(clients)]
-    for th in threads:
-        th.start()
-    started = True
-    try:
-        barrier.wait(timeout=60)
-    except threading.BrokenBarrierError:
-        started = False
-    t0 = time.perf_counter()
-    for th in threads:
-        th.join()
-    wall = time.perf_counter() - t0
-    target.after_delete()
-    if errors:
-        raise BenchError(f"{target.name} parallel: " + "; ".join(errors))
-    if not started:
-        raise BenchError(f"{target.name} parallel: clients did not start within 60s")
+    wall = run_parallel(target, clients, work, f"{target.name} parallel")
     return {
         "wall_s": wall,
         "max_create_s": max(p["create_s"] for p in phase),
@@ -653,35 +146,9 @@ def bench_parallel_rounds(targets: list[Target], clients: int, commands: int, ro
 
 
 # --------------------------------------------------------------------------
+
+# --------------------------------------------------------------------------
 # reporting
-
-
-def fmt(v: float | None, digits: int = 3) -> str:
-    if v is None or v != v:
-        return "-"
-    return f"{v:.{digits}f}"
-
-
-def fmt_delta(v: float | None, digits: int = 3) -> str:
-    if v is None or v != v:
-        return "-"
-    return f"{v:+.{digits}f}"
-
-
-def ratio(g: float | None, d: float | None) -> str:
-    if g is None or d is None or d == 0 or g != g or d != d:
-        return "-"
-    return f"{g / d:.2f}x"
-
-
-def version_of(cmd: list[str]) -> str:
-    try:
-        out = subprocess.run(cmd, capture_output=True, timeout=10, text=True,
-                             stdin=subprocess.DEVNULL)
-        text = (out.stdout or out.stderr).strip().splitlines()
-        return text[0] if text and out.returncode == 0 else "?"
-    except (OSError, subprocess.TimeoutExpired):
-        return "?"
 
 
 def build_report(args, env_info: dict, results: dict) -> tuple[str, dict]:
@@ -723,7 +190,7 @@ def build_report(args, env_info: dict, results: dict) -> tuple[str, dict]:
 
     cmd = results["commands"]
     cs = {t: {c: summarize(v) for c, v in cmd["samples"][t].items()} for t in cmd["samples"]}
-    labels = {"title": "GET title", "execute": "POST execute/sync"}
+    labels = COMMAND_LABELS
     for c in ("title", "execute"):
         for p in ("p50", "p95", "p99"):
             row(f"{labels[c]} {p} (ms)", cs["direct"][c][p],
@@ -960,46 +427,12 @@ def run(args: argparse.Namespace, stack: contextlib.ExitStack) -> int:
     env_info["loadavg_end"] = " ".join(f"{x:.2f}" for x in os.getloadavg())
     table, doc = build_report(args, env_info, results)
     print(table, flush=True)
-    if args.json == "-":
-        print("\n--- json ---")
-        print(json.dumps(doc, indent=2, sort_keys=True), flush=True)
-    elif args.json:
-        with open(args.json, "w") as f:
-            json.dump(doc, f, indent=2, sort_keys=True)
-            f.write("\n")
-        log(f"json written to {args.json}")
+    write_json(doc, args.json)
     return 0
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parse_args(sys.argv[1:] if argv is None else argv)
-
-    def on_term(signum, frame):
-        raise Terminated()
-
-    signal.signal(signal.SIGTERM, on_term)
-    stack = contextlib.ExitStack()
-    code = 1
-    try:
-        code = run(args, stack)
-    except BenchError as e:
-        log(f"error: {e}")
-        for name, path in _LOGS:
-            if os.path.exists(path):
-                log(f"--- last lines of the {name} log ---\n{tail(path, 25)}")
-        code = 1
-    except KeyboardInterrupt:
-        log("interrupted")
-        code = 130
-    except Terminated:
-        log("terminated")
-        code = 143
-    finally:
-        # Cleanup must not be cut short by a second Ctrl-C / SIGTERM.
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
-        signal.signal(signal.SIGTERM, signal.SIG_IGN)
-        stack.close()
-    return code
+    return run_script(parse_args, run, argv)
 
 
 if __name__ == "__main__":

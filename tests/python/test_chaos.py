@@ -201,7 +201,11 @@ def hub_view(hub):
 
 def leftovers(cluster, marker_entry):
     """Processes of the run that are not the cluster's own hubs, nodes and Redis."""
-    own = {g.proc.pid for g in cluster.hubs + cluster.nodes if g.running()} | {cluster.redis.proc.pid}
+    running = [g for g in cluster.hubs + cluster.nodes if g.running()]
+    own = {g.proc.pid for g in running} | {cluster.redis.proc.pid}
+    # A running node's watchdog (`gridiron watchdog DATA_DIR`) is part of the node.
+    own |= {p.pid for p in processes_with_env(marker_entry)
+            if "watchdog" in p.cmd_text and any(g.data_dir in p.cmd_text for g in running)}
     found = {p.pid: p for p in processes_with_env(marker_entry) if p.pid not in own}
     for n in cluster.nodes:
         found.update({p.pid: p for p in n.processes() if p.pid not in own})

@@ -29,6 +29,10 @@ pub const CHROMIUM_DEFAULT_ARGS: &[&str] = &[
     "--disable-component-update",
     "--disable-sync",
     "--no-first-run",
+    // No crash handler: its reports have no reader on a grid, and it leaves
+    // the session's process group (two processes per session fewer to start
+    // and to hunt down at the end).
+    "--disable-crashpad-for-testing",
 ];
 
 /// The capabilities the driver receives: the merged request without grid options

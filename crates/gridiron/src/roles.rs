@@ -484,6 +484,7 @@ pub fn run_node(mut args: NodeArgs) -> Result<(), String> {
         }
         .map_err(|e| e.to_string())
     })?;
+    crate::cli::release_watchdog();
     tracing::info!("stopped");
     Ok(())
 }

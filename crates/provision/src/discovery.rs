@@ -74,11 +74,37 @@ const WANTED: &[Wanted] = &[
 /// Looks for every supported browser and driver on `PATH` (plus `~/.cargo/bin`).
 pub fn discover() -> Discovery {
     let mut out = Discovery::default();
-    for w in WANTED {
-        let browser = w.browser_bins.iter().find_map(|b| find(b));
-        let browser_version = browser.as_ref().and_then(|p| version_of(p));
-        let driver = w.driver_bins.iter().find_map(|b| find(b));
-        let driver_version = driver.as_ref().and_then(|p| version_of(p));
+    let found: Vec<(Option<PathBuf>, Option<PathBuf>)> = WANTED
+        .iter()
+        .map(|w| {
+            (
+                w.browser_bins.iter().find_map(|b| find(b)),
+                w.driver_bins.iter().find_map(|b| find(b)),
+            )
+        })
+        .collect();
+    // Every `--version` at once: a browser's takes tens of milliseconds, and
+    // the grid is not ready until all have answered.
+    let versions: Vec<(Option<String>, Option<String>)> = std::thread::scope(|scope| {
+        let probes: Vec<_> = found
+            .iter()
+            .map(|(b, d)| {
+                let b = b.as_deref().map(|p| scope.spawn(move || version_of(p)));
+                let d = d.as_deref().map(|p| scope.spawn(move || version_of(p)));
+                (b, d)
+            })
+            .collect();
+        let join = |h: Option<std::thread::ScopedJoinHandle<'_, Option<String>>>| {
+            h.and_then(|h| h.join().ok().flatten())
+        };
+        probes
+            .into_iter()
+            .map(|(b, d)| (join(b), join(d)))
+            .collect()
+    });
+    for ((w, (browser, driver)), (browser_version, driver_version)) in
+        WANTED.iter().zip(found).zip(versions)
+    {
         out.components.push(Component {
             name: w.browser,
             found: browser.clone().zip(browser_version.clone()),

@@ -17,7 +17,7 @@ use std::process::{Child, ChildStdin, Command, Stdio};
 pub struct Watchdog {
     child: Child,
     /// The write end of the pipe; closed only when the grid ends.
-    _pipe: ChildStdin,
+    pipe: ChildStdin,
 }
 
 impl Watchdog {
@@ -37,22 +37,41 @@ impl Watchdog {
             .stdin
             .take()
             .ok_or_else(|| io::Error::other("the watchdog has no stdin"))?;
-        Ok(Watchdog { child, _pipe: pipe })
+        Ok(Watchdog { child, pipe })
     }
 
     /// Whether the watchdog is still there to clean up after the grid.
     pub fn alive(&mut self) -> bool {
         matches!(self.child.try_wait(), Ok(None))
     }
+
+    /// The grid has ended every session itself: the watchdog exits without
+    /// sweeping, and is gone when this returns.
+    pub fn release(&mut self) {
+        use std::io::Write;
+        let _ = self.pipe.write_all(RELEASE);
+        let _ = self.pipe.flush();
+        let _ = self.child.wait();
+    }
 }
+
+/// What the grid writes to tell its watchdog that nothing is left to kill.
+const RELEASE: &[u8] = b"q";
 
 /// The watchdog itself: waits until the grid's end of the pipe on stdin
 /// closes, then kills what the grid with `data_dir` left running. Returns
 /// how many processes it killed.
 pub fn run_watchdog(data_dir: &Path) -> usize {
-    let mut sink = [0u8; 64];
+    let mut byte = [0u8; 1];
     let mut stdin = io::stdin().lock();
-    // Nothing is ever written: a read returns only at the end (or an error).
-    while matches!(stdin.read(&mut sink), Ok(n) if n > 0) {}
+    // Only a grid that stopped cleanly writes (and then has nothing left
+    // running); otherwise a read returns at the end of the pipe (or an error).
+    loop {
+        match stdin.read(&mut byte) {
+            Ok(1) if byte == RELEASE => return 0,
+            Ok(n) if n > 0 => {}
+            _ => break,
+        }
+    }
     crate::sweep::kill_marked(data_dir)
 }

@@ -22,6 +22,9 @@ pub fn kill_marked(data_dir: &Path) -> usize {
     kill_with_env(ENV_MARK, &data_dir.display().to_string())
 }
 
+/// How long the sweeper waits for more ending sessions before it walks the process table.
+const GATHER: std::time::Duration = std::time::Duration::from_millis(20);
+
 /// Sweeps for the markers of ending sessions in batches, on a thread of its
 /// own: one walk over the process table serves every session that ended
 /// since the last walk, so the cost of a walk is paid per batch, not per
@@ -59,13 +62,16 @@ impl Sweeper {
 
     fn run(&self) {
         loop {
-            let batch = {
+            {
                 let mut pending = lock(&self.pending);
                 while pending.is_empty() {
                     pending = self.wake.wait(pending).unwrap_or_else(|e| e.into_inner());
                 }
-                std::mem::take(&mut *pending)
-            };
+            }
+            // Sessions that end together are swept together: at most one walk
+            // per gathering pause, however many sessions end meanwhile.
+            std::thread::sleep(GATHER);
+            let batch = std::mem::take(&mut *lock(&self.pending));
             let markers: Vec<&[u8]> = batch.iter().map(|(m, _)| m.as_bytes()).collect();
             // Again until none is left: a process may fork while it is killed.
             for _ in 0..10 {

@@ -41,6 +41,7 @@ pub async fn run_all(f: &dyn Fixture) {
     work_and_answers_are_announced(f).await;
     events_are_recorded(f).await;
     crate::cluster_conformance_metrics::run_all(f).await;
+    crate::cluster_conformance_steps::run_all(f).await;
 }
 
 /// [`MemoryCluster`]s by name, silenced through their hooks.
@@ -69,9 +70,9 @@ impl Fixture for MemoryFixture {
     }
 }
 
-const LONG: Duration = Duration::from_secs(30);
+pub(crate) const LONG: Duration = Duration::from_secs(30);
 
-fn request(id: &str, pool: Option<&str>, pool_max: u32) -> QueuedRequest {
+pub(crate) fn request(id: &str, pool: Option<&str>, pool_max: u32) -> QueuedRequest {
     QueuedRequest {
         id: id.into(),
         body: format!(r#"{{"n":"{id}"}}"#),
@@ -85,7 +86,7 @@ fn request(id: &str, pool: Option<&str>, pool_max: u32) -> QueuedRequest {
     }
 }
 
-fn node(id: &str) -> NodeInfo {
+pub(crate) fn node(id: &str) -> NodeInfo {
     NodeInfo {
         id: id.into(),
         url: format!("http://{id}:5555"),
@@ -97,7 +98,7 @@ fn node(id: &str) -> NodeInfo {
 }
 
 /// The epoch of a successful claim; panics on any other outcome.
-fn claimed(c: Claim) -> u64 {
+pub(crate) fn claimed(c: Claim) -> u64 {
     match c {
         Claim::Claimed { epoch } => epoch,
         other => panic!("expected a claim, got {other:?}"),
@@ -105,7 +106,7 @@ fn claimed(c: Claim) -> u64 {
 }
 
 /// A fresh cluster whose hub `hub-1` is alive.
-async fn with_hub(f: &dyn Fixture, name: &str) -> Arc<dyn Cluster> {
+pub(crate) async fn with_hub(f: &dyn Fixture, name: &str) -> Arc<dyn Cluster> {
     let c = f.cluster(name).await;
     c.hub_heartbeat("hub-1", LONG).await.unwrap();
     c
@@ -659,7 +660,7 @@ async fn a_claim_of_a_lost_registration_is_fenced(f: &dyn Fixture) {
 }
 
 /// Receives the next message that is not a (re)subscription mark.
-async fn next_message(
+pub(crate) async fn next_message(
     rx: &mut tokio::sync::mpsc::UnboundedReceiver<(String, String)>,
 ) -> (String, String) {
     tokio::time::timeout(Duration::from_secs(5), async {

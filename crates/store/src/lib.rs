@@ -8,6 +8,7 @@
 pub mod cluster;
 pub mod cluster_conformance;
 pub mod cluster_conformance_metrics;
+pub mod cluster_conformance_steps;
 pub mod conformance;
 pub mod events;
 mod memory;

@@ -10,7 +10,7 @@ use gridiron_domain::capabilities::{parse_new_session, select};
 use gridiron_domain::events;
 use gridiron_domain::pool::{node_accepts, NodeProfile};
 use gridiron_domain::{BrowserKind, EndReason, GridError, GridOptions, Origin};
-use gridiron_store::cluster::{Beat, Claim, Completion, NodeInfo, Waiting};
+use gridiron_store::cluster::{Beat, Claim, Completion, Ended, NodeInfo, Started, Waiting};
 use gridiron_store::{now_ms, Cluster, NewEvent};
 use serde_json::{json, Value};
 use std::collections::{HashMap, HashSet};
@@ -101,6 +101,9 @@ impl NodeAgent {
         let weak = Arc::downgrade(&agent);
         m.on_session_end(move |sid, reason| {
             if let Some(a) = weak.upgrade() {
+                // The slot is free already: look at the queue now, not after
+                // the store has heard of the end.
+                a.wake.notify_one();
                 let sid = sid.to_string();
                 let tasks = a.m.tasks().clone();
                 tasks.spawn(async move { a.session_ended(&sid, reason).await });
@@ -145,9 +148,13 @@ impl NodeAgent {
             tokio::select! {
                 m = work.recv() => if m.is_none() { return },
                 _ = self.wake.notified() => {}
-                // Notices missed while the store was away, and pool or key places freed elsewhere.
+                // Only a safety net: new requests, requeued ones and pool or
+                // key places freed anywhere are announced; this catches notices
+                // lost while the store was away.
                 _ = tokio::time::sleep(timing::QUEUE_RECHECK) => {}
             }
+            // One look at the queue answers every notice that came meanwhile.
+            while work.try_recv().is_ok() {}
             if !self.takes_work() {
                 continue;
             }
@@ -169,13 +176,16 @@ impl NodeAgent {
     async fn fill(self: &Arc<Self>) -> Result<(), gridiron_store::StoreError> {
         const PAGE: usize = 64;
         let mut offset = 0;
+        // Most looks end at the first requests: the first page is sized by
+        // the free slots, so a busy queue is not read whole at every look.
+        let mut limit = (self.free() * 2).clamp(4, PAGE);
         // Pools and keys found full in this pass: their further requests
         // are passed over without asking the store again (a place freed
         // meanwhile is seen at the next pass).
         let mut full_pools = HashSet::new();
         let mut full_keys = HashSet::new();
         while self.free() > 0 && self.takes_work() {
-            let page = self.cluster.waiting(offset, PAGE).await?;
+            let page = self.cluster.waiting(offset, limit).await?;
             let mut skipped = 0;
             for w in &page {
                 if self.free() == 0 || !self.takes_work() {
@@ -215,9 +225,10 @@ impl NodeAgent {
                     Claim::Gone => {}
                 }
             }
-            if page.len() < PAGE {
+            if page.len() < limit {
                 return Ok(());
             }
+            limit = PAGE;
             // Claimed and vanished requests left the queue: the next page
             // starts after the ones that stay.
             offset += skipped;
@@ -281,52 +292,24 @@ impl NodeAgent {
             .ok()
             .and_then(|v| v["value"]["sessionId"].as_str())
             .map(str::to_string);
-        if let Some(sid) = &sid {
-            let key = (w.key_max > 0).then(|| w.owner.clone());
-            self.lock()
-                .insert(sid.clone(), (w.id.clone(), w.pool.clone(), key.clone()));
-            let routed = retry("add_session", || {
-                self.cluster.add_session(
-                    &self.cfg.id,
-                    sid,
-                    &w.id,
-                    w.pool.as_deref(),
-                    key.as_deref(),
-                )
-            })
-            .await;
-            if routed.is_err() {
-                // Hubs could never reach it: better no session than a lost one.
-                self.m.end(sid, EndReason::FailedToStart).await;
-                result = Err(GridError::not_created(
-                    Origin::Grid,
-                    "the node could not record the session in the store",
-                ));
-            }
-        }
-        let started = result.is_ok();
-        // The session's start and end are recorded by the manager; a
-        // request that got none ends here.
-        if let Err(e) = &result {
-            self.event(
-                NewEvent::now(events::REQUEST_CANCELLED)
-                    .owner(owner.key.as_deref())
-                    .with("request", &w.id)
-                    .with("reason", EndReason::FailedToStart.as_str())
-                    .with("error", &e.message),
-            )
-            .await;
-        }
         self.starting.fetch_sub(1, Ordering::SeqCst);
         self.load_changed();
-        self.report_usage().await;
-        let answer = encode_answer(&result);
-        let completion = retry("complete", || {
-            self.cluster
-                .complete(&w, &self.cfg.id, epoch, &answer, started)
-        })
-        .await
-        .unwrap_or(Completion::Gone);
+        let completion = match &sid {
+            Some(sid) => match self.answer_started(&w, epoch, sid, &result).await {
+                Some(c) => c,
+                None => {
+                    // Hubs could never reach it: better no session than a lost one.
+                    self.m.end(sid, EndReason::FailedToStart).await;
+                    result = Err(GridError::not_created(
+                        Origin::Grid,
+                        "the node could not record the session in the store",
+                    ));
+                    self.answer_failed(&w, epoch, &owner, &result).await
+                }
+            },
+            None => self.answer_failed(&w, epoch, &owner, &result).await,
+        };
+        let started = result.is_ok();
         match (completion, &sid, started) {
             (Completion::Delivered, _, _) | (_, None, _) | (_, _, false) => {}
             (Completion::Gone, Some(sid), true) => {
@@ -343,13 +326,87 @@ impl NodeAgent {
         self.wake.notify_one();
     }
 
-    async fn session_ended(&self, sid: &str, _reason: EndReason) {
-        if self.lock().remove(sid).is_some() {
-            if let Err(e) = self.cluster.remove_session(&self.cfg.id, sid).await {
-                warn!(session = %sid, error = %e, "could not remove the session's route");
-            }
+    /// Records a started session's route and the node's load, then hands
+    /// the answer to its hub, in one store step (retried); `None` if the
+    /// store could not be reached.
+    async fn answer_started(
+        &self,
+        w: &Waiting,
+        epoch: u64,
+        sid: &str,
+        result: &Result<Value, GridError>,
+    ) -> Option<Completion> {
+        let key = (w.key_max > 0).then(|| w.owner.clone());
+        self.lock()
+            .insert(sid.to_string(), (w.id.clone(), w.pool.clone(), key.clone()));
+        let answer = encode_answer(result);
+        retry("complete", || async {
+            // The load is read and written under the heartbeats' turn, so an
+            // older report never overwrites a newer one.
+            let _one_at_a_time = self.beating.lock().await;
+            let started = Started {
+                sid,
+                key: key.as_deref(),
+                used: self.m.slots_in_use(),
+                ttl: self.cfg.heartbeat_ttl,
+            };
+            self.cluster
+                .complete_started(w, &self.cfg.id, epoch, &answer, &started)
+                .await
+        })
+        .await
+        .ok()
+    }
+
+    /// Records why a request got no session and hands its hub the error.
+    async fn answer_failed(
+        &self,
+        w: &Waiting,
+        epoch: u64,
+        owner: &crate::auth::Caller,
+        result: &Result<Value, GridError>,
+    ) -> Completion {
+        // The session's start and end are recorded by the manager; a
+        // request that got none ends here.
+        if let Err(e) = result {
+            self.event(
+                NewEvent::now(events::REQUEST_CANCELLED)
+                    .owner(owner.key.as_deref())
+                    .with("request", &w.id)
+                    .with("reason", EndReason::FailedToStart.as_str())
+                    .with("error", &e.message),
+            )
+            .await;
         }
         self.report_usage().await;
+        let answer = encode_answer(result);
+        retry("complete", || {
+            self.cluster
+                .complete(w, &self.cfg.id, epoch, &answer, false)
+        })
+        .await
+        .unwrap_or(Completion::Gone)
+    }
+
+    async fn session_ended(&self, sid: &str, _reason: EndReason) {
+        let places = self.lock().remove(sid);
+        match places {
+            Some((rid, pool, key)) => {
+                let _one_at_a_time = self.beating.lock().await;
+                let ended = Ended {
+                    sid,
+                    rid: &rid,
+                    pool: pool.as_deref(),
+                    key: key.as_deref(),
+                    used: self.m.slots_in_use(),
+                    ttl: self.cfg.heartbeat_ttl,
+                };
+                if let Err(e) = self.cluster.end_session(&self.cfg.id, &ended).await {
+                    warn!(session = %sid, error = %e, "could not remove the session's route");
+                }
+            }
+            None => self.report_usage().await,
+        }
         self.load_changed();
         self.wake.notify_one();
         if self.draining.load(Ordering::SeqCst) && self.idle() {

@@ -11,8 +11,8 @@ use gridiron_domain::webhooks::Next;
 use gridiron_domain::EndReason;
 use gridiron_store::cluster::metrics::ProcessGauges;
 use gridiron_store::cluster::{
-    Beat, Cancelled, Claim, ClusterMetrics, Completion, NodeInfo, NodeState, QueuedRequest,
-    RequestState, Waiting,
+    Beat, Cancelled, Claim, ClusterMetrics, Completion, Ended, NodeInfo, NodeState, QueuedRequest,
+    RequestState, Started, Waiting,
 };
 use gridiron_store::webhooks::{Leased, LogEntry, NewDelivery, Recorded, Webhook};
 use gridiron_store::{
@@ -260,6 +260,23 @@ impl Cluster for TimedCluster {
     }
     async fn remove_session(&self, node: &str, sid: &str) -> StoreResult<()> {
         timed!(self, "remove_session", self.inner.remove_session(node, sid))
+    }
+    async fn complete_started(
+        &self,
+        w: &Waiting,
+        node: &str,
+        epoch: u64,
+        answer: &str,
+        s: &Started<'_>,
+    ) -> StoreResult<Completion> {
+        timed!(
+            self,
+            "complete",
+            self.inner.complete_started(w, node, epoch, answer, s)
+        )
+    }
+    async fn end_session(&self, node: &str, e: &Ended<'_>) -> StoreResult<()> {
+        timed!(self, "remove_session", self.inner.end_session(node, e))
     }
     async fn route(&self, sid: &str) -> StoreResult<Option<String>> {
         timed!(self, "route", self.inner.route(sid))

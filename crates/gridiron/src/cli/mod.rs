@@ -194,6 +194,7 @@ pub fn run_standalone(args: StandaloneArgs) -> Result<(), String> {
             .await
             .map_err(|e| e.to_string())
     })?;
+    release_watchdog();
     tracing::info!("stopped");
     Ok(())
 }
@@ -201,6 +202,13 @@ pub fn run_standalone(args: StandaloneArgs) -> Result<(), String> {
 /// This process's watchdog, which kills its browsers once it is gone.
 static WATCHDOG: std::sync::OnceLock<std::sync::Mutex<gridiron_provision::Watchdog>> =
     std::sync::OnceLock::new();
+
+/// After a clean stop (every session ended): lets the watchdog go without a sweep.
+pub(crate) fn release_watchdog() {
+    if let Some(w) = WATCHDOG.get() {
+        w.lock().unwrap_or_else(|e| e.into_inner()).release();
+    }
+}
 
 /// The browsers and drivers of this host, and how their sessions are
 /// isolated (logged: a weaker isolation is a warning); starts the watchdog

@@ -232,9 +232,10 @@ impl Cluster for MemoryCluster {
             c.remove(&w.id);
         }
         if !started {
-            g.free_place(w.pool.as_deref(), &w.id, node);
             let key = (w.key_max > 0).then_some(w.owner.as_str());
-            g.free_key_place(key, &w.id, node);
+            if g.free_places(w.pool.as_deref(), key, &w.id, node) {
+                g.publish(WORK, "freed");
+            }
         }
         let Some(r) = g.requests.get(&w.id) else {
             return Ok(Completion::Gone);
@@ -447,8 +448,9 @@ impl Cluster for MemoryCluster {
         g.routes.remove(sid);
         if let Some(v) = v {
             let (rid, pool, key) = parse_session_value(&v);
-            g.free_place(pool, rid, node);
-            g.free_key_place(key, rid, node);
+            if g.free_places(pool, key, rid, node) {
+                g.publish(WORK, "freed");
+            }
         }
         Ok(())
     }

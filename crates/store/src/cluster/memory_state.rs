@@ -110,16 +110,29 @@ impl State {
         self.queue.retain(|(_, id)| id != rid);
     }
 
-    pub(super) fn free_place(&mut self, pool: Option<&str>, rid: &str, node: &str) {
-        if let Some(set) = pool.and_then(|p| self.running.get_mut(p)) {
-            set.remove(&place(rid, node));
-        }
+    /// Frees a pool place; whether there was one.
+    fn free_place(&mut self, pool: Option<&str>, rid: &str, node: &str) -> bool {
+        pool.and_then(|p| self.running.get_mut(p))
+            .is_some_and(|set| set.remove(&place(rid, node)))
     }
 
-    pub(super) fn free_key_place(&mut self, key: Option<&str>, rid: &str, node: &str) {
-        if let Some(set) = key.and_then(|k| self.key_running.get_mut(k)) {
-            set.remove(&place(rid, node));
-        }
+    /// Frees an API key's place; whether there was one.
+    fn free_key_place(&mut self, key: Option<&str>, rid: &str, node: &str) -> bool {
+        key.and_then(|k| self.key_running.get_mut(k))
+            .is_some_and(|set| set.remove(&place(rid, node)))
+    }
+
+    /// Frees a request's pool and key places; whether one was freed (then
+    /// the caller announces work: a request of that pool or key may wait
+    /// for it on another node).
+    pub(super) fn free_places(
+        &mut self,
+        pool: Option<&str>,
+        key: Option<&str>,
+        rid: &str,
+        node: &str,
+    ) -> bool {
+        self.free_place(pool, rid, node) | self.free_key_place(key, rid, node)
     }
 
     /// Sets a request's phase; final phases are kept for [`FINISHED_TTL`].
@@ -142,7 +155,7 @@ impl State {
         if !leaving && self.node_alive.contains_key(node) {
             return None;
         }
-        let mut requeued = 0;
+        let (mut requeued, mut freed) = (0, false);
         for rid in self.claims.remove(node).unwrap_or_default() {
             let Some(r) = self.requests.get_mut(&rid) else {
                 continue;
@@ -156,15 +169,13 @@ impl State {
                 self.queue.insert((score, rid.clone()));
                 requeued += 1;
             }
-            self.free_place(pool.as_deref(), &rid, node);
-            self.free_key_place(key.as_deref(), &rid, node);
+            freed |= self.free_places(pool.as_deref(), key.as_deref(), &rid, node);
         }
         let mut out = Vec::new();
         for (sid, v) in self.node_sessions.remove(node).unwrap_or_default() {
             self.routes.remove(&sid);
             let (rid, pool, key) = parse_session_value(&v);
-            self.free_place(pool, rid, node);
-            self.free_key_place(key, rid, node);
+            freed |= self.free_places(pool, key, rid, node);
             out.push(sid);
         }
         self.nodes.remove(node);
@@ -178,6 +189,8 @@ impl State {
         }
         if requeued > 0 {
             self.publish(WORK, "requeued");
+        } else if freed {
+            self.publish(WORK, "freed");
         }
         Some(out)
     }

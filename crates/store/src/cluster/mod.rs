@@ -187,6 +187,39 @@ pub struct NodeState {
     pub heartbeat_age_ms: Option<u64>,
 }
 
+/// A session a node started for a request it claimed, and the node's load
+/// with it: what [`Cluster::complete_started`] records before the answer.
+#[derive(Debug, Clone, Copy)]
+pub struct Started<'a> {
+    /// The session's id.
+    pub sid: &'a str,
+    /// The API key whose session limit it counts against, if that key has one.
+    pub key: Option<&'a str>,
+    /// The node's slots in use, this session included.
+    pub used: usize,
+    /// The node's heartbeat TTL.
+    pub ttl: Duration,
+}
+
+/// A session that ended on a node, as the node recorded it with
+/// [`Cluster::add_session`], and the node's load without it: what
+/// [`Cluster::end_session`] forgets and records.
+#[derive(Debug, Clone, Copy)]
+pub struct Ended<'a> {
+    /// The session's id.
+    pub sid: &'a str,
+    /// The request it was started for.
+    pub rid: &'a str,
+    /// Its pool, if any.
+    pub pool: Option<&'a str>,
+    /// The API key whose session limit it counted against, if any.
+    pub key: Option<&'a str>,
+    /// The node's slots in use now.
+    pub used: usize,
+    /// The node's heartbeat TTL.
+    pub ttl: Duration,
+}
+
 /// What a heartbeat found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Beat {
@@ -279,6 +312,33 @@ pub trait Cluster: EventLog + ClusterMetrics + Send + Sync {
     ) -> StoreResult<()>;
     /// Forgets the route, pool place and key place of a session that ended on `node`.
     async fn remove_session(&self, node: &str, sid: &str) -> StoreResult<()>;
+    /// For a request a session started for: [`Cluster::add_session`], the
+    /// node's slots in use (as a [`Cluster::heartbeat`] would record them), then
+    /// [`Cluster::complete`], in this order, so its hub never sees the answer
+    /// before the session's route. A store that can does it in one step, so a
+    /// node answers in one round trip. Safe to repeat.
+    async fn complete_started(
+        &self,
+        w: &Waiting,
+        node: &str,
+        epoch: u64,
+        answer: &str,
+        s: &Started<'_>,
+    ) -> StoreResult<Completion> {
+        self.add_session(node, s.sid, &w.id, w.pool.as_deref(), s.key)
+            .await?;
+        // Only a report of the load: what the heartbeat finds is the heartbeat's business.
+        let _ = self.heartbeat(node, s.used, s.ttl).await;
+        self.complete(w, node, epoch, answer, true).await
+    }
+    /// [`Cluster::remove_session`] of a session whose record the node knows,
+    /// and the node's slots in use (as a [`Cluster::heartbeat`] would record
+    /// them); a store that can does both in one step.
+    async fn end_session(&self, node: &str, e: &Ended<'_>) -> StoreResult<()> {
+        self.remove_session(node, e.sid).await?;
+        let _ = self.heartbeat(node, e.used, e.ttl).await;
+        Ok(())
+    }
     /// The node running session `sid`, if any.
     async fn route(&self, sid: &str) -> StoreResult<Option<String>>;
 

@@ -4,8 +4,8 @@
 //! Rust side maps its reply to a typed result. Key names come from [`Keys`].
 
 use super::{
-    Cancelled, Claim, Cluster, Completion, NodeInfo, NodeState, QueuedRequest, RequestState,
-    Waiting, FINISHED_TTL,
+    place, session_value, Cancelled, Claim, Cluster, Completion, Ended, NodeInfo, NodeState,
+    QueuedRequest, RequestState, Started, Waiting, FINISHED_TTL,
 };
 use crate::redis_events::RedisEventLog;
 use crate::redis_store::err;
@@ -113,6 +113,74 @@ impl RedisCluster {
 
     pub(super) fn conn(&self) -> ConnectionManager {
         self.conn.clone()
+    }
+
+    /// `complete.lua`, with a started session's route and the node's load
+    /// recorded first when `started` is given.
+    async fn complete_with(
+        &self,
+        w: &Waiting,
+        node: &str,
+        epoch: u64,
+        answer: &str,
+        started: bool,
+        session: Option<&Started<'_>>,
+    ) -> StoreResult<Completion> {
+        let k = &self.keys;
+        // The hub's alive key depends on the request's record: start from
+        // the hub the node read, and follow the script if it names another.
+        let mut hub = w.hub.clone();
+        for _ in 0..ATTEMPTS {
+            let mut script = COMPLETE.prepare_invoke();
+            script
+                .key(k.request(&w.id))
+                .key(k.node_claims(node))
+                .key(k.pool_running(w.pool.as_deref().unwrap_or("")))
+                .key(k.hub_alive(&hub))
+                .key(k.key_running(limited_key(w)))
+                .arg(&w.id)
+                .arg(node)
+                .arg(epoch)
+                .arg(answer)
+                .arg(if started { "1" } else { "0" })
+                .arg(ms(FINISHED_TTL))
+                .arg(&hub)
+                .arg(k.hub_channel(&hub))
+                .arg(k.work_channel());
+            if let Some(s) = session {
+                let pool = w.pool.as_deref().filter(|p| !p.is_empty());
+                let key = s.key.filter(|k| !k.is_empty());
+                script
+                    .key(k.node_sessions(node))
+                    .key(k.route(s.sid))
+                    .key(k.node(node))
+                    .key(k.node_alive(node))
+                    .arg(s.sid)
+                    .arg(session_value(&w.id, pool, key))
+                    .arg(pool.map(|_| place(&w.id, node)).unwrap_or_default())
+                    .arg(key.map(|_| place(&w.id, node)).unwrap_or_default())
+                    .arg(s.used)
+                    .arg(ms(s.ttl));
+            }
+            let reply: Vec<String> = script
+                .invoke_async(&mut self.conn())
+                .await
+                .map_err(err("complete"))?;
+            match reply.first().map(String::as_str) {
+                Some("delivered") => return Ok(Completion::Delivered),
+                Some("gone") => return Ok(Completion::Gone),
+                Some("fenced") => return Ok(Completion::Fenced),
+                Some("hub") => hub = reply.get(1).cloned().unwrap_or_default(),
+                _ => {
+                    return Err(StoreError::new(
+                        "complete",
+                        ErrorKind::Malformed,
+                        format!("unexpected reply {reply:?}"),
+                    ))
+                }
+            }
+        }
+        Err(conflict("complete"))
     }
 }
 
@@ -311,43 +379,20 @@ impl Cluster for RedisCluster {
         answer: &str,
         started: bool,
     ) -> StoreResult<Completion> {
-        let k = &self.keys;
-        // The hub's alive key depends on the request's record: start from
-        // the hub the node read, and follow the script if it names another.
-        let mut hub = w.hub.clone();
-        for _ in 0..ATTEMPTS {
-            let reply: Vec<String> = COMPLETE
-                .key(k.request(&w.id))
-                .key(k.node_claims(node))
-                .key(k.pool_running(w.pool.as_deref().unwrap_or("")))
-                .key(k.hub_alive(&hub))
-                .key(k.key_running(limited_key(w)))
-                .arg(&w.id)
-                .arg(node)
-                .arg(epoch)
-                .arg(answer)
-                .arg(if started { "1" } else { "0" })
-                .arg(ms(FINISHED_TTL))
-                .arg(&hub)
-                .arg(k.hub_channel(&hub))
-                .invoke_async(&mut self.conn())
-                .await
-                .map_err(err("complete"))?;
-            match reply.first().map(String::as_str) {
-                Some("delivered") => return Ok(Completion::Delivered),
-                Some("gone") => return Ok(Completion::Gone),
-                Some("fenced") => return Ok(Completion::Fenced),
-                Some("hub") => hub = reply.get(1).cloned().unwrap_or_default(),
-                _ => {
-                    return Err(StoreError::new(
-                        "complete",
-                        ErrorKind::Malformed,
-                        format!("unexpected reply {reply:?}"),
-                    ))
-                }
-            }
-        }
-        Err(conflict("complete"))
+        self.complete_with(w, node, epoch, answer, started, None)
+            .await
+    }
+
+    async fn complete_started(
+        &self,
+        w: &Waiting,
+        node: &str,
+        epoch: u64,
+        answer: &str,
+        s: &Started<'_>,
+    ) -> StoreResult<Completion> {
+        self.complete_with(w, node, epoch, answer, true, Some(s))
+            .await
     }
 
     async fn cancel(&self, rid: &str, reason: &str, soft: bool) -> StoreResult<Cancelled> {
@@ -438,7 +483,11 @@ impl Cluster for RedisCluster {
     }
 
     async fn remove_session(&self, node: &str, sid: &str) -> StoreResult<()> {
-        self.remove_route(node, sid).await
+        self.remove_route(node, sid, None).await
+    }
+
+    async fn end_session(&self, node: &str, e: &Ended<'_>) -> StoreResult<()> {
+        self.remove_route(node, e.sid, Some(e)).await
     }
 
     async fn route(&self, sid: &str) -> StoreResult<Option<String>> {

@@ -8,7 +8,8 @@ use super::redis::{
     REMOVE_SESSION,
 };
 use super::{
-    parse_session_value, place, session_value, Beat, NodeInfo, NodeState, FINISHED_TTL, LOST_TTL,
+    parse_session_value, place, session_value, Beat, Ended, NodeInfo, NodeState, FINISHED_TTL,
+    LOST_TTL,
 };
 use crate::redis_store::err;
 use crate::{ErrorKind, StoreError, StoreResult};
@@ -228,17 +229,32 @@ impl RedisCluster {
         Ok(())
     }
 
-    pub(super) async fn remove_route(&self, node: &str, sid: &str) -> StoreResult<()> {
+    /// Forgets a session's route and places; with `ended`, the node's record
+    /// of it is tried first (no read needed when it matches the store's) and
+    /// the node's slots in use are recorded in the same step.
+    pub(super) async fn remove_route(
+        &self,
+        node: &str,
+        sid: &str,
+        ended: Option<&Ended<'_>>,
+    ) -> StoreResult<()> {
         let k = &self.keys;
+        let mut known = ended.map(|e| session_value(e.rid, e.pool, e.key));
         for _ in 0..ATTEMPTS {
-            let v: Option<String> = self
-                .conn()
-                .hget(k.node_sessions(node), sid)
-                .await
-                .map_err(err("remove_session"))?;
-            let v = v.unwrap_or_default();
+            let v = match known.take() {
+                Some(v) => v,
+                None => {
+                    let v: Option<String> = self
+                        .conn()
+                        .hget(k.node_sessions(node), sid)
+                        .await
+                        .map_err(err("remove_session"))?;
+                    v.unwrap_or_default()
+                }
+            };
             let (rid, pool, key) = parse_session_value(&v);
-            let reply: String = REMOVE_SESSION
+            let mut script = REMOVE_SESSION.prepare_invoke();
+            script
                 .key(k.node_sessions(node))
                 .key(k.route(sid))
                 .key(k.pool_running(pool.unwrap_or("")))
@@ -247,6 +263,15 @@ impl RedisCluster {
                 .arg(&v)
                 .arg(pool.map(|_| place(rid, node)).unwrap_or_default())
                 .arg(key.map(|_| place(rid, node)).unwrap_or_default())
+                .arg(k.work_channel());
+            if let Some(e) = ended {
+                script
+                    .key(k.node(node))
+                    .key(k.node_alive(node))
+                    .arg(e.used)
+                    .arg(ms(e.ttl));
+            }
+            let reply: String = script
                 .invoke_async(&mut self.conn())
                 .await
                 .map_err(err("remove_session"))?;

@@ -33,11 +33,11 @@ end
 for j = 1, m do
   if redis.call('HGET', KEYS[5], ARGV[s + 2 * j - 1]) ~= ARGV[s + 2 * j] then return {'retry'} end
 end
-local requeued = 0
+local requeued, freed = 0, 0
 for i = 1, n do
   local rid, rk = ARGV[3 * i + 3], KEYS[3 * i + 4]
-  if ARGV[3 * i + 4] ~= '' then redis.call('SREM', KEYS[3 * i + 5], rid .. '@' .. node) end
-  if ARGV[3 * i + 5] ~= '' then redis.call('SREM', KEYS[3 * i + 6], rid .. '@' .. node) end
+  if ARGV[3 * i + 4] ~= '' then freed = freed + redis.call('SREM', KEYS[3 * i + 5], rid .. '@' .. node) end
+  if ARGV[3 * i + 5] ~= '' then freed = freed + redis.call('SREM', KEYS[3 * i + 6], rid .. '@' .. node) end
   local holder = redis.call('HMGET', rk, 'state', 'node', 'score', 'seq')
   if holder[1] == 'claimed' and holder[2] == node then
     redis.call('HSET', rk, 'state', 'waiting')
@@ -54,8 +54,8 @@ for j = 1, m do
   out[#out + 1] = sid
   redis.call('DEL', KEYS[k + 3 * j - 2])
   local rid, pool, key = string.match(v, '^(%S*) ?(%S*) ?(.*)$')
-  if pool and pool ~= '' then redis.call('SREM', KEYS[k + 3 * j - 1], rid .. '@' .. node) end
-  if key and key ~= '' then redis.call('SREM', KEYS[k + 3 * j], rid .. '@' .. node) end
+  if pool and pool ~= '' then freed = freed + redis.call('SREM', KEYS[k + 3 * j - 1], rid .. '@' .. node) end
+  if key and key ~= '' then freed = freed + redis.call('SREM', KEYS[k + 3 * j], rid .. '@' .. node) end
 end
 redis.call('DEL', KEYS[5])
 redis.call('SREM', KEYS[3], node)
@@ -65,5 +65,10 @@ else
   redis.call('HSET', KEYS[1], 'lost', '1')
   redis.call('PEXPIRE', KEYS[1], ARGV[3])
 end
-if requeued > 0 then redis.call('PUBLISH', ARGV[4], 'requeued') end
+-- Requeued requests, or places of pools and keys freed for requests waiting elsewhere.
+if requeued > 0 then
+  redis.call('PUBLISH', ARGV[4], 'requeued')
+elseif freed > 0 then
+  redis.call('PUBLISH', ARGV[4], 'freed')
+end
 return out
