@@ -181,6 +181,25 @@ pub fn timeout_due(
     None
 }
 
+/// How long until [`timeout_due`] would first end the session, if nothing
+/// changes meanwhile (no command starts or ends): `None` when no timeout can
+/// come (a command runs and there is no maximum duration). A watcher sleeps
+/// this long, and is woken early only when the session's activity moves its
+/// deadline earlier (a command ending makes the idle clock start).
+pub fn next_timeout(
+    t: Timeouts,
+    age: Duration,
+    since_activity: Duration,
+    in_flight: bool,
+) -> Option<Duration> {
+    let max = t.max_duration.map(|m| m.saturating_sub(age));
+    let idle = (!in_flight).then(|| t.idle.saturating_sub(since_activity));
+    match (max, idle) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -241,6 +260,47 @@ mod tests {
             ..t
         };
         assert_eq!(timeout_due(no_max, s(100_000), s(1), false), None);
+    }
+
+    #[test]
+    fn the_next_timeout_is_when_the_policy_first_says_so() {
+        let s = Duration::from_secs;
+        let t = Timeouts {
+            idle: s(10),
+            max_duration: Some(s(60)),
+        };
+        assert_eq!(next_timeout(t, s(5), s(5), false), Some(s(5)), "idle first");
+        assert_eq!(next_timeout(t, s(55), s(0), false), Some(s(5)), "max first");
+        assert_eq!(next_timeout(t, s(20), s(30), false), Some(s(0)), "overdue");
+        assert_eq!(
+            next_timeout(t, s(20), s(30), true),
+            Some(s(40)),
+            "busy: max only"
+        );
+        let no_max = Timeouts {
+            max_duration: None,
+            ..t
+        };
+        assert_eq!(
+            next_timeout(no_max, s(99), s(0), true),
+            None,
+            "busy, no max"
+        );
+        // Whatever the clocks, the policy agrees: not due before, due at the time given.
+        for age in 0..70 {
+            for idle_for in 0..=age.min(15) {
+                for busy in [false, true] {
+                    let (age, idle_for) = (s(age), s(idle_for));
+                    let Some(wait) = next_timeout(t, age, idle_for, busy) else {
+                        continue;
+                    };
+                    if wait > Duration::ZERO {
+                        assert_eq!(timeout_due(t, age, idle_for, busy), None);
+                    }
+                    assert!(timeout_due(t, age + wait, idle_for + wait, busy).is_some());
+                }
+            }
+        }
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! Who is calling: the authentication layer of the one front end.
 //!
-//! Every request passes through [`authenticate`] before a handler runs. It
+//! Every request passes through [`identify`] (in the router's one layer)
+//! before a handler runs. It
 //! reads the credential (`Authorization: Bearer`/`Basic`, `X-API-Key`, or
 //! `?token=` on websocket URLs), finds the key in the store's keys (read
 //! through a cache of [`KEY_CACHE`], so keys made or revoked while the grid
@@ -15,9 +16,7 @@
 
 use crate::http;
 use axum::body::Body;
-use axum::extract::State;
 use axum::http::{header, HeaderValue, Request, Response, StatusCode, Uri};
-use axum::middleware::Next;
 use gridiron_domain::auth::{credential, find_key, strip_token, ApiKey, RateBucket, Role};
 use gridiron_domain::{ErrorCode, GridError, Origin};
 use gridiron_store::Store;
@@ -174,36 +173,33 @@ impl Keyring {
     }
 }
 
-/// The front end's layer: identifies the caller (see the module docs).
-pub async fn authenticate(
-    State(ring): State<Arc<Keyring>>,
-    mut req: Request<Body>,
-    next: Next,
-) -> Response<Body> {
+/// Identifies the caller of `req` (see the module docs): marks the request
+/// with its [`Caller`] and removes its credential; `Some` is the refusal to answer.
+pub async fn identify(ring: &Keyring, req: &mut Request<Body>) -> Option<Response<Body>> {
     if req.extensions().get::<Caller>().is_some() {
         // A hub's request to its node, already vouched for.
-        return next.run(req).await;
+        return None;
     }
     let given = {
         let h = |name: &str| req.headers().get(name).and_then(|v| v.to_str().ok());
         credential(h("authorization"), h("x-api-key"), req.uri().query())
     };
-    strip_credentials(&mut req);
+    strip_credentials(req);
     let api = crate::api::is_api(req.uri().path());
     let keys = match ring.keys().await {
         Ok(k) => k,
-        Err(e) if api => return crate::api::Problem::new("unavailable", e).response(),
+        Err(e) if api => return Some(crate::api::Problem::new("unavailable", e).response()),
         Err(e) => {
             let e = GridError::new(ErrorCode::UnknownError, Origin::Grid, e);
-            return http::error(&e);
+            return Some(http::error(&e));
         }
     };
     let refuse = |why: &str| {
-        if api {
+        Some(if api {
             crate::api::problem::unauthorized(why, CHALLENGE)
         } else {
             refuse(why)
-        }
+        })
     };
     let caller = match given {
         Err(why) => return refuse(&format!("the API key could not be read: {why}")),
@@ -211,7 +207,7 @@ pub async fn authenticate(
             Some(key) => {
                 if let Err(wait) = ring.take(key) {
                     let r = too_many(key, wait);
-                    return if api { crate::api::problem::from_w3c(r).await } else { r };
+                    return Some(if api { crate::api::problem::from_w3c(r).await } else { r });
                 }
                 Caller::of(key)
             }
@@ -228,7 +224,7 @@ pub async fn authenticate(
         }
     };
     req.extensions_mut().insert(caller);
-    next.run(req).await
+    None
 }
 
 fn is_status(path: &str) -> bool {

@@ -13,8 +13,11 @@ use gridiron_domain::{EndReason, ErrorCode, GridError, Origin};
 use http_body_util::Limited;
 use std::sync::Arc;
 
+/// How many of [`HOP_BY_HOP`] there are.
+const HOPS: usize = 7;
+
 /// Headers that describe one hop, not the message; never forwarded.
-const HOP_BY_HOP: [HeaderName; 7] = [
+const HOP_BY_HOP: [HeaderName; HOPS] = [
     header::CONNECTION,
     header::HOST,
     header::PROXY_AUTHENTICATE,
@@ -30,6 +33,27 @@ pub(crate) fn copy_headers(from: &HeaderMap, to: &mut HeaderMap) {
         if !HOP_BY_HOP.contains(k) && k.as_str() != "keep-alive" {
             to.append(k.clone(), v.clone());
         }
+    }
+}
+
+/// Removes the hop-by-hop headers of a message about to be passed on, in
+/// place: the message's own map travels on, with no copy of the rest.
+fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    // One pass over the few headers a message has finds which to remove:
+    // most answers have none, and each removal costs a hash lookup.
+    let mut found = [false; HOPS];
+    let mut keep_alive = false;
+    for name in headers.keys() {
+        match HOP_BY_HOP.iter().position(|h| h == name) {
+            Some(i) => found[i] = true,
+            None => keep_alive |= name.as_str() == "keep-alive",
+        }
+    }
+    for (name, _) in HOP_BY_HOP.iter().zip(found).filter(|(_, f)| *f) {
+        headers.remove(name);
+    }
+    if keep_alive {
+        headers.remove("keep-alive");
     }
 }
 
@@ -110,20 +134,28 @@ pub async fn forward(
             ),
         ));
     };
-    let (parts, body) = req.into_parts();
-    let mut target = format!("{}/session/{driver_session_id}{rest}", session.driver_url);
-    if let Some(q) = parts.uri.query() {
-        target.push('?');
-        target.push_str(q);
-    }
-    let uri: Uri = match target.parse() {
+    let (mut parts, body) = req.into_parts();
+    let uri = match driver_uri(
+        &session.driver_url,
+        driver_session_id,
+        rest,
+        parts.uri.query(),
+    ) {
         Ok(u) => u,
         Err(e) => return http::error(&GridError::invalid_argument(format!("bad path: {e}"))),
     };
-    let mut upstream = Request::new(Body::new(Limited::new(body, m.config.max_body_bytes)));
+    // A body the client declared (and the grid checked) cannot run past its
+    // length; only a body of unknown length needs counting on the way.
+    let body = if parts.headers.contains_key(header::CONTENT_LENGTH) {
+        body
+    } else {
+        Body::new(Limited::new(body, m.config.max_body_bytes))
+    };
+    strip_hop_by_hop(&mut parts.headers);
+    let mut upstream = Request::new(body);
     *upstream.method_mut() = parts.method;
     *upstream.uri_mut() = uri;
-    copy_headers(&parts.headers, upstream.headers_mut());
+    *upstream.headers_mut() = parts.headers;
 
     let closes_window = upstream.method() == Method::DELETE && rest == "/window";
     if session.command_started() {
@@ -158,7 +190,9 @@ pub async fn forward(
             }
             let mut out = Response::new(Body::new(body));
             *out.status_mut() = parts.status;
-            copy_headers(&parts.headers, out.headers_mut());
+            let mut headers = parts.headers;
+            strip_hop_by_hop(&mut headers);
+            *out.headers_mut() = headers;
             out
         }
         Err(e) => {
@@ -190,6 +224,30 @@ pub async fn forward(
             ))
         }
     }
+}
+
+/// `{driver_url}/session/{driver_session_id}{rest}[?query]`, built in one
+/// buffer of the right size.
+fn driver_uri(
+    driver_url: &str,
+    driver_session_id: &str,
+    rest: &str,
+    query: Option<&str>,
+) -> Result<Uri, axum::http::uri::InvalidUri> {
+    const SESSION: &str = "/session/";
+    let q = query.map_or(0, |q| q.len() + 1);
+    let mut target = String::with_capacity(
+        driver_url.len() + SESSION.len() + driver_session_id.len() + rest.len() + q,
+    );
+    target.push_str(driver_url);
+    target.push_str(SESSION);
+    target.push_str(driver_session_id);
+    target.push_str(rest);
+    if let Some(q) = query {
+        target.push('?');
+        target.push_str(q);
+    }
+    Uri::try_from(target)
 }
 
 /// A command got no answer within `--command-timeout`: the browser is stuck
@@ -256,6 +314,49 @@ pub async fn quit(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn driver_uris_keep_the_path_and_query_as_given() {
+        let u = driver_uri("http://127.0.0.1:9515", "abc", "/element/x%2Fy/click", None).unwrap();
+        assert_eq!(
+            u.to_string(),
+            "http://127.0.0.1:9515/session/abc/element/x%2Fy/click"
+        );
+        let u = driver_uri("http://127.0.0.1:9515", "abc", "", Some("a=1&b=2")).unwrap();
+        assert_eq!(u.to_string(), "http://127.0.0.1:9515/session/abc?a=1&b=2");
+        assert!(driver_uri("http://127.0.0.1:9515", "abc", "/a b", None).is_err());
+    }
+
+    #[test]
+    fn hop_by_hop_headers_stay_behind() {
+        let mut h = HeaderMap::new();
+        for (k, v) in [
+            ("connection", "keep-alive"),
+            ("keep-alive", "timeout=5"),
+            ("host", "grid:4444"),
+            ("upgrade", "h2c"),
+            ("proxy-authorization", "Basic x"),
+            ("content-type", "application/json"),
+            ("x-custom", "1"),
+        ] {
+            h.append(HeaderName::from_static(k), v.parse().unwrap());
+        }
+        h.append("x-custom", "2".parse().unwrap());
+        strip_hop_by_hop(&mut h);
+        let mut left: Vec<_> = h
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.to_str().unwrap()))
+            .collect();
+        left.sort();
+        assert_eq!(
+            left,
+            [
+                ("content-type", "application/json"),
+                ("x-custom", "1"),
+                ("x-custom", "2")
+            ]
+        );
+    }
 
     #[tokio::test]
     async fn a_body_over_the_limit_is_told_apart_from_other_read_errors() {

@@ -47,15 +47,40 @@ pub fn router(backend: Arc<dyn Backend>) -> Router {
         .nest("/wd/hub", w3c)
         .merge(crate::api::router())
         .fallback(unknown_command)
+        .with_state(backend.clone())
+        // One layer, not two: every request pays for each layer it passes.
         .layer(axum::middleware::from_fn_with_state(
-            backend.clone(),
-            refuse_cross_site,
+            Front { backend, keyring },
+            front_door,
         ))
-        .with_state(backend)
-        .layer(axum::middleware::from_fn_with_state(
-            keyring,
-            auth::authenticate,
-        ))
+}
+
+/// What the front door needs: the role (its allowed origins) and its keys.
+#[derive(Clone)]
+struct Front {
+    backend: Role,
+    keyring: Arc<auth::Keyring>,
+}
+
+/// Every request's way in: who calls (see [`crate::auth`]), then whether a
+/// web page made the request (see [`refuse_cross_site`]).
+async fn front_door(
+    State(front): State<Front>,
+    mut req: Request<Body>,
+    next: axum::middleware::Next,
+) -> Response<Body> {
+    if let Some(refusal) = auth::identify(&front.keyring, &mut req).await {
+        return refusal;
+    }
+    if let Some(refusal) = refuse_cross_site(&front.backend, &req) {
+        let api = crate::api::is_api(req.uri().path());
+        return if api {
+            crate::api::problem::from_w3c(refusal).await
+        } else {
+            refusal
+        };
+    }
+    next.run(req).await
 }
 
 /// Who sent `req`, as the authentication layer found; without its mark
@@ -113,33 +138,22 @@ fn status_for(mut value: serde_json::Value, caller: &Caller) -> serde_json::Valu
 /// clients send none. Unless the operator allowed the origin, such a request
 /// never reaches a route (a page in a grid session must not start sessions,
 /// or tunnel into other sessions' browsers).
-async fn refuse_cross_site(
-    State(b): State<Role>,
-    req: Request<Body>,
-    next: axum::middleware::Next,
-) -> Response<Body> {
-    let origin = req
-        .headers()
-        .get(header::ORIGIN)
-        .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned());
+fn refuse_cross_site(b: &Role, req: &Request<Body>) -> Option<Response<Body>> {
+    // Clients send no Origin: the common case costs one header lookup.
+    let origin = req.headers().get(header::ORIGIN)?;
+    let origin = String::from_utf8_lossy(origin.as_bytes());
     let host = req
         .headers()
         .get(header::HOST)
         .and_then(|v| v.to_str().ok());
-    if let Err(refusal) = check_origin(origin.as_deref(), host, &b.front().allowed_origins) {
-        tracing::warn!(
-            origin = %refusal.origin,
-            path = %req.uri().path(),
-            "refused a cross-site request"
-        );
-        let e = GridError::new(ErrorCode::UnknownError, Origin::Client, refusal.message());
-        let r = http::json(StatusCode::FORBIDDEN, &e.to_json());
-        if crate::api::is_api(req.uri().path()) {
-            return crate::api::problem::from_w3c(r).await;
-        }
-        return r;
-    }
-    next.run(req).await
+    let refusal = check_origin(Some(&origin), host, &b.front().allowed_origins).err()?;
+    tracing::warn!(
+        origin = %refusal.origin,
+        path = %req.uri().path(),
+        "refused a cross-site request"
+    );
+    let e = GridError::new(ErrorCode::UnknownError, Origin::Client, refusal.message());
+    Some(http::json(StatusCode::FORBIDDEN, &e.to_json()))
 }
 
 async fn status(State(b): State<Role>, req: Request<Body>) -> Response<Body> {
@@ -211,8 +225,10 @@ pub(crate) fn session_path(path: &str) -> Option<(&str, &str)> {
 }
 
 async fn session_command(State(b): State<Role>, mut req: Request<Body>) -> Response<Body> {
-    let path = req.uri().path().to_string();
-    let Some((id, rest)) = session_path(&path) else {
+    // A clone of the URI shares its bytes: the path stays borrowable while `req` moves.
+    let uri = req.uri().clone();
+    let path = uri.path();
+    let Some((id, rest)) = session_path(path) else {
         return unknown_command().await;
     };
     let who = caller(&req);
@@ -226,7 +242,7 @@ async fn session_command(State(b): State<Role>, mut req: Request<Body>) -> Respo
                 .uri()
                 .path_and_query()
                 .map(|p| p.as_str().to_string())
-                .unwrap_or_else(|| path.clone());
+                .unwrap_or_else(|| path.to_string());
             let target = remote.tunnel_target(&mut req, &pq);
             let open = b.metrics().tunnel();
             tunnel::open(b.tasks(), req, &target, open, || {}).await

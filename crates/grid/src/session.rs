@@ -5,8 +5,73 @@ use gridiron_domain::lifecycle::{transition, SessionEvent, Timeouts};
 use gridiron_domain::{EndReason, GridOptions, SessionState};
 use gridiron_provision::SessionHandle;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
+use tokio::sync::Notify;
+
+/// Wakes the timeout watcher when a session's next timeout comes earlier than
+/// the watcher planned to look: the watcher sleeps until the earliest timeout
+/// of all sessions instead of looking at them on a fixed tick.
+pub(crate) struct Alarm {
+    /// Rung when the watcher must look again; keeps a ring that came while
+    /// it was not waiting.
+    notify: Notify,
+    /// When the watcher will look next, in ms after `epoch`; `u64::MAX` while
+    /// it looks at the sessions (a deadline that moves meanwhile rings, so
+    /// the watcher looks again rather than miss it).
+    wake_at_ms: AtomicU64,
+    /// The origin of `wake_at_ms`.
+    epoch: Instant,
+}
+
+impl Alarm {
+    /// An alarm that nobody has planned with yet.
+    pub(crate) fn new() -> Arc<Alarm> {
+        Arc::new(Alarm {
+            notify: Notify::new(),
+            wake_at_ms: AtomicU64::new(u64::MAX),
+            epoch: Instant::now(),
+        })
+    }
+
+    /// The watcher begins looking at the sessions.
+    pub(crate) fn looking(&self) {
+        self.wake_at_ms.store(u64::MAX, Ordering::SeqCst);
+    }
+
+    /// The watcher will look again after `wait` (`None`: only when rung).
+    pub(crate) fn plan(&self, wait: Option<Duration>) {
+        let at = wait.map_or(u64::MAX, |w| {
+            let ms = (self.epoch.elapsed() + w).as_millis();
+            u64::try_from(ms).unwrap_or(u64::MAX)
+        });
+        self.wake_at_ms.store(at, Ordering::SeqCst);
+    }
+
+    /// Waits for a ring, or `wait` (`None`: for a ring only).
+    pub(crate) async fn sleep(&self, wait: Option<Duration>) {
+        match wait {
+            Some(w) => {
+                let _ = tokio::time::timeout(w, self.notify.notified()).await;
+            }
+            None => self.notify.notified().await,
+        }
+    }
+
+    /// Makes the watcher look again now.
+    pub(crate) fn ring(&self) {
+        self.notify.notify_one();
+    }
+
+    /// A session may now time out `after` from now: rings if that is before
+    /// the watcher's next look.
+    fn deadline_in(&self, after: Duration) {
+        let at = (self.epoch.elapsed() + after).as_millis();
+        if at < u128::from(self.wake_at_ms.load(Ordering::SeqCst)) {
+            self.ring();
+        }
+    }
+}
 
 /// What kind of session runs: a WebDriver one behind a driver, or a bare
 /// browser for a CDP client.
@@ -56,6 +121,8 @@ pub struct Session {
     activity_reported_ms: AtomicU64,
     /// Websockets (CDP, BiDi) open right now, held under the grid's cap.
     websockets: AtomicUsize,
+    /// The timeout watcher's alarm, once the watcher has seen this session.
+    alarm: OnceLock<Arc<Alarm>>,
     /// DevTools HTTP base of the browser, for CDP tunnels.
     pub cdp_http: Option<String>,
     /// The driver's BiDi websocket, for BiDi tunnels.
@@ -127,6 +194,7 @@ impl Session {
             commands: AtomicU64::new(0),
             activity_reported_ms: AtomicU64::new(0),
             websockets: AtomicUsize::new(0),
+            alarm: OnceLock::new(),
             process: process.clone(),
             state: Mutex::new(SessionState::Running),
             resources: Mutex::new(Some((process, permit))),
@@ -177,8 +245,16 @@ impl Session {
     /// A tunnel closed (and, through [`Session::command_done`], a command ended).
     pub fn tunnel_closed(&self) {
         self.touch();
-        // Release after the touch: a watcher that sees the count drop sees the new time.
-        self.in_flight.fetch_sub(1, Ordering::Release);
+        // After the touch: a watcher that sees the count drop sees the new time.
+        // SeqCst, as the alarm below: a watcher either sees the count at 0, or
+        // has its alarm set before this looks for it.
+        if self.in_flight.fetch_sub(1, Ordering::SeqCst) == 1 {
+            // The idle clock starts now: its deadline may be before the
+            // watcher's next look (which planned none while this ran).
+            if let Some(alarm) = self.alarm.get() {
+                alarm.deadline_in(self.timeouts.idle);
+            }
+        }
     }
 
     /// Whether a command is being proxied right now. Its outcome tells why a
@@ -209,16 +285,37 @@ impl Session {
 
     /// Whether a timeout says this session must end now.
     pub fn timeout_due(&self) -> Option<EndReason> {
-        // The count first (Acquire), then the time it guards.
-        let in_flight = self.in_flight.load(Ordering::Acquire) > 0;
+        let (age, since_activity, in_flight) = self.clocks();
+        gridiron_domain::lifecycle::timeout_due(self.timeouts, age, since_activity, in_flight)
+    }
+
+    /// How long until a timeout would end this session if nothing changes
+    /// (`None`: none can while a command runs and there is no maximum).
+    pub fn next_timeout(&self) -> Option<Duration> {
+        let (age, since_activity, in_flight) = self.clocks();
+        gridiron_domain::lifecycle::next_timeout(self.timeouts, age, since_activity, in_flight)
+    }
+
+    /// The session's age, the time since its last activity, and whether a
+    /// command or tunnel is open.
+    fn clocks(&self) -> (Duration, Duration, bool) {
+        // The count first (SeqCst, paired with `tunnel_closed`), then the time it guards.
+        let in_flight = self.in_flight.load(Ordering::SeqCst) > 0;
         let age = self.started.elapsed();
         let last = Duration::from_millis(self.last_activity_ms.load(Ordering::Relaxed));
-        gridiron_domain::lifecycle::timeout_due(
-            self.timeouts,
-            age,
-            age.saturating_sub(last),
-            in_flight,
-        )
+        (age, age.saturating_sub(last), in_flight)
+    }
+
+    /// The timeout watcher looks at this session from now on: it is told
+    /// through `alarm` when the session's next timeout comes earlier. Set
+    /// before the watcher reads the session's clocks.
+    pub(crate) fn watched_by(&self, alarm: &Arc<Alarm>) {
+        if self.alarm.get().is_none() {
+            let _ = self.alarm.set(alarm.clone());
+            // The alarm is set before the clocks are read (pairs with the
+            // SeqCst decrement in `tunnel_closed`).
+            std::sync::atomic::fence(Ordering::SeqCst);
+        }
     }
 
     /// Applies a lifecycle event; `false` if the state machine refuses it.
@@ -244,5 +341,42 @@ impl Session {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .take()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Alarm;
+    use futures_util::FutureExt;
+    use std::time::Duration;
+
+    /// Whether the alarm has rung (and keeps the ring for its sleeper).
+    fn rang(alarm: &Alarm) -> bool {
+        alarm.sleep(None).now_or_never().is_some()
+    }
+
+    #[test]
+    fn a_deadline_before_the_planned_look_rings_and_a_later_one_does_not() {
+        let alarm = Alarm::new();
+        alarm.plan(Some(Duration::from_secs(60)));
+        alarm.deadline_in(Duration::from_secs(300));
+        assert!(
+            !rang(&alarm),
+            "later than planned: the watcher looks in time"
+        );
+        alarm.deadline_in(Duration::from_secs(1));
+        assert!(rang(&alarm), "earlier than planned");
+        assert!(!rang(&alarm), "one ring, one look");
+    }
+
+    #[test]
+    fn while_the_watcher_looks_or_plans_no_look_every_deadline_rings() {
+        let alarm = Alarm::new();
+        alarm.looking();
+        alarm.deadline_in(Duration::from_secs(3600));
+        assert!(rang(&alarm), "moved while the sessions were looked at");
+        alarm.plan(None);
+        alarm.deadline_in(Duration::from_secs(3600));
+        assert!(rang(&alarm), "the watcher planned to sleep until rung");
     }
 }

@@ -2,8 +2,9 @@
 
 use std::time::Duration;
 
-/// How often the reaper looks for timed-out and crashed sessions.
-pub const REAPER_TICK: Duration = Duration::from_millis(250);
+/// While sessions run, how often the reaper looks for browsers that died
+/// while their driver lives (their exit sets a flag; nothing wakes the reaper).
+pub const BROWSER_CHECK: Duration = Duration::from_secs(1);
 /// How long shutdown lets session starts under way finish before ending sessions.
 pub const SHUTDOWN_START_GRACE: Duration = Duration::from_secs(15);
 /// At the end of shutdown, how long the tasks still running get to finish.

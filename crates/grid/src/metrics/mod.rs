@@ -126,6 +126,9 @@ pub struct Metrics {
     local_queue: AtomicBool,
     /// The grid-wide aggregation, for processes of a cluster.
     pub(crate) flushed: flush::Flushed,
+    /// Rung at each session start: a started session is listed by then, and
+    /// the timeout watcher, which sleeps until a deadline, looks at it.
+    started_alarm: std::sync::OnceLock<Arc<crate::session::Alarm>>,
 }
 
 impl Default for Metrics {
@@ -140,6 +143,7 @@ impl Default for Metrics {
             tunnels_open: AtomicI64::new(0),
             local_queue: AtomicBool::new(true),
             flushed: flush::Flushed::default(),
+            started_alarm: std::sync::OnceLock::new(),
         }
     }
 }
@@ -166,6 +170,14 @@ impl Metrics {
     /// A session started, `took` after its slot was granted.
     pub fn session_started(&self, took: Duration) {
         self.start.observe(took);
+        if let Some(alarm) = self.started_alarm.get() {
+            alarm.ring();
+        }
+    }
+
+    /// Rings `alarm` at every session start from now on (once set).
+    pub(crate) fn on_session_started(&self, alarm: Arc<crate::session::Alarm>) {
+        let _ = self.started_alarm.set(alarm);
     }
 
     /// A request got a slot after waiting `waited` in the grid's queue.
