@@ -218,14 +218,18 @@ impl SessionProcess for StandinProcess {
         self.browser_killed.load(Ordering::SeqCst) || self.exit.borrow().is_some()
     }
 
-    async fn shutdown(&self) {
-        let Some(server) = lock(&self.server).take() else {
-            return;
-        };
-        server.abort();
+    fn kill(&self) {
+        // Like a SIGKILL of a real process group: gone at once, cleaned up later.
+        if let Some(server) = lock(&self.server).take() {
+            server.abort();
+        }
         if let Some(shared) = self.shared.upgrade() {
             lock(&shared.alive).remove(&self.session_id);
         }
+    }
+
+    async fn shutdown(&self) {
+        self.kill();
     }
 }
 

@@ -248,12 +248,12 @@ mod tests {
         let w = RecordWriter::start(store.clone(), &tasks);
         // Queued back to back without waiting: a running mark after the end
         // would bring an ended session back to life.
-        let _ = w.write(insert("s"));
-        let _ = w.write(Write::Running {
+        drop(w.write(insert("s")));
+        drop(w.write(Write::Running {
             id: "s".into(),
             caps: json!({"browserName": "chrome"}),
             at: 2,
-        });
+        }));
         w.write(ended("s")).await;
         let rec = store.get("s").await.unwrap().expect("recorded");
         assert_eq!(rec.end_reason, Some(EndReason::Quit));
@@ -268,8 +268,8 @@ mod tests {
         let tasks = Tasks::default();
         let w = RecordWriter::start(store.clone(), &tasks);
         for i in 0..50 {
-            let _ = w.write(insert(&format!("s{i}")));
-            let _ = w.write(ended(&format!("s{i}")));
+            drop(w.write(insert(&format!("s{i}"))));
+            drop(w.write(ended(&format!("s{i}"))));
         }
         assert!(tasks.close(std::time::Duration::from_secs(5)).await);
         for i in 0..50 {
