@@ -414,12 +414,15 @@ fn a_restart_after_kill_9_closes_records_and_kills_leftovers() {
         );
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
-    assert_eq!(
-        grid_store(
-            &data_dir,
-            &format!("SELECT state FROM sessions WHERE id = '{id}'")
-        ),
-        "running"
+    // The record was written before the client had its session; its state
+    // may be a step behind (later writes are queued), never missing or ended.
+    let state = grid_store(
+        &data_dir,
+        &format!("SELECT state FROM sessions WHERE id = '{id}'"),
+    );
+    assert!(
+        state == "running" || state == "provisioning",
+        "the killed grid's session is recorded, unfinished: {state:?}"
     );
     let grid = Grid::start_in(tmp, &["--max-sessions", "1"]);
     assert!(
