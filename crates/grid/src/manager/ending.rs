@@ -31,6 +31,10 @@ impl Manager {
             .write()
             .unwrap_or_else(|e| e.into_inner())
             .remove(id);
+        self.ending
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(id.to_string(), (reason, session.owner.clone()));
         Some(session)
     }
 
@@ -73,6 +77,11 @@ impl Manager {
                     commands,
                 })
                 .await;
+            // The store answers for it from now on.
+            m.ending
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .remove(&session.id);
             // Counted once recorded: whoever sees the count finds the record.
             m.metrics.session_ended(reason);
             info!(session = %session.id, reason = reason.as_str(), commands, "session ended");

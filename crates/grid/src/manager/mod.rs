@@ -57,6 +57,9 @@ pub struct Manager {
     slots: Arc<Slots>,
     /// The running sessions by grid id.
     sessions: RwLock<HashMap<String, Arc<Session>>>,
+    /// Sessions that have ended but whose end is not yet in the store, with
+    /// why and whose: until it is, this is what answers for them.
+    ending: std::sync::Mutex<HashMap<String, (EndReason, Option<String>)>>,
     /// Pooled connections to the drivers.
     pub client: DriverClient,
     /// Set when shutdown begins: new work is refused.
@@ -150,6 +153,7 @@ impl Manager {
             store,
             provisioner,
             sessions: RwLock::default(),
+            ending: std::sync::Mutex::default(),
             client: driver_client(),
             shutting_down: AtomicBool::new(false),
             shut_down: watch::Sender::new(false),

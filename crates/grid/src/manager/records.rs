@@ -51,6 +51,16 @@ impl Manager {
 
     /// Why session `id` is not running, as far as the store knows.
     pub(crate) async fn not_running(&self, id: &str) -> NotRunning {
+        let ending = self
+            .ending
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(id)
+            .cloned();
+        if let Some((reason, owner)) = ending {
+            // Ended a moment ago; its record is still on its way to the store.
+            return NotRunning::Ended(reason, owner);
+        }
         NotRunning::of(self.store.as_ref(), id)
             .await
             .unwrap_or(NotRunning::Unknown)
