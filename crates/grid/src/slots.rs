@@ -26,6 +26,9 @@ struct Inner {
     /// Slot numbers not in use, so status can name which slot runs what.
     free_ids: Vec<usize>,
     next_ticket: u64,
+    /// Requests between making room and asking for their slot: no slot is
+    /// taken ahead of demand meanwhile (see [`Slots::try_acquire`]).
+    arriving: usize,
 }
 
 /// A fixed set of slots shared by all sessions.
@@ -57,6 +60,7 @@ impl Slots {
                 waiters: HashMap::new(),
                 free_ids: (0..capacity).rev().collect(),
                 next_ticket: 0,
+                arriving: 0,
             }),
         })
     }
@@ -130,10 +134,10 @@ impl Slots {
     }
 
     /// Takes a free slot for `group` only if nobody who could take it is
-    /// waiting; never queues.
+    /// waiting or arriving; never queues.
     pub fn try_acquire(self: &Arc<Self>, group: &str) -> Option<SlotPermit> {
         let mut inner = self.lock();
-        if !inner.queue.ready() {
+        if !inner.queue.ready() || inner.arriving > 0 {
             return None;
         }
         let ticket = inner.next_ticket;
@@ -153,6 +157,13 @@ impl Slots {
             }
             Admission::Refused(_) => None,
         }
+    }
+
+    /// Marks a request on its way to a slot until the guard is dropped: a
+    /// slot freed for it meanwhile is not taken by [`Slots::try_acquire`].
+    pub fn arrival(self: &Arc<Self>) -> Arrival {
+        self.lock().arriving += 1;
+        Arrival(self.clone())
     }
 
     fn give_back(&self, index: usize, group: &str) {
@@ -200,6 +211,16 @@ impl Slots {
             inner.queue.waiting(),
             inner.queue.ready(),
         )
+    }
+}
+
+/// A request on its way to a slot (see [`Slots::arrival`]).
+pub struct Arrival(Arc<Slots>);
+
+impl Drop for Arrival {
+    fn drop(&mut self) {
+        let mut inner = self.0.lock();
+        inner.arriving = inner.arriving.saturating_sub(1);
     }
 }
 
@@ -251,6 +272,12 @@ mod tests {
         let _held = waiter.await.unwrap().expect("the waiter got the slot");
         assert!(slots.try_acquire("warm").is_none());
         drop(a);
+        let arriving = slots.arrival();
+        assert!(
+            slots.try_acquire("warm").is_none(),
+            "a request is on its way"
+        );
+        drop(arriving);
         assert!(slots.try_acquire("warm").is_some());
     }
 

@@ -81,6 +81,8 @@ impl Manager {
         };
         // A warm session started with exactly what this request's driver would
         // receive serves it; the request still takes a slot of its own below.
+        // From here until it has asked for its slot, no warm session takes one.
+        let arrival = self.slots.arrival();
         let warm = self.take_warm(&selection);
         self.make_room();
         let (group, limit) = slot_group(caller);
@@ -109,6 +111,7 @@ impl Manager {
             }
         };
         drop(place);
+        drop(arrival);
         let permit = match permit {
             Ok(p) => {
                 waiting.queued = false;
@@ -171,6 +174,7 @@ impl Manager {
                     "CDP sessions need Chromium, and this grid has none (see `gridiron doctor`)",
                 )
             })?;
+        let arrival = self.slots.arrival();
         self.make_room();
         let (group, limit) = slot_group(caller);
         let asked_at = std::time::Instant::now();
@@ -188,6 +192,7 @@ impl Manager {
             Ok(()) = &mut cancel => return Err(cancelled(&rid)),
         };
         drop(place);
+        drop(arrival);
         self.slot_granted(asked_at);
         let (tx, rx) = oneshot::channel();
         let me = self.clone();

@@ -405,6 +405,12 @@ fn key_of(
     ))
 }
 
+/// How long the refiller waits after a change before it takes a free slot:
+/// a client that quits and asks again at once (a suite opening a session per
+/// test) finds the slot still free instead of making a just-started warm
+/// session give it up.
+const REFILL_AFTER: Duration = Duration::from_millis(100);
+
 /// Keeps the pool full: wakes whenever something changed, never on a timer.
 pub(super) async fn keep_warm(weak: Weak<Manager>) {
     let Some(notify) = weak.upgrade().map(|m| m.warm.changed.clone()) else {
@@ -418,5 +424,6 @@ pub(super) async fn keep_warm(weak: Weak<Manager>) {
         m.fill_warm();
         drop(m);
         changed.await;
+        tokio::time::sleep(REFILL_AFTER).await;
     }
 }
