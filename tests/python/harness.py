@@ -625,6 +625,16 @@ class Grid:
     def processes(self):
         return processes_with_env(f"{MARK_ENV}={self.data_dir}")
 
+    def client_processes(self):
+        """The processes started for clients: on a grid that keeps warm
+        sessions, those of the warm sessions (nobody's yet, so unknown to the
+        store) do not count."""
+        procs = self.processes()
+        if not self.keeps_warm:
+            return procs
+        known = self.known_session_ids()
+        return [p for p in procs if not p.session or p.session in known]
+
     def session_processes(self, session_id):
         return [p for p in self.processes() if p.session == session_id]
 

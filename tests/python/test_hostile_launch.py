@@ -128,8 +128,8 @@ def _check_all(port, processes_of, headers=None):
 
 def test_a_standalone_grid_refuses_every_vector(make_grid):
     g = make_grid(max_sessions=1, env={"GRIDIRON_NO_PREWARM": "true"})
-    _check_all(g.port, g.processes)
-    assert g.processes() == [], "no driver may run for refused requests"
+    _check_all(g.port, g.client_processes)
+    assert g.client_processes() == [], "no driver may run for refused requests"
     assert g.db_rows() == [], "refused requests leave no session record"
     # The grid still serves ordinary clients.
     ok = _new_session(g.port, {"browserName": "chrome", "goog:chromeOptions": {"args": ["--window-size=800,600"]}})
@@ -227,7 +227,7 @@ def test_malformed_and_alternative_shapes_are_refused(make_grid):
         ({"desiredCapabilities": {"goog:chromeOptions": {"binary": PYTHON}}}, "binary"),
     ]:
         _assert_refused(http_request(g.port, "POST", "/session", body=body, timeout=30), item)
-    assert g.processes() == []
+    assert g.client_processes() == []
 
 
 def test_firefox_addons_come_with_the_request_not_from_the_host(make_grid):
