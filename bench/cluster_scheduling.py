@@ -668,6 +668,8 @@ async def run(args, procs: Processes, workdir: str, report: dict) -> bool:
         procs.start(f"hub{i + 1}", [args.gridiron, "hub", "--host", "127.0.0.1", "--port", str(port),
                                     "--store", store, "--cluster-secret", SECRET,
                                     "--max-queue", str(max(20000, args.queued + 100)),
+                                    # Each queued request holds a client connection open.
+                                    "--max-connections", str(max(1024, args.queued + 100)),
                                     "--queue-timeout", str(args.queue_timeout)],
                     stop_signal=signal.SIGTERM, death_signal=signal.SIGTERM)
     for i in range(args.nodes):
