@@ -41,6 +41,7 @@ __all__ = [
     "processes_with_env",
     "redis_server_argv",
     "standin_driver_dir",
+    "stop_process",
 ]
 
 
@@ -170,6 +171,16 @@ def still_alive(pid: int, start: int) -> bool:
     """Whether the process seen with this start time still runs (not reused, not a zombie)."""
     st = proc_stat(pid)
     return st is not None and st["start"] == start and st["state"] != "Z"
+
+
+def stop_process(proc: "subprocess.Popen", timeout: float) -> None:
+    """SIGTERM `proc` and wait up to `timeout` s for it to exit; SIGKILL it after."""
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(timeout=10)
 
 
 def kill_quietly(pid: int, sig: int) -> None:

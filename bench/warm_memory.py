@@ -21,7 +21,7 @@ import sys
 import tempfile
 import time
 
-from benchlib import free_port, pdeathsig, processes_with_env, tail
+from benchlib import free_port, pdeathsig, processes_with_env, stop_process, tail
 
 MARK_ENV = "__GRIDIRON_SWEEP_MARK"
 
@@ -95,11 +95,7 @@ def main() -> int:
         print(f"grid process RSS: {kib(grid.pid, 'Rss') / 1024:.1f} MiB")
         return 0
     finally:
-        grid.send_signal(signal.SIGTERM)
-        try:
-            grid.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            grid.kill()
+        stop_process(grid, 30)
         shutil.rmtree(data_dir, ignore_errors=True)
 
 

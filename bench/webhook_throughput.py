@@ -30,7 +30,7 @@ import time
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 
-from benchlib import free_port, pdeathsig, percentile, standin_driver_dir
+from benchlib import free_port, pdeathsig, percentile, standin_driver_dir, stop_process
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
@@ -162,11 +162,7 @@ def main() -> None:
         print(f"event to delivery ms: p50 {percentile(lags, 50):.1f}  p99 {percentile(lags, 99):.1f}  max {lags[-1]:.1f}")
         print(f"CPU s: grid {cpu_seconds(grid.pid) - grid_cpu0:.2f}, receiver {time.process_time() - cpu0:.2f}")
     finally:
-        grid.send_signal(signal.SIGTERM)
-        try:
-            grid.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            grid.kill()
+        stop_process(grid, 20)
         rx.server.shutdown()
         shutil.rmtree(work, ignore_errors=True)
 
