@@ -151,11 +151,12 @@ impl WarmPool {
     /// A request has to wait for a slot: one warm session gives its slot up,
     /// a starting one first (it cost the least so far).
     pub(crate) fn give_way(&self) {
-        let freed = {
+        // Let go of outside the pool's lock: a slot, or a whole warm session.
+        let freed: (Option<SlotPermit>, Option<WarmSession>) = {
             let mut st = self.lock();
             match st.starting.iter_mut().find_map(|s| s.permit.take()) {
-                Some(permit) => Gone::Slot(permit),
-                None if !st.ready.is_empty() => Gone::Session(st.ready.remove(0)),
+                Some(permit) => (Some(permit), None),
+                None if !st.ready.is_empty() => (None, Some(st.ready.remove(0))),
                 None => return,
             }
         };
@@ -187,12 +188,6 @@ impl WarmPool {
         while ends.join_next().await.is_some() {}
         self.changed.notify_one();
     }
-}
-
-/// What [`WarmPool::give_way`] lets go of, outside the pool's lock.
-enum Gone {
-    Slot(#[allow(dead_code)] SlotPermit),
-    Session(#[allow(dead_code)] WarmSession),
 }
 
 impl Manager {
