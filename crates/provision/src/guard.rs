@@ -40,11 +40,6 @@ impl Watchdog {
         Ok(Watchdog { child, pipe })
     }
 
-    /// Whether the watchdog is still there to clean up after the grid.
-    pub fn alive(&mut self) -> bool {
-        matches!(self.child.try_wait(), Ok(None))
-    }
-
     /// The grid has ended every session itself: the watchdog exits without
     /// sweeping, and is gone when this returns.
     pub fn release(&mut self) {

@@ -73,14 +73,7 @@ impl Sweeper {
             std::thread::sleep(GATHER);
             let batch = std::mem::take(&mut *lock(&self.pending));
             let markers: Vec<&[u8]> = batch.iter().map(|(m, _)| m.as_bytes()).collect();
-            // Again until none is left: a process may fork while it is killed.
-            for _ in 0..10 {
-                let pids = processes_with_any(&markers);
-                if pids.is_empty() {
-                    break;
-                }
-                kill_all(&pids);
-            }
+            kill_carrying(&markers);
             for (_, done) in batch {
                 let _ = done.send(());
             }
@@ -113,9 +106,15 @@ fn processes_with_any(markers: &[&[u8]]) -> Vec<i32> {
 /// Catches helpers that left the process group (Chromium's crash handler does).
 /// Scans again until none is left, since a process may fork while it is killed.
 pub fn kill_with_env(var: &str, value: &str) -> usize {
+    kill_carrying(&[format!("{var}={value}").as_bytes()])
+}
+
+/// Kills every process carrying one of `markers` (`var=value`), scanning
+/// again until none is left; returns how many there were.
+fn kill_carrying(markers: &[&[u8]]) -> usize {
     let mut killed = 0;
     for _ in 0..10 {
-        let pids = processes_with_env(var, value);
+        let pids = processes_with_any(markers);
         if pids.is_empty() {
             break;
         }

@@ -218,10 +218,8 @@ pub(crate) fn discover_guarded(
     settings: &gridiron_provision::IsolationSettings,
 ) -> Result<(gridiron_provision::Discovery, gridiron_provision::Isolation), String> {
     let mut found = gridiron_provision::discover();
-    let mut me =
-        std::env::current_exe().map_err(|e| format!("cannot find this executable: {e}"))?;
-    let isolation =
-        gridiron_provision::Isolation::decide(settings, data_dir, &mut found.installs, &mut me);
+    let me = std::env::current_exe().map_err(|e| format!("cannot find this executable: {e}"))?;
+    let isolation = gridiron_provision::Isolation::decide(settings, data_dir, &mut found.installs);
     let watchdog = gridiron_provision::Watchdog::start(&me, data_dir)
         .map_err(|e| format!("cannot start the watchdog of browsers: {e}"))?;
     // Kept (and its pipe open) until this process ends, however it ends.

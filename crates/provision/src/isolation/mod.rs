@@ -206,17 +206,16 @@ impl Isolation {
     /// Decides how to isolate the sessions of a grid with `data_dir`.
     ///
     /// With user ids, every program a session runs must be reachable by a user
-    /// that is not the grid's: a driver or `gridiron` itself under a private
-    /// directory (`/root/.cargo/bin`) is linked (or copied) into `data_dir/bin`,
-    /// and `installs` and `gridiron` are pointed at the copies. A browser or a
-    /// data dir out of reach turns user ids off, with a note saying why.
+    /// that is not the grid's: a driver under a private directory
+    /// (`/root/.cargo/bin`) is linked (or copied) into `data_dir/bin`, and
+    /// `installs` are pointed at the copies. A browser or a data dir out of
+    /// reach turns user ids off, with a note saying why.
     pub fn decide(
         settings: &IsolationSettings,
         data_dir: &Path,
         installs: &mut [BrowserInstall],
-        gridiron: &mut PathBuf,
     ) -> Isolation {
-        Isolation::decide_as(settings, data_dir, installs, gridiron, true)
+        Isolation::decide_as(settings, data_dir, installs, true)
     }
 
     /// What [`Isolation::decide`] would decide, without creating or linking
@@ -227,15 +226,13 @@ impl Isolation {
         installs: &[BrowserInstall],
     ) -> Isolation {
         let mut installs = installs.to_vec();
-        let mut me = std::env::current_exe().unwrap_or_default();
-        Isolation::decide_as(settings, data_dir, &mut installs, &mut me, false)
+        Isolation::decide_as(settings, data_dir, &mut installs, false)
     }
 
     fn decide_as(
         settings: &IsolationSettings,
         data_dir: &Path,
         installs: &mut [BrowserInstall],
-        gridiron: &mut PathBuf,
         apply: bool,
     ) -> Isolation {
         let mut iso = Isolation {
@@ -260,7 +257,7 @@ impl Isolation {
             }
             return iso;
         }
-        match uid_range(settings, data_dir, installs, gridiron, apply) {
+        match uid_range(settings, data_dir, installs, apply) {
             Ok(range) => {
                 iso.chromium_sandbox = namespaces_work(Some(range.base));
                 if !iso.chromium_sandbox {
@@ -317,7 +314,6 @@ fn uid_range(
     settings: &IsolationSettings,
     data_dir: &Path,
     installs: &mut [BrowserInstall],
-    gridiron: &mut PathBuf,
     apply: bool,
 ) -> Result<UidRange, String> {
     if settings.uid_base == 0 {
@@ -359,9 +355,6 @@ fn uid_range(
         if apply {
             i.driver = reachable_copy(&i.driver, data_dir)?;
         }
-    }
-    if apply {
-        *gridiron = reachable_copy(gridiron, data_dir)?;
     }
     Ok(UidRange::new(settings.uid_base, settings.uid_count, locks))
 }
