@@ -5,6 +5,7 @@
 //! resolves; [`Manager`] owns every session.
 
 pub mod api;
+pub mod artifacts;
 pub mod auth;
 #[cfg(test)]
 mod auth_tests;

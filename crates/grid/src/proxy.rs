@@ -288,19 +288,20 @@ pub async fn quit(
     };
     // A CDP-only session has no driver to tell: its browser just stops.
     if session.is_cdp_only() {
-        drop(m.end_in_background(session, reason));
+        m.end_in_background(session, reason).recorded().await;
         return http::ok(serde_json::Value::Null);
     }
     // Whatever happens to this request, the session is ended: the rest runs on its own.
-    // The client is answered once the driver has answered; the processes are
-    // killed and the slot freed before that, the clean-up and record follow.
+    // The client is answered once the driver has answered and the end is
+    // recorded; the processes are killed and the slot freed before that, the
+    // clean-up follows.
     let me = m.clone();
     m.tasks
         .spawn(async move {
             let m = me;
             let resp =
                 tokio::time::timeout(QUIT_TIMEOUT, forward(&m, session.clone(), req, "")).await;
-            drop(m.end_in_background(session, reason));
+            m.end_in_background(session, reason).recorded().await;
             match resp {
                 Ok(r) if r.status().is_success() => r,
                 // The driver may be gone already; the session is ended either way.

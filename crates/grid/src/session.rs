@@ -132,7 +132,14 @@ pub struct Session {
     state: Mutex<SessionState>,
     /// The processes and the slot, taken exactly once by whoever ends the session.
     resources: Mutex<Option<(SessionHandle, SlotPermit)>>,
+    /// What must be finished when the session ends, before its artifacts are collected.
+    end_hooks: Mutex<Vec<EndHook>>,
 }
+
+/// Work that completes one of a session's artifacts once the session has
+/// ended (its processes are killed by then): a log flushed, a file written.
+pub type EndHook =
+    Box<dyn FnOnce() -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>> + Send>;
 
 /// What a session is made of once its browser is up.
 pub struct Launched {
@@ -198,6 +205,7 @@ impl Session {
             process: process.clone(),
             state: Mutex::new(SessionState::Running),
             resources: Mutex::new(Some((process, permit))),
+            end_hooks: Mutex::new(Vec::new()),
         }
     }
 
@@ -333,6 +341,20 @@ impl Session {
     /// Whether the session's driver or browser process has died.
     pub fn browser_gone(&self) -> bool {
         self.process.browser_gone()
+    }
+
+    /// Runs `hook` when the session ends, after its processes are killed and
+    /// before its artifacts are collected.
+    pub fn on_end(&self, hook: EndHook) {
+        self.end_hooks
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(hook);
+    }
+
+    /// The end hooks, taken once by whoever ends the session.
+    pub(crate) fn take_end_hooks(&self) -> Vec<EndHook> {
+        std::mem::take(&mut *self.end_hooks.lock().unwrap_or_else(|e| e.into_inner()))
     }
 
     /// Takes the processes and slot out, for the one caller that ends the session.

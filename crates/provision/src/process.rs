@@ -35,6 +35,11 @@ pub trait SessionProcess: Send + Sync {
     /// Kills the session's processes at once, without waiting for them to
     /// exit or cleaning up after them ([`SessionProcess::shutdown`] does that).
     fn kill(&self) {}
+    /// Completes what the session's processes leave behind in
+    /// `dir()/artifacts` (a recording stopped and made playable, a log
+    /// flushed). Called once after [`SessionProcess::kill`] and before the
+    /// artifacts are collected; whatever it needs keeps running until then.
+    async fn finish_outputs(&self) {}
     /// Stops every process of the session and removes its files. Later calls
     /// do nothing.
     async fn shutdown(&self);

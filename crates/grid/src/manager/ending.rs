@@ -42,18 +42,20 @@ impl Manager {
     /// Runs in a task of its own, so a caller that is cancelled (its client hung
     /// up) cannot leave a session half ended.
     pub async fn finish_end(self: &Arc<Self>, session: Arc<Session>, reason: EndReason) {
-        let _ = self.end_in_background(session, reason).await;
+        let _ = self.end_in_background(session, reason).cleaned_up.await;
     }
 
     /// Second half of ending, answered before it is done: the session's
-    /// processes are killed and its slot is free when this returns; reaping,
-    /// sweeps, file removal and the record follow in a task of their own
-    /// (the returned handle), off the path of whoever ended it.
+    /// processes are killed, its slot is free and its end is queued for the
+    /// store when this returns. The returned [`Ending`] says when the record is
+    /// written (what whoever answers a client for the end awaits, so any
+    /// reader of the store sees the end once the client has seen it); reaping,
+    /// sweeps, file removal and the event follow in a task of their own.
     pub(crate) fn end_in_background(
         self: &Arc<Self>,
         session: Arc<Session>,
         reason: EndReason,
-    ) -> tokio::task::JoinHandle<()> {
+    ) -> Ending {
         let process = session.take_resources().map(|(process, permit)| {
             // Killed at once, so the slot can serve the next session now.
             process.kill();
@@ -62,21 +64,19 @@ impl Manager {
             self.warm.changed();
             process
         });
+        // Queued now, behind the session's earlier writes: the record ends
+        // without waiting for the clean-up.
+        let commands = session.command_count();
+        let written = self.records.write(Write::Ended {
+            id: session.id.clone(),
+            reason,
+            at: now_ms(),
+            commands,
+        });
+        let (recorded_tx, recorded) = tokio::sync::oneshot::channel();
         let m = self.clone();
-        self.tasks.spawn(async move {
-            if let Some(process) = process {
-                process.shutdown().await;
-            }
-            session.apply(SessionEvent::CleanedUp);
-            let commands = session.command_count();
-            m.records
-                .write(Write::Ended {
-                    id: session.id.clone(),
-                    reason,
-                    at: now_ms(),
-                    commands,
-                })
-                .await;
+        let cleaned_up = self.tasks.spawn(async move {
+            written.await;
             // The store answers for it from now on.
             m.ending
                 .lock()
@@ -84,6 +84,19 @@ impl Manager {
                 .remove(&session.id);
             // Counted once recorded: whoever sees the count finds the record.
             m.metrics.session_ended(reason);
+            let _ = recorded_tx.send(());
+            if let Some(process) = process {
+                // What the session leaves behind is completed and kept before
+                // its directory is removed.
+                process.finish_outputs().await;
+                for hook in session.take_end_hooks() {
+                    hook().await;
+                }
+                m.collect_artifacts(&session, &crate::artifacts::outbox(process.dir()))
+                    .await;
+                process.shutdown().await;
+            }
+            session.apply(SessionEvent::CleanedUp);
             info!(session = %session.id, reason = reason.as_str(), commands, "session ended");
             m.emit(
                 NewEvent::now(events::SESSION_ENDED)
@@ -95,7 +108,11 @@ impl Manager {
             if let Some(f) = m.end_listener.get() {
                 f(&session.id, reason);
             }
-        })
+        });
+        Ending {
+            recorded,
+            cleaned_up,
+        }
     }
 
     /// Whether the session's driver or browser process has died. Cheap: the
@@ -116,5 +133,20 @@ impl Manager {
         warn!(session = %session.id, reason = reason.as_str(), "browser process is gone");
         self.end(&session.id, reason).await;
         true
+    }
+}
+
+/// A session's end in progress (see [`Manager::end_in_background`]).
+pub(crate) struct Ending {
+    /// Resolves once the end is in the store (or its write failed and was logged).
+    pub recorded: tokio::sync::oneshot::Receiver<()>,
+    /// Resolves once the processes are reaped and the end is announced.
+    pub cleaned_up: tokio::task::JoinHandle<()>,
+}
+
+impl Ending {
+    /// Waits until the end is recorded; the clean-up goes on regardless.
+    pub async fn recorded(self) {
+        let _ = self.recorded.await;
     }
 }
