@@ -22,7 +22,7 @@ pub use error::ProvisionError;
 pub use guard::{run_watchdog, Watchdog};
 pub use isolation::{Isolation, IsolationSettings};
 pub use local::LocalProvisioner;
-pub use process::{Provisioner, SessionHandle, SessionProcess};
+pub use process::{Provisioner, SessionHandle, SessionProcess, X11Display};
 
 /// Environment variable carried by every process the grid starts: the grid's
 /// data directory. Lets the grid (and tests) find its own processes, and the

@@ -40,9 +40,27 @@ pub trait SessionProcess: Send + Sync {
     /// flushed). Called once after [`SessionProcess::kill`] and before the
     /// artifacts are collected; whatever it needs keeps running until then.
     async fn finish_outputs(&self) {}
+    /// The private X display the session's browser shows on, when it has one
+    /// (a recorded session); `None` for a headless browser.
+    fn display(&self) -> Option<X11Display> {
+        None
+    }
     /// Stops every process of the session and removes its files. Later calls
     /// do nothing.
     async fn shutdown(&self);
+}
+
+/// An X display of a session's own, and what lets a client connect to it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct X11Display {
+    /// The display name, e.g. `:107`.
+    pub name: String,
+    /// The authority file holding the display's cookie (`XAUTHORITY`).
+    pub xauthority: PathBuf,
+    /// The screen's size in pixels.
+    pub width: u32,
+    /// The screen's size in pixels.
+    pub height: u32,
 }
 
 /// A session's processes as the grid holds them.
