@@ -40,6 +40,7 @@ pub fn driver_capabilities(
 ) -> Map<String, Value> {
     let mut caps = merged.clone();
     caps.remove(GRID_OPTIONS_KEY);
+    crate::recording::strip(&mut caps);
     caps.insert(
         "browserName".into(),
         Value::String(s.kind.driver_browser_name().into()),

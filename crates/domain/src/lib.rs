@@ -19,6 +19,7 @@ pub mod options;
 pub mod pool;
 pub mod public_url;
 pub mod queue;
+pub mod recording;
 pub mod redact;
 pub mod request;
 pub mod request_wait;

@@ -2,6 +2,7 @@
 
 use crate::capabilities::GRID_OPTIONS_KEY;
 use crate::error::GridError;
+use crate::recording::Screen;
 use serde::Serialize;
 use serde_json::{Map, Value};
 use std::collections::BTreeMap;
@@ -36,6 +37,11 @@ pub struct GridOptions {
     /// Labels a node must carry to run the session (scaled-out grids).
     #[serde(rename = "nodeLabels", skip_serializing_if = "BTreeMap::is_empty")]
     pub node_labels: BTreeMap<String, String>,
+    /// The screen of the session's video, when it is recorded (asked by any
+    /// spelling [`crate::recording::requested`] knows); the record shows it as
+    /// `"recordVideo": "1366x768"`.
+    #[serde(rename = "recordVideo", skip_serializing_if = "Option::is_none")]
+    pub record_video: Option<Screen>,
 }
 
 mod secs {
@@ -57,13 +63,21 @@ const KNOWN: &[&str] = &[
     "sessionTimeout",
     "pool",
     "nodeLabels",
+    "recordVideo",
+    "screenResolution",
 ];
 
 impl GridOptions {
     /// Reads `gridiron:options` from merged capabilities; absent means defaults.
     pub fn from_capabilities(caps: &Map<String, Value>) -> Result<Self, GridError> {
+        let record_video = crate::recording::requested(caps)?;
         let obj = match caps.get(GRID_OPTIONS_KEY) {
-            None | Some(Value::Null) => return Ok(Self::default()),
+            None | Some(Value::Null) => {
+                return Ok(Self {
+                    record_video,
+                    ..Self::default()
+                })
+            }
             Some(Value::Object(o)) => o,
             Some(_) => {
                 return Err(GridError::invalid_argument(format!(
@@ -71,7 +85,10 @@ impl GridOptions {
                 )))
             }
         };
-        let mut out = GridOptions::default();
+        let mut out = GridOptions {
+            record_video,
+            ..GridOptions::default()
+        };
         for (key, value) in obj {
             let bad = || {
                 GridError::invalid_argument(format!(
@@ -89,6 +106,8 @@ impl GridOptions {
                 }
                 "idleTimeout" => out.idle_timeout = Some(seconds(value).ok_or_else(bad)?),
                 "sessionTimeout" => out.session_timeout = Some(seconds(value).ok_or_else(bad)?),
+                // Read (and checked) with the other spellings of a recording above.
+                "recordVideo" | "screenResolution" => {}
                 other => {
                     return Err(GridError::invalid_argument(format!(
                         "unknown grid option {GRID_OPTIONS_KEY}.{other}; known options are {}",
@@ -152,6 +171,23 @@ mod tests {
         let j = o.to_json();
         assert_eq!(j["idleTimeout"], json!(2.0));
         assert_eq!(j["labels"]["team"], json!("web"));
+        assert!(j.get("recordVideo").is_none());
+    }
+
+    #[test]
+    fn a_recording_is_an_option_in_any_spelling() {
+        let o = parse(
+            json!({"gridiron:options": {"recordVideo": true, "screenResolution": "800x600"}}),
+        )
+        .unwrap();
+        assert_eq!(
+            o.record_video.map(|s| s.to_string()).as_deref(),
+            Some("800x600")
+        );
+        assert_eq!(o.to_json()["recordVideo"], json!("800x600"));
+        let o = parse(json!({"se:recordVideo": true})).unwrap();
+        assert_eq!(o.record_video, Some(crate::recording::DEFAULT_SCREEN));
+        assert!(parse(json!({"se:recordVideo": 1})).is_err());
     }
 
     #[test]

@@ -68,8 +68,14 @@ pub fn default_request(kind: BrowserKind) -> Value {
 /// `pageLoadStrategy: "normal"` and empty `args`/`extensions` lists, which
 /// clients such as Selenium's send for every session, and Selenium's own
 /// `se:` capabilities (`se:remoteUrl`), which drivers do not act on.
-pub fn warm_key(driver_caps: &Map<String, Value>) -> Value {
+/// A request for a recording (read from `merged`, the request's capabilities
+/// before grid options are stripped) never matches: warm sessions run
+/// headless, with no screen to record.
+pub fn warm_key(merged: &Map<String, Value>, driver_caps: &Map<String, Value>) -> Value {
     let mut caps = driver_caps.clone();
+    if !matches!(crate::recording::requested(merged), Ok(None)) {
+        caps.insert("gridiron:recorded".into(), Value::Bool(true));
+    }
     caps.retain(|k, _| !k.starts_with("se:"));
     if caps.get("pageLoadStrategy").and_then(Value::as_str) == Some("normal") {
         caps.remove("pageLoadStrategy");
@@ -101,7 +107,10 @@ mod tests {
             profile_dir: None,
             sandbox: false,
         };
-        warm_key(&driver_capabilities(&sel.merged, &chromium(), &defaults))
+        warm_key(
+            &sel.merged,
+            &driver_capabilities(&sel.merged, &chromium(), &defaults),
+        )
     }
 
     #[test]
@@ -132,6 +141,11 @@ mod tests {
         assert_eq!(key_of(named), warm);
         let legacy = json!({"capabilities": {"firstMatch": [{"browserName": "chrome"}]}});
         assert_eq!(key_of(legacy), warm);
+        // A recording turned off is no recording.
+        let off = json!({"capabilities": {"alwaysMatch": {
+            "browserName": "chrome", "se:recordVideo": false,
+            "selenoid:options": {"enableVideo": false}}}});
+        assert_eq!(key_of(off), warm);
     }
 
     #[test]
@@ -145,6 +159,10 @@ mod tests {
             json!({"browserName": "chrome", "goog:chromeOptions": {"args": ["--headless=old"]}}),
             json!({"browserName": "chrome", "goog:chromeOptions": {"prefs": {"a": 1}}}),
             json!({"browserName": "chrome", "goog:chromeOptions": {"extensions": ["AAAA"]}}),
+            // Recorded sessions need a screen; warm ones have none.
+            json!({"browserName": "chrome", "gridiron:options": {"recordVideo": true}}),
+            json!({"browserName": "chrome", "se:recordVideo": true}),
+            json!({"browserName": "chrome", "selenoid:options": {"enableVideo": true}}),
         ] {
             let body = json!({"capabilities": {"alwaysMatch": caps}});
             assert_ne!(key_of(body.clone()), warm, "{body}");

@@ -393,11 +393,10 @@ fn key_of(
         profile_dir: None,
         sandbox,
     };
-    warm_key(&driver_capabilities(
+    warm_key(
         &selection.merged,
-        &catalog[selection.stereotype],
-        &defaults,
-    ))
+        &driver_capabilities(&selection.merged, &catalog[selection.stereotype], &defaults),
+    )
 }
 
 /// How long the refiller waits after a change before it takes a free slot:
