@@ -431,6 +431,7 @@ pub fn run_node(mut args: NodeArgs) -> Result<(), String> {
             &grid.data_dir,
             grid.prewarm,
             isolation,
+            s.video.clone(),
         );
         let store: Arc<dyn gridiron_store::Store> = cluster.sessions();
         let manager = gridiron_grid::Manager::start(grid, store, provisioner);

@@ -13,6 +13,7 @@ use gridiron_domain::BrowserKind;
 use nix::sys::signal::{killpg, Signal};
 use nix::unistd::Pid;
 use std::collections::VecDeque;
+use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -85,14 +86,15 @@ impl std::fmt::Debug for DriverProcess {
 }
 
 impl DriverProcess {
-    /// Starts the driver for `install` with its files under `dir`, and waits
+    /// Starts the driver for `install` with its files under `dir` (and `env`
+    /// beyond the session's own: a recorded session's display), and waits
     /// until it listens. On failure the process group is already gone.
     pub async fn spawn(
         install: &BrowserInstall,
-        session_id: &str,
-        dir: &Path,
+        (session_id, dir): (&str, &Path),
         data_dir: &Path,
         isolation: &Isolation,
+        env: &[(OsString, OsString)],
     ) -> Result<DriverProcess, ProvisionError> {
         let args = match install.stereotype.kind {
             BrowserKind::Chromium => vec![
@@ -114,6 +116,7 @@ impl DriverProcess {
         let spawn = Spawn {
             program: &install.driver,
             args: &args,
+            env,
             is_browser: false,
             session_id,
             dir,
@@ -141,6 +144,7 @@ impl DriverProcess {
         let spawn = Spawn {
             program: &binary,
             args,
+            env: &[],
             is_browser: true,
             session_id,
             dir,
@@ -196,6 +200,7 @@ impl DriverProcess {
 struct Spawn<'a> {
     program: &'a Path,
     args: &'a [String],
+    env: &'a [(OsString, OsString)],
     is_browser: bool,
     session_id: &'a str,
     dir: &'a Path,
@@ -212,6 +217,7 @@ impl Spawn<'_> {
         let Spawn {
             program,
             args,
+            env,
             is_browser,
             session_id,
             dir,
@@ -237,6 +243,7 @@ impl Spawn<'_> {
         // Nothing of the grid's environment (cluster secret, store URL) reaches a page.
         cmd.env_clear()
             .envs(isolation.session_env(dir, &tmp, data_dir, session_id))
+            .envs(env.iter().cloned())
             .current_dir(dir)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())

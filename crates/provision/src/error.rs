@@ -47,6 +47,9 @@ pub enum ProvisionError {
         /// Its last lines of output.
         output: String,
     },
+    /// A recorded session's X display or recorder could not be started (or
+    /// this provisioner cannot record).
+    Recording(String),
 }
 
 impl ProvisionError {
@@ -57,6 +60,7 @@ impl ProvisionError {
             ProvisionError::ShuttingDown
             | ProvisionError::UnknownBrowser(_)
             | ProvisionError::Files { .. } => false,
+            ProvisionError::Recording(_) => true,
             ProvisionError::Spawn { source, .. } => !matches!(
                 source.kind(),
                 std::io::ErrorKind::NotFound | std::io::ErrorKind::PermissionDenied
@@ -108,6 +112,7 @@ impl std::fmt::Display for ProvisionError {
                 "driver did not listen within {waited:?}{}",
                 with_output(output)
             ),
+            ProvisionError::Recording(why) => write!(f, "cannot record the session: {why}"),
         }
     }
 }
@@ -132,7 +137,8 @@ impl From<ProvisionError> for GridError {
             ProvisionError::ShuttingDown
             | ProvisionError::UnknownBrowser(_)
             | ProvisionError::Files { .. }
-            | ProvisionError::NoFreePort(_) => Origin::Grid,
+            | ProvisionError::NoFreePort(_)
+            | ProvisionError::Recording(_) => Origin::Grid,
             _ => Origin::Driver,
         };
         GridError::not_created(

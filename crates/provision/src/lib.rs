@@ -15,6 +15,7 @@ pub mod isolation;
 pub mod local;
 pub mod process;
 pub mod sweep;
+pub mod video;
 
 pub use discovery::{discover, BrowserInstall, Discovery};
 pub use driver::{DriverExit, DriverProcess};
@@ -23,6 +24,7 @@ pub use guard::{run_watchdog, Watchdog};
 pub use isolation::{Isolation, IsolationSettings};
 pub use local::LocalProvisioner;
 pub use process::{Provisioner, SessionHandle, SessionProcess, X11Display};
+pub use video::{PostProcessing, VideoSettings};
 
 /// Environment variable carried by every process the grid starts: the grid's
 /// data directory. Lets the grid (and tests) find its own processes, and the
@@ -33,3 +35,7 @@ pub use process::{Provisioner, SessionHandle, SessionProcess, X11Display};
 pub const ENV_MARK: &str = "__GRIDIRON_SWEEP_MARK";
 /// Environment variable carried by a session's processes: its session id.
 pub const ENV_SESSION: &str = "__GRIDIRON_SWEEP_SESSION";
+
+/// The outbox below a session's directory: what the session's processes
+/// leave there is kept as its artifacts (the grid's `artifacts::outbox`).
+pub const OUTBOX: &str = "artifacts";

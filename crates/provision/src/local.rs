@@ -10,7 +10,9 @@ use crate::driver::DriverProcess;
 use crate::error::ProvisionError;
 use crate::isolation::Isolation;
 use crate::process::{Provisioner, SessionHandle};
+use crate::video::{RecordedSession, Video, VideoSettings};
 use async_trait::async_trait;
+use gridiron_domain::recording::Screen;
 use gridiron_domain::Stereotype;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -32,6 +34,8 @@ pub struct LocalProvisioner {
     closed: AtomicBool,
     /// How sessions are kept from the grid's secrets and from each other.
     isolation: Isolation,
+    /// How recorded sessions are recorded and their videos finished.
+    video: VideoSettings,
 }
 
 impl LocalProvisioner {
@@ -42,6 +46,7 @@ impl LocalProvisioner {
         data_dir: &Path,
         prewarm: bool,
         isolation: Isolation,
+        video: VideoSettings,
     ) -> Arc<Self> {
         let p = Arc::new_cyclic(|me| LocalProvisioner {
             me: me.clone(),
@@ -52,6 +57,7 @@ impl LocalProvisioner {
             warming: Mutex::default(),
             closed: AtomicBool::new(false),
             isolation,
+            video,
         });
         for i in 0..p.installs.len() {
             p.replenish(i);
@@ -61,7 +67,7 @@ impl LocalProvisioner {
 
     async fn spawn(&self, install: usize) -> Result<DriverProcess, ProvisionError> {
         let (inst, id, dir) = self.new_session_files(install)?;
-        DriverProcess::spawn(inst, &id, &dir, &self.data_dir, &self.isolation).await
+        DriverProcess::spawn(inst, (&id, &dir), &self.data_dir, &self.isolation, &[]).await
     }
 
     /// The browser, a fresh session id and that session's directory.
@@ -111,6 +117,37 @@ impl Provisioner for LocalProvisioner {
             d.stop().await;
         }
         Ok(Arc::new(self.spawn(install).await?))
+    }
+
+    async fn start_recorded_driver(
+        &self,
+        install: usize,
+        screen: Screen,
+    ) -> Result<SessionHandle, ProvisionError> {
+        if self.closed.load(Ordering::SeqCst) {
+            return Err(ProvisionError::ShuttingDown);
+        }
+        // Never the spare: its browser would have no display. The display and
+        // its recorder start first, so the video covers the browser's start.
+        let (inst, id, dir) = self.new_session_files(install)?;
+        let (video, env) = Video::start(
+            &id,
+            &dir,
+            &self.data_dir,
+            screen,
+            &self.video,
+            &self.isolation,
+        )
+        .await?;
+        let driver =
+            DriverProcess::spawn(inst, (&id, &dir), &self.data_dir, &self.isolation, &env).await;
+        match driver {
+            Ok(driver) => Ok(Arc::new(RecordedSession { driver, video })),
+            Err(e) => {
+                video.discard().await;
+                Err(e)
+            }
+        }
     }
 
     async fn start_browser(

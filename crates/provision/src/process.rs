@@ -4,6 +4,7 @@
 use crate::driver::DriverExit;
 use crate::error::ProvisionError;
 use async_trait::async_trait;
+use gridiron_domain::recording::Screen;
 use gridiron_domain::Stereotype;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -76,6 +77,20 @@ pub trait Provisioner: Send + Sync {
     /// A listening driver for a new session of `browser`, with a fresh
     /// session id. The browser starts when the driver gets the new-session request.
     async fn start_driver(&self, browser: usize) -> Result<SessionHandle, ProvisionError>;
+    /// Like [`Provisioner::start_driver`], for a recorded session: a fresh
+    /// driver whose browser will show on a private display of `screen`'s
+    /// size, recorded from before this returns until the session ends
+    /// ([`SessionProcess::finish_outputs`] leaves `video.mp4` in the outbox).
+    async fn start_recorded_driver(
+        &self,
+        browser: usize,
+        screen: Screen,
+    ) -> Result<SessionHandle, ProvisionError> {
+        let _ = (browser, screen);
+        Err(ProvisionError::Recording(
+            "this grid's provisioner cannot record sessions".into(),
+        ))
+    }
     /// A Chromium browser started directly with `args` (plus the grid's
     /// defaults), for a CDP client; fresh profile and session id.
     async fn start_browser(

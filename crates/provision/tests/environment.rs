@@ -56,7 +56,7 @@ fn a_driver_gets_none_of_the_grids_secrets() {
         .unwrap();
     rt.block_on(async {
         let session_dir = dir.path().join("sessions").join("s1");
-        let p = DriverProcess::spawn(&install, "s1", &session_dir, dir.path(), &isolation)
+        let p = DriverProcess::spawn(&install, ("s1", &session_dir), dir.path(), &isolation, &[])
             .await
             .expect("the fake driver starts");
         let pid = p.pid().unwrap();

@@ -14,6 +14,7 @@ use gridiron_domain::capabilities::{
 use gridiron_domain::cdp::CdpRequest;
 use gridiron_domain::events;
 use gridiron_domain::public_url::websocket_base;
+use gridiron_domain::recording::{show_on_screen, Screen};
 use gridiron_domain::{EndReason, ErrorCode, GridError, GridOptions, Origin};
 use gridiron_provision::SessionHandle;
 use gridiron_store::{now_ms, NewEvent};
@@ -114,7 +115,17 @@ impl Manager {
         slot: usize,
         since: std::time::Instant,
     ) -> Result<(Started, Written), GridError> {
-        let driver = match self.provisioner.start_driver(selection.stereotype).await {
+        let screen = options.record_video;
+        let driver = match screen {
+            // Its display and recorder run before its browser starts.
+            Some(screen) => {
+                self.provisioner
+                    .start_recorded_driver(selection.stereotype, screen)
+                    .await
+            }
+            None => self.provisioner.start_driver(selection.stereotype).await,
+        };
+        let driver = match driver {
             Ok(d) => d,
             Err(e) => {
                 warn!(error = %e, "driver failed to start");
@@ -127,7 +138,7 @@ impl Manager {
         // Written while the browser starts; awaited before the client is answered.
         let recorded = self.record_new(&id, browser, requested, options, owner.clone());
         info!(session = %id, browser = %browser, slot, "session provisioning");
-        let answer = self.ask_driver(&driver, selection).await;
+        let answer = self.ask_driver(&driver, selection, screen).await;
         self.provisioner.replenish(selection.stereotype);
         let (driver_session_id, value) = match answer {
             Ok(ok) => ok,
@@ -165,13 +176,15 @@ impl Manager {
 
     /// Asks `driver` for a new session of `selection`, with the grid's launch
     /// defaults (the profile is the driver's own, in the session's `TMPDIR`); the driver's session id and
-    /// its answer's `value`.
+    /// its answer's `value`. A recorded session's browser (`screen`) shows
+    /// on its display instead of running headless.
     pub(super) async fn ask_driver(
         &self,
         driver: &SessionHandle,
         selection: &Selection,
+        screen: Option<Screen>,
     ) -> Result<(String, Value), DriverError> {
-        let caps = driver_capabilities(
+        let mut caps = driver_capabilities(
             &selection.merged,
             &self.catalog[selection.stereotype],
             &LaunchDefaults {
@@ -180,6 +193,9 @@ impl Manager {
                 sandbox: self.provisioner.chromium_sandbox(),
             },
         );
+        if let Some(screen) = screen {
+            show_on_screen(&mut caps, screen);
+        }
         let body = json!({"capabilities": {"alwaysMatch": caps, "firstMatch": [{}]}});
         let url = format!("{}/session", driver.endpoint());
         tokio::time::timeout(

@@ -347,7 +347,7 @@ impl Manager {
         )
         .ok_or_else(|| GridError::not_created(Origin::Grid, "no browser for warm sessions"))?;
         let driver = self.provisioner.start_driver(install).await?;
-        let answer = self.ask_driver(&driver, &sel).await;
+        let answer = self.ask_driver(&driver, &sel, None).await;
         self.provisioner.replenish(install);
         match answer {
             Ok((driver_session_id, value)) => {

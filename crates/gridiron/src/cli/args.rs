@@ -169,6 +169,15 @@ pub struct StandaloneArgs {
     #[arg(long, env = "GRIDIRON_WEBHOOK_DISABLE_AFTER")]
     #[serde(alias = "webhook_disable_after")]
     pub webhook_disable_after: Option<u32>,
+    /// Frames per second of session videos (`gridiron:options.recordVideo`), 1 to 60 [default: 10].
+    #[arg(long, env = "GRIDIRON_VIDEO_FPS")]
+    #[serde(alias = "video_fps")]
+    pub video_fps: Option<u32>,
+    /// Recordings finished (made seekable, thumbnailed) at once after their
+    /// sessions; more wait their turn [default: number of CPUs].
+    #[arg(long, env = "GRIDIRON_POST_PROCESSING_WORKERS")]
+    #[serde(alias = "post_processing_workers")]
+    pub post_processing_workers: Option<usize>,
 }
 
 impl StandaloneArgs {
@@ -208,6 +217,10 @@ impl StandaloneArgs {
                 .or(file.max_websockets_per_session),
             webhook_retry_base_ms: self.webhook_retry_base_ms.or(file.webhook_retry_base_ms),
             webhook_disable_after: self.webhook_disable_after.or(file.webhook_disable_after),
+            video_fps: self.video_fps.or(file.video_fps),
+            post_processing_workers: self
+                .post_processing_workers
+                .or(file.post_processing_workers),
         }
     }
 }
@@ -254,6 +267,30 @@ pub(crate) struct Standalone {
     pub(crate) isolation: gridiron_provision::IsolationSettings,
     /// How webhooks are retried and disabled.
     pub(crate) webhooks: gridiron_grid::webhooks::WebhookSettings,
+    /// How recorded sessions are recorded and their videos finished.
+    pub(crate) video: gridiron_provision::VideoSettings,
+}
+
+/// The recording settings from `--video-fps` and `--post-processing-workers`.
+pub(crate) fn video_settings(
+    fps: Option<u32>,
+    workers: Option<usize>,
+) -> Result<gridiron_provision::VideoSettings, String> {
+    use gridiron_domain::recording::{DEFAULT_FPS, FPS_RANGE};
+    let fps = fps.unwrap_or(DEFAULT_FPS);
+    if !FPS_RANGE.contains(&fps) {
+        return Err(format!(
+            "--video-fps must be from {} to {}, got {fps}",
+            FPS_RANGE.start(),
+            FPS_RANGE.end()
+        ));
+    }
+    let pool = match workers {
+        Some(0) => return Err("--post-processing-workers must be at least 1".into()),
+        Some(n) => gridiron_provision::PostProcessing::new(n),
+        None => gridiron_provision::PostProcessing::default(),
+    };
+    Ok(gridiron_provision::VideoSettings { fps, pool })
 }
 
 /// The webhook settings from `--webhook-retry-base-ms` and `--webhook-disable-after`.
@@ -340,9 +377,11 @@ pub(crate) fn resolve(args: StandaloneArgs) -> Result<Standalone, String> {
     };
     isolation.check()?;
     let webhooks = webhook_settings(args.webhook_retry_base_ms, args.webhook_disable_after)?;
+    let video = video_settings(args.video_fps, args.post_processing_workers)?;
     Ok(Standalone {
         addr,
         webhooks,
+        video,
         grid,
         json_logs,
         isolation,

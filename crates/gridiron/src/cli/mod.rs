@@ -177,6 +177,7 @@ pub fn run_standalone(args: StandaloneArgs) -> Result<(), String> {
             &s.grid.data_dir,
             s.grid.prewarm,
             isolation,
+            s.video.clone(),
         );
         tracing::info!(
             addr = %listener.local_addr().map_err(|e| e.to_string())?,

@@ -438,14 +438,14 @@ pub fn private_files() {
 /// keeps there, the store first, is the grid's alone (0600, 0700).
 pub fn protect_data_dir(data_dir: &Path) -> io::Result<()> {
     std::fs::set_permissions(data_dir, std::fs::Permissions::from_mode(0o711))?;
-    for (name, mode) in [("sessions", 0o711), ("bin", 0o755)] {
+    for (name, mode) in [("sessions", 0o711), ("bin", 0o755), ("recordings", 0o711)] {
         let dir = data_dir.join(name);
         std::fs::create_dir_all(&dir)?;
         std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(mode))?;
     }
     for entry in std::fs::read_dir(data_dir)?.flatten() {
         let name = entry.file_name();
-        if name == "sessions" || name == "bin" {
+        if name == "sessions" || name == "bin" || name == "recordings" {
             continue;
         }
         let Ok(meta) = entry.metadata() else { continue };
