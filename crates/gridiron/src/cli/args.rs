@@ -178,6 +178,21 @@ pub struct StandaloneArgs {
     #[arg(long, env = "GRIDIRON_POST_PROCESSING_WORKERS")]
     #[serde(alias = "post_processing_workers")]
     pub post_processing_workers: Option<usize>,
+    /// The most bytes stored artifacts may take; the oldest of ended sessions
+    /// are removed first [default: no quota]. Local storage: per node.
+    #[arg(long, env = "GRIDIRON_ARTIFACTS_MAX_BYTES")]
+    #[serde(alias = "artifacts_max_bytes")]
+    pub artifacts_max_bytes: Option<u64>,
+    /// Seconds an artifact is kept [default: until the quota needs its room].
+    #[arg(long, env = "GRIDIRON_ARTIFACTS_MAX_AGE")]
+    #[serde(alias = "artifacts_max_age")]
+    pub artifacts_max_age: Option<f64>,
+    /// Store artifacts in an S3-compatible bucket, `s3://bucket/prefix`
+    /// (endpoint and credentials from AWS_ENDPOINT_URL, AWS_ACCESS_KEY_ID,
+    /// AWS_SECRET_ACCESS_KEY, AWS_REGION) [default: <data-dir>/artifacts].
+    #[arg(long, env = "GRIDIRON_ARTIFACTS_URL")]
+    #[serde(alias = "artifacts_url")]
+    pub artifacts_url: Option<String>,
 }
 
 impl StandaloneArgs {
@@ -221,6 +236,9 @@ impl StandaloneArgs {
             post_processing_workers: self
                 .post_processing_workers
                 .or(file.post_processing_workers),
+            artifacts_max_bytes: self.artifacts_max_bytes.or(file.artifacts_max_bytes),
+            artifacts_max_age: self.artifacts_max_age.or(file.artifacts_max_age),
+            artifacts_url: self.artifacts_url.or(file.artifacts_url),
         }
     }
 }
@@ -399,6 +417,17 @@ fn resolve_bounds(grid: &mut GridConfig, args: &StandaloneArgs) -> Result<(), St
         grid.max_new_session_bytes,
     )?;
     grid.retention = seconds("retention", args.retention, grid.retention)?;
+    grid.artifacts_max_bytes = args.artifacts_max_bytes;
+    if args.artifacts_max_age.is_some() {
+        grid.artifacts_max_age = Some(seconds(
+            "artifacts-max-age",
+            args.artifacts_max_age,
+            Duration::ZERO,
+        )?);
+    }
+    grid.artifacts_url = args.artifacts_url.clone();
+    // Checked now, so a bad URL stops the start instead of a later upload.
+    gridiron_grid::artifacts::backend_for(grid.artifacts_url.as_deref(), &grid.data_dir)?;
     grid.command_timeout = seconds(
         "command-timeout",
         args.command_timeout,
