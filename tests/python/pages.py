@@ -102,7 +102,25 @@ COOKIES = """<!doctype html>
 <body><p id="cookie-header">{cookie_header}</p></body></html>
 """
 
+# The background cycles through COLOURS, one a second from the page's load
+# (the video tests read the colours back out of recordings).
+COLOURS = [(255, 0, 0), (0, 255, 0), (0, 0, 255), (255, 255, 0)]
+COLOUR_CYCLE = """<!doctype html>
+<html><head><title>Colours</title><style>html, body {{ margin: 0; height: 100%; }}</style></head>
+<body><script>
+  var colours = {colours};
+  var start = performance.now();
+  function paint() {{
+    var k = Math.floor((performance.now() - start) / 1000) % colours.length;
+    document.body.style.background = colours[k];
+    requestAnimationFrame(paint);
+  }}
+  paint();
+</script></body></html>
+""".format(colours=["rgb(%d,%d,%d)" % c for c in COLOURS])
+
 PAGES = {
+    "/colours.html": COLOUR_CYCLE,
     "/": INDEX,
     "/index.html": INDEX,
     "/second.html": SECOND,

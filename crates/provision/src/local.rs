@@ -59,6 +59,8 @@ impl LocalProvisioner {
             isolation,
             video,
         });
+        // Recordings a grid killed outright left behind belong to no session now.
+        let _ = std::fs::remove_dir_all(crate::video::recordings_dir(data_dir));
         for i in 0..p.installs.len() {
             p.replenish(i);
         }

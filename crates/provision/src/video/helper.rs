@@ -1,7 +1,9 @@
 //! Starting the helper processes of a recording (X server, encoder): each in
 //! a process group of its own, so killing the browser's group leaves them
 //! to be stopped gracefully, with a cleared environment that carries the
-//! grid's marker, so the watchdog kills them if the grid dies.
+//! grid's marker, so the watchdog kills them if the grid dies. They carry
+//! the session's marker too, yet no sweep of the session runs before they
+//! are stopped: the recording stops them first.
 
 use crate::error::ProvisionError;
 use crate::isolation::SESSION_PATH;
@@ -32,6 +34,8 @@ pub struct Helper<'a> {
     pub uid: Option<u32>,
     /// The grid's data directory: the marker every process of the grid carries.
     pub data_dir: &'a Path,
+    /// The session it serves: its processes' marker (tests and sweeps find it by it).
+    pub session: &'a str,
     /// Variables beyond `PATH` and the marker (`XAUTHORITY`).
     pub env: Vec<(OsString, OsString)>,
     /// Where it runs.
@@ -59,6 +63,7 @@ impl Helper<'_> {
             .env_clear()
             .env("PATH", SESSION_PATH)
             .env(crate::ENV_MARK, self.data_dir)
+            .env(crate::ENV_SESSION, self.session)
             .envs(self.env)
             .current_dir(self.cwd)
             .stdin(if self.stdin {

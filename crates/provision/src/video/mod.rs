@@ -120,13 +120,14 @@ impl Video {
         let cleanup = |dir: &Path| {
             let _ = std::fs::remove_dir_all(dir);
         };
-        let mut x = match XServer::start(&dir, &server_auth, screen, id, data_dir).await {
-            Ok(x) => x,
-            Err(e) => {
-                cleanup(&dir);
-                return Err(e);
-            }
-        };
+        let mut x =
+            match XServer::start(&dir, &server_auth, screen, id, (data_dir, session_id)).await {
+                Ok(x) => x,
+                Err(e) => {
+                    cleanup(&dir);
+                    return Err(e);
+                }
+            };
         let name = x.name();
         let rec = Recorder::start(
             &dir,
@@ -135,7 +136,7 @@ impl Video {
             screen,
             settings.fps,
             id,
-            data_dir,
+            (data_dir, session_id),
         );
         let rec = match rec.await {
             Ok(r) => r,
@@ -192,7 +193,11 @@ impl Video {
         let uid = self.uid.as_ref().map(UidLease::uid);
         let finished = self
             .pool
-            .run(postprocess::finish(&self.dir, uid, &self.data_dir))
+            .run(postprocess::finish(
+                &self.dir,
+                uid,
+                (&self.data_dir, &self.session_id),
+            ))
             .await;
         let files = [
             (finished.video, "video.mp4"),

@@ -11,7 +11,7 @@ use std::time::Duration;
 use tokio::sync::Semaphore;
 
 /// How long one post-processing step may run before it is given up.
-const STEP_TIMEOUT: Duration = Duration::from_secs(120);
+const STEP_TIMEOUT: Duration = Duration::from_secs(60);
 /// Width of thumbnails in pixels (the height keeps the aspect ratio).
 const THUMBNAIL_WIDTH: u32 = 320;
 
@@ -68,7 +68,7 @@ pub struct Finished {
 /// Turns `dir/raw.mp4` into `dir/video.mp4` (index in front) and
 /// `dir/thumbnail.jpg`, running ffmpeg as `uid`. A raw file that cannot be
 /// remuxed is kept as the video as it is: fragmented MP4 plays too.
-pub async fn finish(dir: &Path, uid: Option<u32>, data_dir: &Path) -> Finished {
+pub async fn finish(dir: &Path, uid: Option<u32>, marks: (&Path, &str)) -> Finished {
     let raw = dir.join("raw.mp4");
     if !std::fs::metadata(&raw).is_ok_and(|m| m.len() > 0) {
         return Finished::default();
@@ -85,7 +85,7 @@ pub async fn finish(dir: &Path, uid: Option<u32>, data_dir: &Path) -> Finished {
         "mp4",
         "video.mp4",
     ];
-    if !ffmpeg(dir, &remux, uid, data_dir).await || !non_empty(&video) {
+    if !ffmpeg(dir, &remux, uid, marks).await || !non_empty(&video) {
         tracing::warn!(dir = %dir.display(), "a recording could not be remuxed; keeping it fragmented");
         if std::fs::rename(&raw, &video).is_err() {
             return Finished::default();
@@ -110,7 +110,7 @@ pub async fn finish(dir: &Path, uid: Option<u32>, data_dir: &Path) -> Finished {
             "image2",
             "thumbnail.jpg",
         ];
-        if ffmpeg(dir, &args, uid, data_dir).await && non_empty(&thumbnail) {
+        if ffmpeg(dir, &args, uid, marks).await && non_empty(&thumbnail) {
             break;
         }
     }
@@ -125,7 +125,12 @@ fn non_empty(p: &Path) -> bool {
 }
 
 /// Runs one ffmpeg step in `dir`; whether it succeeded.
-async fn ffmpeg(dir: &Path, args: &[&str], uid: Option<u32>, data_dir: &Path) -> bool {
+async fn ffmpeg(
+    dir: &Path,
+    args: &[&str],
+    uid: Option<u32>,
+    (data_dir, session): (&Path, &str),
+) -> bool {
     let mut all: Vec<OsString> = ["-hide_banner", "-nostdin", "-loglevel", "error", "-y"]
         .iter()
         .map(Into::into)
@@ -136,6 +141,7 @@ async fn ffmpeg(dir: &Path, args: &[&str], uid: Option<u32>, data_dir: &Path) ->
         args: all,
         uid,
         data_dir,
+        session,
         env: Vec::new(),
         cwd: dir,
         stdin: false,

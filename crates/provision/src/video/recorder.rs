@@ -81,7 +81,7 @@ impl Recorder {
         screen: Screen,
         fps: u32,
         uid: Option<u32>,
-        data_dir: &Path,
+        (data_dir, session): (&Path, &str),
     ) -> Result<Recorder, ProvisionError> {
         let raw = dir.join("raw.mp4");
         let log = dir.join("ffmpeg.log");
@@ -90,6 +90,7 @@ impl Recorder {
             args: capture_args(display, screen, fps, &raw),
             uid,
             data_dir,
+            session,
             env: vec![("XAUTHORITY".into(), auth.into())],
             cwd: dir,
             stdin: true,

@@ -33,7 +33,7 @@ impl XServer {
         auth: &Path,
         screen: Screen,
         uid: Option<u32>,
-        data_dir: &Path,
+        (data_dir, session): (&Path, &str),
     ) -> Result<XServer, ProvisionError> {
         prepare_socket_dir();
         let log = dir.join("xvfb.log");
@@ -56,6 +56,7 @@ impl XServer {
             args: args.iter().map(Into::into).collect(),
             uid,
             data_dir,
+            session,
             env: Vec::new(),
             cwd: dir,
             stdin: false,
