@@ -251,3 +251,31 @@ def test_a_recorded_request_never_takes_a_warm_session(make_grid):
     assert [p for p in recorders(g) if p.session == sid]
     assert g.delete_session_raw(sid).status == 200
     os.remove(fetch_video(g, sid))
+
+
+@pytest.mark.deadline(180)
+def test_a_drained_node_finishes_its_recorded_session(make_cluster):
+    c = make_cluster()
+    node = c.node(max_sessions=1, drain_timeout=2)
+    hub = c.hub()
+    c.capacity(hub, 1)
+    sid = hub.new_session_raw(chrome_caps(grid_options=RECORD))
+    assert [p for p in recorders(node) if p.session == sid]
+    # SIGTERM drains: the session outlasts the drain timeout and is ended.
+    node.signal(signal.SIGTERM)
+    assert node.proc.wait(timeout=60) == 0
+    node.stopped = True
+    assert not node.processes()
+    # Kept by the node, in its local storage.
+    path = os.path.join(node.data_dir, "artifacts", sid, "video.mp4")
+    assert_playable(path)
+
+
+@pytest.mark.deadline(120)
+def test_no_recorder_outlives_a_grid_killed_outright(make_grid):
+    g = make_grid(max_sessions=1)
+    sid = start_recorded(g)
+    assert {p.comm for p in recorders(g) if p.session == sid} == {"Xvfb", "ffmpeg"}
+    g.kill_hard()
+    left = g.wait_no_processes()
+    assert not left, left
