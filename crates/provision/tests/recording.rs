@@ -183,3 +183,54 @@ fn a_recorded_session_leaves_a_playable_video_of_itself() {
         p.close().await;
     });
 }
+
+#[test]
+fn a_recorder_that_cannot_start_fails_the_start_and_leaves_nothing() {
+    let found = discover();
+    let chromium = found
+        .installs
+        .iter()
+        .position(|i| i.stereotype.kind == gridiron_domain::BrowserKind::Chromium)
+        .expect("this test needs Chromium and chromedriver");
+    let data = tempfile::tempdir().unwrap();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        // No frame rate is an encoder that refuses to start.
+        let video = VideoSettings {
+            fps: 0,
+            ..VideoSettings::default()
+        };
+        let p = LocalProvisioner::new(
+            found.installs.clone(),
+            data.path(),
+            false,
+            Isolation::shared(),
+            video,
+        );
+        let screen = Screen {
+            width: 640,
+            height: 480,
+        };
+        let err = match p.start_recorded_driver(chromium, screen).await {
+            Ok(_) => panic!("a recording without frames started"),
+            Err(e) => e,
+        };
+        assert!(
+            err.to_string()
+                .starts_with("cannot record the session: ffmpeg"),
+            "{err}"
+        );
+        let left = |d: &str| {
+            std::fs::read_dir(data.path().join(d))
+                .map(|r| r.count())
+                .unwrap_or(0)
+        };
+        assert_eq!((left("sessions"), left("recordings")), (0, 0));
+        assert_eq!(marked(data.path()), Vec::<String>::new());
+        p.close().await;
+    });
+}

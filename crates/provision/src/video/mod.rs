@@ -84,10 +84,6 @@ impl Video {
         settings: &VideoSettings,
         isolation: &Isolation,
     ) -> Result<(Video, Vec<(OsString, OsString)>), ProvisionError> {
-        let files = |path: &Path| {
-            let path = path.to_path_buf();
-            move |source| ProvisionError::Files { path, source }
-        };
         let uid = match &isolation.uids {
             Some(range) => Some(range.acquire().ok_or_else(|| {
                 ProvisionError::Recording("every session user id is in use".into())
@@ -95,57 +91,32 @@ impl Video {
             None => None,
         };
         let id = uid.as_ref().map(UidLease::uid);
-        let root = recordings_dir(data_dir);
-        std::fs::create_dir_all(&root).map_err(files(&root))?;
-        // Searchable by the recorders' users, listable by none of them.
-        {
-            use std::os::unix::fs::PermissionsExt;
-            std::fs::set_permissions(&root, std::fs::Permissions::from_mode(0o711))
-                .map_err(files(&root))?;
-        }
-        let dir = root.join(session_id);
-        give_dirs(&[&dir], id).map_err(files(&dir))?;
-        let cookie = xvfb::new_cookie().map_err(files(&dir))?;
-        let server_auth = dir.join("xauthority");
-        xvfb::write_authority(&server_auth, &cookie, 0o600).map_err(files(&server_auth))?;
-        if let Some(u) = id {
-            std::os::unix::fs::lchown(&server_auth, Some(u), Some(u))
-                .map_err(files(&server_auth))?;
-        }
-        // The browser's copy: in the session's directory, which only the
-        // session's user can enter.
-        give_dirs(&[session_dir], None).map_err(files(session_dir))?;
-        let browser_auth = session_dir.join("xauthority");
-        xvfb::write_authority(&browser_auth, &cookie, 0o644).map_err(files(&browser_auth))?;
-        let cleanup = |dir: &Path| {
-            let _ = std::fs::remove_dir_all(dir);
-        };
-        let mut x =
-            match XServer::start(&dir, &server_auth, screen, id, (data_dir, session_id)).await {
-                Ok(x) => x,
+        let dir = recordings_dir(data_dir).join(session_id);
+        let started = async {
+            let (server_auth, browser_auth) = prepare_files(&dir, session_dir, id)?;
+            let mut x =
+                XServer::start(&dir, &server_auth, screen, id, (data_dir, session_id)).await?;
+            let name = x.name();
+            let marks = (data_dir, session_id);
+            let rec = Recorder::start(&dir, &name, &server_auth, screen, settings.fps, id, marks);
+            match rec.await {
+                Ok(rec) => Ok((x, rec, server_auth, browser_auth)),
                 Err(e) => {
-                    cleanup(&dir);
-                    return Err(e);
+                    x.stop().await;
+                    Err(e)
                 }
-            };
-        let name = x.name();
-        let rec = Recorder::start(
-            &dir,
-            &name,
-            &server_auth,
-            screen,
-            settings.fps,
-            id,
-            (data_dir, session_id),
-        );
-        let rec = match rec.await {
-            Ok(r) => r,
+            }
+        };
+        let (x, rec, server_auth, browser_auth) = match started.await {
+            Ok(s) => s,
             Err(e) => {
-                x.stop().await;
-                cleanup(&dir);
+                // No driver will own the session's directory: nothing may stay.
+                let _ = std::fs::remove_dir_all(&dir);
+                let _ = std::fs::remove_dir_all(session_dir);
                 return Err(e);
             }
         };
+        let name = x.name();
         let env = vec![
             ("DISPLAY".into(), name.clone().into()),
             ("XAUTHORITY".into(), browser_auth.into()),
@@ -228,6 +199,37 @@ impl Video {
         }
         let _ = tokio::fs::remove_dir_all(&self.dir).await;
     }
+}
+
+/// Makes the recording's directory `dir` (the recorder's user's alone) and
+/// the session's directory, and writes a fresh cookie into both: the
+/// server's and encoder's copy, and the browser's (in the session's
+/// directory, which only the session's user can enter). Returns their paths.
+fn prepare_files(
+    dir: &Path,
+    session_dir: &Path,
+    uid: Option<u32>,
+) -> Result<(PathBuf, PathBuf), ProvisionError> {
+    use std::os::unix::fs::PermissionsExt;
+    let files = |path: &Path| {
+        let path = path.to_path_buf();
+        move |source| ProvisionError::Files { path, source }
+    };
+    let root = dir.parent().unwrap_or(dir);
+    std::fs::create_dir_all(root).map_err(files(root))?;
+    // Searchable by the recorders' users, listable by none of them.
+    std::fs::set_permissions(root, std::fs::Permissions::from_mode(0o711)).map_err(files(root))?;
+    give_dirs(&[dir], uid).map_err(files(dir))?;
+    let cookie = xvfb::new_cookie().map_err(files(dir))?;
+    let server_auth = dir.join("xauthority");
+    xvfb::write_authority(&server_auth, &cookie, 0o600).map_err(files(&server_auth))?;
+    if let Some(u) = uid {
+        std::os::unix::fs::lchown(&server_auth, Some(u), Some(u)).map_err(files(&server_auth))?;
+    }
+    give_dirs(&[session_dir], None).map_err(files(session_dir))?;
+    let browser_auth = session_dir.join("xauthority");
+    xvfb::write_authority(&browser_auth, &cookie, 0o644).map_err(files(&browser_auth))?;
+    Ok((server_auth, browser_auth))
 }
 
 impl Drop for Video {
