@@ -167,9 +167,10 @@ def test_a_recorded_session_is_finished_whatever_ends_it(make_grid):
     longest = start_recorded(g, {"sessionTimeout": 3})
     end_and_fetch(g, idle, "idle_timeout", began)
     end_and_fetch(g, longest, "max_duration", began)
-    # The driver killed outright: the recorder outlives the browser's group.
+    # The driver's whole process group (driver and browser) killed outright:
+    # the recorder, in a group of its own, outlives it and is stopped gracefully.
     crashed = start_recorded(g)
-    os.kill(g.chromedriver_of(crashed).pid, signal.SIGKILL)
+    os.killpg(g.chromedriver_of(crashed).pid, signal.SIGKILL)
     end_and_fetch(g, crashed, "driver_crashed", began)
     # Deleted through WebDriver (what quit sends).
     quit_ = start_recorded(g)
