@@ -14,6 +14,7 @@ pub mod guard;
 pub mod isolation;
 pub mod local;
 pub mod process;
+mod procfs;
 pub mod sweep;
 pub mod video;
 

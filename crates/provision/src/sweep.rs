@@ -150,7 +150,7 @@ fn kill_all(pids: &[i32]) -> usize {
         );
     }
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
-    while pids.iter().any(|&p| crate::driver::process_alive(p))
+    while pids.iter().any(|&p| crate::procfs::process_alive(p))
         && std::time::Instant::now() < deadline
     {
         std::thread::sleep(std::time::Duration::from_millis(10));
