@@ -172,3 +172,18 @@ fn bad_values_are_rejected() {
     .is_err());
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn recording_options_come_from_flags_or_the_file_and_are_checked() {
+    let file: StandaloneArgs =
+        toml::from_str("video-fps = 5\npost_processing_workers = 3").unwrap();
+    let merged = StandaloneArgs::default().or(file);
+    let v = video_settings(merged.video_fps, merged.post_processing_workers).unwrap();
+    assert_eq!((v.fps, v.pool.workers()), (5, 3));
+    let v = video_settings(None, None).unwrap();
+    assert_eq!(v.fps, gridiron_domain::recording::DEFAULT_FPS);
+    assert!(v.pool.workers() >= 1);
+    assert!(video_settings(Some(0), None).is_err());
+    assert!(video_settings(Some(61), None).is_err());
+    assert!(video_settings(None, Some(0)).is_err());
+}
