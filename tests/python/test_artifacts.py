@@ -21,6 +21,7 @@ import pytest
 
 from harness import (
     Cluster,
+    EventStream,
     Grid,
     artifact_path,
     fetch_artifact,
@@ -88,6 +89,18 @@ def test_a_sessions_outbox_outlives_it_through_the_api(make_grid, drivers, pages
     # The session's own directory is gone; its artifacts are in storage.
     assert sid not in grid.session_dirs()
     assert os.path.isfile(os.path.join(grid.data_dir, "artifacts", sid, "video.mp4"))
+    # Each stored artifact, and a removal, is an event of the grid's feed (and so of webhooks).
+    assert grid.request("DELETE", artifact_path(sid, "downloads/report.csv")).status == 204
+    stream = EventStream(grid.port, query="type=artifact.*", last_event_id="0")
+    try:
+        seen = [(e["event"], e["data"]["session"], e["data"]["fields"]["name"], e["data"]["fields"]["size"]) for e in stream.take(3)]
+    finally:
+        stream.close()
+    assert sorted(seen[:2]) == [
+        ("artifact.ready", sid, "downloads/report.csv", "8"),
+        ("artifact.ready", sid, "video.mp4", str(len(video))),
+    ]
+    assert seen[2] == ("artifact.deleted", sid, "downloads/report.csv", "8")
 
 
 @pytest.mark.deadline(120)
