@@ -412,3 +412,15 @@ def test_nodes_store_into_a_shared_bucket_that_hubs_read_after_the_node_is_gone(
         assert s3.list_objects_v2(Bucket="grid-artifacts").get("Contents", []) == []
     finally:
         c.stop()
+
+
+@pytest.mark.deadline(180)
+def test_a_killed_grids_sessions_keep_their_artifacts(make_grid, drivers):
+    grid = make_grid(max_sessions=1)
+    driver, sid = session_leaving(grid, drivers, {"video.mp4": b"recorded before the crash"})
+    grid.kill_hard()
+    grid.start()
+    listed = list_artifacts(grid.url, sid)
+    assert [(a["name"], a["state"]) for a in listed] == [("video.mp4", "ready")]
+    assert fetch_artifact(grid.url, sid, "video.mp4") == b"recorded before the crash"
+    assert sid not in grid.session_dirs()
