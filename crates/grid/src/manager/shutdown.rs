@@ -88,7 +88,15 @@ pub async fn recover_processes(data_dir: &Path) {
     if killed > 0 {
         warn!(killed, "killed processes left by a previous grid process");
     }
-    // What those sessions left behind is kept before their directories go.
+    // What those sessions left behind is kept before their directories go:
+    // their recordings first, into their outboxes.
+    let dir = data_dir.to_path_buf();
+    let videos = tokio::task::spawn_blocking(move || gridiron_provision::video::salvage(&dir))
+        .await
+        .unwrap_or(0);
+    if videos > 0 {
+        info!(videos, "kept the recordings a previous grid process left");
+    }
     let dir = data_dir.to_path_buf();
     let saved =
         tokio::task::spawn_blocking(move || crate::artifacts::files::salvage_outboxes(&dir))

@@ -53,6 +53,31 @@ pub fn recordings_dir(data_dir: &Path) -> PathBuf {
     data_dir.join("recordings")
 }
 
+/// Keeps the recordings a grid killed outright left (its recorders killed
+/// with it): each fragmented `raw.mp4` plays up to its last fragment, and is
+/// moved into its session's outbox as `video.mp4` when that session's
+/// directory is still there, for the grid's recovery to keep with the
+/// session's other artifacts. Then removes every recording's files. Call
+/// only when no recorder of `data_dir` runs. Returns how many it kept.
+pub fn salvage(data_dir: &Path) -> usize {
+    let root = recordings_dir(data_dir);
+    let Ok(entries) = std::fs::read_dir(&root) else {
+        return 0;
+    };
+    let mut kept = 0;
+    for entry in entries.flatten() {
+        let raw = entry.path().join("raw.mp4");
+        let session = data_dir.join("sessions").join(entry.file_name());
+        let playable = std::fs::symlink_metadata(&raw).is_ok_and(|m| m.is_file() && m.len() > 0);
+        if playable && std::fs::symlink_metadata(&session).is_ok_and(|m| m.is_dir()) {
+            let outbox = session.join(crate::OUTBOX);
+            kept += usize::from(postprocess::deliver(&raw, &outbox, "video.mp4").is_ok());
+        }
+    }
+    let _ = std::fs::remove_dir_all(&root);
+    kept
+}
+
 /// The recording side of one session.
 pub struct Video {
     /// The session the video belongs to.
@@ -236,5 +261,34 @@ impl Drop for Video {
     fn drop(&mut self) {
         // The children die with their handles (kill_on_drop); the files go here.
         let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn salvage_keeps_the_recordings_of_sessions_still_on_disk() {
+        let data = std::env::temp_dir().join(format!("gt-salvage-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&data);
+        for (id, raw) in [("a", &b"frag"[..]), ("b", b"frag"), ("c", b"")] {
+            std::fs::create_dir_all(recordings_dir(&data).join(id)).unwrap();
+            std::fs::write(recordings_dir(&data).join(id).join("raw.mp4"), raw).unwrap();
+        }
+        // `b` has no session directory any more; `c` recorded nothing.
+        for id in ["a", "c"] {
+            std::fs::create_dir_all(data.join("sessions").join(id)).unwrap();
+        }
+        assert_eq!(salvage(&data), 1);
+        let kept = data
+            .join("sessions/a")
+            .join(crate::OUTBOX)
+            .join("video.mp4");
+        assert_eq!(std::fs::read(kept).unwrap(), b"frag");
+        assert!(!data.join("sessions/c").join(crate::OUTBOX).exists());
+        assert!(!recordings_dir(&data).exists());
+        assert_eq!(salvage(&data), 0);
+        std::fs::remove_dir_all(&data).unwrap();
     }
 }

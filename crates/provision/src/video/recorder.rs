@@ -52,6 +52,11 @@ pub fn capture_args(display: &str, screen: Screen, fps: u32, out: &Path) -> Vec<
         "+frag_keyframe+empty_moov+default_base_moof",
         "-frag_duration",
         "1000000",
+        // Each fragment reaches the file at once, not when ffmpeg's 32 KiB
+        // buffer fills (minutes of a still page): a killed recorder loses
+        // only its last second.
+        "-flush_packets",
+        "1",
         "-f",
         "mp4",
         "-y",
@@ -161,6 +166,7 @@ mod tests {
         assert_eq!(after("-g"), "20");
         assert_eq!(after("-pix_fmt"), "yuv420p");
         assert!(after("-movflags").contains("frag_keyframe"));
+        assert_eq!(after("-flush_packets"), "1");
         assert_eq!(text.last().unwrap(), "/r/raw.mp4");
     }
 }
