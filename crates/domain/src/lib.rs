@@ -11,6 +11,7 @@ pub mod cdp;
 pub mod cross_site;
 pub mod error;
 pub mod events;
+pub mod files;
 pub mod launch;
 pub mod launch_policy;
 pub mod lifecycle;
@@ -22,6 +23,7 @@ pub mod queue;
 pub mod redact;
 pub mod request;
 pub mod request_wait;
+pub mod timeline;
 pub mod warm;
 pub mod webhooks;
 
