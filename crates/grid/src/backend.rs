@@ -210,6 +210,12 @@ pub trait Backend: Send + Sync + 'static {
         None
     }
 
+    /// The artifact storage this role serves from itself; `None` where
+    /// artifacts live elsewhere (a hub's are on its nodes or in a bucket).
+    fn artifacts(&self) -> Option<Arc<crate::artifacts::Artifacts>> {
+        None
+    }
+
     /// The node running session `id`, if it runs.
     async fn session_node(&self, id: &str) -> Result<Option<String>, GridError>;
 

@@ -92,6 +92,10 @@ impl Backend for Manager {
         self.store_handle()
     }
 
+    fn artifacts(&self) -> Option<Arc<crate::artifacts::Artifacts>> {
+        Some(self.artifacts.clone())
+    }
+
     async fn session_node(&self, id: &str) -> Result<Option<String>, GridError> {
         Ok(self.session(id).map(|_| LOCAL.to_string()))
     }

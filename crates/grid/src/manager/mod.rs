@@ -94,6 +94,8 @@ pub struct Manager {
     pub(crate) started_at_ms: i64,
     /// Sessions started ahead of demand (`--warm`).
     warm: warm::WarmPool,
+    /// Where the sessions' artifacts are kept.
+    pub(crate) artifacts: Arc<crate::artifacts::Artifacts>,
 }
 
 /// Told the id of each session that ends, and why.
@@ -142,6 +144,7 @@ impl Manager {
                 provisioner.chromium_sandbox(),
             )),
             catalog: provisioner.stereotypes(),
+            artifacts: crate::artifacts::Artifacts::new(&config.data_dir),
             keyring: crate::auth::Keyring::new(store.clone(), config.require_auth),
             front: crate::backend::FrontConfig::new(
                 config.max_body_bytes,
