@@ -254,3 +254,34 @@ def test_firefox_keeps_its_driver_log(make_grid, drivers, pages):
     assert "geckodriver" in log and "Listening on" in log, log[:2000]
     timeline = json.loads(fetch_artifact(grid.url, sid, "timeline.json"))
     assert [s["step"] for s in timeline["steps"]][-1] == "timeline_written"
+
+
+@pytest.mark.deadline(180)
+def test_downloads_uploads_and_errors_work_through_a_hub(make_cluster, drivers, pages):
+    c = make_cluster()
+    node = c.node()
+    hub = c.hub()
+    c.capacity(hub, 1)
+    driver = hub.remote(options=downloading_options("chrome"))
+    drivers.append(driver)
+    sid = driver.session_id
+    assert driver.capabilities.get("se:downloadsEnabled") is True
+    assert start_download(driver, pages) == [DOWNLOAD_NAME]
+    with tempfile.TemporaryDirectory() as target:
+        driver.download_file(DOWNLOAD_NAME, target)
+        assert open(os.path.join(target, DOWNLOAD_NAME), "rb").read() == DOWNLOAD_TEXT
+
+    driver.file_detector = LocalFileDetector()
+    driver.get(pages.url("/upload.html"))
+    with tempfile.TemporaryDirectory() as d:
+        local = os.path.join(d, "via-hub.txt")
+        with open(local, "w") as f:
+            f.write("through the hub")
+        driver.find_element(By.ID, "file").send_keys(local)
+    content = wait_until(lambda: driver.find_element(By.ID, "content").text, 10, what="the page to read the file")
+    assert content == "via-hub.txt:through the hub"
+
+    theirs = driver_session_id(node, sid)
+    r = hub.request("POST", f"/session/{sid}/no/such/command", {})
+    assert r.status == 404 and r.json()["value"]["error"] == "unknown command", r
+    assert theirs not in r.body.decode(errors="replace") and sid in r.json()["value"]["message"], r
