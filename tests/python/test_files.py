@@ -285,3 +285,22 @@ def test_downloads_uploads_and_errors_work_through_a_hub(make_cluster, drivers, 
     r = hub.request("POST", f"/session/{sid}/no/such/command", {})
     assert r.status == 404 and r.json()["value"]["error"] == "unknown command", r
     assert theirs not in r.body.decode(errors="replace") and sid in r.json()["value"]["message"], r
+
+
+@pytest.mark.deadline(150)
+def test_a_warm_browser_never_serves_a_request_for_downloads(make_grid, drivers, pages):
+    grid = make_grid(max_sessions=2, warm="chrome=1")
+    wait_until(lambda: grid.status()["warmSessions"] >= 1, 60, what="a warm session")
+    driver = grid.remote(options=downloading_options("chrome"))
+    drivers.append(driver)
+    sid = driver.session_id
+    started = wait_until(
+        lambda: [e for e in grid.request("GET", f"/api/v1/sessions/{sid}").json()["timeline"]
+                 if e["kind"] == "session.started"],
+        5,
+        what="the session.started event",
+    )
+    assert started[0]["fields"].get("warm") != "true", "started without a download directory"
+    assert start_download(driver, pages) == [DOWNLOAD_NAME]
+    # The warm one still waits for a request of the default capabilities.
+    assert grid.status()["warmSessions"] >= 1
