@@ -22,7 +22,7 @@ from selenium.common.exceptions import WebDriverException
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.file_detector import LocalFileDetector
 
-from harness import fetch_artifact, list_artifacts, wait_until
+from harness import fetch_artifact, in_background, list_artifacts, wait_until
 
 DOWNLOAD_NAME = "gridiron-download.txt"
 DOWNLOAD_TEXT = b"gridiron download\n"
@@ -304,3 +304,24 @@ def test_a_warm_browser_never_serves_a_request_for_downloads(make_grid, drivers,
     assert start_download(driver, pages) == [DOWNLOAD_NAME]
     # The warm one still waits for a request of the default capabilities.
     assert grid.status()["warmSessions"] >= 1
+
+
+@pytest.mark.deadline(150)
+def test_a_queued_sessions_timeline_shows_its_wait(make_grid, drivers, pages):
+    grid = make_grid(max_sessions=1)
+    first = grid.remote()
+    drivers.append(first)
+    thread, box = in_background(lambda: grid.remote())
+    wait_until(lambda: grid.status()["queue"] == 1, 20, what="the second request to queue")
+    first.quit()
+    thread.join(60)
+    assert "result" in box, box
+    second = box["result"]
+    drivers.append(second)
+    sid = second.session_id
+    second.quit()
+    steps = json.loads(fetch_artifact(grid.url, sid, "timeline.json"))["steps"]
+    names = [s["step"] for s in steps]
+    assert names.index("requested") < names.index("queued") < names.index("slot_granted"), names
+    queued = steps[names.index("queued")]
+    assert queued["detail"]["position"] >= 1, queued
