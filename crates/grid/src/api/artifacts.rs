@@ -5,16 +5,18 @@
 
 use super::sessions::visible;
 use super::{caller, json, ApiResult, Id, Problem, Role};
+use crate::artifacts::backend::ByteStream;
 use crate::artifacts::{ArtifactView, Artifacts, COLLECT_PATIENCE};
 use axum::body::Body;
 use axum::extract::State;
 use axum::http::{header, HeaderValue, Request, StatusCode};
 use axum::response::{IntoResponse, Response};
-use bytes::Bytes;
 use gridiron_domain::artifacts::{check_name, content_type, range, shown_inline, RangeAnswer};
 use gridiron_domain::events;
-use gridiron_store::NewEvent;
+use gridiron_store::artifacts::IN_BUCKET;
+use gridiron_store::{ArtifactRecord, NewEvent};
 use serde::Serialize;
+use std::collections::HashSet;
 use std::sync::Arc;
 use utoipa::ToSchema;
 
@@ -52,12 +54,80 @@ impl<S: Send + Sync> axum::extract::FromRequestParts<S> for IdAndName {
     }
 }
 
-/// The storage serving this role's artifacts.
-fn storage(b: &Role) -> ApiResult<Arc<Artifacts>> {
-    b.artifacts().ok_or_else(|| {
-        Problem::new(
+/// Where an artifact's bytes can be read from, as this role sees it.
+enum Reach {
+    /// This process's own storage.
+    Here(Arc<Artifacts>),
+    /// The live node that keeps it.
+    Node(String),
+}
+
+/// How this role reaches artifact `r`; a problem if it cannot (410 when the
+/// node that kept it is gone).
+async fn reach(b: &Role, r: &ArtifactRecord) -> ApiResult<Reach> {
+    let own = b.artifacts();
+    let bucket = r.location == IN_BUCKET;
+    if let Some(a) = own.filter(|a| {
+        a.backend.location() == r.location && (bucket || b.own_node().as_deref() == Some(&r.node))
+    }) {
+        return Ok(Reach::Here(a));
+    }
+    if bucket {
+        return Err(Problem::new(
             "not-found",
-            "artifacts are served by the node that ran the session",
+            "artifacts of this grid are in a bucket this process is not configured for (--artifacts-url)",
+        ));
+    }
+    if b.node_alive(&r.node).await {
+        return Ok(Reach::Node(r.node.clone()));
+    }
+    Err(Problem::new(
+        "gone",
+        format!(
+            "artifact {:?} of session {} is lost: node {} that kept it is gone",
+            r.name, r.session, r.node
+        ),
+    ))
+}
+
+/// Whether the artifacts of `records` are lost, by node (asked once each).
+async fn lost_nodes(b: &Role, records: &[ArtifactRecord]) -> HashSet<String> {
+    let mut lost = HashSet::new();
+    let mut seen = HashSet::new();
+    for r in records.iter().filter(|r| r.location != IN_BUCKET) {
+        if seen.insert(r.node.clone()) && !b.node_alive(&r.node).await {
+            lost.insert(r.node.clone());
+        }
+    }
+    lost
+}
+
+/// The indexed artifact `name` of session `id`, or 404.
+async fn indexed(b: &Role, id: &str, name: &str) -> ApiResult<ArtifactRecord> {
+    b.store()
+        .artifact(id, name)
+        .await?
+        .ok_or_else(|| not_found(id, name))
+}
+
+/// Sends the request for artifact `name` of session `id` on to the node
+/// that keeps it. The path is built again: a nested router has cut the
+/// request's own down to its part below `/api/v1`.
+async fn forward(
+    b: &Role,
+    node: &str,
+    id: &str,
+    name: &str,
+    mut req: Request<Body>,
+) -> ApiResult<Response> {
+    let path = format!("/api/v1/sessions/{}/artifacts/{}", encode(id), encode(name));
+    *req.uri_mut() = path
+        .parse()
+        .map_err(|e| Problem::new("internal", format!("bad artifact path: {e}")))?;
+    b.forward_to_node(node, req).await.ok_or_else(|| {
+        Problem::new(
+            "gone",
+            format!("node {node} that keeps the artifact is gone"),
         )
     })
 }
@@ -75,9 +145,15 @@ fn storage(b: &Role) -> ApiResult<Arc<Artifacts>> {
 )]
 pub async fn list(State(b): State<Role>, Id(id): Id, req: Request<Body>) -> ApiResult<Response> {
     let rec = visible(&b, &id, &caller(&req)).await?;
-    let store = storage(&b)?;
-    let complete = rec.end_reason.is_some() && store.settled(&id, COLLECT_PATIENCE).await;
-    let artifacts = store.list(&id).await;
+    // An ended session's list waits for its collection; a running one's
+    // artifacts come when it ends.
+    let complete = rec.end_reason.is_some() && b.artifacts_settled(&id, COLLECT_PATIENCE).await;
+    let records = b.store().session_artifacts(&id).await?;
+    let lost = lost_nodes(&b, &records).await;
+    let artifacts = records
+        .iter()
+        .map(|r| ArtifactView::of(r, r.location != IN_BUCKET && lost.contains(&r.node)))
+        .collect();
     Ok(json(
         StatusCode::OK,
         &ArtifactList {
@@ -113,17 +189,50 @@ pub async fn fetch(
     IdAndName(id, name): IdAndName,
     req: Request<Body>,
 ) -> ApiResult<Response> {
-    visible(&b, &id, &caller(&req)).await?;
-    let store = storage(&b)?;
-    let file = store
-        .open(&id, &name)
-        .await
-        .map_err(|_| not_found(&id, &name))?;
+    let rec = visible(&b, &id, &caller(&req)).await?;
+    let r = match indexed(&b, &id, &name).await {
+        // A session that just ended may still be handing its files over.
+        Err(p) if rec.end_reason.is_some() && b.artifacts_settled(&id, COLLECT_PATIENCE).await => {
+            b.store().artifact(&id, &name).await?.ok_or(p)?
+        }
+        other => other?,
+    };
+    let store = match reach(&b, &r).await? {
+        Reach::Node(node) => return forward(&b, &node, &id, &name, req).await,
+        Reach::Here(a) => a,
+    };
+    let len = match store.backend.size(&id, &name).await {
+        Ok(len) => len,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Err(Problem::new(
+                "gone",
+                format!("artifact {name:?} of session {id} is indexed but its bytes are gone"),
+            ))
+        }
+        Err(e) => {
+            return Err(Problem::new(
+                "internal",
+                format!("artifact unreadable: {e}"),
+            ))
+        }
+    };
     let asked = req
         .headers()
         .get(header::RANGE)
         .and_then(|v| v.to_str().ok());
-    serve_file(file, &name, asked).await
+    let (status, start, count) = match range(asked, len) {
+        RangeAnswer::Full => (StatusCode::OK, 0, len),
+        RangeAnswer::Partial { start, end } => {
+            (StatusCode::PARTIAL_CONTENT, start, end - start + 1)
+        }
+        RangeAnswer::Unsatisfiable => return Ok(unsatisfiable(len)),
+    };
+    let stream = store
+        .backend
+        .read(&id, &name, start, count)
+        .await
+        .map_err(|e| Problem::new("internal", format!("artifact unreadable: {e}")))?;
+    Ok(serve(stream, &name, status, start, count, len))
 }
 
 /// Remove one artifact.
@@ -146,75 +255,82 @@ pub async fn delete(
     IdAndName(id, name): IdAndName,
     req: Request<Body>,
 ) -> ApiResult<Response> {
-    let rec = visible(&b, &id, &caller(&req)).await?;
-    let store = storage(&b)?;
-    let size = match store.open(&id, &name).await {
-        Ok(f) => f.metadata().map(|m| m.len()).unwrap_or(0),
-        Err(_) => return Err(not_found(&id, &name)),
+    visible(&b, &id, &caller(&req)).await?;
+    let r = indexed(&b, &id, &name).await?;
+    let store = match reach(&b, &r).await {
+        Ok(Reach::Here(a)) => a,
+        Ok(Reach::Node(node)) => return forward(&b, &node, &id, &name, req).await,
+        Err(p) if p.status == 410 => {
+            // Its bytes are beyond reach; the entry can still go.
+            if b.store().remove_artifact(&id, &name).await? {
+                b.emit(deleted(&r, "api"));
+            }
+            return Ok(StatusCode::NO_CONTENT.into_response());
+        }
+        Err(p) => return Err(p),
     };
-    if !store.remove(&id, &name).await {
-        return Err(not_found(&id, &name));
+    match store.remove(&id, &name).await {
+        Ok(Some(r)) => b.emit(deleted(&r, "api")),
+        Ok(None) => return Err(not_found(&id, &name)),
+        Err(e) => {
+            return Err(Problem::new(
+                "internal",
+                format!("artifact not removed: {e}"),
+            ))
+        }
     }
-    b.emit(
-        NewEvent::now(events::ARTIFACT_DELETED)
-            .session(&id)
-            .owner(rec.owner.as_deref())
-            .with("name", &name)
-            .with("size", size)
-            .with("reason", "api"),
-    );
     Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+/// The `artifact.deleted` event of `r`.
+fn deleted(r: &ArtifactRecord, reason: &str) -> NewEvent {
+    NewEvent::now(events::ARTIFACT_DELETED)
+        .session(&r.session)
+        .owner(r.owner.as_deref())
+        .with("name", &r.name)
+        .with("size", r.size)
+        .with("reason", reason)
+}
+
+/// Percent-encodes all but unreserved characters and `/` of a path.
+fn encode(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || b"-._~/".contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
 }
 
 fn not_found(id: &str, name: &str) -> Problem {
     Problem::not_found(format!("artifact {name:?} of session {id}"))
 }
 
-/// Bytes read per chunk of a streamed artifact.
-const CHUNK: usize = 64 * 1024;
-
-/// Streams `file` (or the part `asked` selects) with its headers.
-async fn serve_file(file: std::fs::File, name: &str, asked: Option<&str>) -> ApiResult<Response> {
-    use tokio::io::{AsyncReadExt, AsyncSeekExt};
-    let len = file
-        .metadata()
-        .map_err(|e| Problem::new("internal", format!("artifact unreadable: {e}")))?
-        .len();
-    let (status, start, count) = match range(asked, len) {
-        RangeAnswer::Full => (StatusCode::OK, 0, len),
-        RangeAnswer::Partial { start, end } => {
-            (StatusCode::PARTIAL_CONTENT, start, end - start + 1)
-        }
-        RangeAnswer::Unsatisfiable => {
-            let mut r = Problem::new(
-                "range-not-satisfiable",
-                format!("the artifact has {len} bytes"),
-            )
-            .response();
-            if let Ok(v) = HeaderValue::from_str(&format!("bytes */{len}")) {
-                r.headers_mut().insert(header::CONTENT_RANGE, v);
-            }
-            return Ok(r);
-        }
-    };
-    let mut file = tokio::fs::File::from_std(file);
-    if start > 0 {
-        file.seek(std::io::SeekFrom::Start(start))
-            .await
-            .map_err(|e| Problem::new("internal", format!("artifact unreadable: {e}")))?;
+/// 416, saying how long the artifact is.
+fn unsatisfiable(len: u64) -> Response {
+    let mut r = Problem::new(
+        "range-not-satisfiable",
+        format!("the artifact has {len} bytes"),
+    )
+    .response();
+    if let Ok(v) = HeaderValue::from_str(&format!("bytes */{len}")) {
+        r.headers_mut().insert(header::CONTENT_RANGE, v);
     }
-    let reader = file.take(count);
-    let stream = futures_util::stream::unfold(reader, |mut reader| async move {
-        let mut buf = vec![0u8; CHUNK];
-        match reader.read(&mut buf).await {
-            Ok(0) => None,
-            Ok(n) => {
-                buf.truncate(n);
-                Some((Ok::<Bytes, std::io::Error>(Bytes::from(buf)), reader))
-            }
-            Err(e) => Some((Err(e), reader)),
-        }
-    });
+    r
+}
+
+/// Streams `count` bytes of an artifact of `len` bytes from `start`, with its headers.
+fn serve(
+    stream: ByteStream,
+    name: &str,
+    status: StatusCode,
+    start: u64,
+    count: u64,
+    len: u64,
+) -> Response {
     let mut r = Response::new(Body::from_stream(stream));
     *r.status_mut() = status;
     let ct = content_type(name);
@@ -245,5 +361,5 @@ async fn serve_file(file: std::fs::File, name: &str, asked: Option<&str>) -> Api
             h.insert(header::CONTENT_RANGE, v);
         }
     }
-    Ok(r)
+    r
 }

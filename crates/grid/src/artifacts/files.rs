@@ -21,6 +21,17 @@ pub struct Taken {
     pub size: u64,
 }
 
+/// The regular files below `outbox` that may be artifacts (name, size):
+/// no links, no devices or sockets, acceptable UTF-8 names, at most
+/// [`MAX_FILES`].
+pub fn outbox_files(outbox: &Path) -> Vec<(String, u64)> {
+    let mut found = Vec::new();
+    walk(outbox, "", 0, &mut found);
+    found.truncate(MAX_FILES);
+    found.sort();
+    found
+}
+
 /// Moves every regular file below `outbox` to the same path below `dest`
 /// (created as needed). Symbolic links, devices, sockets, names that are not
 /// UTF-8 or not acceptable artifact names are left where they are; so is
@@ -72,7 +83,7 @@ fn walk(dir: &Path, prefix: &str, depth: usize, out: &mut Vec<(String, u64)>) {
 
 /// Moves one file, by rename when it stays on one file system, by copy
 /// otherwise. Refuses a source that is not a regular file by then.
-fn move_file(from: &Path, to: &Path) -> io::Result<()> {
+pub(crate) fn move_file(from: &Path, to: &Path) -> io::Result<()> {
     if let Some(parent) = to.parent() {
         fs::create_dir_all(parent)?;
     }

@@ -2,17 +2,23 @@
 //! runs, whatever makes one of its artifacts writes it as a file under the
 //! session's outbox (`<session dir>/artifacts/`, the file's path below it is
 //! the artifact's name); when the session ends, the outbox is collected into
-//! the artifact storage and indexed in the grid's store.
+//! the artifact storage ([`backend`]) and indexed in the grid's store. The
+//! [`keeper`] holds the storage to its quota and maximum age.
 
+pub mod backend;
 pub mod files;
+pub mod keeper;
+#[cfg(feature = "s3")]
+pub mod s3;
 #[cfg(test)]
 mod tests;
 
 use crate::manager::Manager;
 use crate::session::Session;
-use gridiron_domain::artifacts::{check_name, content_type, is_path_safe_id};
+use backend::{ArtifactBackend, LocalBackend};
+use gridiron_domain::artifacts::{content_type, is_path_safe_id};
 use gridiron_domain::events;
-use gridiron_store::NewEvent;
+use gridiron_store::{ArtifactRecord, NewEvent, Store};
 use serde::Serialize;
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
@@ -40,33 +46,62 @@ pub struct ArtifactView {
     pub content_type: String,
     /// Unix ms when it was stored.
     pub created: i64,
-    /// `ready`, or `lost` (its node is gone; it cannot be fetched).
+    /// `ready`, or `lost` (the node that holds it is gone; it cannot be fetched).
     pub state: String,
 }
 
-/// The artifact storage of this process: files under
-/// `<data_dir>/artifacts/<session id>/<name>`, and which sessions' artifacts
-/// are still being collected.
+impl ArtifactView {
+    /// How the API shows `r`; `lost` when its bytes cannot be reached.
+    pub fn of(r: &ArtifactRecord, lost: bool) -> Self {
+        ArtifactView {
+            name: r.name.clone(),
+            size: r.size,
+            content_type: r.content_type.clone(),
+            created: r.created_at,
+            state: if lost { "lost" } else { "ready" }.into(),
+        }
+    }
+}
+
+/// The backend `url` names (`s3://bucket/prefix`), or the local directory
+/// `<data_dir>/artifacts` without one.
+pub fn backend_for(url: Option<&str>, data_dir: &Path) -> Result<Arc<dyn ArtifactBackend>, String> {
+    match url {
+        None => Ok(Arc::new(LocalBackend::new(data_dir.join("artifacts")))),
+        #[cfg(feature = "s3")]
+        Some(u) if u.starts_with("s3://") => Ok(Arc::new(s3::S3Backend::from_url(u)?)),
+        #[cfg(not(feature = "s3"))]
+        Some(u) if u.starts_with("s3://") => Err(format!(
+            "--artifacts-url {u}: this build of Gridiron has no S3 support (cargo feature `s3`)"
+        )),
+        Some(u) => Err(format!(
+            "--artifacts-url {u:?}: only s3://bucket/prefix is supported (leave it unset for the data directory)"
+        )),
+    }
+}
+
+/// The artifact storage of a process: where the bytes go, the index in the
+/// grid's store, and which sessions' artifacts are still being collected.
 pub struct Artifacts {
-    /// `<data_dir>/artifacts`.
-    root: PathBuf,
+    /// Where the bytes are.
+    pub backend: Arc<dyn ArtifactBackend>,
+    /// The grid's store, which holds the index.
+    store: Arc<dyn Store>,
     /// Sessions that have ended and whose outbox is not yet collected.
     collecting: watch::Sender<HashSet<String>>,
+    /// Wakes the keeper (after a collection).
+    pub(crate) changed: tokio::sync::Notify,
 }
 
 impl Artifacts {
-    /// Storage under `data_dir`.
-    pub fn new(data_dir: &Path) -> Arc<Self> {
+    /// Storage in `backend`, indexed in `store`.
+    pub fn new(backend: Arc<dyn ArtifactBackend>, store: Arc<dyn Store>) -> Arc<Self> {
         Arc::new(Artifacts {
-            root: data_dir.join("artifacts"),
+            backend,
+            store,
             collecting: watch::Sender::new(HashSet::new()),
+            changed: tokio::sync::Notify::new(),
         })
-    }
-
-    /// Where session `id`'s artifacts are kept; `None` for an id that cannot
-    /// name a directory.
-    fn session_dir(&self, id: &str) -> Option<PathBuf> {
-        is_path_safe_id(id).then(|| self.root.join(id))
     }
 
     /// Notes that session `id` has ended and its artifacts are on their way.
@@ -81,11 +116,12 @@ impl Artifacts {
         self.collecting.send_modify(|s| {
             s.remove(id);
         });
+        self.changed.notify_one();
     }
 
-    /// Whether session `id`'s artifacts are still being collected.
-    pub fn is_collecting(&self, id: &str) -> bool {
-        self.collecting.borrow().contains(id)
+    /// The sessions whose artifacts are being collected now.
+    pub fn collecting(&self) -> HashSet<String> {
+        self.collecting.borrow().clone()
     }
 
     /// Waits up to `patience` for session `id`'s collection to finish;
@@ -98,57 +134,65 @@ impl Artifacts {
         settled
     }
 
-    /// Moves the files of `outbox` into session `id`'s storage.
-    pub async fn take(&self, id: &str, outbox: &Path) -> Vec<files::Taken> {
-        let Some(dest) = self.session_dir(id) else {
+    /// Moves the files of `outbox` into storage as artifacts of session `id`
+    /// (owned by `owner`, held by `node`) and indexes them.
+    pub async fn take(
+        &self,
+        id: &str,
+        owner: Option<&str>,
+        node: &str,
+        outbox: &Path,
+    ) -> Vec<ArtifactRecord> {
+        if !is_path_safe_id(id) {
             return Vec::new();
-        };
-        let outbox = outbox.to_path_buf();
-        tokio::task::spawn_blocking(move || files::take_outbox(&outbox, &dest))
-            .await
-            .unwrap_or_default()
-    }
-
-    /// The stored artifacts of session `id`, by name.
-    pub async fn list(&self, id: &str) -> Vec<ArtifactView> {
-        let Some(dir) = self.session_dir(id) else {
-            return Vec::new();
-        };
-        let found = tokio::task::spawn_blocking(move || files::list(&dir))
+        }
+        let dir = outbox.to_path_buf();
+        let found = tokio::task::spawn_blocking(move || files::outbox_files(&dir))
             .await
             .unwrap_or_default();
-        found
-            .into_iter()
-            .map(|(name, size, created)| ArtifactView {
+        let mut taken = Vec::new();
+        for (name, _) in found {
+            let size = match self.backend.put_file(id, &name, &outbox.join(&name)).await {
+                Ok(size) => size,
+                Err(e) => {
+                    tracing::warn!(session = %id, artifact = %name, error = %e, "artifact not stored");
+                    continue;
+                }
+            };
+            let record = ArtifactRecord {
+                session: id.to_string(),
                 content_type: content_type(&name).to_string(),
                 name,
                 size,
-                created,
-                state: "ready".into(),
-            })
-            .collect()
+                owner: owner.map(str::to_string),
+                created_at: gridiron_store::now_ms(),
+                node: node.to_string(),
+                location: self.backend.location().to_string(),
+            };
+            match self.store.put_artifact(&record).await {
+                Ok(()) => taken.push(record),
+                // Stored but not indexed: the keeper's reconciliation indexes it.
+                Err(e) => tracing::warn!(session = %id, error = %e, "artifact not indexed"),
+            }
+        }
+        taken
     }
 
-    /// Opens artifact `name` of session `id` for reading.
-    pub async fn open(&self, id: &str, name: &str) -> std::io::Result<std::fs::File> {
-        let not_found = || std::io::Error::from(std::io::ErrorKind::NotFound);
-        let dir = self.session_dir(id).ok_or_else(not_found)?;
-        check_name(name).map_err(|_| not_found())?;
-        let name = name.to_string();
-        tokio::task::spawn_blocking(move || files::open_regular_below(&dir, &name).map(|(f, _)| f))
+    /// Removes artifact `name` of session `id` from storage and index; the
+    /// record it had, `None` if there was none.
+    pub async fn remove(&self, id: &str, name: &str) -> std::io::Result<Option<ArtifactRecord>> {
+        let rec = self
+            .store
+            .artifact(id, name)
             .await
-            .map_err(|_| not_found())?
-    }
-
-    /// Removes artifact `name` of session `id`; `false` if there was none.
-    pub async fn remove(&self, id: &str, name: &str) -> bool {
-        let Some(dir) = self.session_dir(id) else {
-            return false;
-        };
-        let name = name.to_string();
-        tokio::task::spawn_blocking(move || files::remove_below(&dir, &name))
+            .map_err(std::io::Error::other)?;
+        let removed = self.backend.remove(id, name).await?;
+        let unindexed = self
+            .store
+            .remove_artifact(id, name)
             .await
-            .unwrap_or(false)
+            .map_err(std::io::Error::other)?;
+        Ok(rec.filter(|_| removed || unindexed))
     }
 }
 
@@ -156,7 +200,15 @@ impl Manager {
     /// Takes what `session` left in `outbox` into the artifact storage and
     /// announces each artifact (`artifact.ready`).
     pub(crate) async fn collect_artifacts(&self, session: &Session, outbox: &Path) {
-        let taken = self.artifacts.take(&session.id, outbox).await;
+        let taken = self
+            .artifacts
+            .take(
+                &session.id,
+                session.owner.as_deref(),
+                self.node_id(),
+                outbox,
+            )
+            .await;
         for t in &taken {
             self.emit(
                 NewEvent::now(events::ARTIFACT_READY)

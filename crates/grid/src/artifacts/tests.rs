@@ -10,7 +10,7 @@ use crate::testing::StandinProvisioner;
 use axum::body::Body;
 use axum::http::{Method, Request};
 use gridiron_domain::auth::{hash_token, ApiKey, Role};
-use gridiron_store::{MemoryStore, Store};
+use gridiron_store::{ArtifactIndex, MemoryStore, Store};
 use http_body_util::BodyExt;
 use serde_json::{json, Value};
 use std::path::PathBuf;
@@ -18,6 +18,7 @@ use std::sync::Arc;
 
 /// A grid with API keys served on `127.0.0.1:0`.
 struct Grid {
+    m: Arc<Manager>,
     url: String,
     store: Arc<MemoryStore>,
     standin: Arc<StandinProvisioner>,
@@ -40,9 +41,14 @@ impl Answer {
 
 impl Grid {
     async fn start() -> Grid {
+        Grid::start_with(|_| {}).await
+    }
+
+    async fn start_with(tune: impl FnOnce(&mut GridConfig)) -> Grid {
         let data_dir = tempfile::tempdir().unwrap();
         let mut config = GridConfig::with_defaults(2, data_dir.path().to_path_buf());
         config.prewarm = false;
+        tune(&mut config);
         let store = Arc::new(MemoryStore::new());
         let standin = StandinProvisioner::new();
         let m = Manager::start(config, store.clone(), standin.clone());
@@ -50,10 +56,11 @@ impl Grid {
         let url = format!("http://{}", listener.local_addr().unwrap());
         tokio::spawn(crate::serve_app(
             listener,
-            crate::router(m),
+            crate::router(m.clone()),
             std::future::pending(),
         ));
         Grid {
+            m,
             url,
             store,
             standin,
@@ -295,4 +302,83 @@ async fn links_and_odd_files_in_an_outbox_are_not_stored() {
     assert_eq!(names, ["real.txt"]);
     let path = format!("/api/v1/sessions/{id}/artifacts/video.mp4");
     assert_eq!(g.call(Method::GET, &path, &alice, None).await.status, 404);
+}
+
+fn names(listed: &Value) -> Vec<String> {
+    listed["artifacts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["name"].as_str().unwrap().to_string())
+        .collect()
+}
+
+#[tokio::test]
+async fn the_quota_removes_the_oldest_ended_artifacts_and_spares_running_sessions() {
+    let g = Grid::start_with(|c| c.artifacts_max_bytes = Some(150)).await;
+    let alice = g.key("alice", Role::User).await;
+    let first = g.session_leaving(&alice, &[("a.bin", &[1; 100])]).await;
+    assert_eq!(g.list(&first, &alice).await["complete"], true);
+    tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    let second = g.session_leaving(&alice, &[("b.bin", &[2; 100])]).await;
+    assert_eq!(g.list(&second, &alice).await["complete"], true);
+    // A running session with an artifact already stored (as a bucket shared
+    // by nodes can hold), older than both.
+    let a = g.call(Method::POST, "/session", &alice, None).await;
+    let running = a.json()["value"]["sessionId"].as_str().unwrap().to_string();
+    let src = g.data_dir.path().join("src");
+    std::fs::write(&src, [3; 10]).unwrap();
+    g.m.artifacts()
+        .backend
+        .put_file(&running, "c.bin", &src)
+        .await
+        .unwrap();
+    let rec = gridiron_store::ArtifactRecord {
+        session: running.clone(),
+        name: "c.bin".into(),
+        size: 10,
+        content_type: "application/octet-stream".into(),
+        owner: Some("alice".into()),
+        created_at: 1,
+        node: "local".into(),
+        location: "local".into(),
+    };
+    g.store.put_artifact(&rec).await.unwrap();
+
+    assert_eq!(g.m.sweep_artifacts().await.unwrap(), 1);
+    assert!(names(&g.list(&first, &alice).await).is_empty());
+    assert!(!g.stored(&first).join("a.bin").exists());
+    assert_eq!(names(&g.list(&second, &alice).await), ["b.bin"]);
+    assert_eq!(names(&g.list(&running, &alice).await), ["c.bin"]);
+    // Within the quota now: nothing more goes.
+    assert_eq!(g.m.sweep_artifacts().await.unwrap(), 0);
+}
+
+#[tokio::test]
+async fn reconciliation_indexes_stray_files_and_drops_entries_without_files() {
+    let g = Grid::start().await;
+    let alice = g.key("alice", Role::User).await;
+    let id = g
+        .session_leaving(&alice, &[("kept.txt", b"k"), ("gone.txt", b"g")])
+        .await;
+    assert_eq!(g.list(&id, &alice).await["complete"], true);
+    // The process died between storing a file and indexing it, and a file
+    // vanished behind the grid's back.
+    std::fs::write(g.stored(&id).join("stray.log"), b"stray").unwrap();
+    std::fs::remove_file(g.stored(&id).join("gone.txt")).unwrap();
+    assert_eq!(g.m.reconcile_artifacts().await.unwrap(), (1, 1));
+    let listed = g.list(&id, &alice).await;
+    assert_eq!(names(&listed), ["kept.txt", "stray.log"]);
+    let stray = &listed["artifacts"][1];
+    assert_eq!(
+        (stray["size"].as_u64(), stray["contentType"].as_str()),
+        (Some(5), Some("text/plain; charset=utf-8"))
+    );
+    // Indexed with the session's owner: alice reaches it.
+    let path = format!("/api/v1/sessions/{id}/artifacts/stray.log");
+    assert_eq!(
+        g.call(Method::GET, &path, &alice, None).await.body.as_ref(),
+        b"stray"
+    );
+    assert_eq!(g.m.reconcile_artifacts().await.unwrap(), (0, 0));
 }
