@@ -1,7 +1,8 @@
 //! Forwarding session commands to the session's driver.
 //!
 //! Bodies are streamed in both directions; only the path is rewritten (grid
-//! session id -> driver session id).
+//! session id -> driver session id), and an error answer (small, read
+//! whole) the other way, so a client never sees the driver's id.
 
 use crate::http;
 use crate::manager::Manager;
