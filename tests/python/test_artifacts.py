@@ -21,6 +21,7 @@ import pytest
 
 from harness import (
     Cluster,
+    EventStream,
     Grid,
     artifact_path,
     fetch_artifact,
@@ -99,6 +100,18 @@ def test_a_sessions_outbox_outlives_it_through_the_api(make_grid, drivers, pages
     # The session's own directory is gone; its artifacts are in storage.
     assert sid not in grid.session_dirs()
     assert os.path.isfile(os.path.join(grid.data_dir, "artifacts", sid, "video.mp4"))
+    # Each stored artifact, and a removal, is an event of the grid's feed (and so of webhooks).
+    assert grid.request("DELETE", artifact_path(sid, "downloads/report.csv")).status == 204
+    stream = EventStream(grid.port, query="type=artifact.*", last_event_id="0")
+    try:
+        seen = [(e["event"], e["data"]["session"], e["data"]["fields"]["name"], e["data"]["fields"]["size"]) for e in stream.take(3)]
+    finally:
+        stream.close()
+    assert sorted(seen[:2]) == [
+        ("artifact.ready", sid, "downloads/report.csv", "8"),
+        ("artifact.ready", sid, "video.mp4", str(len(video))),
+    ]
+    assert seen[2] == ("artifact.deleted", sid, "downloads/report.csv", "8")
 
 
 @pytest.mark.deadline(120)
@@ -381,5 +394,35 @@ def test_a_hub_serves_the_artifacts_of_two_nodes_and_reports_a_lost_nodes(grid_b
         assert hub.request("DELETE", artifact_path(d1.session_id, "video.mp4")).status == 204
         assert not os.path.exists(os.path.join(n1.data_dir, "artifacts", d1.session_id, "video.mp4"))
         assert left_artifacts(hub.url, d1.session_id) == []
+    finally:
+        c.stop()
+
+
+@pytest.mark.deadline(300)
+def test_nodes_store_into_a_shared_bucket_that_hubs_read_after_the_node_is_gone(grid_binary, drivers, moto):
+    s3, env = moto
+    url = "s3://grid-artifacts/cluster"
+    c = Cluster(grid_binary, heartbeat_ttl=3, env=env)
+    try:
+        node = c.node(artifacts_url=url)
+        hub = c.hub(artifacts_url=url)
+        c.capacity(hub, 1)
+        driver = hub.remote()
+        drivers.append(driver)
+        sid = driver.session_id
+        write(os.path.join(node.outbox(sid), "video.mp4"), b"bucket" * 1000)
+        driver.quit()
+        listed = list_artifacts(hub.url, sid)
+        assert [(a["name"], a["size"], a["state"]) for a in listed] == [("video.mp4", 6000, "ready")]
+        keys = [o["Key"] for o in s3.list_objects_v2(Bucket="grid-artifacts").get("Contents", [])]
+        assert keys == [f"cluster/{sid}/video.mp4"]
+        # The node that stored it leaves: the bucket still has it, the hub serves it.
+        node.stop()
+        wait_until(lambda: not hub.status()["ready"], 20, what="the hub to see the node gone")
+        assert [a["state"] for a in list_artifacts(hub.url, sid)] == ["ready"]
+        r = hub.request("GET", artifact_path(sid, "video.mp4"), headers={"Range": "bytes=6-11"})
+        assert (r.status, r.body) == (206, b"bucket"), r
+        assert hub.request("DELETE", artifact_path(sid, "video.mp4")).status == 204
+        assert s3.list_objects_v2(Bucket="grid-artifacts").get("Contents", []) == []
     finally:
         c.stop()

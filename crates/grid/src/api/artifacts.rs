@@ -363,3 +363,15 @@ fn serve(
     }
     r
 }
+
+#[cfg(test)]
+mod tests {
+    use super::encode;
+
+    #[test]
+    fn forwarded_paths_keep_slashes_and_escape_the_rest() {
+        assert_eq!(encode("downloads/report 1.csv"), "downloads/report%201.csv");
+        assert_eq!(encode("a%2Fb?c#d"), "a%252Fb%3Fc%23d");
+        assert_eq!(encode("Ünï.txt"), "%C3%9Cn%C3%AF.txt");
+    }
+}
