@@ -486,7 +486,10 @@ async fn drain(
         if let Some(log) = &log {
             log.line(&line);
         }
-        let _ = lines.send(line.clone());
+        // Only the start-up waits for lines; a copy afterwards goes nowhere.
+        if !lines.is_closed() {
+            let _ = lines.send(line.clone());
+        }
         let mut k = keep.lock().unwrap_or_else(|e| e.into_inner());
         if k.len() == KEEP_LINES {
             k.pop_front();
