@@ -97,8 +97,8 @@ def test_a_sessions_outbox_outlives_it_through_the_api(make_grid, drivers, pages
     assert by_name["downloads/report.csv"]["contentType"].startswith("text/csv")
     assert fetch_artifact(grid.url, sid, "video.mp4") == video
     assert fetch_artifact(grid.url, sid, "downloads/report.csv") == b"a,b\n1,2\n"
-    # The session's own directory is gone; its artifacts are in storage.
-    assert sid not in grid.session_dirs()
+    # The session's own directory goes (its clean-up follows the collection); its artifacts stay.
+    wait_until(lambda: sid not in grid.session_dirs(), 10, what="the session's directory to be removed")
     assert os.path.isfile(os.path.join(grid.data_dir, "artifacts", sid, "video.mp4"))
     # Each stored artifact, and a removal, is an event of the grid's feed (and so of webhooks).
     assert grid.request("DELETE", artifact_path(sid, "downloads/report.csv")).status == 204
@@ -429,3 +429,15 @@ def test_nodes_store_into_a_shared_bucket_that_hubs_read_after_the_node_is_gone(
         assert [k for k in left if k.rsplit("/", 1)[-1] not in GRID_KEPT] == []
     finally:
         c.stop()
+
+
+@pytest.mark.deadline(180)
+def test_a_killed_grids_sessions_keep_their_artifacts(make_grid, drivers):
+    grid = make_grid(max_sessions=1)
+    driver, sid = session_leaving(grid, drivers, {"video.mp4": b"recorded before the crash"})
+    grid.kill_hard()
+    grid.start()
+    listed = list_artifacts(grid.url, sid)
+    assert [(a["name"], a["state"]) for a in listed] == [("video.mp4", "ready")]
+    assert fetch_artifact(grid.url, sid, "video.mp4") == b"recorded before the crash"
+    assert sid not in grid.session_dirs()

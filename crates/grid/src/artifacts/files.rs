@@ -23,6 +23,35 @@ pub fn outbox_files(outbox: &Path) -> Vec<(String, u64)> {
     found
 }
 
+/// Moves what the sessions of an earlier process (one that was killed, so
+/// its sessions were never ended) left in their outboxes under
+/// `<data_dir>/sessions/` into `<data_dir>/artifacts/<session>/`, before
+/// those directories are removed. The keeper indexes them at its start.
+/// Returns how many files were saved.
+pub fn salvage_outboxes(data_dir: &Path) -> usize {
+    let Ok(sessions) = fs::read_dir(data_dir.join("sessions")) else {
+        return 0;
+    };
+    let mut saved = 0;
+    for entry in sessions.flatten() {
+        let Some(id) = entry.file_name().to_str().map(str::to_string) else {
+            continue;
+        };
+        let is_dir = fs::symlink_metadata(entry.path()).is_ok_and(|m| m.is_dir());
+        if !is_dir || !gridiron_domain::artifacts::is_path_safe_id(&id) {
+            continue;
+        }
+        let outbox = super::outbox(&entry.path());
+        let dest = data_dir.join("artifacts").join(&id);
+        for (name, _) in outbox_files(&outbox) {
+            if move_file(&outbox.join(&name), &dest.join(&name)).is_ok() {
+                saved += 1;
+            }
+        }
+    }
+    saved
+}
+
 /// The regular files below `dir` (name relative to the walk's root, size),
 /// without following links.
 fn walk(dir: &Path, prefix: &str, depth: usize, out: &mut Vec<(String, u64)>) {
@@ -199,6 +228,28 @@ mod tests {
         assert_eq!(fs::read(&secret).unwrap(), b"do not take");
         let names: Vec<String> = list(&dest).into_iter().map(|(n, ..)| n).collect();
         assert_eq!(names, vec!["downloads/r.csv", "video.mp4"]);
+    }
+
+    #[test]
+    fn a_killed_processs_outboxes_are_saved_and_nothing_else() {
+        let tmp = tempfile::tempdir().unwrap();
+        let data = tmp.path();
+        let outbox = super::super::outbox(&data.join("sessions").join("abc123"));
+        fs::create_dir_all(outbox.join("d")).unwrap();
+        fs::write(outbox.join("d/video.mp4"), b"v").unwrap();
+        fs::write(data.join("sessions/abc123/profile.txt"), b"not an artifact").unwrap();
+        std::os::unix::fs::symlink(data.join("secret"), outbox.join("l")).unwrap();
+        fs::create_dir_all(data.join("sessions/bad.id/artifacts")).unwrap();
+        fs::write(data.join("sessions/bad.id/artifacts/x"), b"x").unwrap();
+        assert_eq!(salvage_outboxes(data), 1);
+        assert_eq!(
+            fs::read(data.join("artifacts/abc123/d/video.mp4")).unwrap(),
+            b"v"
+        );
+        assert!(!data.join("artifacts/abc123/profile.txt").exists());
+        assert!(!data.join("artifacts/abc123/l").exists());
+        assert!(!data.join("artifacts/bad.id").exists());
+        assert_eq!(salvage_outboxes(&data.join("nothing")), 0);
     }
 
     #[test]

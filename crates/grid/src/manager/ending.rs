@@ -104,6 +104,8 @@ impl Manager {
                 }
                 m.collect_artifacts(&session, &crate::artifacts::outbox(process.dir()))
                     .await;
+                // Listed complete now, not after the processes are reaped.
+                m.artifacts.done_collecting(&session.id);
                 process.shutdown().await;
             }
             m.artifacts.done_collecting(&session.id);
