@@ -437,7 +437,7 @@ def test_a_killed_grids_sessions_keep_their_artifacts(make_grid, drivers):
     driver, sid = session_leaving(grid, drivers, {"video.mp4": b"recorded before the crash"})
     grid.kill_hard()
     grid.start()
-    listed = list_artifacts(grid.url, sid)
+    listed = left_artifacts(grid.url, sid)
     assert [(a["name"], a["state"]) for a in listed] == [("video.mp4", "ready")]
     assert fetch_artifact(grid.url, sid, "video.mp4") == b"recorded before the crash"
     assert sid not in grid.session_dirs()
