@@ -119,9 +119,37 @@ COLOUR_CYCLE = """<!doctype html>
 </script></body></html>
 """.format(colours=["rgb(%d,%d,%d)" % c for c in COLOURS])
 
+DOWNLOADS = """<!doctype html>
+<html><head><title>Downloads Page</title></head>
+<body>
+  <a id="download" href="/download.txt">download a file</a>
+</body></html>
+"""
+
+# Shows the content of the file chosen in its file input, as the page reads it.
+UPLOAD = """<!doctype html>
+<html><head><title>Upload Page</title></head>
+<body>
+  <input type="file" id="file">
+  <pre id="content"></pre>
+  <script>
+    document.getElementById("file").addEventListener("change", (e) => {
+      const f = e.target.files[0];
+      const reader = new FileReader();
+      reader.onload = () => {
+        document.getElementById("content").textContent = f.name + ":" + reader.result;
+      };
+      reader.readAsText(f);
+    });
+  </script>
+</body></html>
+"""
+
 PAGES = {
     "/colours.html": COLOUR_CYCLE,
     "/": INDEX,
+    "/downloads.html": DOWNLOADS,
+    "/upload.html": UPLOAD,
     "/index.html": INDEX,
     "/second.html": SECOND,
     "/form.html": FORM,

@@ -32,6 +32,16 @@ from harness import (
 from test_keys import KEY_DELAY, bearer, create_key, new_session
 
 
+# What the grid keeps of every session itself (its driver's log, its
+# timeline): these tests look at the files they left, and nothing else.
+GRID_KEPT = ("driver.log", "timeline.json")
+
+
+def left_artifacts(*args, **kwargs):
+    """`list_artifacts` without what the grid keeps of every session."""
+    return [a for a in list_artifacts(*args, **kwargs) if a["name"] not in GRID_KEPT]
+
+
 def write(path, data):
     os.makedirs(os.path.dirname(path), exist_ok=True)
     with open(path, "wb") as f:
@@ -77,8 +87,9 @@ def test_a_sessions_outbox_outlives_it_through_the_api(make_grid, drivers, pages
     assert running.json() == {"sessionId": sid, "artifacts": [], "complete": False}
 
     driver.quit()
-    listed = list_artifacts(grid.url, sid)
+    listed = left_artifacts(grid.url, sid)
     by_name = {a["name"]: a for a in listed}
+    # Besides what the grid itself keeps of every session (its driver's log, its timeline).
     assert sorted(by_name) == ["downloads/report.csv", "video.mp4"]
     assert by_name["video.mp4"]["size"] == len(video)
     assert by_name["video.mp4"]["contentType"] == "video/mp4"
@@ -93,9 +104,10 @@ def test_a_sessions_outbox_outlives_it_through_the_api(make_grid, drivers, pages
     assert grid.request("DELETE", artifact_path(sid, "downloads/report.csv")).status == 204
     stream = EventStream(grid.port, query="type=artifact.*", last_event_id="0")
     try:
-        seen = [(e["event"], e["data"]["session"], e["data"]["fields"]["name"], e["data"]["fields"]["size"]) for e in stream.take(3)]
+        seen = [(e["event"], e["data"]["session"], e["data"]["fields"]["name"], e["data"]["fields"]["size"]) for e in stream.take(3 + len(GRID_KEPT))]
     finally:
         stream.close()
+    seen = [e for e in seen if e[2] not in GRID_KEPT]
     assert sorted(seen[:2]) == [
         ("artifact.ready", sid, "downloads/report.csv", "8"),
         ("artifact.ready", sid, "video.mp4", str(len(video))),
@@ -109,7 +121,7 @@ def test_range_requests_seek_like_a_video_player(make_grid, drivers):
     data = bytes(range(256)) * 4000  # 1024000 bytes
     driver, sid = session_leaving(grid, drivers, {"video.webm": data})
     driver.quit()
-    list_artifacts(grid.url, sid)
+    left_artifacts(grid.url, sid)
     path = artifact_path(sid, "video.webm")
     cases = [
         ("bytes=0-99", 0, 99),
@@ -141,7 +153,7 @@ def test_names_that_leave_the_sessions_storage_are_refused(make_grid, drivers):
     grid = make_grid(max_sessions=1)
     driver, sid = session_leaving(grid, drivers, {"ok.txt": b"ok"})
     driver.quit()
-    list_artifacts(grid.url, sid)
+    left_artifacts(grid.url, sid)
     # What an attacker would like to read: next to the session's storage, and the store.
     write(os.path.join(grid.data_dir, "artifacts", "secret.txt"), b"TOP-SECRET-CONTENT")
     base = f"/api/v1/sessions/{sid}/artifacts/"
@@ -181,7 +193,7 @@ def test_a_user_key_cannot_reach_another_keys_artifacts(make_grid, grid_binary):
     write(os.path.join(grid.outbox(sid), "console.log"), b"mine")
     r = grid.request("DELETE", f"/session/{sid}", headers=bearer(a))
     assert r.status == 200, r
-    assert [x["name"] for x in list_artifacts(grid.url, sid, key=a)] == ["console.log"]
+    assert [x["name"] for x in left_artifacts(grid.url, sid, key=a)] == ["console.log"]
     path = artifact_path(sid, "console.log")
     for method, p in [("GET", artifact_path(sid)), ("GET", path), ("DELETE", path)]:
         r = grid.request(method, p, headers=bearer(b))
@@ -195,7 +207,7 @@ def test_a_user_key_cannot_reach_another_keys_artifacts(make_grid, grid_binary):
     # Deleting: the owner may, and it is gone for everyone.
     assert grid.request("DELETE", path, headers=bearer(a)).status == 204
     assert grid.request("GET", path, headers=bearer(root)).status == 404
-    assert list_artifacts(grid.url, sid, key=a) == []
+    assert left_artifacts(grid.url, sid, key=a) == []
 
 
 @pytest.mark.deadline(240)
@@ -203,29 +215,30 @@ def test_the_quota_removes_the_oldest_first_and_never_a_running_sessions(make_gr
     grid = make_grid(max_sessions=2, artifacts_max_bytes=250_000)
     first_driver, first = session_leaving(grid, drivers, {"video.mp4": os.urandom(100_000)})
     first_driver.quit()
-    assert len(list_artifacts(grid.url, first)) == 1
+    assert len(left_artifacts(grid.url, first)) == 1
     second_driver, second = session_leaving(grid, drivers, {"video.mp4": os.urandom(100_000)})
     second_driver.quit()
-    assert len(list_artifacts(grid.url, second)) == 1
+    assert len(left_artifacts(grid.url, second)) == 1
     # A running session with a large outbox: the quota never reaches into it.
     running_driver, running = session_leaving(grid, drivers, {"video.mp4": os.urandom(120_000)})
     third_driver, third = session_leaving(grid, drivers, {"video.mp4": os.urandom(100_000)})
     third_driver.quit()
-    assert len(list_artifacts(grid.url, third)) == 1
+    assert len(left_artifacts(grid.url, third)) == 1
     # 300 000 bytes stored > 250 000: the oldest (first) goes, the rest stay.
-    wait_until(lambda: list_artifacts(grid.url, first) == [], 10, what="the oldest artifact to be removed")
-    assert len(list_artifacts(grid.url, second)) == 1
+    wait_until(lambda: left_artifacts(grid.url, first) == [], 10, what="the oldest artifact to be removed")
+    assert len(left_artifacts(grid.url, second)) == 1
     assert os.path.getsize(os.path.join(grid.outbox(running), "video.mp4")) == 120_000
     assert not os.path.exists(os.path.join(grid.data_dir, "artifacts", first))
     running_driver.quit()
     # Now 320 000 bytes: the next oldest (second) goes; the one just collected stays.
-    wait_until(lambda: list_artifacts(grid.url, second) == [], 10, what="the next oldest artifact to be removed")
-    assert [a["size"] for a in list_artifacts(grid.url, running)] == [120_000]
-    assert len(list_artifacts(grid.url, third)) == 1
+    wait_until(lambda: left_artifacts(grid.url, second) == [], 10, what="the next oldest artifact to be removed")
+    assert [a["size"] for a in left_artifacts(grid.url, running)] == [120_000]
+    assert len(left_artifacts(grid.url, third)) == 1
     # Each removal is an event, with why.
     with sqlite3.connect(grid.db_path) as db:
         rows = db.execute("SELECT session, fields FROM events WHERE kind = 'artifact.deleted' ORDER BY id").fetchall()
-    assert [(sid, json.loads(f)["reason"], json.loads(f)["name"]) for sid, f in rows] == [
+    assert [(sid, json.loads(f)["reason"], json.loads(f)["name"]) for sid, f in rows
+            if json.loads(f)["name"] not in GRID_KEPT] == [
         (first, "quota", "video.mp4"),
         (second, "quota", "video.mp4"),
     ]
@@ -236,7 +249,7 @@ def test_the_index_matches_the_disk_after_a_restart(make_grid, drivers):
     grid = make_grid(max_sessions=1)
     driver, sid = session_leaving(grid, drivers, {"keep.txt": b"keep", "drop.txt": b"drop"})
     driver.quit()
-    assert sorted(a["name"] for a in list_artifacts(grid.url, sid)) == ["drop.txt", "keep.txt"]
+    assert sorted(a["name"] for a in left_artifacts(grid.url, sid)) == ["drop.txt", "keep.txt"]
     grid.stop()
     stored = os.path.join(grid.data_dir, "artifacts", sid)
     os.remove(os.path.join(stored, "drop.txt"))
@@ -244,7 +257,7 @@ def test_the_index_matches_the_disk_after_a_restart(make_grid, drivers):
     grid.start()
 
     def reconciled():
-        names = sorted(a["name"] for a in list_artifacts(grid.url, sid))
+        names = sorted(a["name"] for a in left_artifacts(grid.url, sid))
         return names if names == ["keep.txt", "late/driver.log"] else None
 
     wait_until(reconciled, 20, what="the index to match the disk")
@@ -307,10 +320,11 @@ def test_the_s3_backend_against_a_local_s3_server(drivers, moto, grid_binary):
         video = os.urandom(6 * 1024 * 1024 + 123)  # more than one multipart part
         driver, sid = session_leaving(grid, drivers, {"video.mp4": video, "logs/driver.log": b"driver says hi"})
         driver.quit()
-        listed = {a["name"]: a for a in list_artifacts(grid.url, sid)}
+        listed = {a["name"]: a for a in left_artifacts(grid.url, sid)}
         assert sorted(listed) == ["logs/driver.log", "video.mp4"]
         assert listed["video.mp4"]["size"] == len(video)
         keys = sorted(o["Key"] for o in s3.list_objects_v2(Bucket="grid-artifacts").get("Contents", []))
+        keys = [k for k in keys if k.rsplit("/", 1)[-1] not in GRID_KEPT or "/logs/" in k]
         assert keys == [f"runs/ci/{sid}/logs/driver.log", f"runs/ci/{sid}/video.mp4"]
         # Nothing kept locally: the bucket is the storage.
         assert not os.path.exists(os.path.join(grid.data_dir, "artifacts", sid))
@@ -319,13 +333,14 @@ def test_the_s3_backend_against_a_local_s3_server(drivers, moto, grid_binary):
         assert part.status == 206 and part.body == video[5000000:5000100], part
         assert grid.request("DELETE", artifact_path(sid, "logs/driver.log")).status == 204
         keys = [o["Key"] for o in s3.list_objects_v2(Bucket="grid-artifacts").get("Contents", [])]
+        keys = [k for k in keys if k.rsplit("/", 1)[-1] not in GRID_KEPT]
         assert keys == [f"runs/ci/{sid}/video.mp4"]
         # An object the index does not know (written before a crash) is indexed at the next start.
         s3.put_object(Bucket="grid-artifacts", Key=f"runs/ci/{sid}/late.txt", Body=b"late")
         grid.stop()
         grid.start()
         wait_until(
-            lambda: sorted(a["name"] for a in list_artifacts(grid.url, sid)) == ["late.txt", "video.mp4"],
+            lambda: sorted(a["name"] for a in left_artifacts(grid.url, sid)) == ["late.txt", "video.mp4"],
             20,
             what="the index to match the bucket",
         )
@@ -357,7 +372,7 @@ def test_a_hub_serves_the_artifacts_of_two_nodes_and_reports_a_lost_nodes(grid_b
         d1.quit()
         d2.quit()
         for d, n, data in [(d1, n1, b"one" * 1000), (d2, n2, b"two" * 1000)]:
-            listed = list_artifacts(hub.url, d.session_id)
+            listed = left_artifacts(hub.url, d.session_id)
             assert [(a["name"], a["size"], a["state"]) for a in listed] == [("video.mp4", 3000, "ready")]
             assert fetch_artifact(hub.url, d.session_id, "video.mp4") == data
             r = hub.request("GET", artifact_path(d.session_id, "video.mp4"), headers={"Range": "bytes=0-2"})
@@ -366,7 +381,7 @@ def test_a_hub_serves_the_artifacts_of_two_nodes_and_reports_a_lost_nodes(grid_b
         # The second node goes away: its artifacts are lost, never served broken.
         n2.stop()
         lost = wait_until(
-            lambda: (lambda l: l if l[0]["state"] == "lost" else None)(list_artifacts(hub.url, d2.session_id)),
+            lambda: (lambda l: l if l[0]["state"] == "lost" else None)(left_artifacts(hub.url, d2.session_id)),
             20,
             what="the artifact of the stopped node to be reported lost",
         )
@@ -379,7 +394,7 @@ def test_a_hub_serves_the_artifacts_of_two_nodes_and_reports_a_lost_nodes(grid_b
         assert fetch_artifact(hub.url, d1.session_id, "video.mp4") == b"one" * 1000
         assert hub.request("DELETE", artifact_path(d1.session_id, "video.mp4")).status == 204
         assert not os.path.exists(os.path.join(n1.data_dir, "artifacts", d1.session_id, "video.mp4"))
-        assert list_artifacts(hub.url, d1.session_id) == []
+        assert left_artifacts(hub.url, d1.session_id) == []
     finally:
         c.stop()
 
@@ -398,18 +413,20 @@ def test_nodes_store_into_a_shared_bucket_that_hubs_read_after_the_node_is_gone(
         sid = driver.session_id
         write(os.path.join(node.outbox(sid), "video.mp4"), b"bucket" * 1000)
         driver.quit()
-        listed = list_artifacts(hub.url, sid)
+        listed = left_artifacts(hub.url, sid)
         assert [(a["name"], a["size"], a["state"]) for a in listed] == [("video.mp4", 6000, "ready")]
         keys = [o["Key"] for o in s3.list_objects_v2(Bucket="grid-artifacts").get("Contents", [])]
+        keys = [k for k in keys if k.rsplit("/", 1)[-1] not in GRID_KEPT]
         assert keys == [f"cluster/{sid}/video.mp4"]
         # The node that stored it leaves: the bucket still has it, the hub serves it.
         node.stop()
         wait_until(lambda: not hub.status()["ready"], 20, what="the hub to see the node gone")
-        assert [a["state"] for a in list_artifacts(hub.url, sid)] == ["ready"]
+        assert [a["state"] for a in left_artifacts(hub.url, sid)] == ["ready"]
         r = hub.request("GET", artifact_path(sid, "video.mp4"), headers={"Range": "bytes=6-11"})
         assert (r.status, r.body) == (206, b"bucket"), r
         assert hub.request("DELETE", artifact_path(sid, "video.mp4")).status == 204
-        assert s3.list_objects_v2(Bucket="grid-artifacts").get("Contents", []) == []
+        left = [o["Key"] for o in s3.list_objects_v2(Bucket="grid-artifacts").get("Contents", [])]
+        assert [k for k in left if k.rsplit("/", 1)[-1] not in GRID_KEPT] == []
     finally:
         c.stop()
 
@@ -420,7 +437,7 @@ def test_a_killed_grids_sessions_keep_their_artifacts(make_grid, drivers):
     driver, sid = session_leaving(grid, drivers, {"video.mp4": b"recorded before the crash"})
     grid.kill_hard()
     grid.start()
-    listed = list_artifacts(grid.url, sid)
+    listed = left_artifacts(grid.url, sid)
     assert [(a["name"], a["state"]) for a in listed] == [("video.mp4", "ready")]
     assert fetch_artifact(grid.url, sid, "video.mp4") == b"recorded before the crash"
     assert sid not in grid.session_dirs()

@@ -12,6 +12,7 @@ pub mod cdp;
 pub mod cross_site;
 pub mod error;
 pub mod events;
+pub mod files;
 pub mod launch;
 pub mod launch_policy;
 pub mod lifecycle;
@@ -24,6 +25,7 @@ pub mod recording;
 pub mod redact;
 pub mod request;
 pub mod request_wait;
+pub mod timeline;
 pub mod warm;
 pub mod webhooks;
 

@@ -106,6 +106,7 @@ mod tests {
             headless: true,
             profile_dir: None,
             sandbox: false,
+            download_dir: None,
         };
         warm_key(
             &sel.merged,

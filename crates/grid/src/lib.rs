@@ -14,6 +14,7 @@ pub mod cluster;
 pub mod config;
 pub mod driver_client;
 pub mod events;
+mod files;
 mod http;
 mod local_session;
 mod manager;
@@ -27,6 +28,7 @@ mod store_retry;
 pub mod tasks;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;
+mod timeline;
 pub mod timing;
 pub mod tls;
 mod tunnel;

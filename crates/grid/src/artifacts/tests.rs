@@ -127,6 +127,16 @@ impl Grid {
             self.call(Method::DELETE, &quit, token, None).await.status,
             200
         );
+        // The grid keeps its own timeline of every session: removed, so each
+        // test sees the files it left and nothing else.
+        assert_eq!(self.list(&id, token).await["complete"], true);
+        let timeline = format!("/api/v1/sessions/{id}/artifacts/timeline.json");
+        assert_eq!(
+            self.call(Method::DELETE, &timeline, token, None)
+                .await
+                .status,
+            204
+        );
         id
     }
 
@@ -290,7 +300,7 @@ async fn links_and_odd_files_in_an_outbox_are_not_stored() {
         .iter()
         .map(|a| a["name"].as_str().unwrap())
         .collect();
-    assert_eq!(names, ["real.txt"]);
+    assert_eq!(names, ["real.txt", "timeline.json"]);
     let path = format!("/api/v1/sessions/{id}/artifacts/video.mp4");
     assert_eq!(g.call(Method::GET, &path, &alice, None).await.status, 404);
 }
