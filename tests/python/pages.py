@@ -102,6 +102,19 @@ COOKIES = """<!doctype html>
 <body><p id="cookie-header">{cookie_header}</p></body></html>
 """
 
+# A page that logs, throws, and shows one flat colour (the live view's frames
+# are checked for it).
+DEVTOOLS = """<!doctype html>
+<html><head><title>DevTools Page</title></head>
+<body style="margin:0;background:#00c000;height:100vh">
+<script>
+console.log("gridiron-console-marker", 42);
+console.warn("gridiron-warning-marker");
+setTimeout(function () { throw new Error("gridiron-uncaught-marker"); }, 0);
+</script>
+</body></html>
+"""
+
 PAGES = {
     "/": INDEX,
     "/index.html": INDEX,
@@ -112,6 +125,7 @@ PAGES = {
     "/frame_nested.html": FRAME_NESTED,
     "/alerts.html": ALERTS,
     "/windows.html": WINDOWS,
+    "/devtools.html": DEVTOOLS,
 }
 
 

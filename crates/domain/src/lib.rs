@@ -8,6 +8,7 @@ pub mod api;
 pub mod auth;
 pub mod capabilities;
 pub mod cdp;
+pub mod civil;
 pub mod cross_site;
 pub mod error;
 pub mod events;

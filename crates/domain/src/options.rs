@@ -36,6 +36,9 @@ pub struct GridOptions {
     /// Labels a node must carry to run the session (scaled-out grids).
     #[serde(rename = "nodeLabels", skip_serializing_if = "BTreeMap::is_empty")]
     pub node_labels: BTreeMap<String, String>,
+    /// Record the session's network traffic as a HAR artifact (Chromium).
+    #[serde(rename = "recordNetwork", skip_serializing_if = "std::ops::Not::not")]
+    pub record_network: bool,
 }
 
 mod secs {
@@ -57,6 +60,7 @@ const KNOWN: &[&str] = &[
     "sessionTimeout",
     "pool",
     "nodeLabels",
+    "recordNetwork",
 ];
 
 impl GridOptions {
@@ -89,6 +93,7 @@ impl GridOptions {
                 }
                 "idleTimeout" => out.idle_timeout = Some(seconds(value).ok_or_else(bad)?),
                 "sessionTimeout" => out.session_timeout = Some(seconds(value).ok_or_else(bad)?),
+                "recordNetwork" => out.record_network = value.as_bool().ok_or_else(bad)?,
                 other => {
                     return Err(GridError::invalid_argument(format!(
                         "unknown grid option {GRID_OPTIONS_KEY}.{other}; known options are {}",
@@ -140,10 +145,11 @@ mod tests {
     fn all_known_options_parse() {
         let o = parse(json!({"gridiron:options": {
             "name": "login test", "labels": {"team": "web"}, "idleTimeout": 2, "sessionTimeout": 0.5,
-            "pool": "gpu", "nodeLabels": {"region": "eu"}
+            "pool": "gpu", "nodeLabels": {"region": "eu"}, "recordNetwork": true
         }}))
         .unwrap();
         assert_eq!(o.pool.as_deref(), Some("gpu"));
+        assert!(o.record_network);
         assert_eq!(o.node_labels["region"], "eu");
         assert_eq!(o.name.as_deref(), Some("login test"));
         assert_eq!(o.labels["team"], "web");
@@ -165,6 +171,8 @@ mod tests {
             json!({"gridiron:options": {"idelTimeout": 10}}),
             json!({"gridiron:options": {"pool": "no spaces"}}),
             json!({"gridiron:options": {"nodeLabels": ["a"]}}),
+            json!({"gridiron:options": {"recordNetwork": "yes"}}),
+            json!({"gridiron:options": {"recordNetwork": 1}}),
         ] {
             assert!(parse(v.clone()).is_err(), "{v}");
         }

@@ -6,6 +6,7 @@
 //! every hub answer alike; what differs per role is behind [`Backend`].
 
 pub mod keys;
+pub mod live;
 pub mod nodes;
 pub mod pools;
 pub mod problem;
@@ -57,6 +58,7 @@ pub const DOCS_PATH: &str = "/api/docs";
         sessions::list,
         sessions::get_one,
         sessions::delete,
+        live::watch,
         queue::list,
         queue::cancel,
         nodes::list,
@@ -124,6 +126,7 @@ pub fn router() -> Router<Role> {
             "/sessions/{id}",
             only(get(sessions::get_one).delete(sessions::delete)),
         )
+        .route("/sessions/{id}/live", only(get(live::watch)))
         .route("/queue", only(get(queue::list)))
         .route("/queue/{id}", only(axum::routing::delete(queue::cancel)))
         .route("/nodes", only(get(nodes::list)))

@@ -306,6 +306,8 @@ impl Manager {
     ) -> Result<Arc<Session>, GridError> {
         let exit = launched.process.exit_watch();
         let session = Arc::new(Session::new(launched));
+        // Follows the browser's pages before the client can drive them.
+        crate::devtools::observe(self, &session).await;
         let id = session.id.clone();
         self.sessions
             .write()
