@@ -39,6 +39,9 @@ pub struct GridOptions {
     /// Record the session's network traffic as a HAR artifact (Chromium).
     #[serde(rename = "recordNetwork", skip_serializing_if = "std::ops::Not::not")]
     pub record_network: bool,
+    /// Keep the browser console as a log artifact (Chromium; on unless `false`).
+    #[serde(rename = "consoleLog", skip_serializing_if = "Option::is_none")]
+    pub console_log: Option<bool>,
 }
 
 mod secs {
@@ -61,6 +64,7 @@ const KNOWN: &[&str] = &[
     "pool",
     "nodeLabels",
     "recordNetwork",
+    "consoleLog",
 ];
 
 impl GridOptions {
@@ -94,6 +98,7 @@ impl GridOptions {
                 "idleTimeout" => out.idle_timeout = Some(seconds(value).ok_or_else(bad)?),
                 "sessionTimeout" => out.session_timeout = Some(seconds(value).ok_or_else(bad)?),
                 "recordNetwork" => out.record_network = value.as_bool().ok_or_else(bad)?,
+                "consoleLog" => out.console_log = Some(value.as_bool().ok_or_else(bad)?),
                 other => {
                     return Err(GridError::invalid_argument(format!(
                         "unknown grid option {GRID_OPTIONS_KEY}.{other}; known options are {}",
@@ -103,6 +108,11 @@ impl GridOptions {
             }
         }
         Ok(out)
+    }
+
+    /// Whether the session's browser console is kept as a log (the default).
+    pub fn keeps_console_log(&self) -> bool {
+        self.console_log != Some(false)
     }
 
     /// The options as JSON, for the session record.
@@ -145,11 +155,14 @@ mod tests {
     fn all_known_options_parse() {
         let o = parse(json!({"gridiron:options": {
             "name": "login test", "labels": {"team": "web"}, "idleTimeout": 2, "sessionTimeout": 0.5,
-            "pool": "gpu", "nodeLabels": {"region": "eu"}, "recordNetwork": true
+            "pool": "gpu", "nodeLabels": {"region": "eu"}, "recordNetwork": true,
+            "consoleLog": false
         }}))
         .unwrap();
         assert_eq!(o.pool.as_deref(), Some("gpu"));
         assert!(o.record_network);
+        assert!(!o.keeps_console_log());
+        assert!(GridOptions::default().keeps_console_log());
         assert_eq!(o.node_labels["region"], "eu");
         assert_eq!(o.name.as_deref(), Some("login test"));
         assert_eq!(o.labels["team"], "web");
@@ -173,6 +186,7 @@ mod tests {
             json!({"gridiron:options": {"nodeLabels": ["a"]}}),
             json!({"gridiron:options": {"recordNetwork": "yes"}}),
             json!({"gridiron:options": {"recordNetwork": 1}}),
+            json!({"gridiron:options": {"consoleLog": null}}),
         ] {
             assert!(parse(v.clone()).is_err(), "{v}");
         }

@@ -47,7 +47,7 @@ pub async fn watch(
             if !who.may_use(session.owner.as_deref()) {
                 return Err(hidden());
             }
-            let frames = crate::devtools::live::watch(&session, manager.config.data_dir.clone())?;
+            let frames = crate::devtools::live::watch(&manager, &session).await?;
             Ok(stream(frames))
         }
         Located::Remote(remote) => {
@@ -84,10 +84,9 @@ fn stream(frames: crate::devtools::live::Frames) -> Response {
                     None if frames.borrow().is_some() => Ok(Ok(())),
                     _ => tokio::time::timeout(RESEND, frames.changed()).await,
                 };
-                match changed {
-                    // The capture ended (the session did, or its display went away).
-                    Ok(Err(_)) => return None,
-                    Ok(Ok(())) | Err(_) => {}
+                // The capture ended (the session did, or its display went away).
+                if let Ok(Err(_)) = changed {
+                    return None;
                 }
                 let Some(jpeg) = frames.borrow_and_update().clone() else {
                     continue;

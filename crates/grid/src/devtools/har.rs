@@ -146,7 +146,17 @@ impl Har {
             .filter(|t| *t > 0.0)
             .sum();
         response["content"]["size"] = json!(e.data.max(0));
-        response["bodySize"] = json!(if encoded > 0 { encoded } else { -1 });
+        // Chromium counts the bytes on the wire with the headers: kept as
+        // the transfer size; the body's size is known only when uncompressed.
+        let compressed = header_list(&response["headers"], "content-encoding").is_some();
+        response["bodySize"] = json!(if compressed || error.is_some() {
+            -1
+        } else {
+            e.data.max(0)
+        });
+        if encoded > 0 {
+            response["_transferSize"] = json!(encoded);
+        }
         if let Some(err) = error {
             response["_error"] = Value::String(err);
         }
@@ -286,6 +296,14 @@ fn headers(h: &Value) -> Vec<Value> {
         .take(200)
         .map(|(name, v)| json!({"name": bounded(name), "value": bounded(str_of(v))}))
         .collect()
+}
+
+/// A HAR header's value, whatever the case of its name.
+fn header_list(h: &Value, name: &str) -> Option<String> {
+    h.as_array()?
+        .iter()
+        .find(|x| str_of(&x["name"]).eq_ignore_ascii_case(name))
+        .map(|x| str_of(&x["value"]).to_string())
 }
 
 /// A header's value, whatever the case of its name.

@@ -4,10 +4,10 @@
 //! session with a private X display is grabbed from it with ffmpeg.
 
 use super::x11grab::X11Grab;
+use crate::manager::Manager;
 use crate::session::Session;
 use bytes::Bytes;
 use gridiron_domain::GridError;
-use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use tokio::sync::watch;
@@ -20,9 +20,17 @@ pub type Frames = watch::Receiver<Option<Bytes>>;
 /// Captures started so far (ids for the log).
 static CAPTURES: AtomicU64 = AtomicU64::new(0);
 
-/// Watches `session`: joins its capture, or starts one. `data_dir` marks the
-/// processes a capture starts (the grid's sweep finds them).
-pub fn watch(session: &Arc<Session>, data_dir: PathBuf) -> Result<Frames, GridError> {
+/// Watches `session`: joins its capture, or starts one. The grid's data
+/// directory marks the processes a capture starts (its sweep finds them).
+pub async fn watch(m: &Arc<Manager>, session: &Arc<Session>) -> Result<Frames, GridError> {
+    let observer = super::observer_of(m, session).await.map_err(|e| {
+        GridError::new(
+            gridiron_domain::ErrorCode::UnknownError,
+            gridiron_domain::Origin::Driver,
+            format!("the live view could not reach the browser's DevTools: {e}"),
+        )
+    })?;
+    let data_dir = &m.config.data_dir;
     let mut slot = session
         .devtools
         .live
@@ -34,16 +42,16 @@ pub fn watch(session: &Arc<Session>, data_dir: PathBuf) -> Result<Frames, GridEr
         return Ok(tx.subscribe());
     }
     let (tx, rx) = watch::channel(None);
-    let source = if let Some(obs) = session.devtools.observer() {
+    let source = if let Some(obs) = observer {
         if !obs.start_frames(tx.clone()) {
             return Err(GridError::invalid_session(format!(
                 "session {} has ended",
                 session.id
             )));
         }
-        Source::Cdp(obs.clone())
+        Source::Cdp(obs)
     } else if let Some(display) = session.process().display() {
-        let grab = X11Grab::start(&display, &data_dir, &session.id, tx.clone()).map_err(|e| {
+        let grab = X11Grab::start(&display, data_dir, &session.id, tx.clone()).map_err(|e| {
             GridError::new(
                 gridiron_domain::ErrorCode::UnknownError,
                 gridiron_domain::Origin::Grid,

@@ -19,6 +19,15 @@ use tracing::{debug, warn};
 /// Largest console log kept; past it one line says so and the rest is dropped.
 const MAX_CONSOLE_BYTES: u64 = 32 << 20;
 
+/// What an observer keeps of a session.
+#[derive(Debug, Clone, Copy)]
+pub struct Keep {
+    /// The console log.
+    pub console: bool,
+    /// The HAR.
+    pub network: bool,
+}
+
 /// The observer of one session's browser.
 pub struct Observer {
     cdp: Arc<Cdp>,
@@ -26,6 +35,7 @@ pub struct Observer {
     /// `None` unless the session asked for `recordNetwork`.
     har: Mutex<Option<Har>>,
     outbox: PathBuf,
+    keep: Keep,
     /// Set once the event loop has ended (the browser is gone).
     ended: watch::Receiver<bool>,
 }
@@ -55,29 +65,31 @@ impl Observer {
     /// Connects to the browser behind `ws_url`, follows its pages and
     /// starts writing into `outbox`. Returns once the pages that exist now
     /// have their event domains enabled, so nothing they log from now on is missed.
-    pub async fn start(
-        ws_url: &str,
-        outbox: &Path,
-        record_network: bool,
-    ) -> Result<Arc<Observer>, String> {
+    pub async fn start(ws_url: &str, outbox: &Path, keep: Keep) -> Result<Arc<Observer>, String> {
         let (cdp, events) = Cdp::connect(ws_url).await?;
         std::fs::create_dir_all(outbox).map_err(|e| format!("{}: {e}", outbox.display()))?;
-        let file = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(outbox.join("console.log"))
-            .map_err(|e| format!("console.log: {e}"))?;
+        let console = if keep.console {
+            let file = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(outbox.join("console.log"))
+                .map_err(|e| format!("console.log: {e}"))?;
+            Some(ConsoleFile {
+                file: std::io::LineWriter::new(file),
+                written: 0,
+            })
+        } else {
+            None
+        };
         let (ended_tx, ended) = watch::channel(false);
         let obs = Arc::new(Observer {
             cdp,
             state: Mutex::new(State {
-                console: Some(ConsoleFile {
-                    file: std::io::LineWriter::new(file),
-                    written: 0,
-                }),
+                console,
                 ..State::default()
             }),
-            har: Mutex::new(record_network.then(Har::new)),
+            har: Mutex::new(keep.network.then(Har::new)),
+            keep,
             outbox: outbox.to_path_buf(),
             ended,
         });
@@ -122,8 +134,11 @@ impl Observer {
             return;
         };
         let s = Some(sid.as_str());
-        let mut domains = vec!["Runtime.enable", "Log.enable"];
-        if self.har.lock().unwrap_or_else(|e| e.into_inner()).is_some() {
+        let mut domains = Vec::new();
+        if self.keep.console {
+            domains.extend(["Runtime.enable", "Log.enable"]);
+        }
+        if self.keep.network {
             domains.push("Network.enable");
         }
         for d in domains {
