@@ -268,3 +268,21 @@ def test_a_user_key_cannot_watch_another_keys_session(make_grid, grid_binary, pa
                 live.close()
     finally:
         g.request("DELETE", f"/session/{sid}", headers=bearer(a))
+
+
+@pytest.mark.deadline(180)
+def test_a_hub_routes_the_live_view_to_the_node_that_runs_the_session(make_cluster, pages, drivers):
+    c = make_cluster()
+    c.node(max_sessions=1)
+    hub = c.hub()
+    c.capacity(hub, 1)
+    d = hub.remote()
+    drivers.append(d)
+    d.get(pages.url("/devtools.html"))
+    live = Live(hub.port, d.session_id)
+    try:
+        assert live.status == 200, live.resp.read()
+        r, g, b = mean_colour(live.frame()[1])
+        assert g > 150 and r < 60 and b < 60, (r, g, b)
+    finally:
+        live.close()

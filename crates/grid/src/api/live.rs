@@ -47,14 +47,19 @@ pub async fn watch(
             if !who.may_use(session.owner.as_deref()) {
                 return Err(hidden());
             }
-            let frames = crate::devtools::live::watch(&manager, &session).await?;
-            Ok(stream(frames))
+            Ok(local(&manager, &session).await)
         }
         Located::Remote(remote) => {
             if !who.may_use(remote.owner()) {
                 return Err(hidden());
             }
-            // The node that runs it answers (its response streams through).
+            // The node that runs it answers on the session's own path (a
+            // node serves no API); its frames stream through.
+            let mut req = req;
+            let path = format!("/session/{id}{NODE_PATH}");
+            *req.uri_mut() = path
+                .parse()
+                .map_err(|_| Problem::invalid(format!("bad session id {id:?}")))?;
             Ok(remote.forward(req).await)
         }
         Located::NotRunning(NotRunning::Unknown) => Err(hidden()),
@@ -67,6 +72,20 @@ pub async fn watch(
                 format!("session {id} is not running; there is nothing to watch"),
             ))
         }
+    }
+}
+
+/// Where below `/session/{id}` a node serves a session's live view to hubs.
+pub(crate) const NODE_PATH: &str = "/gridiron/live";
+
+/// The live view of a session that runs here (refusals as problems).
+pub(crate) async fn local(
+    m: &std::sync::Arc<crate::manager::Manager>,
+    session: &std::sync::Arc<crate::session::Session>,
+) -> Response {
+    match crate::devtools::live::watch(m, session).await {
+        Ok(frames) => stream(frames),
+        Err(e) => axum::response::IntoResponse::into_response(Problem::from(e)),
     }
 }
 
