@@ -24,6 +24,7 @@ mod routes;
 mod session;
 mod slots;
 mod standalone;
+mod store_retry;
 pub mod tasks;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;

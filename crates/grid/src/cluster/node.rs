@@ -4,6 +4,7 @@
 use super::{encode_answer, CDP_KEY};
 use crate::manager::Manager;
 use crate::routes::parse_cdp_query;
+use crate::store_retry::retry_store;
 use crate::timing;
 use bytes::Bytes;
 use gridiron_domain::capabilities::{parse_new_session, select};
@@ -340,7 +341,7 @@ impl NodeAgent {
         self.lock()
             .insert(sid.to_string(), (w.id.clone(), w.pool.clone(), key.clone()));
         let answer = encode_answer(result);
-        retry("complete", || async {
+        retry_store("complete", || async {
             // The load is read and written under the heartbeats' turn, so an
             // older report never overwrites a newer one.
             let _one_at_a_time = self.beating.lock().await;
@@ -380,7 +381,7 @@ impl NodeAgent {
         }
         self.report_usage().await;
         let answer = encode_answer(result);
-        retry("complete", || {
+        retry_store("complete", || {
             self.cluster
                 .complete(w, &self.cfg.id, epoch, &answer, false)
         })
@@ -548,30 +549,5 @@ impl NodeAgent {
         let _ = self.m.metrics.flush(self.cluster.as_ref()).await;
         self.event(NewEvent::now(events::NODE_DOWN)).await;
         info!(node = %self.cfg.id, "node left the grid");
-    }
-}
-
-/// Runs a store write until it succeeds, for up to about ten seconds (the
-/// store may be restarting); the writes it is used for are safe to repeat.
-async fn retry<T, F, Fut>(op: &str, mut f: F) -> Result<T, gridiron_store::StoreError>
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Result<T, gridiron_store::StoreError>>,
-{
-    let mut delay = timing::STORE_RETRY_FIRST;
-    let deadline = tokio::time::Instant::now() + timing::STORE_RETRY_FOR;
-    loop {
-        match f().await {
-            Ok(v) => return Ok(v),
-            Err(e) if tokio::time::Instant::now() + delay > deadline => {
-                warn!(op, error = %e, "store write failed; giving up");
-                return Err(e);
-            }
-            Err(e) => {
-                warn!(op, error = %e, "store write failed; retrying");
-                tokio::time::sleep(delay).await;
-                delay = (delay * 2).min(timing::STORE_RETRY_MAX);
-            }
-        }
     }
 }

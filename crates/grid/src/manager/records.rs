@@ -207,19 +207,24 @@ impl Write {
     }
 }
 
+/// Writes one record change, retried while the store is unreachable (it may
+/// be restarting): later writes wait behind it, so the order holds and a
+/// store that comes back within [`crate::timing::STORE_RETRY_FOR`] loses nothing.
 async fn apply(store: &dyn Store, write: Write) {
-    let op = write.op();
-    let r = match write {
-        Write::Insert { new, queued } => store.insert(new, queued).await,
-        Write::Running { id, caps, at } => store.mark_running(&id, caps, at).await,
-        Write::Ended {
-            id,
-            reason,
-            at,
-            commands,
-        } => store.mark_ended(&id, reason, at, commands).await,
-    };
-    log_failed(op, r);
+    // A write it gives up on is logged there: a record is lost, the grid goes on.
+    let _ = crate::store_retry::retry_store(write.op(), || async {
+        match &write {
+            Write::Insert { new, queued } => store.insert(new.clone(), *queued).await,
+            Write::Running { id, caps, at } => store.mark_running(id, caps.clone(), *at).await,
+            Write::Ended {
+                id,
+                reason,
+                at,
+                commands,
+            } => store.mark_ended(id, *reason, *at, *commands).await,
+        }
+    })
+    .await;
 }
 
 #[cfg(test)]
