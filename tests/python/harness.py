@@ -22,6 +22,7 @@ import subprocess
 import tempfile
 import threading
 import time
+import urllib.parse
 
 DEFAULT_BIN = os.path.expanduser("~/.cache/gridiron-target/debug/gridiron")
 STANDIN_NAME = "gridiron-standin-driver"
@@ -279,6 +280,60 @@ def http_request(port, method, path, body=None, headers=None, timeout=30.0):
         return Response(resp.status, {k.lower(): v for k, v in resp.getheaders()}, data)
     finally:
         conn.close()
+
+
+# --------------------------------------------------------------------------
+# Artifacts (`/api/v1/sessions/{id}/artifacts`)
+# --------------------------------------------------------------------------
+
+ARTIFACTS_PATIENCE = 60.0
+
+
+def _artifact_request(grid_url, method, path, key=None, headers=None, timeout=30.0):
+    """One request to `grid_url` (http://host:port); returns a Response."""
+    parsed = urllib.parse.urlsplit(grid_url)
+    hdrs = {"Connection": "close"}
+    if key:
+        hdrs["Authorization"] = f"Bearer {key}"
+    hdrs.update(headers or {})
+    conn = http.client.HTTPConnection(parsed.hostname, parsed.port, timeout=timeout)
+    try:
+        conn.request(method, path, headers=hdrs)
+        resp = conn.getresponse()
+        data = resp.read()
+        return Response(resp.status, {k.lower(): v for k, v in resp.getheaders()}, data)
+    finally:
+        conn.close()
+
+
+def artifact_path(session_id, name=None):
+    """The API path of a session's artifacts, or of one (its name quoted part by part)."""
+    base = f"/api/v1/sessions/{urllib.parse.quote(session_id, safe='')}/artifacts"
+    return base if name is None else base + "/" + urllib.parse.quote(name, safe="/")
+
+
+def list_artifacts(grid_url, session_id, key=None, timeout=ARTIFACTS_PATIENCE):
+    """The `artifacts` of a session once the list is complete (the session has
+    ended and its artifacts are collected); fails after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        resp = _artifact_request(grid_url, "GET", artifact_path(session_id), key=key)
+        if resp.status != 200:
+            raise GridError(f"listing artifacts of {session_id}: {resp}")
+        listed = resp.json()
+        if listed["complete"]:
+            return listed["artifacts"]
+        if time.monotonic() > deadline:
+            raise GridError(f"artifacts of {session_id} still incomplete after {timeout}s: {listed}")
+        time.sleep(0.2)
+
+
+def fetch_artifact(grid_url, session_id, name, key=None, headers=None):
+    """The bytes of one artifact; fails on any answer but 200/206."""
+    resp = _artifact_request(grid_url, "GET", artifact_path(session_id, name), key=key, headers=headers)
+    if resp.status not in (200, 206):
+        raise GridError(f"fetching artifact {name!r} of {session_id}: {resp}")
+    return resp.body
 
 
 class EventStream:
@@ -684,6 +739,12 @@ class Grid:
 
     def chromium_main_of(self, session_id, timeout=5.0):
         return self._one_process_of(session_id, lambda p: p.is_chromium_main(), "chromium main process", timeout)
+
+    def outbox(self, session_id):
+        """Where a running session's artifacts are written (created if missing)."""
+        path = os.path.join(self.sessions_dir, session_id, "artifacts")
+        os.makedirs(path, exist_ok=True)
+        return path
 
     def session_dirs(self):
         try:

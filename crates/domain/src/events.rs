@@ -30,8 +30,14 @@ pub const KEY_CREATED: &str = "key.created";
 /// An API key was revoked.
 pub const KEY_REVOKED: &str = "key.revoked";
 
+/// An artifact of a session was stored (`name`, `size` fields).
+pub const ARTIFACT_READY: &str = "artifact.ready";
+/// An artifact of a session was removed (`name`, `size`, `reason`: `api`,
+/// `quota`, `max_age` or `missing`).
+pub const ARTIFACT_DELETED: &str = "artifact.deleted";
+
 /// Every event type, as subscriptions and filters name them.
-pub const ALL_KINDS: [&str; 12] = [
+pub const ALL_KINDS: [&str; 14] = [
     REQUEST_QUEUED,
     REQUEST_CANCELLED,
     SESSION_STARTED,
@@ -44,6 +50,8 @@ pub const ALL_KINDS: [&str; 12] = [
     POOL_CHANGED,
     KEY_CREATED,
     KEY_REVOKED,
+    ARTIFACT_READY,
+    ARTIFACT_DELETED,
 ];
 
 /// The shortest time between two activity events of one session, in ms.

@@ -5,6 +5,7 @@
 //! The server, the store and the provisioners sit on top of it.
 
 pub mod api;
+pub mod artifacts;
 pub mod auth;
 pub mod capabilities;
 pub mod cdp;

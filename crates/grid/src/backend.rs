@@ -210,6 +210,34 @@ pub trait Backend: Send + Sync + 'static {
         None
     }
 
+    /// The artifact storage this role serves from itself; `None` where
+    /// artifacts live only elsewhere (a hub's, on its nodes, unless the grid
+    /// stores them in a bucket every process reads).
+    fn artifacts(&self) -> Option<Arc<crate::artifacts::Artifacts>> {
+        None
+    }
+
+    /// The node whose local artifacts this role holds itself (`local` on a
+    /// standalone grid); `None` for a hub.
+    fn own_node(&self) -> Option<String> {
+        None
+    }
+
+    /// Whether node `node` is alive, so the artifacts it keeps can be reached.
+    async fn node_alive(&self, node: &str) -> bool {
+        self.own_node().as_deref() == Some(node)
+    }
+
+    /// Sends an artifact request to node `node`, which serves it from its
+    /// own storage (signed, as every hub request); `None` if no such node lives.
+    async fn forward_to_node(&self, _node: &str, _req: Request<Body>) -> Option<Response<Body>> {
+        None
+    }
+
+    /// Waits up to `patience` until the artifacts of ended session `id` are
+    /// collected; `true` once they are.
+    async fn artifacts_settled(&self, id: &str, patience: std::time::Duration) -> bool;
+
     /// The node running session `id`, if it runs.
     async fn session_node(&self, id: &str) -> Result<Option<String>, GridError>;
 

@@ -56,6 +56,14 @@ pub struct GridConfig {
     pub max_connections: usize,
     /// Websockets (CDP, BiDi) one session may have open at once.
     pub max_websockets_per_session: usize,
+    /// The most bytes stored artifacts may take (`--artifacts-max-bytes`);
+    /// `None`: no quota.
+    pub artifacts_max_bytes: Option<u64>,
+    /// The oldest a stored artifact may get (`--artifacts-max-age`); `None`: no limit.
+    pub artifacts_max_age: Option<Duration>,
+    /// Where artifacts are stored (`--artifacts-url s3://bucket/prefix`);
+    /// `None`: `<data_dir>/artifacts`.
+    pub artifacts_url: Option<String>,
 }
 
 impl GridConfig {
@@ -84,6 +92,9 @@ impl GridConfig {
             header_read_timeout: DEFAULT_HEADER_READ_TIMEOUT,
             max_connections: DEFAULT_MAX_CONNECTIONS,
             max_websockets_per_session: 16,
+            artifacts_max_bytes: None,
+            artifacts_max_age: None,
+            artifacts_url: None,
         }
     }
 

@@ -92,6 +92,18 @@ impl Backend for Manager {
         self.store_handle()
     }
 
+    fn artifacts(&self) -> Option<Arc<crate::artifacts::Artifacts>> {
+        Some(self.artifacts.clone())
+    }
+
+    fn own_node(&self) -> Option<String> {
+        Some(self.node_id().to_string())
+    }
+
+    async fn artifacts_settled(&self, id: &str, patience: std::time::Duration) -> bool {
+        self.artifacts.settled(id, patience).await
+    }
+
     async fn session_node(&self, id: &str) -> Result<Option<String>, GridError> {
         Ok(self.session(id).map(|_| LOCAL.to_string()))
     }

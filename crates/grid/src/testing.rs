@@ -54,6 +54,12 @@ impl StandinProvisioner {
         })
     }
 
+    /// The directory of the session with this (grid) id, as its process
+    /// reports it; the stand-in never creates it, a test may.
+    pub fn session_dir(&self, id: &str) -> PathBuf {
+        self.sessions_dir.join(id)
+    }
+
     /// Starts asked for so far (including failed ones).
     pub fn started(&self) -> usize {
         self.shared.started.load(Ordering::SeqCst)

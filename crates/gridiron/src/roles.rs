@@ -150,6 +150,11 @@ pub struct HubArgs {
     /// system's roots (nodes whose certificates a private CA signed).
     #[arg(long, env = "GRIDIRON_NODE_CA_FILE")]
     pub node_ca_file: Option<std::path::PathBuf>,
+    /// Where the grid's artifacts are stored when in a bucket
+    /// (`s3://bucket/prefix`, as the nodes'); without it, nodes keep them and
+    /// the hub forwards reads to them.
+    #[arg(long, env = "GRIDIRON_ARTIFACTS_URL")]
+    pub artifacts_url: Option<String>,
     /// A web origin (`https://dash.example`, or `*`) whose pages may call the
     /// grid (repeatable); requests with any other `Origin` header are refused.
     #[arg(
@@ -313,6 +318,7 @@ pub fn run_hub(args: HubArgs) -> Result<(), String> {
         )?,
         require_auth: args.require_auth,
         node_ca_file: args.node_ca_file.clone(),
+        artifacts_url: args.artifacts_url.clone(),
         allowed_origins: crate::cli::allowed_origins(&args.allowed_origin)?,
         max_new_session_bytes: crate::cli::at_least_one(
             "max-new-session-bytes",

@@ -31,6 +31,78 @@ pub async fn run_all(store: &dyn Store) {
     old_ended_records_are_pruned(store).await;
     queries_filter_and_page(store).await;
     event_log(store).await;
+    artifact_index(store).await;
+}
+
+fn artifact(session: &str, name: &str, size: u64, at: i64) -> crate::ArtifactRecord {
+    crate::ArtifactRecord {
+        session: session.into(),
+        name: name.into(),
+        size,
+        content_type: "video/mp4".into(),
+        owner: Some("team-a".into()),
+        created_at: at,
+        node: "n1".into(),
+        location: "local".into(),
+    }
+}
+
+/// The artifact index: put, read back, list by session and oldest first, replace, remove.
+pub async fn artifact_index(store: &dyn Store) {
+    assert!(store.all_artifacts().await.unwrap().is_empty());
+    assert_eq!(store.artifact("s1", "video.mp4").await.unwrap(), None);
+    let video = artifact("s1", "video.mp4", 1000, 300);
+    let log = crate::ArtifactRecord {
+        owner: None,
+        content_type: "text/plain; charset=utf-8".into(),
+        location: crate::artifacts::IN_BUCKET.into(),
+        ..artifact("s1", "downloads/a b.log", 5, 100)
+    };
+    let other = artifact("s2", "video.mp4", 7, 200);
+    for a in [&video, &log, &other] {
+        store.put_artifact(a).await.unwrap();
+    }
+    assert_eq!(
+        store.artifact("s1", "video.mp4").await.unwrap().as_ref(),
+        Some(&video)
+    );
+    assert_eq!(
+        store.session_artifacts("s1").await.unwrap(),
+        vec![log.clone(), video.clone()],
+        "by name"
+    );
+    assert!(store.session_artifacts("nope").await.unwrap().is_empty());
+    assert_eq!(
+        store.all_artifacts().await.unwrap(),
+        vec![log.clone(), other.clone(), video.clone()],
+        "oldest first"
+    );
+    // Same session and name: replaced, not added.
+    let bigger = crate::ArtifactRecord {
+        size: 2000,
+        ..video.clone()
+    };
+    store.put_artifact(&bigger).await.unwrap();
+    assert_eq!(store.session_artifacts("s1").await.unwrap().len(), 2);
+    assert_eq!(
+        store
+            .artifact("s1", "video.mp4")
+            .await
+            .unwrap()
+            .unwrap()
+            .size,
+        2000
+    );
+    assert!(store.remove_artifact("s1", "video.mp4").await.unwrap());
+    assert!(!store.remove_artifact("s1", "video.mp4").await.unwrap());
+    assert!(!store.remove_artifact("s9", "x").await.unwrap());
+    assert!(store.remove_artifact("s2", "video.mp4").await.unwrap());
+    assert_eq!(store.all_artifacts().await.unwrap(), vec![log.clone()]);
+    // Ties in time: by session, then name.
+    let (a, b) = (artifact("b", "x", 1, 50), artifact("a", "y", 1, 50));
+    store.put_artifact(&a).await.unwrap();
+    store.put_artifact(&b).await.unwrap();
+    assert_eq!(store.all_artifacts().await.unwrap(), vec![b, a, log]);
 }
 
 /// The behaviour every [`EventLog`] must show, from an empty log.

@@ -5,6 +5,7 @@
 //! [`Cluster`] is the shared state of a scaled-out grid (queue, nodes,
 //! routes, hubs, pools, events); [`cluster_conformance`] is its suite.
 
+pub mod artifacts;
 pub mod cluster;
 pub mod cluster_conformance;
 pub mod cluster_conformance_metrics;
@@ -21,6 +22,7 @@ mod sqlite_events;
 pub mod webhook_conformance;
 pub mod webhooks;
 
+pub use artifacts::{ArtifactIndex, ArtifactRecord};
 #[cfg(feature = "redis")]
 pub use cluster::RedisCluster;
 pub use cluster::{Cluster, MemoryCluster};
@@ -158,7 +160,7 @@ impl SessionRecord {
 /// must keep the order of writes made by one caller, so that a read sees
 /// every write issued before it.
 #[async_trait]
-pub trait Store: EventLog + WebhookStore + Send + Sync + 'static {
+pub trait Store: EventLog + WebhookStore + ArtifactIndex + Send + Sync + 'static {
     /// Records an admitted request (state `provisioning`, or `queued` if `queued`).
     async fn insert(&self, session: NewSession, queued: bool) -> StoreResult<()>;
     /// Records that the driver granted the session.

@@ -10,6 +10,7 @@ use std::collections::BTreeMap;
 use std::collections::HashMap;
 use std::sync::{Mutex, MutexGuard};
 
+mod artifacts;
 mod webhooks;
 
 /// The last insertion number, and records by id with the number they were
@@ -24,6 +25,8 @@ pub struct MemoryStore {
     keys: Mutex<BTreeMap<String, ApiKey>>,
     /// Webhook subscriptions, deliveries and logs.
     hooks: Mutex<webhooks::Hooks>,
+    /// The artifact index.
+    artifacts: Mutex<artifacts::Artifacts>,
     events: MemoryEventLog,
 }
 
@@ -38,11 +41,16 @@ impl MemoryStore {
         self.lock().1.clear();
         self.key_map().clear();
         *self.hooks() = webhooks::Hooks::default();
+        self.artifact_map().clear();
         self.events.clear();
     }
 
     fn key_map(&self) -> MutexGuard<'_, BTreeMap<String, ApiKey>> {
         self.keys.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn artifact_map(&self) -> MutexGuard<'_, artifacts::Artifacts> {
+        self.artifacts.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     fn lock(&self) -> MutexGuard<'_, Records> {

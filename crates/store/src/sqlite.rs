@@ -16,6 +16,7 @@ use std::path::Path;
 use std::sync::mpsc;
 use tokio::sync::oneshot;
 
+mod artifacts;
 mod webhooks;
 
 type Job = Box<dyn FnOnce(&mut Connection) + Send>;
@@ -90,6 +91,7 @@ impl SqliteStore {
             .map_err(err)?;
         conn.execute_batch(SCHEMA).map_err(err)?;
         conn.execute_batch(webhooks::SCHEMA).map_err(err)?;
+        conn.execute_batch(artifacts::SCHEMA).map_err(err)?;
         migrate(&conn).map_err(err)?;
         Ok(Self::spawn(conn))
     }
@@ -100,6 +102,7 @@ impl SqliteStore {
         let conn = Connection::open_in_memory().map_err(err)?;
         conn.execute_batch(SCHEMA).map_err(err)?;
         conn.execute_batch(webhooks::SCHEMA).map_err(err)?;
+        conn.execute_batch(artifacts::SCHEMA).map_err(err)?;
         migrate(&conn).map_err(err)?;
         Ok(Self::spawn(conn))
     }

@@ -5,6 +5,7 @@
 //! `/api/docs`. It is served by the one front end, so a standalone grid and
 //! every hub answer alike; what differs per role is behind [`Backend`].
 
+pub mod artifacts;
 pub mod keys;
 pub mod live;
 pub mod nodes;
@@ -59,6 +60,9 @@ pub const DOCS_PATH: &str = "/api/docs";
         sessions::get_one,
         sessions::delete,
         live::watch,
+        artifacts::list,
+        artifacts::fetch,
+        artifacts::delete,
         queue::list,
         queue::cancel,
         nodes::list,
@@ -87,6 +91,7 @@ pub const DOCS_PATH: &str = "/api/docs";
     security(("bearer" = []), ("api_key" = [])),
     tags(
         (name = "sessions", description = "Browser sessions"),
+        (name = "artifacts", description = "What sessions leave behind: videos, logs, downloads"),
         (name = "queue", description = "New-session requests waiting for a slot"),
         (name = "nodes", description = "The hosts that run sessions (admin)"),
         (name = "pools", description = "Work pools of a scaled-out grid (admin)"),
@@ -127,6 +132,11 @@ pub fn router() -> Router<Role> {
             only(get(sessions::get_one).delete(sessions::delete)),
         )
         .route("/sessions/{id}/live", only(get(live::watch)))
+        .route("/sessions/{id}/artifacts", only(get(artifacts::list)))
+        .route(
+            "/sessions/{id}/artifacts/{*name}",
+            only(get(artifacts::fetch).delete(artifacts::delete)),
+        )
         .route("/queue", only(get(queue::list)))
         .route("/queue/{id}", only(axum::routing::delete(queue::cancel)))
         .route("/nodes", only(get(nodes::list)))

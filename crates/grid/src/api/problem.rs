@@ -35,7 +35,13 @@ const KINDS: &[(&str, &str, u16)] = &[
     ("not-found", "No such resource", 404),
     ("method-not-allowed", "Method not allowed", 405),
     ("conflict", "Conflicts with the current state", 409),
+    ("gone", "No longer available", 410),
     ("payload-too-large", "Request body too large", 413),
+    (
+        "range-not-satisfiable",
+        "The range selects nothing of the resource",
+        416,
+    ),
     ("too-many-requests", "Rate limit exceeded", 429),
     (
         "session-not-created",

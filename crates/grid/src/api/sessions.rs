@@ -279,7 +279,11 @@ pub async fn delete(State(b): State<Role>, Id(id): Id, req: Request<Body>) -> Ap
 }
 
 /// The record of session `id` if `who` may see it; 404 otherwise.
-async fn visible(b: &Role, id: &str, who: &crate::auth::Caller) -> ApiResult<SessionRecord> {
+pub(crate) async fn visible(
+    b: &Role,
+    id: &str,
+    who: &crate::auth::Caller,
+) -> ApiResult<SessionRecord> {
     match b.store().get(id).await? {
         Some(rec) if who.may_use(rec.owner.as_deref()) => Ok(rec),
         _ => Err(Problem::not_found(format!("session {id}"))),

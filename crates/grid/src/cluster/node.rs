@@ -115,6 +115,8 @@ impl NodeAgent {
         tasks.spawn_until_stopped(agent.clone().pull());
         tasks.spawn_until_stopped(agent.clone().heartbeat());
         m.set_node_id(&agent.cfg.id);
+        // Which local artifacts are this node's is known now.
+        m.keep_artifacts();
         agent
             .event(NewEvent::now(events::NODE_UP).with("url", &agent.cfg.advertise_url))
             .await;

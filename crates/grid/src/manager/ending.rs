@@ -27,6 +27,9 @@ impl Manager {
         if !session.apply(SessionEvent::End(reason)) {
             return None;
         }
+        // Before it leaves the list: an artifact list never sees it neither
+        // running nor being collected.
+        self.artifacts.begin_collecting(id);
         self.sessions
             .write()
             .unwrap_or_else(|e| e.into_inner())
@@ -96,6 +99,7 @@ impl Manager {
                     .await;
                 process.shutdown().await;
             }
+            m.artifacts.done_collecting(&session.id);
             session.apply(SessionEvent::CleanedUp);
             info!(session = %session.id, reason = reason.as_str(), commands, "session ended");
             m.emit(

@@ -48,7 +48,7 @@ pub struct Manager {
     /// Settings.
     pub config: GridConfig,
     /// Where every session's life is recorded.
-    store: Arc<dyn Store>,
+    pub(crate) store: Arc<dyn Store>,
     /// Starts the sessions' processes.
     provisioner: Arc<dyn Provisioner>,
     /// What the configured browsers offer, in preference order.
@@ -94,6 +94,10 @@ pub struct Manager {
     pub(crate) started_at_ms: i64,
     /// Sessions started ahead of demand (`--warm`).
     warm: warm::WarmPool,
+    /// Where the sessions' artifacts are kept.
+    pub(crate) artifacts: Arc<crate::artifacts::Artifacts>,
+    /// Set once the artifact keeper runs.
+    pub(crate) artifact_keeper: OnceLock<()>,
 }
 
 /// Told the id of each session that ends, and why.
@@ -142,6 +146,17 @@ impl Manager {
                 provisioner.chromium_sandbox(),
             )),
             catalog: provisioner.stereotypes(),
+            artifacts: crate::artifacts::Artifacts::new(
+                crate::artifacts::backend_for(config.artifacts_url.as_deref(), &config.data_dir)
+                    .unwrap_or_else(|e| {
+                        // The command line checked it; a library caller may not have.
+                        tracing::error!(error = %e, "artifacts are kept in the data directory");
+                        crate::artifacts::backend_for(None, &config.data_dir)
+                            .expect("the local backend always builds")
+                    }),
+                store.clone(),
+            ),
+            artifact_keeper: OnceLock::new(),
             keyring: crate::auth::Keyring::new(store.clone(), config.require_auth),
             front: crate::backend::FrontConfig::new(
                 config.max_body_bytes,

@@ -307,6 +307,41 @@ impl Cluster for TimedCluster {
     }
 }
 
+/// The artifact index, timed like the rest of the store.
+#[async_trait]
+impl gridiron_store::ArtifactIndex for TimedStore {
+    async fn put_artifact(&self, a: &gridiron_store::ArtifactRecord) -> StoreResult<()> {
+        timed!(self, "put_artifact", self.inner.put_artifact(a))
+    }
+    async fn artifact(
+        &self,
+        session: &str,
+        name: &str,
+    ) -> StoreResult<Option<gridiron_store::ArtifactRecord>> {
+        timed!(self, "artifact", self.inner.artifact(session, name))
+    }
+    async fn session_artifacts(
+        &self,
+        session: &str,
+    ) -> StoreResult<Vec<gridiron_store::ArtifactRecord>> {
+        timed!(
+            self,
+            "session_artifacts",
+            self.inner.session_artifacts(session)
+        )
+    }
+    async fn all_artifacts(&self) -> StoreResult<Vec<gridiron_store::ArtifactRecord>> {
+        timed!(self, "all_artifacts", self.inner.all_artifacts())
+    }
+    async fn remove_artifact(&self, session: &str, name: &str) -> StoreResult<bool> {
+        timed!(
+            self,
+            "remove_artifact",
+            self.inner.remove_artifact(session, name)
+        )
+    }
+}
+
 /// Webhook state, timed like the rest of the store. The fan-out read is
 /// timed too: unlike the event log's reads, it never waits.
 #[async_trait]

@@ -169,6 +169,21 @@ pub struct StandaloneArgs {
     #[arg(long, env = "GRIDIRON_WEBHOOK_DISABLE_AFTER")]
     #[serde(alias = "webhook_disable_after")]
     pub webhook_disable_after: Option<u32>,
+    /// The most bytes stored artifacts may take; the oldest of ended sessions
+    /// are removed first [default: no quota]. Local storage: per node.
+    #[arg(long, env = "GRIDIRON_ARTIFACTS_MAX_BYTES")]
+    #[serde(alias = "artifacts_max_bytes")]
+    pub artifacts_max_bytes: Option<u64>,
+    /// Seconds an artifact is kept [default: until the quota needs its room].
+    #[arg(long, env = "GRIDIRON_ARTIFACTS_MAX_AGE")]
+    #[serde(alias = "artifacts_max_age")]
+    pub artifacts_max_age: Option<f64>,
+    /// Store artifacts in an S3-compatible bucket, `s3://bucket/prefix`
+    /// (endpoint and credentials from AWS_ENDPOINT_URL, AWS_ACCESS_KEY_ID,
+    /// AWS_SECRET_ACCESS_KEY, AWS_REGION) [default: <data-dir>/artifacts].
+    #[arg(long, env = "GRIDIRON_ARTIFACTS_URL")]
+    #[serde(alias = "artifacts_url")]
+    pub artifacts_url: Option<String>,
 }
 
 impl StandaloneArgs {
@@ -208,6 +223,9 @@ impl StandaloneArgs {
                 .or(file.max_websockets_per_session),
             webhook_retry_base_ms: self.webhook_retry_base_ms.or(file.webhook_retry_base_ms),
             webhook_disable_after: self.webhook_disable_after.or(file.webhook_disable_after),
+            artifacts_max_bytes: self.artifacts_max_bytes.or(file.artifacts_max_bytes),
+            artifacts_max_age: self.artifacts_max_age.or(file.artifacts_max_age),
+            artifacts_url: self.artifacts_url.or(file.artifacts_url),
         }
     }
 }
@@ -360,6 +378,17 @@ fn resolve_bounds(grid: &mut GridConfig, args: &StandaloneArgs) -> Result<(), St
         grid.max_new_session_bytes,
     )?;
     grid.retention = seconds("retention", args.retention, grid.retention)?;
+    grid.artifacts_max_bytes = args.artifacts_max_bytes;
+    if args.artifacts_max_age.is_some() {
+        grid.artifacts_max_age = Some(seconds(
+            "artifacts-max-age",
+            args.artifacts_max_age,
+            Duration::ZERO,
+        )?);
+    }
+    grid.artifacts_url = args.artifacts_url.clone();
+    // Checked now, so a bad URL stops the start instead of a later upload.
+    gridiron_grid::artifacts::backend_for(grid.artifacts_url.as_deref(), &grid.data_dir)?;
     grid.command_timeout = seconds(
         "command-timeout",
         args.command_timeout,

@@ -185,6 +185,7 @@ pub fn run_standalone(args: StandaloneArgs) -> Result<(), String> {
             "gridiron standalone listening"
         );
         let manager = gridiron_grid::Manager::start(s.grid, store, provisioner);
+        manager.keep_artifacts();
         gridiron_grid::webhooks::start_for(
             manager.as_ref(),
             s.webhooks,

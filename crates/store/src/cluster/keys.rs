@@ -27,6 +27,8 @@
 //!   `NS:webhook:ID:logseq` the log's counter; `NS:whd:DID` a hash per
 //!   delivery, `NS:whdue` the deliveries due (or leased) by time. The
 //!   consumer group `webhooks` on `NS:events` fans events out.
+//! - `NS:artifacts` ids of sessions with indexed artifacts; `NS:artifact:SID`
+//!   a hash per session (artifact name -> its record as JSON).
 //! - `NS:metrics` grid-wide counters (name -> total); `NS:metrics:procs` ids of
 //!   processes that published gauges, `NS:metrics:gauges:ID` those gauges (expire).
 //!

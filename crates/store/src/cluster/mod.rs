@@ -18,6 +18,8 @@ pub mod metrics;
 #[cfg(feature = "redis")]
 mod redis;
 #[cfg(feature = "redis")]
+mod redis_artifacts;
+#[cfg(feature = "redis")]
 mod redis_metrics;
 #[cfg(feature = "redis")]
 mod redis_nodes;

@@ -3,6 +3,7 @@
 //! session commands and websockets to the owning node, and collects what lost
 //! nodes and hubs left behind.
 
+mod artifacts;
 mod collector;
 mod control;
 mod metrics;
@@ -58,6 +59,9 @@ pub struct HubConfig {
     pub allowed_origins: Vec<String>,
     /// Largest new-session request (`POST /session` body, `/cdp` query), in bytes.
     pub max_new_session_bytes: usize,
+    /// The bucket the grid's artifacts are stored in (`--artifacts-url`), if
+    /// any; without one, nodes keep them and the hub forwards to them.
+    pub artifacts_url: Option<String>,
 }
 
 /// A hub: stateless apart from caches; any number may run side by side.
@@ -92,6 +96,8 @@ pub struct Hub {
     front: FrontConfig,
     /// What this hub counts; with every other hub's and node's, the grid's metrics.
     metrics: Arc<crate::metrics::Metrics>,
+    /// The artifact bucket, read directly (`--artifacts-url`).
+    artifacts: Option<Arc<crate::artifacts::Artifacts>>,
 }
 
 impl Hub {
@@ -106,7 +112,15 @@ impl Hub {
             .await
             .map_err(|e| e.to_string())?;
         let tasks = Tasks::default();
+        let artifacts = match cfg.artifacts_url.as_deref() {
+            Some(url) => Some(crate::artifacts::Artifacts::new(
+                crate::artifacts::backend_for(Some(url), std::path::Path::new("."))?,
+                cluster.sessions(),
+            )),
+            None => None,
+        };
         let hub = Arc::new_cyclic(|this| Hub {
+            artifacts,
             metrics,
             events: crate::events::EventSink::start(cluster.clone(), &tasks),
             feed: crate::events::EventFeed::new(cluster.clone(), tasks.clone()),
@@ -368,6 +382,26 @@ impl Backend for Hub {
 
     fn cluster(&self) -> Option<Arc<dyn Cluster>> {
         Some(self.cluster.clone())
+    }
+
+    fn artifacts(&self) -> Option<Arc<crate::artifacts::Artifacts>> {
+        self.artifacts.clone()
+    }
+
+    async fn node_alive(&self, node: &str) -> bool {
+        self.artifact_node_alive(node).await
+    }
+
+    async fn forward_to_node(
+        &self,
+        node: &str,
+        req: axum::http::Request<axum::body::Body>,
+    ) -> Option<axum::http::Response<axum::body::Body>> {
+        self.forward_artifact_request(node, req).await
+    }
+
+    async fn artifacts_settled(&self, id: &str, patience: Duration) -> bool {
+        self.artifacts_collected(id, patience).await
     }
 
     async fn session_node(&self, id: &str) -> Result<Option<String>, GridError> {

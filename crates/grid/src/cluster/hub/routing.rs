@@ -133,6 +133,16 @@ impl Hub {
         Ok(resp.map(Body::new))
     }
 
+    /// Sends a request to the node at `node_url` and streams its answer back.
+    pub(super) async fn send_to(
+        &self,
+        node_url: &str,
+        parts: axum::http::request::Parts,
+        body: Bytes,
+    ) -> Result<Response<Body>, String> {
+        self.send(node_url, parts, body, None).await
+    }
+
     /// Signs a request to a node (see [`crate::cluster::signing`]): drops the
     /// hub-only headers a client may have sent, sets this hub's end reason,
     /// and adds a timestamp, a fresh nonce and the signature. `path_and_query`

@@ -178,6 +178,7 @@ impl Grid {
             node_ca_file: None,
             allowed_origins: Vec::new(),
             max_new_session_bytes: 1024 * 1024,
+            artifacts_url: None,
         };
         tune(&mut cfg);
         let process = Process::start(&id);

@@ -35,6 +35,7 @@ fn configs_never_show_the_cluster_secret() {
         require_auth: false,
         allowed_origins: Vec::new(),
         max_new_session_bytes: 1024,
+        artifacts_url: None,
     };
     let shown = format!("{cfg:?} {cfg:#?}");
     assert!(!shown.contains("a-very-secret-value"), "{shown}");
