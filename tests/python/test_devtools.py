@@ -15,8 +15,7 @@ import time
 
 import pytest
 
-import harness
-from harness import chrome_caps, wait_until
+from harness import chrome_caps, fetch_artifact, list_artifacts, wait_until
 from test_keys import KEY_DELAY, bearer, create_key
 
 GRID_OPTIONS = {"max_sessions": 2, "queue_timeout": 60}
@@ -35,10 +34,10 @@ def console_lines(grid, session_id):
 
 
 def artifact(grid, session_id, name, key=None):
-    """An artifact through the API, once the session has ended."""
-    if not hasattr(harness, "fetch_artifact"):
-        pytest.skip("the artifact API is not in this build yet")
-    return harness.fetch_artifact(grid.url, session_id, name, key=key)
+    """An artifact through the API, once the session's artifacts are collected."""
+    names = [a["name"] for a in list_artifacts(grid.url, session_id, key=key)]
+    assert name in names, names
+    return fetch_artifact(grid.url, session_id, name, key=key)
 
 
 # ---- console log ----------------------------------------------------------
@@ -103,9 +102,7 @@ def test_a_har_only_when_asked_for(grid, pages, drivers):
     d.get(pages.url("/devtools.html"))
     d.quit()
     drivers.remove(d)
-    if not hasattr(harness, "list_artifacts"):
-        pytest.skip("the artifact API is not in this build yet")
-    names = [a["name"] for a in harness.list_artifacts(grid.url, sid)["artifacts"]]
+    names = [a["name"] for a in list_artifacts(grid.url, sid)]
     assert "console.log" in names and "network.har" not in names, names
 
 
