@@ -106,6 +106,25 @@ def test_a_har_only_when_asked_for(grid, pages, drivers):
     assert "console.log" in names and "network.har" not in names, names
 
 
+def test_a_session_may_keep_no_console_log(grid, pages, drivers):
+    d = grid.remote(grid_options={"consoleLog": False})
+    drivers.append(d)
+    sid = d.session_id
+    d.get(pages.url("/devtools.html"))
+    assert not os.path.exists(outbox_file(grid, sid, "console.log"))
+    # Its live view starts an observer that keeps nothing.
+    live = Live(grid.port, sid)
+    try:
+        assert live.status == 200
+        live.frame()
+    finally:
+        live.close()
+    d.quit()
+    drivers.remove(d)
+    names = [a["name"] for a in list_artifacts(grid.url, sid)]
+    assert "console.log" not in names and "network.har" not in names, names
+
+
 def test_record_network_must_be_a_boolean(grid):
     resp = grid.request("POST", "/session", body=chrome_caps(grid_options={"recordNetwork": "yes"}))
     assert resp.status == 400, resp
@@ -254,6 +273,9 @@ def test_a_user_key_cannot_watch_another_keys_session(make_grid, grid_binary, pa
     try:
         other = g.request("GET", f"/api/v1/sessions/{sid}/live", headers=bearer(b))
         assert other.status == 404, other
+        # Nor on the path a hub asks a node on.
+        other = g.request("GET", f"/session/{sid}/gridiron/live", headers=bearer(b))
+        assert other.status == 404 and other.value["error"] == "invalid session id", other
         nobody = g.request("GET", f"/api/v1/sessions/{sid}/live")
         assert nobody.status == 401, nobody
         for token in (a, root):

@@ -55,6 +55,17 @@ struct State {
     console: Option<ConsoleFile>,
 }
 
+impl State {
+    /// Page `target` is attached as session `sid` (said once or twice).
+    fn attached(&mut self, sid: &str, target: &str) {
+        self.sessions.insert(sid.to_string(), target.to_string());
+        self.pages.insert(target.to_string(), Some(sid.to_string()));
+        if !self.order.iter().any(|t| t == target) {
+            self.order.push(target.to_string());
+        }
+    }
+}
+
 /// The console log being written.
 struct ConsoleFile {
     file: std::io::LineWriter<std::fs::File>,
@@ -133,6 +144,9 @@ impl Observer {
             self.lock().pages.remove(&target);
             return;
         };
+        // Known at once (its event may still be queued for the loop): a
+        // live view that starts next finds the page.
+        self.lock().attached(&sid, &target);
         let s = Some(sid.as_str());
         let mut domains = Vec::new();
         if self.keep.console {
@@ -182,10 +196,7 @@ impl Observer {
                     p["targetInfo"]["targetId"].as_str(),
                 );
                 if let (Some(sid), Some(target)) = (sid, target) {
-                    let mut s = self.lock();
-                    s.sessions.insert(sid.to_string(), target.to_string());
-                    s.pages.insert(target.to_string(), Some(sid.to_string()));
-                    s.order.push(target.to_string());
+                    self.lock().attached(sid, target);
                 }
             }
             "Target.detachedFromTarget" | "Target.targetDestroyed" => {
