@@ -24,6 +24,7 @@ pub mod queue;
 pub mod redact;
 pub mod request;
 pub mod request_wait;
+pub mod text;
 pub mod warm;
 pub mod webhooks;
 

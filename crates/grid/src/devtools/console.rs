@@ -112,12 +112,7 @@ fn millis(v: &Value) -> i64 {
 }
 
 fn bounded(mut s: String) -> String {
-    if s.len() > MAX_TEXT {
-        let mut cut = MAX_TEXT;
-        while !s.is_char_boundary(cut) {
-            cut -= 1;
-        }
-        s.truncate(cut);
+    if gridiron_domain::text::cut(&mut s, MAX_TEXT) {
         s.push('…');
     }
     s

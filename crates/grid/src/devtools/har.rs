@@ -319,14 +319,11 @@ fn str_of(v: &Value) -> &str {
 }
 
 fn bounded(s: &str) -> String {
-    if s.len() <= MAX_TEXT {
-        return s.to_string();
+    let mut s = s.to_string();
+    if gridiron_domain::text::cut(&mut s, MAX_TEXT) {
+        s.push('…');
     }
-    let mut cut = MAX_TEXT;
-    while !s.is_char_boundary(cut) {
-        cut -= 1;
-    }
-    format!("{}…", &s[..cut])
+    s
 }
 
 fn iso(ms: f64) -> String {
