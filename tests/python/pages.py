@@ -115,6 +115,11 @@ setTimeout(function () { throw new Error("gridiron-uncaught-marker"); }, 0);
 </body></html>
 """
 
+# Logs from inside a frame (loaded from another site: a frame of its own process).
+DEVTOOLS_FRAME = """<!doctype html>
+<html><body><script>console.log("gridiron-frame-marker");</script></body></html>
+"""
+
 PAGES = {
     "/": INDEX,
     "/index.html": INDEX,
@@ -126,6 +131,7 @@ PAGES = {
     "/alerts.html": ALERTS,
     "/windows.html": WINDOWS,
     "/devtools.html": DEVTOOLS,
+    "/devtools_frame.html": DEVTOOLS_FRAME,
 }
 
 

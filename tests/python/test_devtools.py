@@ -72,6 +72,20 @@ def test_the_console_log_holds_what_the_page_logged_and_its_uncaught_error(grid,
     assert "gridiron-console-marker 42" in kept and "gridiron-uncaught-marker" in kept
 
 
+def test_the_console_log_holds_what_a_frame_of_another_site_logged(grid, pages, drivers):
+    d = grid.remote()
+    drivers.append(d)
+    sid = d.session_id
+    # 127.0.0.1 and localhost are different sites: the frame runs in a process of its own.
+    frame = pages.url("/devtools_frame.html").replace("127.0.0.1", "localhost")
+    d.get(pages.url("/index.html"))
+    d.execute_script("const f = document.createElement('iframe'); f.src = arguments[0]; document.body.appendChild(f)",
+                     frame)
+    line = wait_until(lambda: next((x for x in console_lines(grid, sid) if x["text"] == "gridiron-frame-marker"), None),
+                      15, what="the frame's console output in console.log")
+    assert line["url"] == frame, line
+
+
 # ---- HAR -------------------------------------------------------------------
 
 

@@ -148,6 +148,20 @@ impl Observer {
         // live view that starts next finds the page.
         self.lock().attached(&sid, &target);
         let s = Some(sid.as_str());
+        for d in self.domains() {
+            if let Err(e) = self.cdp.call(s, d, json!({})).await {
+                debug!(target = %target, "{d}: {e}");
+            }
+        }
+        self.follow_children(s);
+        let casting = self.lock().cast.is_some();
+        if casting {
+            self.recast();
+        }
+    }
+
+    /// The event domains this observer enables on each page (and its frames).
+    fn domains(&self) -> Vec<&'static str> {
         let mut domains = Vec::new();
         if self.keep.console {
             domains.extend(["Runtime.enable", "Log.enable"]);
@@ -155,15 +169,20 @@ impl Observer {
         if self.keep.network {
             domains.push("Network.enable");
         }
-        for d in domains {
-            if let Err(e) = self.cdp.call(s, d, json!({})).await {
-                debug!(target = %target, "{d}: {e}");
-            }
+        domains
+    }
+
+    /// Attaches to the out-of-process frames and workers of target session
+    /// `s` as they come, without pausing them.
+    fn follow_children(&self, s: Option<&str>) {
+        if self.domains().is_empty() {
+            return;
         }
-        let casting = self.lock().cast.is_some();
-        if casting {
-            self.recast();
-        }
+        self.cdp.send(
+            s,
+            "Target.setAutoAttach",
+            json!({"autoAttach": true, "waitForDebuggerOnStart": false, "flatten": true}),
+        );
     }
 
     /// The event loop: until the connection closes.
@@ -195,8 +214,21 @@ impl Observer {
                     p["sessionId"].as_str(),
                     p["targetInfo"]["targetId"].as_str(),
                 );
-                if let (Some(sid), Some(target)) = (sid, target) {
+                let Some((sid, target)) = sid.zip(target) else {
+                    return;
+                };
+                if p["targetInfo"]["type"] == "page" {
                     self.lock().attached(sid, target);
+                } else {
+                    // A page's out-of-process frame or worker, attached with
+                    // it: its console and traffic are the page's too.
+                    self.lock()
+                        .sessions
+                        .insert(sid.to_string(), target.to_string());
+                    for d in self.domains() {
+                        self.cdp.send(Some(sid), d, json!({}));
+                    }
+                    self.follow_children(Some(sid));
                 }
             }
             "Target.detachedFromTarget" | "Target.targetDestroyed" => {
