@@ -10,6 +10,7 @@ pub mod har;
 pub mod jpeg;
 pub mod live;
 pub mod observer;
+mod outbox;
 mod x11grab;
 
 use crate::manager::Manager;

@@ -1,6 +1,6 @@
 //! The passive DevTools observer of a Chromium session: its own CDP
 //! connection to the browser, attached to every page, writing the console log
-//! (always) and the HAR (with `recordNetwork`), and the source of the live
+//! (unless the session opts out) and the HAR (with `recordNetwork`), and the source of the live
 //! view's frames. It only enables event domains and reads; it never sends a
 //! command that changes what a page does.
 
@@ -78,13 +78,9 @@ impl Observer {
     /// have their event domains enabled, so nothing they log from now on is missed.
     pub async fn start(ws_url: &str, outbox: &Path, keep: Keep) -> Result<Arc<Observer>, String> {
         let (cdp, events) = Cdp::connect(ws_url).await?;
-        std::fs::create_dir_all(outbox).map_err(|e| format!("{}: {e}", outbox.display()))?;
         let console = if keep.console {
-            let file = std::fs::OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(outbox.join("console.log"))
-                .map_err(|e| format!("console.log: {e}"))?;
+            let file = super::outbox::create(outbox, "console.log")
+                .map_err(|e| format!("{}/console.log: {e}", outbox.display()))?;
             Some(ConsoleFile {
                 file: std::io::LineWriter::new(file),
                 written: 0,
@@ -384,10 +380,15 @@ impl Observer {
         let har = self.har.lock().unwrap_or_else(|e| e.into_inner()).take();
         if let Some(h) = har {
             let doc = h.finish_all(env!("CARGO_PKG_VERSION"));
-            let path = self.outbox.join("network.har");
-            let bytes = serde_json::to_vec(&doc).unwrap_or_default();
-            if let Err(e) = tokio::fs::write(&path, bytes).await {
-                warn!(path = %path.display(), "the HAR could not be written: {e}");
+            let outbox = self.outbox.clone();
+            let written = tokio::task::spawn_blocking(move || {
+                let mut f = std::io::BufWriter::new(super::outbox::create(&outbox, "network.har")?);
+                serde_json::to_writer(&mut f, &doc)?;
+                f.flush()
+            })
+            .await;
+            if let Ok(Err(e)) = written {
+                warn!(outbox = %self.outbox.display(), "the HAR could not be written: {e}");
             }
         }
     }
