@@ -100,6 +100,7 @@ def test_record_network_gives_a_har_of_the_sessions_requests(grid, pages, driver
     har = json.loads(artifact(grid, sid, "network.har"))["log"]
     assert har["version"] == "1.2"
     by_url = {e["request"]["url"]: e for e in har["entries"]}
+    assert pages.url("/devtools.html") in by_url, json.dumps(har)[:3000]
     page = by_url[pages.url("/devtools.html")]
     assert page["request"]["method"] == "GET"
     assert page["response"]["status"] == 200

@@ -47,6 +47,8 @@ struct State {
     pages: HashMap<String, Option<String>>,
     /// Session id -> page target id.
     sessions: HashMap<String, String>,
+    /// Page targets being attached or attached: says when their domains are enabled.
+    ready: HashMap<String, watch::Sender<bool>>,
     /// Page targets in the order they were attached (the newest last).
     order: Vec<String>,
     /// The live view's frames: the page session being cast and where its
@@ -117,13 +119,34 @@ impl Observer {
 
     /// Attaches to page `target` (once) and enables its event domains.
     async fn attach(self: Arc<Self>, target: String) {
-        {
-            let mut s = self.lock();
-            if target.is_empty() || s.pages.contains_key(&target) {
-                return;
-            }
-            s.pages.insert(target.clone(), None);
+        if target.is_empty() {
+            return;
         }
+        let in_progress = {
+            let mut s = self.lock();
+            match s.ready.get(&target) {
+                Some(ready) => Some(ready.subscribe()),
+                None => {
+                    s.ready.insert(target.clone(), watch::channel(false).0);
+                    s.pages.insert(target.clone(), None);
+                    None
+                }
+            }
+        };
+        // Attached by someone else (the initial pages are seen twice): done
+        // when they are done, so `start` returns only once they are followed.
+        if let Some(mut ready) = in_progress {
+            let _ = ready.wait_for(|r| *r).await;
+            return;
+        }
+        self.enable(&target).await;
+        if let Some(ready) = self.lock().ready.get(&target) {
+            ready.send_replace(true);
+        }
+    }
+
+    /// Attaches to page `target` and enables its event domains.
+    async fn enable(self: &Arc<Self>, target: &str) {
         let attached = self
             .cdp
             .call(
@@ -137,12 +160,12 @@ impl Observer {
             .and_then(|r| r["sessionId"].as_str().map(str::to_string))
         else {
             // Closed before it could be attached.
-            self.lock().pages.remove(&target);
+            self.lock().pages.remove(target);
             return;
         };
         // Known at once (its event may still be queued for the loop): a
         // live view that starts next finds the page.
-        self.lock().attached(&sid, &target);
+        self.lock().attached(&sid, target);
         let s = Some(sid.as_str());
         for d in self.domains() {
             if let Err(e) = self.cdp.call(s, d, json!({})).await {
@@ -238,6 +261,7 @@ impl Observer {
                         if let Some(Some(sid)) = s.pages.remove(t) {
                             s.sessions.remove(&sid);
                         }
+                        s.ready.remove(t);
                         s.order.retain(|o| o != t);
                     }
                     target
