@@ -15,6 +15,7 @@ import time
 
 import pytest
 
+import harness
 from harness import chrome_caps, fetch_artifact, list_artifacts, wait_until
 from test_keys import KEY_DELAY, bearer, create_key
 
@@ -320,3 +321,35 @@ def test_a_hub_routes_the_live_view_to_the_node_that_runs_the_session(make_clust
         assert g > 150 and r < 60 and b < 60, (r, g, b)
     finally:
         live.close()
+
+
+@pytest.mark.deadline(180)
+def test_a_recorded_firefox_session_is_watched_through_its_display(grid, pages):
+    resp = grid.request("POST", "/session", body=chrome_caps("firefox", {"recordVideo": True}), timeout=90)
+    if resp.status == 400 and "recordVideo" in resp.value.get("message", ""):
+        pytest.skip("this build records no video (no session has a display of its own)")
+    assert resp.status == 200, resp
+    sid = resp.value["sessionId"]
+    try:
+        nav = grid.request("POST", f"/session/{sid}/url", body={"url": pages.url("/devtools.html")})
+        assert nav.status == 200, nav
+        live = Live(grid.port, sid)
+        try:
+            assert live.status == 200, live.resp.read()
+            frames = [live.frame()]
+            while frames[-1][0] - frames[0][0] < 3:
+                frames.append(live.frame())
+            assert len(frames) >= 4, [round(t - frames[0][0], 2) for t, _ in frames]
+            # The page's green fills most of the screen (the browser's own bars the rest).
+            r, g, b = mean_colour(frames[-1][1])
+            assert g > 90 and g > 2 * r and g > 2 * b, (r, g, b)
+            grabbers = [p for p in harness.processes_with_env(f"__GRIDIRON_SWEEP_SESSION={sid}") if p.comm == "ffmpeg"
+                        and "x11grab" in p.cmdline and "image2pipe" in p.cmdline]
+            assert len(grabbers) == 1, grabbers
+        finally:
+            live.close()
+        # Leaving stops the grab.
+        wait_until(lambda: not [p for p in harness.processes_with_env(f"__GRIDIRON_SWEEP_SESSION={sid}")
+                                if "image2pipe" in p.cmdline], 10, what="the live view's ffmpeg to go")
+    finally:
+        grid.request("DELETE", f"/session/{sid}")
