@@ -36,15 +36,8 @@ impl Xvfb {
             .find(|n| !Path::new(&format!("/tmp/.X11-unix/X{n}")).exists())
             .unwrap();
         let name = format!(":{n}");
-        let cookie: String = (0..16)
-            .map(|i| format!("{:02x}", (i * 37 + n) % 256))
-            .collect();
-        let ok = Command::new("xauth")
-            .args(["-f", auth.to_str().unwrap(), "add", &name, ".", &cookie])
-            .stderr(Stdio::null())
-            .status()
-            .unwrap();
-        assert!(ok.success());
+        let cookie: Vec<u8> = (0..16u32).map(|i| ((i * 37 + n) % 256) as u8).collect();
+        std::fs::write(&auth, xauthority(n, &cookie)).unwrap();
         let child = Command::new("Xvfb")
             .args([
                 &name,
@@ -84,6 +77,22 @@ impl Drop for Xvfb {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// An Xauthority file's one entry: the cookie of display `n` on any host
+/// (family "wild"), as xauth writes it.
+fn xauthority(n: u32, cookie: &[u8]) -> Vec<u8> {
+    let mut out = 0xFFFFu16.to_be_bytes().to_vec();
+    for field in [
+        &b""[..],
+        n.to_string().as_bytes(),
+        b"MIT-MAGIC-COOKIE-1",
+        cookie,
+    ] {
+        out.extend((field.len() as u16).to_be_bytes());
+        out.extend(field);
+    }
+    out
 }
 
 /// The width and height of a baseline JPEG (its SOF0 segment).
