@@ -10,8 +10,13 @@ use std::collections::HashMap;
 pub const MAX_ENTRIES: usize = 10_000;
 /// Requests followed at once; beyond, new ones are not followed.
 const MAX_IN_FLIGHT: usize = 2_000;
-/// Longest URL, header value or post data kept (a `data:` URL can be megabytes).
+/// Longest URL or post data kept (a `data:` URL can be megabytes).
 const MAX_TEXT: usize = 64 * 1024;
+/// Longest header value kept, and headers kept per request or response.
+const MAX_HEADER: usize = 8 * 1024;
+const MAX_HEADERS: usize = 100;
+/// What all kept requests and entries may weigh together (about their bytes).
+const MAX_BYTES: usize = 64 << 20;
 
 /// A request seen, not yet finished.
 struct Pending {
@@ -26,6 +31,8 @@ struct Pending {
     responded: Option<f64>,
     /// Bytes of body received (decoded).
     data: i64,
+    /// Its share of the log's byte budget.
+    weight: usize,
 }
 
 /// The HAR being built for one session.
@@ -37,6 +44,8 @@ pub struct Har {
     /// The latest page of each target (its top-level document).
     current_page: HashMap<String, String>,
     dropped: usize,
+    /// Weight of what is kept, against [`MAX_BYTES`].
+    bytes: usize,
 }
 
 impl Har {
@@ -70,10 +79,13 @@ impl Har {
                         self.finish(prev, p["timestamp"].as_f64(), 0, None);
                     }
                 }
-                if self.pending.len() >= MAX_IN_FLIGHT {
+                let request = request(&p["request"]);
+                let weight = weight(&request);
+                if self.pending.len() >= MAX_IN_FLIGHT || self.bytes + weight > MAX_BYTES {
                     self.dropped += 1;
                     return;
                 }
+                self.bytes += weight;
                 let is_navigation = p["type"] == "Document"
                     && p["requestId"] == p["loaderId"]
                     && str_of(&p["frameId"]) == target;
@@ -94,17 +106,30 @@ impl Har {
                         pageref: self.current_page.get(target).cloned(),
                         wall_ms,
                         started: p["timestamp"].as_f64().unwrap_or(0.0),
-                        request: request(&p["request"]),
+                        request,
                         response: None,
                         responded: None,
                         data: 0,
+                        weight,
                     },
                 );
             }
             "Network.responseReceived" => {
-                if let Some(e) = self.pending.get_mut(&key(p)) {
-                    e.response = Some(response(&p["response"]));
-                    e.responded = p["timestamp"].as_f64();
+                let k = key(p);
+                if self.pending.contains_key(&k) {
+                    let mut r = response(&p["response"]);
+                    let mut w = weight(&r);
+                    if self.bytes + w > MAX_BYTES {
+                        // Over budget: the status is kept, not the headers.
+                        r["headers"] = json!([]);
+                        w = weight(&r);
+                    }
+                    self.bytes += w;
+                    if let Some(e) = self.pending.get_mut(&k) {
+                        e.weight += w;
+                        e.response = Some(r);
+                        e.responded = p["timestamp"].as_f64();
+                    }
                 }
             }
             "Network.dataReceived" => {
@@ -131,6 +156,7 @@ impl Har {
     /// Adds a finished request as an entry.
     fn finish(&mut self, e: Pending, ended: Option<f64>, encoded: i64, error: Option<String>) {
         if self.entries.len() >= MAX_ENTRIES {
+            self.bytes = self.bytes.saturating_sub(e.weight);
             self.dropped += 1;
             return;
         }
@@ -293,8 +319,10 @@ fn headers(h: &Value) -> Vec<Value> {
         .map(Map::iter)
         .into_iter()
         .flatten()
-        .take(200)
-        .map(|(name, v)| json!({"name": bounded(name), "value": bounded(str_of(v))}))
+        .take(MAX_HEADERS)
+        .map(
+            |(name, v)| json!({"name": cut(name, MAX_HEADER), "value": cut(str_of(v), MAX_HEADER)}),
+        )
         .collect()
 }
 
@@ -319,11 +347,27 @@ fn str_of(v: &Value) -> &str {
 }
 
 fn bounded(s: &str) -> String {
-    let mut s = s.to_string();
-    if gridiron_domain::text::cut(&mut s, MAX_TEXT) {
-        s.push('…');
+    cut(s, MAX_TEXT)
+}
+
+/// At most `max` bytes of `s` (and an ellipsis if cut).
+fn cut(s: &str, max: usize) -> String {
+    let p = gridiron_domain::text::prefix(s, max);
+    if p.len() < s.len() {
+        format!("{p}…")
+    } else {
+        s.to_string()
     }
-    s
+}
+
+/// About how many bytes `v` holds (its strings, and a little per value).
+fn weight(v: &Value) -> usize {
+    16 + match v {
+        Value::String(s) => s.len(),
+        Value::Array(a) => a.iter().map(weight).sum(),
+        Value::Object(o) => o.iter().map(|(k, v)| k.len() + weight(v)).sum(),
+        _ => 0,
+    }
 }
 
 fn iso(ms: f64) -> String {

@@ -150,6 +150,34 @@ fn memory_is_bounded() {
 }
 
 #[test]
+fn what_requests_and_responses_weigh_is_bounded() {
+    let mut h = Har::new();
+    let big = "é".repeat(MAX_HEADER);
+    let headers: Map<String, Value> = (0..500).map(|i| (format!("h{i}"), json!(big))).collect();
+    let mut n = 0;
+    for i in 0..2_000 {
+        let mut s = sent(&i.to_string(), "http://a/", "Image", 1.0);
+        s["request"]["headers"] = Value::Object(headers.clone());
+        h.event("T", "Network.requestWillBeSent", &s);
+        h.event(
+            "T",
+            "Network.loadingFinished",
+            &json!({"requestId": i.to_string(), "timestamp": 1.0}),
+        );
+        n = i;
+        if h.len() < i + 1 {
+            break;
+        }
+    }
+    assert!(h.bytes <= MAX_BYTES, "{}", h.bytes);
+    assert!(n < 2_000, "the budget ran out before the entries did");
+    let har = h.finish_all("1");
+    let first = &har["log"]["entries"][0]["request"]["headers"];
+    assert_eq!(first.as_array().unwrap().len(), MAX_HEADERS);
+    assert!(first[0]["value"].as_str().unwrap().len() <= MAX_HEADER + 3);
+}
+
+#[test]
 fn events_it_does_not_know_and_unknown_requests_change_nothing() {
     let mut h = Har::new();
     h.event("T", "Network.responseReceived", &answered("9", 200, 1.0));
