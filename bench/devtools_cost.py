@@ -1,6 +1,8 @@
 #!/usr/bin/env python3
 """What the DevTools observer and the live view cost.
 
+0. Session start: POST /session answered with the observer off and on (it
+   attaches to the first page before the answer), interleaved.
 1. Per-command latency with the observer off (`consoleLog: false`), on (the
    default: console log) and on with `recordNetwork: true` (console + HAR),
    one session each on one grid, measured in the same run: rounds of
@@ -89,6 +91,20 @@ def overhead(port: int, rounds: int, per_round: int) -> dict:
     return out
 
 
+def start_latency(port: int, n: int) -> dict:
+    """Seconds from POST /session to its answer, observer off and on, interleaved."""
+    modes = {"off": {"consoleLog": False}, "console": {}}
+    times = {m: [] for m in modes}
+    for _ in range(n):
+        for m, opts in modes.items():
+            c = Client(port)
+            t0 = time.perf_counter()
+            sid = c.call("POST", "/session", caps(opts))["value"]["sessionId"]
+            times[m].append((time.perf_counter() - t0) * 1000)
+            c.call("DELETE", f"/session/{sid}")
+    return {m: {"n": len(t), "median_ms": statistics.median(t)} for m, t in times.items()}
+
+
 def session_cpu(sid: str) -> float:
     total = 0.0
     for p in processes_with_env(f"__GRIDIRON_SWEEP_SESSION={sid}"):
@@ -153,14 +169,19 @@ def main() -> int:
     p.add_argument("--grid-bin", required=True)
     p.add_argument("--rounds", type=int, default=200)
     p.add_argument("--per-round", type=int, default=10)
+    p.add_argument("--starts", type=int, default=10, help="sessions started per mode")
     p.add_argument("--window", type=float, default=10.0, help="seconds per live-view CPU window")
     args = p.parse_args()
     grid = Grid(os.path.abspath(args.grid_bin), max_sessions=3, queue_timeout=60).start()
     try:
-        result = {"commands": overhead(grid.port, args.rounds, args.per_round),
+        result = {"start": start_latency(grid.port, args.starts),
+                  "commands": overhead(grid.port, args.rounds, args.per_round),
                   "live_view": live_cpu(grid, args.window)}
     finally:
         grid.terminate()
+    print("session start (POST /session answered), interleaved:")
+    for m, r in result["start"].items():
+        print(f"  {m:12s} n={r['n']:3d} median {r['median_ms']:.1f} ms")
     print("per-command latency (same run, interleaved):")
     for m, r in result["commands"].items():
         print(f"  {m:12s} n={r['n']:5d} median {r['median_ms']:.3f} ms  p90 {r['p90_ms']:.3f} ms"
