@@ -120,8 +120,36 @@ DEVTOOLS_FRAME = """<!doctype html>
 <html><body><script>console.log("gridiron-frame-marker");</script></body></html>
 """
 
+DOWNLOADS = """<!doctype html>
+<html><head><title>Downloads Page</title></head>
+<body>
+  <a id="download" href="/download.txt">download a file</a>
+</body></html>
+"""
+
+# Shows the content of the file chosen in its file input, as the page reads it.
+UPLOAD = """<!doctype html>
+<html><head><title>Upload Page</title></head>
+<body>
+  <input type="file" id="file">
+  <pre id="content"></pre>
+  <script>
+    document.getElementById("file").addEventListener("change", (e) => {
+      const f = e.target.files[0];
+      const reader = new FileReader();
+      reader.onload = () => {
+        document.getElementById("content").textContent = f.name + ":" + reader.result;
+      };
+      reader.readAsText(f);
+    });
+  </script>
+</body></html>
+"""
+
 PAGES = {
     "/": INDEX,
+    "/downloads.html": DOWNLOADS,
+    "/upload.html": UPLOAD,
     "/index.html": INDEX,
     "/second.html": SECOND,
     "/form.html": FORM,

@@ -93,7 +93,7 @@ def test_a_page_cannot_read_the_store_or_another_sessions_files(make_grid, drive
     store_files = [g.db_path + suffix for suffix in ("", "-wal") if os.path.exists(g.db_path + suffix)]
     assert any(b_id.encode() in open(p, "rb").read() for p in store_files), "B's id is not in the store files"
     b_dir = os.path.join(g.sessions_dir, b_id)
-    b_log = os.path.join(b_dir, "driver.log")
+    b_log = os.path.join(b_dir, "artifacts", "driver.log")
     wait_until(lambda: os.path.exists(b_log) and "Starting ChromeDriver" in open(b_log, errors="replace").read(),
                5, what="B's driver.log")
 
@@ -108,13 +108,13 @@ def test_a_page_cannot_read_the_store_or_another_sessions_files(make_grid, drive
         page = page_at("file://" + listing + "/")
         assert "gridiron.db" not in page and b_id not in page, f"{listing} can be listed from a session"
     page = page_at("file://" + b_dir + "/")
-    assert "driver.log" not in page, "another session's directory can be listed"
+    assert "artifacts" not in page, "another session's directory can be listed"
     page = page_at("file://" + b_log)
     assert "Starting ChromeDriver" not in page, "another session's driver log is readable"
 
     # Not file:// as a whole is blocked: A lists its own directory, and loads what it is meant to.
     own = page_at("file://" + os.path.join(g.sessions_dir, a_id) + "/")
-    assert "driver.log" in own, own[:500]
+    assert "artifacts" in own, own[:500]
     a.get(pages.url("/index.html"))
     assert a.title == "Gridiron Index"
 

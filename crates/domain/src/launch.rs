@@ -18,6 +18,18 @@ pub struct LaunchDefaults {
     /// Chromium keeps its sandbox; when false it gets `--no-sandbox` (it cannot
     /// sandbox itself as root, or without unprivileged user namespaces).
     pub sandbox: bool,
+    /// The session's own download directory when the client asked for managed
+    /// downloads (`se:downloadsEnabled`): the browser saves there without asking,
+    /// whatever the client's preferences said.
+    pub download_dir: Option<String>,
+}
+
+/// The capability a Selenium 4 client sets for managed downloads.
+pub const DOWNLOADS_ENABLED: &str = "se:downloadsEnabled";
+
+/// Whether a (merged) request asks for managed downloads.
+pub fn downloads_enabled(merged: &Map<String, Value>) -> bool {
+    merged.get(DOWNLOADS_ENABLED) == Some(&Value::Bool(true))
 }
 
 /// Chromium switches every grid session gets unless the client set the same switch
@@ -40,6 +52,8 @@ pub fn driver_capabilities(
 ) -> Map<String, Value> {
     let mut caps = merged.clone();
     caps.remove(GRID_OPTIONS_KEY);
+    // The grid serves downloads itself; drivers do not know the capability.
+    caps.remove(DOWNLOADS_ENABLED);
     caps.insert(
         "browserName".into(),
         Value::String(s.kind.driver_browser_name().into()),
@@ -58,6 +72,9 @@ pub fn driver_capabilities(
                 "args".into(),
                 Value::Array(args.into_iter().map(Value::String).collect()),
             );
+            if let Some(dir) = &defaults.download_dir {
+                set_prefs(opts, &chromium_download_prefs(dir));
+            }
         }
         BrowserKind::Firefox => {
             let opts = vendor_object(&mut caps, "moz:firefoxOptions");
@@ -71,9 +88,72 @@ pub fn driver_capabilities(
                 "args".into(),
                 Value::Array(args.into_iter().map(Value::String).collect()),
             );
+            if let Some(dir) = &defaults.download_dir {
+                set_prefs(opts, &firefox_download_prefs(dir));
+            }
         }
     }
     caps
+}
+
+/// Chromium preferences that save every download in `dir`, without a prompt.
+fn chromium_download_prefs(dir: &str) -> Vec<(&'static str, Value)> {
+    vec![
+        ("download.default_directory", Value::String(dir.into())),
+        ("download.prompt_for_download", Value::Bool(false)),
+        ("download.directory_upgrade", Value::Bool(true)),
+        ("savefile.default_directory", Value::String(dir.into())),
+    ]
+}
+
+/// Firefox preferences that save every download in `dir`, without a dialog.
+fn firefox_download_prefs(dir: &str) -> Vec<(&'static str, Value)> {
+    vec![
+        ("browser.download.dir", Value::String(dir.into())),
+        ("browser.download.folderList", Value::from(2)),
+        ("browser.download.useDownloadDir", Value::Bool(true)),
+        (
+            "browser.download.always_ask_before_handling_new_types",
+            Value::Bool(false),
+        ),
+        (
+            "browser.download.manager.showWhenStarting",
+            Value::Bool(false),
+        ),
+        (
+            "browser.download.start_downloads_in_tmp_dir",
+            Value::Bool(false),
+        ),
+        ("pdfjs.disabled", Value::Bool(true)),
+    ]
+}
+
+/// Sets the grid's `prefs` in a vendor options object, over the client's:
+/// a client's nested spelling of the same preference (`{"download":
+/// {"default_directory": ..}}`) is removed so it cannot win either.
+fn set_prefs(opts: &mut Map<String, Value>, prefs: &[(&str, Value)]) {
+    let all = vendor_object(opts, "prefs");
+    for (name, value) in prefs {
+        remove_nested(all, name);
+        all.insert((*name).to_string(), value.clone());
+    }
+}
+
+/// Removes the nested form of the dotted preference `name` from `prefs`.
+fn remove_nested(prefs: &mut Map<String, Value>, name: &str) {
+    let Some((head, rest)) = name.split_once('.') else {
+        return;
+    };
+    if let Some(Value::Object(inner)) = prefs.get_mut(head) {
+        inner.remove(rest);
+        remove_nested(inner, rest);
+    }
+}
+
+/// Adds `se:downloadsEnabled: true` to a granted session's capabilities: the
+/// Selenium clients look for it before they ask for a session's downloads.
+pub fn mark_downloads(caps: &mut Map<String, Value>) {
+    caps.insert(DOWNLOADS_ENABLED.into(), Value::Bool(true));
 }
 
 /// Chromium switches for a grid session: the client's `args` first, then each
@@ -185,6 +265,7 @@ mod tests {
             headless: true,
             profile_dir: Some("/data/s1/profile".into()),
             sandbox: false,
+            download_dir: None,
         };
         let caps = driver_capabilities(merged.as_object().unwrap(), &chromium(), &d);
         assert!(!caps.contains_key(GRID_OPTIONS_KEY));
@@ -211,6 +292,7 @@ mod tests {
             headless: true,
             profile_dir: Some("/p".into()),
             sandbox: true,
+            download_dir: None,
         };
         let args = chromium_args(vec![], &d);
         assert!(!args.iter().any(|a| a == "--no-sandbox"), "{args:?}");
@@ -227,6 +309,7 @@ mod tests {
             headless: true,
             profile_dir: Some("/data/p".into()),
             sandbox: false,
+            download_dir: None,
         };
         let caps = driver_capabilities(merged.as_object().unwrap(), &chromium(), &d);
         let opts = &caps["goog:chromeOptions"];
@@ -283,9 +366,69 @@ mod tests {
             headless: true,
             profile_dir: Some("/p".into()),
             sandbox: false,
+            download_dir: None,
         };
         let caps = driver_capabilities(&Map::new(), &firefox(), &d);
         assert_eq!(caps["moz:firefoxOptions"]["args"], json!(["-headless"]));
         assert_eq!(caps["browserName"], json!("firefox"));
+    }
+
+    #[test]
+    fn downloads_go_where_the_grid_says_and_the_capability_stays_behind() {
+        let merged = json!({
+            "se:downloadsEnabled": true,
+            "goog:chromeOptions": {"prefs": {
+                "download": {"default_directory": "/etc", "prompt_for_download": true},
+                "download.default_directory": "/root",
+                "intl.accept_languages": "de"
+            }}
+        });
+        let merged = merged.as_object().unwrap();
+        assert!(downloads_enabled(merged));
+        let d = LaunchDefaults {
+            headless: true,
+            profile_dir: None,
+            sandbox: true,
+            download_dir: Some("/data/s1/artifacts/downloads".into()),
+        };
+        let caps = driver_capabilities(merged, &chromium(), &d);
+        assert!(!caps.contains_key(DOWNLOADS_ENABLED), "{caps:?}");
+        let prefs = &caps["goog:chromeOptions"]["prefs"];
+        assert_eq!(
+            prefs["download.default_directory"],
+            json!("/data/s1/artifacts/downloads")
+        );
+        assert_eq!(prefs["download.prompt_for_download"], json!(false));
+        assert_eq!(prefs["download"], json!({}), "the nested spelling is gone");
+        assert_eq!(prefs["intl.accept_languages"], json!("de"));
+
+        let caps = driver_capabilities(merged, &firefox(), &d);
+        let prefs = &caps["moz:firefoxOptions"]["prefs"];
+        assert_eq!(
+            prefs["browser.download.dir"],
+            json!("/data/s1/artifacts/downloads")
+        );
+        assert_eq!(prefs["browser.download.folderList"], json!(2));
+        assert!(!caps.contains_key(DOWNLOADS_ENABLED));
+    }
+
+    #[test]
+    fn without_downloads_no_download_prefs_are_set() {
+        let merged = json!({"se:downloadsEnabled": false});
+        let merged = merged.as_object().unwrap();
+        assert!(!downloads_enabled(merged));
+        assert!(!downloads_enabled(&Map::new()));
+        let d = LaunchDefaults {
+            headless: true,
+            profile_dir: None,
+            sandbox: true,
+            download_dir: None,
+        };
+        let caps = driver_capabilities(merged, &chromium(), &d);
+        assert!(!caps.contains_key(DOWNLOADS_ENABLED));
+        assert!(caps["goog:chromeOptions"].get("prefs").is_none());
+        let mut granted = Map::new();
+        mark_downloads(&mut granted);
+        assert_eq!(granted[DOWNLOADS_ENABLED], json!(true));
     }
 }

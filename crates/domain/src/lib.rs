@@ -13,6 +13,7 @@ pub mod civil;
 pub mod cross_site;
 pub mod error;
 pub mod events;
+pub mod files;
 pub mod launch;
 pub mod launch_policy;
 pub mod lifecycle;
@@ -25,6 +26,7 @@ pub mod redact;
 pub mod request;
 pub mod request_wait;
 pub mod text;
+pub mod timeline;
 pub mod warm;
 pub mod webhooks;
 

@@ -100,6 +100,7 @@ mod tests {
             headless: true,
             profile_dir: None,
             sandbox: false,
+            download_dir: None,
         };
         warm_key(&driver_capabilities(&sel.merged, &chromium(), &defaults))
     }

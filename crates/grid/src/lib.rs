@@ -15,6 +15,7 @@ pub mod config;
 pub mod devtools;
 pub mod driver_client;
 pub mod events;
+mod files;
 mod http;
 mod local_session;
 mod manager;
@@ -28,6 +29,7 @@ mod store_retry;
 pub mod tasks;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;
+mod timeline;
 pub mod timing;
 pub mod tls;
 mod tunnel;

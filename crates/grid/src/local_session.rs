@@ -68,6 +68,9 @@ pub(crate) async fn serve(
             let req = Request::from_parts(parts, Body::from(body));
             proxy::forward(&m, session, req, rest).await
         }
+        // Selenium's managed downloads and remote uploads: the grid's to serve.
+        "/se/files" if !session.is_cdp_only() => crate::files::downloads(&m, session, req).await,
+        "/se/file" if !session.is_cdp_only() => crate::files::upload(&m, session, req).await,
         _ => proxy::forward(&m, session, req, rest).await,
     }
 }

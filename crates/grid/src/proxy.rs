@@ -1,7 +1,8 @@
 //! Forwarding session commands to the session's driver.
 //!
 //! Bodies are streamed in both directions; only the path is rewritten (grid
-//! session id -> driver session id).
+//! session id -> driver session id), and an error answer (small, read
+//! whole) the other way, so a client never sees the driver's id.
 
 use crate::http;
 use crate::manager::Manager;
@@ -188,9 +189,30 @@ pub async fn forward(
                     me.end_if_browser_gone(&s, EndReason::Quit).await
                 });
             }
-            let mut out = Response::new(Body::new(body));
-            *out.status_mut() = parts.status;
             let mut headers = parts.headers;
+            let body = if parts.status.is_client_error() || parts.status.is_server_error() {
+                // An error names the session as the driver knows it: the client
+                // must see the grid's id (successful answers stream untouched).
+                headers.remove(header::CONTENT_LENGTH);
+                match axum::body::to_bytes(Body::new(body), MAX_ERROR_BODY).await {
+                    Ok(bytes) => Body::from(with_grid_id(&bytes, driver_session_id, &session.id)),
+                    Err(e) => {
+                        return http::error(&GridError::new(
+                            ErrorCode::UnknownError,
+                            Origin::Driver,
+                            format!(
+                                "the driver answered status {} and its error could not be read \
+                                 (at most {MAX_ERROR_BODY} bytes): {e}",
+                                parts.status
+                            ),
+                        ))
+                    }
+                }
+            } else {
+                Body::new(body)
+            };
+            let mut out = Response::new(body);
+            *out.status_mut() = parts.status;
             strip_hop_by_hop(&mut headers);
             *out.headers_mut() = headers;
             out
@@ -224,6 +246,28 @@ pub async fn forward(
             ))
         }
     }
+}
+
+/// The largest error answer of a driver the grid reads to rewrite (W3C
+/// errors are a message and a stack trace: a few kB).
+const MAX_ERROR_BODY: usize = 1024 * 1024;
+
+/// `body` with every occurrence of the driver's session id replaced by the
+/// grid's: what the client knows the session as.
+fn with_grid_id(body: &[u8], driver_id: &str, grid_id: &str) -> bytes::Bytes {
+    let from = driver_id.as_bytes();
+    if from.is_empty() || from == grid_id.as_bytes() {
+        return bytes::Bytes::copy_from_slice(body);
+    }
+    let mut out = Vec::with_capacity(body.len());
+    let mut rest = body;
+    while let Some(i) = rest.windows(from.len()).position(|w| w == from) {
+        out.extend_from_slice(&rest[..i]);
+        out.extend_from_slice(grid_id.as_bytes());
+        rest = &rest[i + from.len()..];
+    }
+    out.extend_from_slice(rest);
+    out.into()
 }
 
 /// `{driver_url}/session/{driver_session_id}{rest}[?query]`, built in one
@@ -326,6 +370,21 @@ mod tests {
         let u = driver_uri("http://127.0.0.1:9515", "abc", "", Some("a=1&b=2")).unwrap();
         assert_eq!(u.to_string(), "http://127.0.0.1:9515/session/abc?a=1&b=2");
         assert!(driver_uri("http://127.0.0.1:9515", "abc", "/a b", None).is_err());
+    }
+
+    #[test]
+    fn errors_name_the_grids_session_id() {
+        let body = br#"{"value":{"error":"unknown command","message":"unknown command: session/d41/se/x d41"}}"#;
+        let out = with_grid_id(body, "d41", "g-7");
+        assert_eq!(
+            &out[..],
+            br#"{"value":{"error":"unknown command","message":"unknown command: session/g-7/se/x g-7"}}"#
+        );
+        assert_eq!(
+            &with_grid_id(b"nothing here", "d41", "g")[..],
+            b"nothing here"
+        );
+        assert_eq!(&with_grid_id(b"abc", "", "g")[..], b"abc");
     }
 
     #[test]

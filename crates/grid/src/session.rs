@@ -109,6 +109,11 @@ pub struct Session {
     pub slot: usize,
     /// The API key that created it; only it (and admins) may use it.
     pub owner: Option<String>,
+    /// The client asked for managed downloads (`se:downloadsEnabled`): the
+    /// grid serves `/se/files` from the session's download directory.
+    pub downloads: bool,
+    /// The grid's account of the session's life, kept as `timeline.json`.
+    pub timeline: crate::timeline::Timeline,
     /// Milliseconds after `started` of the last command start or end.
     last_activity_ms: AtomicU64,
     /// Commands being proxied right now; a session is never idle while one runs.
@@ -163,6 +168,10 @@ pub struct Launched {
     pub targets: gridiron_domain::capabilities::WebSocketTargets,
     /// The API key that asked for it.
     pub owner: Option<String>,
+    /// Managed downloads are on (see [`Session::downloads`]).
+    pub downloads: bool,
+    /// Its steps since it was requested.
+    pub timeline: crate::timeline::Timeline,
 }
 
 impl Session {
@@ -183,6 +192,8 @@ impl Session {
             started_at_ms,
             targets,
             owner,
+            downloads,
+            timeline,
         } = l;
         Session {
             cdp_http: targets.cdp_http,
@@ -197,6 +208,8 @@ impl Session {
             started_at_ms,
             slot: permit.index,
             owner,
+            downloads,
+            timeline,
             last_activity_ms: AtomicU64::new(0),
             in_flight: AtomicUsize::new(0),
             commands_running: AtomicUsize::new(0),
@@ -339,6 +352,11 @@ impl Session {
             }
             Err(_) => false,
         }
+    }
+
+    /// The session's directory (its outbox is `artifacts/` in it).
+    pub fn dir(&self) -> &std::path::Path {
+        self.process.dir()
     }
 
     /// Whether the session's driver or browser process has died.

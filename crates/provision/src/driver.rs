@@ -95,10 +95,8 @@ impl DriverProcess {
         isolation: &Isolation,
     ) -> Result<DriverProcess, ProvisionError> {
         let args = match install.stereotype.kind {
-            BrowserKind::Chromium => vec![
-                "--port=0".to_string(),
-                format!("--log-path={}", dir.join("driver.log").display()),
-            ],
+            // Its log goes to stderr, which the grid keeps (see `driver_log`).
+            BrowserKind::Chromium => vec!["--port=0".to_string(), "--log-level=INFO".to_string()],
             BrowserKind::Firefox => {
                 // geckodriver opens its BiDi websocket on 9222 unless told otherwise.
                 let ws = free_port().map_err(ProvisionError::NoFreePort)?;
@@ -270,11 +268,12 @@ impl Spawn<'_> {
             })?;
         let output = Arc::new(Mutex::new(VecDeque::with_capacity(KEEP_LINES)));
         let (lines_tx, mut lines_rx) = mpsc::unbounded_channel();
+        let log = crate::driver_log::DriverLog::create(dir).map(Arc::new);
         if let Some(out) = child.stdout.take() {
-            tokio::spawn(drain(out, output.clone(), lines_tx.clone()));
+            tokio::spawn(drain(out, output.clone(), lines_tx.clone(), log.clone()));
         }
         if let Some(err) = child.stderr.take() {
-            tokio::spawn(drain(err, output.clone(), lines_tx));
+            tokio::spawn(drain(err, output.clone(), lines_tx, log));
         }
         let (exit_tx, exit_rx) = watch::channel(None);
         tokio::spawn(async move {
@@ -479,11 +478,18 @@ async fn drain(
     r: impl AsyncRead + Unpin,
     keep: Arc<Mutex<VecDeque<String>>>,
     lines: mpsc::UnboundedSender<String>,
+    log: Option<Arc<crate::driver_log::DriverLog>>,
 ) {
     let mut reader = BufReader::new(r).lines();
     while let Ok(Some(line)) = reader.next_line().await {
         tracing::trace!(target: "gridiron::driver", "{line}");
-        let _ = lines.send(line.clone());
+        if let Some(log) = &log {
+            log.line(&line);
+        }
+        // Only the start-up waits for lines; a copy afterwards goes nowhere.
+        if !lines.is_closed() {
+            let _ = lines.send(line.clone());
+        }
         let mut k = keep.lock().unwrap_or_else(|e| e.into_inner());
         if k.len() == KEEP_LINES {
             k.pop_front();

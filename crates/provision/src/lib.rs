@@ -9,6 +9,7 @@
 
 pub mod discovery;
 pub mod driver;
+pub mod driver_log;
 pub mod error;
 pub mod guard;
 pub mod isolation;

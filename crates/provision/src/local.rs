@@ -127,6 +127,7 @@ impl Provisioner for LocalProvisioner {
             headless,
             profile_dir: Some(dir.join("profile").to_string_lossy().into_owned()),
             sandbox: self.isolation.chromium_sandbox,
+            download_dir: None,
         };
         let mut args = gridiron_domain::capabilities::chromium_args(args, &defaults);
         args.push("--remote-debugging-port=0".into());

@@ -110,8 +110,20 @@ async fn indexed(b: &Role, id: &str, name: &str) -> ApiResult<ArtifactRecord> {
         .ok_or_else(|| not_found(id, name))
 }
 
-/// Sends the request on to the node that keeps the artifact.
-async fn forward(b: &Role, node: &str, req: Request<Body>) -> ApiResult<Response> {
+/// Sends the request for artifact `name` of session `id` on to the node
+/// that keeps it. The path is built again: a nested router has cut the
+/// request's own down to its part below `/api/v1`.
+async fn forward(
+    b: &Role,
+    node: &str,
+    id: &str,
+    name: &str,
+    mut req: Request<Body>,
+) -> ApiResult<Response> {
+    let path = format!("/api/v1/sessions/{}/artifacts/{}", encode(id), encode(name));
+    *req.uri_mut() = path
+        .parse()
+        .map_err(|e| Problem::new("internal", format!("bad artifact path: {e}")))?;
     b.forward_to_node(node, req).await.ok_or_else(|| {
         Problem::new(
             "gone",
@@ -186,7 +198,7 @@ pub async fn fetch(
         other => other?,
     };
     let store = match reach(&b, &r).await? {
-        Reach::Node(node) => return forward(&b, &node, req).await,
+        Reach::Node(node) => return forward(&b, &node, &id, &name, req).await,
         Reach::Here(a) => a,
     };
     let len = match store.backend.size(&id, &name).await {
@@ -247,7 +259,7 @@ pub async fn delete(
     let r = indexed(&b, &id, &name).await?;
     let store = match reach(&b, &r).await {
         Ok(Reach::Here(a)) => a,
-        Ok(Reach::Node(node)) => return forward(&b, &node, req).await,
+        Ok(Reach::Node(node)) => return forward(&b, &node, &id, &name, req).await,
         Err(p) if p.status == 410 => {
             // Its bytes are beyond reach; the entry can still go.
             if b.store().remove_artifact(&id, &name).await? {
@@ -278,6 +290,19 @@ fn deleted(r: &ArtifactRecord, reason: &str) -> NewEvent {
         .with("name", &r.name)
         .with("size", r.size)
         .with("reason", reason)
+}
+
+/// Percent-encodes all but unreserved characters and `/` of a path.
+fn encode(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || b"-._~/".contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
 }
 
 fn not_found(id: &str, name: &str) -> Problem {
@@ -337,4 +362,16 @@ fn serve(
         }
     }
     r
+}
+
+#[cfg(test)]
+mod tests {
+    use super::encode;
+
+    #[test]
+    fn forwarded_paths_keep_slashes_and_escape_the_rest() {
+        assert_eq!(encode("downloads/report 1.csv"), "downloads/report%201.csv");
+        assert_eq!(encode("a%2Fb?c#d"), "a%252Fb%3Fc%23d");
+        assert_eq!(encode("Ünï.txt"), "%C3%9Cn%C3%AF.txt");
+    }
 }

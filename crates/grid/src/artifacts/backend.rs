@@ -67,6 +67,11 @@ pub struct LocalBackend {
 impl LocalBackend {
     /// Storage under `root` (`<data_dir>/artifacts`).
     pub fn new(root: PathBuf) -> Self {
+        // Only the grid enters it: sessions run under user ids of their own.
+        if std::fs::create_dir_all(&root).is_ok() {
+            use std::os::unix::fs::PermissionsExt;
+            let _ = std::fs::set_permissions(&root, std::fs::Permissions::from_mode(0o700));
+        }
         LocalBackend { root }
     }
 }

@@ -12,15 +12,6 @@ use std::path::{Component, Path, PathBuf};
 /// session's directory).
 pub const MAX_FILES: usize = 10_000;
 
-/// A file moved into storage.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Taken {
-    /// Its name: its path below the outbox.
-    pub name: String,
-    /// Its size in bytes.
-    pub size: u64,
-}
-
 /// The regular files below `outbox` that may be artifacts (name, size):
 /// no links, no devices or sockets, acceptable UTF-8 names, at most
 /// [`MAX_FILES`].
@@ -32,23 +23,33 @@ pub fn outbox_files(outbox: &Path) -> Vec<(String, u64)> {
     found
 }
 
-/// Moves every regular file below `outbox` to the same path below `dest`
-/// (created as needed). Symbolic links, devices, sockets, names that are not
-/// UTF-8 or not acceptable artifact names are left where they are; so is
-/// anything past [`MAX_FILES`].
-pub fn take_outbox(outbox: &Path, dest: &Path) -> Vec<Taken> {
-    let mut found = Vec::new();
-    walk(outbox, "", 0, &mut found);
-    let mut taken = Vec::new();
-    for (name, size) in found.into_iter().take(MAX_FILES) {
-        let from = outbox.join(&name);
-        let to = dest.join(&name);
-        match move_file(&from, &to) {
-            Ok(()) => taken.push(Taken { name, size }),
-            Err(e) => tracing::warn!(file = %from.display(), error = %e, "artifact not kept"),
+/// Moves what the sessions of an earlier process (one that was killed, so
+/// its sessions were never ended) left in their outboxes under
+/// `<data_dir>/sessions/` into `<data_dir>/artifacts/<session>/`, before
+/// those directories are removed. The keeper indexes them at its start.
+/// Returns how many files were saved.
+pub fn salvage_outboxes(data_dir: &Path) -> usize {
+    let Ok(sessions) = fs::read_dir(data_dir.join("sessions")) else {
+        return 0;
+    };
+    let mut saved = 0;
+    for entry in sessions.flatten() {
+        let Some(id) = entry.file_name().to_str().map(str::to_string) else {
+            continue;
+        };
+        let is_dir = fs::symlink_metadata(entry.path()).is_ok_and(|m| m.is_dir());
+        if !is_dir || !gridiron_domain::artifacts::is_path_safe_id(&id) {
+            continue;
+        }
+        let outbox = super::outbox(&entry.path());
+        let dest = data_dir.join("artifacts").join(&id);
+        for (name, _) in outbox_files(&outbox) {
+            if move_file(&outbox.join(&name), &dest.join(&name)).is_ok() {
+                saved += 1;
+            }
         }
     }
-    taken
+    saved
 }
 
 /// The regular files below `dir` (name relative to the walk's root, size),
@@ -87,7 +88,7 @@ pub(crate) fn move_file(from: &Path, to: &Path) -> io::Result<()> {
     if let Some(parent) = to.parent() {
         fs::create_dir_all(parent)?;
     }
-    match fs::rename(from, to) {
+    let moved = match fs::rename(from, to) {
         Ok(()) => {
             // A rename moves a link as a link: if the file was swapped for
             // one after it was looked at, drop what arrived.
@@ -105,7 +106,16 @@ pub(crate) fn move_file(from: &Path, to: &Path) -> io::Result<()> {
             fs::remove_file(from)
         }
         Err(e) => Err(e),
+    };
+    if moved.is_ok() {
+        // The file may belong to the session's own user id, which a later
+        // session reuses: stored, it is the grid's alone.
+        // SAFETY: geteuid and getegid have no preconditions and cannot fail.
+        let (uid, gid) = unsafe { (libc::geteuid(), libc::getegid()) };
+        let _ = std::os::unix::fs::chown(to, Some(uid), Some(gid));
+        let _ = fs::set_permissions(to, std::os::unix::fs::PermissionsExt::from_mode(0o600));
     }
+    moved
 }
 
 /// Opens `path` for reading if it is a regular file reached without any
@@ -201,27 +211,45 @@ mod tests {
         fs::write(&secret, b"do not take").unwrap();
         std::os::unix::fs::symlink(&secret, outbox.join("link.txt")).unwrap();
         std::os::unix::fs::symlink(tmp.path(), outbox.join("up")).unwrap();
-        let mut taken = take_outbox(&outbox, &dest);
-        taken.sort_by(|a, b| a.name.cmp(&b.name));
+        let found = outbox_files(&outbox);
         assert_eq!(
-            taken,
+            found,
             vec![
-                Taken {
-                    name: "downloads/r.csv".into(),
-                    size: 3
-                },
-                Taken {
-                    name: "video.mp4".into(),
-                    size: 5
-                },
+                ("downloads/r.csv".to_string(), 3),
+                ("video.mp4".to_string(), 5)
             ]
         );
+        for (name, _) in &found {
+            move_file(&outbox.join(name), &dest.join(name)).unwrap();
+        }
         assert_eq!(fs::read(dest.join("video.mp4")).unwrap(), b"12345");
         assert!(!dest.join("link.txt").exists());
         assert!(!dest.join("up").exists());
         assert_eq!(fs::read(&secret).unwrap(), b"do not take");
         let names: Vec<String> = list(&dest).into_iter().map(|(n, ..)| n).collect();
         assert_eq!(names, vec!["downloads/r.csv", "video.mp4"]);
+    }
+
+    #[test]
+    fn a_killed_processs_outboxes_are_saved_and_nothing_else() {
+        let tmp = tempfile::tempdir().unwrap();
+        let data = tmp.path();
+        let outbox = super::super::outbox(&data.join("sessions").join("abc123"));
+        fs::create_dir_all(outbox.join("d")).unwrap();
+        fs::write(outbox.join("d/video.mp4"), b"v").unwrap();
+        fs::write(data.join("sessions/abc123/profile.txt"), b"not an artifact").unwrap();
+        std::os::unix::fs::symlink(data.join("secret"), outbox.join("l")).unwrap();
+        fs::create_dir_all(data.join("sessions/bad.id/artifacts")).unwrap();
+        fs::write(data.join("sessions/bad.id/artifacts/x"), b"x").unwrap();
+        assert_eq!(salvage_outboxes(data), 1);
+        assert_eq!(
+            fs::read(data.join("artifacts/abc123/d/video.mp4")).unwrap(),
+            b"v"
+        );
+        assert!(!data.join("artifacts/abc123/profile.txt").exists());
+        assert!(!data.join("artifacts/abc123/l").exists());
+        assert!(!data.join("artifacts/bad.id").exists());
+        assert_eq!(salvage_outboxes(&data.join("nothing")), 0);
     }
 
     #[test]

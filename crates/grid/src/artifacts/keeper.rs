@@ -52,6 +52,9 @@ impl Manager {
     /// (`artifact.deleted`, reason `missing`). Returns (indexed, dropped).
     pub async fn reconcile_artifacts(&self) -> std::io::Result<(usize, usize)> {
         let a = &self.artifacts;
+        if a.backend.location() != "local" {
+            self.upload_salvaged().await;
+        }
         let collecting = a.collecting();
         // The index first: an entry is written after its file, so a file
         // listed after the index was read is never missed.
@@ -120,6 +123,33 @@ impl Manager {
             }
         }
         Ok((indexed, dropped))
+    }
+
+    /// Moves files saved into the data directory at a restart (see
+    /// [`super::files::salvage_outboxes`]) into the bucket this grid uses.
+    async fn upload_salvaged(&self) {
+        let spool = super::backend::LocalBackend::new(self.config.data_dir.join("artifacts"));
+        let Ok(saved) = super::backend::ArtifactBackend::list_all(&spool).await else {
+            return;
+        };
+        let root = self.config.data_dir.join("artifacts");
+        for s in saved {
+            let path = root.join(&s.session).join(&s.name);
+            match self
+                .artifacts
+                .backend
+                .put_file(&s.session, &s.name, &path)
+                .await
+            {
+                Ok(_) => {
+                    let _ =
+                        super::backend::ArtifactBackend::remove(&spool, &s.session, &s.name).await;
+                }
+                Err(e) => {
+                    warn!(session = %s.session, artifact = %s.name, error = %e, "saved artifact not uploaded")
+                }
+            }
+        }
     }
 
     /// Removes what the quota and the maximum age say must go; returns how

@@ -8,6 +8,8 @@
 pub mod backend;
 pub mod files;
 pub mod keeper;
+#[cfg(feature = "s3")]
+pub mod s3;
 #[cfg(test)]
 mod tests;
 
@@ -66,6 +68,9 @@ impl ArtifactView {
 pub fn backend_for(url: Option<&str>, data_dir: &Path) -> Result<Arc<dyn ArtifactBackend>, String> {
     match url {
         None => Ok(Arc::new(LocalBackend::new(data_dir.join("artifacts")))),
+        #[cfg(feature = "s3")]
+        Some(u) if u.starts_with("s3://") => Ok(Arc::new(s3::S3Backend::from_url(u)?)),
+        #[cfg(not(feature = "s3"))]
         Some(u) if u.starts_with("s3://") => Err(format!(
             "--artifacts-url {u}: this build of Gridiron has no S3 support (cargo feature `s3`)"
         )),

@@ -127,6 +127,16 @@ impl Grid {
             self.call(Method::DELETE, &quit, token, None).await.status,
             200
         );
+        // The grid keeps its own timeline of every session: removed, so each
+        // test sees the files it left and nothing else.
+        assert_eq!(self.list(&id, token).await["complete"], true);
+        let timeline = format!("/api/v1/sessions/{id}/artifacts/timeline.json");
+        assert_eq!(
+            self.call(Method::DELETE, &timeline, token, None)
+                .await
+                .status,
+            204
+        );
         id
     }
 
@@ -290,7 +300,7 @@ async fn links_and_odd_files_in_an_outbox_are_not_stored() {
         .iter()
         .map(|a| a["name"].as_str().unwrap())
         .collect();
-    assert_eq!(names, ["real.txt"]);
+    assert_eq!(names, ["real.txt", "timeline.json"]);
     let path = format!("/api/v1/sessions/{id}/artifacts/video.mp4");
     assert_eq!(g.call(Method::GET, &path, &alice, None).await.status, 404);
 }
@@ -372,4 +382,63 @@ async fn reconciliation_indexes_stray_files_and_drops_entries_without_files() {
         b"stray"
     );
     assert_eq!(g.m.reconcile_artifacts().await.unwrap(), (0, 0));
+}
+
+#[tokio::test]
+async fn a_node_adopts_its_data_dirs_files_and_leaves_other_nodes_entries() {
+    let g = Grid::start().await;
+    // A node gets a new id at each start; its data dir is the same.
+    g.m.set_node_id("node-new");
+    let entry = |session: &str, node: &str| gridiron_store::ArtifactRecord {
+        session: session.into(),
+        name: "video.mp4".into(),
+        size: 4,
+        content_type: "video/mp4".into(),
+        owner: None,
+        created_at: 10,
+        node: node.into(),
+        location: "local".into(),
+    };
+    std::fs::create_dir_all(g.stored("mine")).unwrap();
+    std::fs::write(g.stored("mine").join("video.mp4"), b"mine").unwrap();
+    g.store
+        .put_artifact(&entry("mine", "node-old"))
+        .await
+        .unwrap();
+    g.store
+        .put_artifact(&entry("theirs", "node-other"))
+        .await
+        .unwrap();
+    assert_eq!(g.m.reconcile_artifacts().await.unwrap(), (1, 0));
+    let adopted = g
+        .store
+        .artifact("mine", "video.mp4")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (adopted.node.as_str(), adopted.created_at),
+        ("node-new", 10)
+    );
+    // Another node's entry is its own business (or lost with it).
+    let theirs = g
+        .store
+        .artifact("theirs", "video.mp4")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(theirs.node, "node-other");
+}
+
+#[tokio::test]
+async fn the_maximum_age_removes_old_artifacts_of_ended_sessions() {
+    let g =
+        Grid::start_with(|c| c.artifacts_max_age = Some(std::time::Duration::from_millis(1))).await;
+    let alice = g.key("alice", Role::User).await;
+    let id = g.session_leaving(&alice, &[("old.log", b"old")]).await;
+    assert_eq!(g.list(&id, &alice).await["complete"], true);
+    tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    assert_eq!(g.m.sweep_artifacts().await.unwrap(), 1);
+    assert!(names(&g.list(&id, &alice).await).is_empty());
+    assert!(!g.stored(&id).join("old.log").exists());
 }

@@ -55,7 +55,8 @@ pub struct EventSchema {
     at: i64,
     /// `request.queued`, `request.cancelled`, `session.started`,
     /// `session.activity`, `session.ended`, `node.up`, `node.down`,
-    /// `node.lost`, `node.drained`, `pool.changed`, `key.created`, `key.revoked`.
+    /// `node.lost`, `node.drained`, `pool.changed`, `key.created`, `key.revoked`,
+    /// `artifact.ready`, `artifact.deleted`.
     #[schema(rename = "type")]
     kind: String,
     /// The session it concerns.

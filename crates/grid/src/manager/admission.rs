@@ -6,6 +6,7 @@ use super::Manager;
 use crate::auth::Caller;
 use crate::session::Session;
 use crate::slots::NoSlot;
+use crate::timeline::Timeline;
 use bytes::Bytes;
 use gridiron_domain::capabilities::{
     for_record, parse_new_session, select, RECORDED_CAPABILITIES_LIMIT,
@@ -17,7 +18,7 @@ use gridiron_domain::queue::Refusal;
 use gridiron_domain::{BrowserKind, EndReason, GridError, GridOptions, Origin};
 use gridiron_store::NewEvent;
 use gridiron_store::{now_ms, NewSession};
-use serde_json::Value;
+use serde_json::{json, Value};
 use std::sync::Arc;
 use tokio::sync::oneshot;
 use tracing::info;
@@ -69,6 +70,8 @@ impl Manager {
             .driver_browser_name();
         let (mut place, mut cancel) = self.waitlist.place(browser, caller.key.clone());
         let rid = place.id.clone();
+        let named = request_id.as_deref().unwrap_or(&rid);
+        let timeline = Timeline::starting("requested", Some(json!({ "request": named })));
         let mut waiting = QueuedRequest {
             id: rid.clone(),
             m: self.clone(),
@@ -93,6 +96,7 @@ impl Manager {
                 // Warm sessions never make a request wait.
                 self.warm.give_way();
                 waiting.queued = true;
+                timeline.step("queued", Some(json!({ "position": position })));
                 place.listed();
                 info!(position, "new session request queued");
                 self.emit(
@@ -115,6 +119,7 @@ impl Manager {
         let permit = match permit {
             Ok(p) => {
                 waiting.queued = false;
+                timeline.step("slot_granted", Some(json!({ "slot": p.index })));
                 self.slot_granted(asked_at);
                 if warm.is_some() {
                     // The taken warm session's slot is this request's now: start another.
@@ -140,6 +145,7 @@ impl Manager {
             public_base,
             owner: caller.key.clone(),
             request: request_id.unwrap_or(rid),
+            timeline,
         };
         self.tasks.spawn(async move {
             me.launch_webdriver(permit, selection, options, asked, tx, warm)

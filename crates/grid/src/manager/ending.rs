@@ -27,6 +27,10 @@ impl Manager {
         if !session.apply(SessionEvent::End(reason)) {
             return None;
         }
+        session.timeline.step(
+            "ending",
+            Some(serde_json::json!({ "reason": reason.as_str() })),
+        );
         // Before it leaves the list: an artifact list never sees it neither
         // running nor being collected.
         self.artifacts.begin_collecting(id);
@@ -63,6 +67,7 @@ impl Manager {
             // Killed at once, so the slot can serve the next session now.
             process.kill();
             drop(permit);
+            session.timeline.step("processes_killed", None);
             // A slot came free: a warm session may be started in it.
             self.warm.changed();
             process
@@ -80,6 +85,7 @@ impl Manager {
         let m = self.clone();
         let cleaned_up = self.tasks.spawn(async move {
             written.await;
+            session.timeline.step("end_recorded", None);
             // The store answers for it from now on.
             m.ending
                 .lock()
@@ -92,11 +98,14 @@ impl Manager {
                 // What the session leaves behind is completed and kept before
                 // its directory is removed.
                 process.finish_outputs().await;
+                session.timeline.step("outputs_finished", None);
                 for hook in session.take_end_hooks() {
                     hook().await;
                 }
                 m.collect_artifacts(&session, &crate::artifacts::outbox(process.dir()))
                     .await;
+                // Listed complete now, not after the processes are reaped.
+                m.artifacts.done_collecting(&session.id);
                 process.shutdown().await;
             }
             m.artifacts.done_collecting(&session.id);

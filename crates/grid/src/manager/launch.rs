@@ -8,11 +8,13 @@ use super::{Manager, Starting};
 use crate::driver_client::{self, DriverError};
 use crate::session::{Launched, Session, SessionKind};
 use crate::slots::{NoSlot, SlotPermit};
+use crate::timeline::Timeline;
 use gridiron_domain::capabilities::{
     driver_capabilities, route_websockets, LaunchDefaults, Selection, WebSocketTargets,
 };
 use gridiron_domain::cdp::CdpRequest;
 use gridiron_domain::events;
+use gridiron_domain::launch::{downloads_enabled, mark_downloads};
 use gridiron_domain::public_url::websocket_base;
 use gridiron_domain::{EndReason, ErrorCode, GridError, GridOptions, Origin};
 use gridiron_provision::SessionHandle;
@@ -33,6 +35,8 @@ pub(super) struct Asked {
     pub owner: Option<String>,
     /// The request the session is started for (its `session.started` event names it).
     pub request: String,
+    /// The request's steps so far.
+    pub timeline: Timeline,
 }
 
 impl Manager {
@@ -52,6 +56,7 @@ impl Manager {
             public_base,
             owner,
             request,
+            timeline,
         } = asked;
         let _starting = Starting::new(&self.starting);
         let since = std::time::Instant::now();
@@ -66,6 +71,7 @@ impl Manager {
                 let id = driver.session_id().to_string();
                 let recorded = self.record_new(&id, &browser, requested, &options, owner.clone());
                 info!(session = %id, browser = %browser, slot = permit.index, "warm session taken");
+                timeline.step("warm_session_taken", None);
                 Ok((
                     Started {
                         driver,
@@ -77,7 +83,7 @@ impl Manager {
             }
             None => {
                 let record = (requested, &options, &owner);
-                self.start_cold(&selection, &browser, record, permit.index, since)
+                self.start_cold(&selection, &browser, record, permit.index, &timeline)
                     .await
             }
         };
@@ -98,6 +104,8 @@ impl Manager {
             options,
             since,
             warm: from_warm,
+            timeline,
+            downloads: downloads_enabled(&selection.merged),
         };
         self.hand_over(permit, started, asked, recorded, reply)
             .await;
@@ -112,8 +120,10 @@ impl Manager {
         browser: &str,
         (requested, options, owner): (Value, &GridOptions, &Option<String>),
         slot: usize,
-        since: std::time::Instant,
+        timeline: &Timeline,
     ) -> Result<(Started, Written), GridError> {
+        let since = std::time::Instant::now();
+        timeline.step("provisioning", None);
         let driver = match self.provisioner.start_driver(selection.stereotype).await {
             Ok(d) => d,
             Err(e) => {
@@ -124,6 +134,7 @@ impl Manager {
         };
         let id = driver.session_id().to_string();
         let driver_ready = since.elapsed();
+        timeline.step("driver_ready", None);
         // Written while the browser starts; awaited before the client is answered.
         let recorded = self.record_new(&id, browser, requested, options, owner.clone());
         info!(session = %id, browser = %browser, slot, "session provisioning");
@@ -146,6 +157,7 @@ impl Manager {
             }
         };
         let browser_ready = since.elapsed();
+        timeline.step("browser_started", None);
         driver.browser_started().await;
         // Where a start's time goes (GRIDIRON_LOG=debug), for tuning.
         debug!(
@@ -171,6 +183,20 @@ impl Manager {
         driver: &SessionHandle,
         selection: &Selection,
     ) -> Result<(String, Value), DriverError> {
+        let download_dir = if downloads_enabled(&selection.merged) {
+            let dir = crate::files::prepare_download_dir(driver.dir())
+                .await
+                .map_err(|e| DriverError::Refused {
+                    status: 500,
+                    error: None,
+                    message: format!(
+                        "the grid could not make the session's download directory: {e}"
+                    ),
+                })?;
+            Some(dir.to_string_lossy().into_owned())
+        } else {
+            None
+        };
         let caps = driver_capabilities(
             &selection.merged,
             &self.catalog[selection.stereotype],
@@ -178,6 +204,7 @@ impl Manager {
                 headless: self.config.headless,
                 profile_dir: None,
                 sandbox: self.provisioner.chromium_sandbox(),
+                download_dir,
             },
         );
         let body = json!({"capabilities": {"alwaysMatch": caps, "firstMatch": [{}]}});
@@ -214,12 +241,17 @@ impl Manager {
             options,
             since,
             warm,
+            timeline,
+            downloads,
         } = asked;
         let id = driver.session_id().to_string();
         value["sessionId"] = Value::String(id.clone());
         let mut targets = WebSocketTargets::default();
         if let Some(caps) = value.get_mut("capabilities").and_then(Value::as_object_mut) {
             targets = route_websockets(caps, &websocket_base(&public_base), &id);
+            if downloads {
+                mark_downloads(caps);
+            }
         }
         let granted_caps = value.get("capabilities").cloned().unwrap_or(Value::Null);
         let launched = Launched {
@@ -232,6 +264,8 @@ impl Manager {
             started_at_ms: now_ms(),
             targets,
             owner,
+            downloads,
+            timeline,
         };
         // The record exists before the client can know the session.
         recorded.await;
@@ -259,6 +293,7 @@ impl Manager {
     ) -> Result<Arc<Session>, GridError> {
         let _starting = Starting::new(&self.starting);
         let since = std::time::Instant::now();
+        let timeline = Timeline::starting("provisioning", Some(json!({ "slot": permit.index })));
         let headless = request.headless.unwrap_or(self.config.headless);
         let browser = self
             .provisioner
@@ -289,6 +324,8 @@ impl Manager {
                 bidi: None,
             },
             owner,
+            downloads: false,
+            timeline,
         };
         let session = self.register(launched, granted, None, false).await?;
         self.metrics.session_started(since.elapsed());
@@ -306,6 +343,8 @@ impl Manager {
     ) -> Result<Arc<Session>, GridError> {
         let exit = launched.process.exit_watch();
         let session = Arc::new(Session::new(launched));
+        session.timeline.step("started", None);
+        crate::timeline::keep_on_end(&session);
         // Follows the browser's pages before the client can drive them.
         crate::devtools::observe(self, &session).await;
         let id = session.id.clone();
@@ -366,6 +405,10 @@ struct Handover {
     since: std::time::Instant,
     /// The session was started ahead of demand (`--warm`).
     warm: bool,
+    /// Its steps so far.
+    timeline: Timeline,
+    /// Managed downloads are on.
+    downloads: bool,
 }
 
 /// Checks a driver's new-session answer; returns the driver's session id and

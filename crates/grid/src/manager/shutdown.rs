@@ -88,6 +88,18 @@ pub async fn recover_processes(data_dir: &Path) {
     if killed > 0 {
         warn!(killed, "killed processes left by a previous grid process");
     }
+    // What those sessions left behind is kept before their directories go.
+    let dir = data_dir.to_path_buf();
+    let saved =
+        tokio::task::spawn_blocking(move || crate::artifacts::files::salvage_outboxes(&dir))
+            .await
+            .unwrap_or(0);
+    if saved > 0 {
+        info!(
+            files = saved,
+            "kept the artifacts of sessions a previous grid process left"
+        );
+    }
     remove_session_dirs(data_dir.join("sessions")).await;
     remove_tmp_dirs(data_dir.to_path_buf()).await;
 }

@@ -213,7 +213,8 @@ impl Manager {
     /// Takes a warm session for a request of `selection`, if one was started
     /// with what this request's driver would receive.
     pub(super) fn take_warm(&self, selection: &Selection) -> Option<TakenWarm> {
-        if !self.warm.enabled() {
+        // A warm browser was started without a download directory.
+        if !self.warm.enabled() || gridiron_domain::launch::downloads_enabled(&selection.merged) {
             return None;
         }
         let key = key_of(
@@ -392,6 +393,7 @@ fn key_of(
         headless,
         profile_dir: None,
         sandbox,
+        download_dir: None,
     };
     warm_key(&driver_capabilities(
         &selection.merged,

@@ -172,3 +172,47 @@ fn bad_values_are_rejected() {
     .is_err());
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn artifact_options_come_from_flags_and_the_file_and_are_checked() {
+    let dir = std::env::temp_dir().join(format!("gridiron-cli-artifacts-{}", std::process::id()));
+    let defaults = resolve(StandaloneArgs {
+        data_dir: Some(dir.clone()),
+        ..Default::default()
+    })
+    .unwrap()
+    .grid;
+    assert_eq!(
+        (defaults.artifacts_max_bytes, defaults.artifacts_max_age),
+        (None, None)
+    );
+    assert_eq!(defaults.artifacts_url, None);
+    let file: StandaloneArgs =
+        toml::from_str("artifacts-max-bytes = 1000\nartifacts_max_age = 3600").unwrap();
+    let g = resolve(
+        StandaloneArgs {
+            data_dir: Some(dir.clone()),
+            artifacts_max_bytes: Some(5),
+            ..Default::default()
+        }
+        .or(file),
+    )
+    .unwrap()
+    .grid;
+    assert_eq!(g.artifacts_max_bytes, Some(5), "the flag wins");
+    assert_eq!(g.artifacts_max_age, Some(Duration::from_secs(3600)));
+    for (age, url) in [
+        (Some(-1.0), None),
+        (None, Some("file:///tmp/x")),
+        (None, Some("/var/artifacts")),
+    ] {
+        let bad = resolve(StandaloneArgs {
+            data_dir: Some(dir.clone()),
+            artifacts_max_age: age,
+            artifacts_url: url.map(str::to_string),
+            ..Default::default()
+        });
+        assert!(bad.is_err(), "{age:?} {url:?}");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -14,6 +14,10 @@ use std::time::{Duration, Instant};
 /// How often a hub looks again whether a session's artifacts are collected.
 const SETTLED_POLL: Duration = Duration::from_millis(200);
 
+/// How long after a session's end its artifacts count as collected whatever
+/// the event log says, in ms (collection takes seconds at most).
+const SETTLED_AFTER_MS: i64 = 120_000;
+
 impl Hub {
     /// Whether node `id` is registered and heartbeating.
     pub(super) async fn artifact_node_alive(&self, id: &str) -> bool {
@@ -57,6 +61,16 @@ impl Hub {
         loop {
             if let Ok(events) = self.store.session_events(id, 1000).await {
                 if events.iter().any(|e| e.kind == SESSION_ENDED) {
+                    return true;
+                }
+            }
+            // Its end event may be trimmed from the log, or never written (a
+            // session found stranded): long after the end, nothing more comes.
+            if let Ok(Some(rec)) = self.store.get(id).await {
+                if rec
+                    .ended_at
+                    .is_some_and(|at| gridiron_store::now_ms() - at > SETTLED_AFTER_MS)
+                {
                     return true;
                 }
             }
