@@ -119,6 +119,24 @@ COLOUR_CYCLE = """<!doctype html>
 </script></body></html>
 """.format(colours=["rgb(%d,%d,%d)" % c for c in COLOURS])
 
+# A page that logs, throws, and shows one flat colour (the live view's frames
+# are checked for it).
+DEVTOOLS = """<!doctype html>
+<html><head><title>DevTools Page</title></head>
+<body style="margin:0;background:#00c000;height:100vh">
+<script>
+console.log("gridiron-console-marker", 42);
+console.warn("gridiron-warning-marker");
+setTimeout(function () { throw new Error("gridiron-uncaught-marker"); }, 0);
+</script>
+</body></html>
+"""
+
+# Logs from inside a frame (loaded from another site: a frame of its own process).
+DEVTOOLS_FRAME = """<!doctype html>
+<html><body><script>console.log("gridiron-frame-marker");</script></body></html>
+"""
+
 DOWNLOADS = """<!doctype html>
 <html><head><title>Downloads Page</title></head>
 <body>
@@ -158,6 +176,8 @@ PAGES = {
     "/frame_nested.html": FRAME_NESTED,
     "/alerts.html": ALERTS,
     "/windows.html": WINDOWS,
+    "/devtools.html": DEVTOOLS,
+    "/devtools_frame.html": DEVTOOLS_FRAME,
 }
 
 

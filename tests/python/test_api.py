@@ -102,7 +102,7 @@ def test_a_browser_made_over_the_api_is_driven_by_selenium_and_cdp_and_ends_on_d
     assert made["webdriver_url"] == f"{g.url}/session/{sid}"
     assert made["cdp_url"] == f"ws://127.0.0.1:{g.port}/session/{sid}/se/cdp"
     assert made["bidi_url"] == f"ws://127.0.0.1:{g.port}/session/{sid}/se/bidi"
-    assert made["live_view_url"] is None and made["idle_timeout"] == 120
+    assert made["live_view_url"] == f"{g.url}/api/v1/sessions/{sid}/live" and made["idle_timeout"] == 120
 
     driver = attach(made["webdriver_url"], "a", t["a"])
     driver.get(pages.url("/index.html"))

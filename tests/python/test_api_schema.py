@@ -27,9 +27,10 @@ CHECKS = "not_a_server_error,status_code_conformance,content_type_conformance,re
 #   answer is a (correct) 401 and nothing else gets tested.
 # - /api/v1/events and /api/v1/events/ws are endless streams (SSE, a
 #   WebSocket) that an HTTP fuzzer waits on until its request timeout; the
-#   event feeds have their own end-to-end tests (test_events.py).
+#   event feeds have their own end-to-end tests (test_events.py). So is a
+#   session's live view (/api/v1/sessions/{id}/live, MJPEG; test_devtools.py).
 EXCLUDED = ["create_session", "revoke_key"]
-EXCLUDED_PATHS = "^/api/v1/events"
+EXCLUDED_PATHS = "^/api/v1/events|^/api/v1/sessions/[^/]+/live$"
 
 
 def schemathesis(base_url, token, tmp_path, exclude=()):

@@ -42,6 +42,12 @@ pub struct GridOptions {
     /// `"recordVideo": "1366x768"`.
     #[serde(rename = "recordVideo", skip_serializing_if = "Option::is_none")]
     pub record_video: Option<Screen>,
+    /// Record the session's network traffic as a HAR artifact (Chromium).
+    #[serde(rename = "recordNetwork", skip_serializing_if = "std::ops::Not::not")]
+    pub record_network: bool,
+    /// Keep the browser console as a log artifact (Chromium; on unless `false`).
+    #[serde(rename = "consoleLog", skip_serializing_if = "Option::is_none")]
+    pub console_log: Option<bool>,
 }
 
 mod secs {
@@ -65,6 +71,8 @@ const KNOWN: &[&str] = &[
     "nodeLabels",
     "recordVideo",
     "screenResolution",
+    "recordNetwork",
+    "consoleLog",
 ];
 
 impl GridOptions {
@@ -108,6 +116,8 @@ impl GridOptions {
                 "sessionTimeout" => out.session_timeout = Some(seconds(value).ok_or_else(bad)?),
                 // Read (and checked) with the other spellings of a recording above.
                 "recordVideo" | "screenResolution" => {}
+                "recordNetwork" => out.record_network = value.as_bool().ok_or_else(bad)?,
+                "consoleLog" => out.console_log = Some(value.as_bool().ok_or_else(bad)?),
                 other => {
                     return Err(GridError::invalid_argument(format!(
                         "unknown grid option {GRID_OPTIONS_KEY}.{other}; known options are {}",
@@ -117,6 +127,11 @@ impl GridOptions {
             }
         }
         Ok(out)
+    }
+
+    /// Whether the session's browser console is kept as a log (the default).
+    pub fn keeps_console_log(&self) -> bool {
+        self.console_log != Some(false)
     }
 
     /// The options as JSON, for the session record.
@@ -159,10 +174,14 @@ mod tests {
     fn all_known_options_parse() {
         let o = parse(json!({"gridiron:options": {
             "name": "login test", "labels": {"team": "web"}, "idleTimeout": 2, "sessionTimeout": 0.5,
-            "pool": "gpu", "nodeLabels": {"region": "eu"}
+            "pool": "gpu", "nodeLabels": {"region": "eu"}, "recordNetwork": true,
+            "consoleLog": false
         }}))
         .unwrap();
         assert_eq!(o.pool.as_deref(), Some("gpu"));
+        assert!(o.record_network);
+        assert!(!o.keeps_console_log());
+        assert!(GridOptions::default().keeps_console_log());
         assert_eq!(o.node_labels["region"], "eu");
         assert_eq!(o.name.as_deref(), Some("login test"));
         assert_eq!(o.labels["team"], "web");
@@ -201,6 +220,9 @@ mod tests {
             json!({"gridiron:options": {"idelTimeout": 10}}),
             json!({"gridiron:options": {"pool": "no spaces"}}),
             json!({"gridiron:options": {"nodeLabels": ["a"]}}),
+            json!({"gridiron:options": {"recordNetwork": "yes"}}),
+            json!({"gridiron:options": {"recordNetwork": 1}}),
+            json!({"gridiron:options": {"consoleLog": null}}),
         ] {
             assert!(parse(v.clone()).is_err(), "{v}");
         }

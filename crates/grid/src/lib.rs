@@ -12,6 +12,7 @@ mod auth_tests;
 pub mod backend;
 pub mod cluster;
 pub mod config;
+pub mod devtools;
 pub mod driver_client;
 pub mod events;
 mod files;

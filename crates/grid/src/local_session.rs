@@ -51,6 +51,10 @@ pub(crate) async fn serve(
                 Err(e) => http::error(&e),
             }
         }
+        // The live view, as a hub asks the node that runs the session for it.
+        crate::api::live::NODE_PATH if req.method() == Method::GET => {
+            crate::api::live::local(&m, &session).await
+        }
         // geckodriver installs an add-on from a path on the host: code the
         // client did not send. Only the add-on itself (base64) may come.
         "/moz/addon/install" if req.method() == Method::POST => {

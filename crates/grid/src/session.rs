@@ -139,6 +139,8 @@ pub struct Session {
     resources: Mutex<Option<(SessionHandle, SlotPermit)>>,
     /// What must be finished when the session ends, before its artifacts are collected.
     end_hooks: Mutex<Vec<EndHook>>,
+    /// Its DevTools observer (console log, HAR) and live view.
+    pub(crate) devtools: crate::devtools::SessionTools,
 }
 
 /// Work that completes one of a session's artifacts once the session has
@@ -219,6 +221,7 @@ impl Session {
             state: Mutex::new(SessionState::Running),
             resources: Mutex::new(Some((process, permit))),
             end_hooks: Mutex::new(Vec::new()),
+            devtools: Default::default(),
         }
     }
 
@@ -359,6 +362,11 @@ impl Session {
     /// Whether the session's driver or browser process has died.
     pub fn browser_gone(&self) -> bool {
         self.process.browser_gone()
+    }
+
+    /// The session's processes (its directory, its display).
+    pub fn process(&self) -> &SessionHandle {
+        &self.process
     }
 
     /// Runs `hook` when the session ends, after its processes are killed and

@@ -133,7 +133,8 @@ pub fn discover() -> Discovery {
     out
 }
 
-fn find(name: &str) -> Option<PathBuf> {
+/// The executable `name` on the grid's PATH (or in `~/.cargo/bin`).
+pub fn find(name: &str) -> Option<PathBuf> {
     let mut dirs: Vec<PathBuf> = std::env::var_os("PATH")
         .map(|p| std::env::split_paths(&p).collect())
         .unwrap_or_default();

@@ -175,8 +175,8 @@ pub async fn list(State(b): State<Role>, Id(id): Id, req: Request<Body>) -> ApiR
         ("Range" = Option<String>, Header, description = "One byte range"),
     ),
     responses(
-        (status = 200, description = "The artifact's bytes", content_type = "application/octet-stream"),
-        (status = 206, description = "The requested range", content_type = "application/octet-stream"),
+        (status = 200, description = "The artifact's bytes, typed by its name (video/mp4, application/json, text/plain, ...)", content_type = "*/*"),
+        (status = 206, description = "The requested range", content_type = "*/*"),
         (status = 400, description = "A name that is not a plain relative path", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "No valid API key", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such session or artifact (or not this key's)", body = Problem, content_type = "application/problem+json"),

@@ -7,6 +7,7 @@
 
 pub mod artifacts;
 pub mod keys;
+pub mod live;
 pub mod nodes;
 pub mod pools;
 pub mod problem;
@@ -58,6 +59,7 @@ pub const DOCS_PATH: &str = "/api/docs";
         sessions::list,
         sessions::get_one,
         sessions::delete,
+        live::watch,
         artifacts::list,
         artifacts::fetch,
         artifacts::delete,
@@ -129,6 +131,7 @@ pub fn router() -> Router<Role> {
             "/sessions/{id}",
             only(get(sessions::get_one).delete(sessions::delete)),
         )
+        .route("/sessions/{id}/live", only(get(live::watch)))
         .route("/sessions/{id}/artifacts", only(get(artifacts::list)))
         .route(
             "/sessions/{id}/artifacts/{*name}",

@@ -94,7 +94,8 @@ pub struct CreatedSession {
     pub cdp_url: Option<String>,
     /// The WebDriver BiDi websocket, through the grid.
     pub bidi_url: Option<String>,
-    /// A live view of the browser's screen (not available yet: always `null`).
+    /// A live view of the browser's screen (MJPEG; `null` for a session
+    /// without one: not Chromium, and no display of its own).
     pub live_view_url: Option<String>,
     /// Seconds without traffic before the session ends (`null`: the grid's default).
     pub idle_timeout: Option<f64>,
@@ -133,15 +134,18 @@ pub async fn create(State(b): State<Role>, req: Request<Body>) -> ApiResult<Resp
     let caps = value["capabilities"].clone();
     let url = |k: &str| caps.get(k).and_then(Value::as_str).map(str::to_string);
     let (mut idle, mut max) = (asked.idle_timeout, asked.session_timeout);
+    // Chromium is watched through DevTools; another browser only on a display of its own.
+    let mut live = caps.get("se:cdp").is_some();
     if let Ok(Located::Local { session, .. }) = b.locate(&id).await {
         idle = Some(session.timeouts.idle.as_secs_f64());
         max = session.timeouts.max_duration.map(|d| d.as_secs_f64());
+        live = live || session.process().display().is_some();
     }
     let created = CreatedSession {
         webdriver_url: format!("{base}/session/{id}"),
         cdp_url: url("se:cdp"),
         bidi_url: url("webSocketUrl"),
-        live_view_url: None,
+        live_view_url: live.then(|| format!("{base}/api/v1/sessions/{id}/live")),
         idle_timeout: idle,
         session_timeout: max,
         capabilities: caps,

@@ -361,6 +361,8 @@ impl Manager {
         let session = Arc::new(Session::new(launched));
         session.timeline.step("started", None);
         crate::timeline::keep_on_end(&session);
+        // Follows the browser's pages before the client can drive them.
+        crate::devtools::observe(self, &session).await;
         let id = session.id.clone();
         self.sessions
             .write()

@@ -44,13 +44,7 @@ fn jitter() -> f64 {
 }
 
 fn short(mut s: String) -> String {
-    if s.len() > ERROR_CHARS {
-        let mut cut = ERROR_CHARS;
-        while !s.is_char_boundary(cut) {
-            cut -= 1;
-        }
-        s.truncate(cut);
-    }
+    gridiron_domain::text::cut(&mut s, ERROR_CHARS);
     s
 }
 
