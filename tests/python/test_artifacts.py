@@ -33,8 +33,8 @@ from test_keys import KEY_DELAY, bearer, create_key, new_session
 
 
 # What the grid keeps of every session itself (its driver's log, its
-# timeline): these tests look at the files they left, and nothing else.
-GRID_KEPT = ("driver.log", "timeline.json")
+# timeline, its console): these tests look at the files they left, and nothing else.
+GRID_KEPT = ("driver.log", "timeline.json", "console.log")
 
 
 def left_artifacts(*args, **kwargs):
@@ -190,11 +190,11 @@ def test_a_user_key_cannot_reach_another_keys_artifacts(make_grid, grid_binary):
     root = create_key(grid_binary, "root", "--role", "admin", where=where)
     time.sleep(KEY_DELAY)
     sid = new_session(grid, a)["sessionId"]
-    write(os.path.join(grid.outbox(sid), "console.log"), b"mine")
+    write(os.path.join(grid.outbox(sid), "mine.txt"), b"mine")
     r = grid.request("DELETE", f"/session/{sid}", headers=bearer(a))
     assert r.status == 200, r
-    assert [x["name"] for x in left_artifacts(grid.url, sid, key=a)] == ["console.log"]
-    path = artifact_path(sid, "console.log")
+    assert [x["name"] for x in left_artifacts(grid.url, sid, key=a)] == ["mine.txt"]
+    path = artifact_path(sid, "mine.txt")
     for method, p in [("GET", artifact_path(sid)), ("GET", path), ("DELETE", path)]:
         r = grid.request(method, p, headers=bearer(b))
         assert r.status == 404, (method, p, r)
@@ -202,8 +202,8 @@ def test_a_user_key_cannot_reach_another_keys_artifacts(make_grid, grid_binary):
         assert b"mine" not in r.body
         anonymous = grid.request(method, p)
         assert anonymous.status == 401, (method, p, anonymous)
-    assert fetch_artifact(grid.url, sid, "console.log", key=root) == b"mine"
-    assert fetch_artifact(grid.url, sid, "console.log", key=a) == b"mine"
+    assert fetch_artifact(grid.url, sid, "mine.txt", key=root) == b"mine"
+    assert fetch_artifact(grid.url, sid, "mine.txt", key=a) == b"mine"
     # Deleting: the owner may, and it is gone for everyone.
     assert grid.request("DELETE", path, headers=bearer(a)).status == 204
     assert grid.request("GET", path, headers=bearer(root)).status == 404
