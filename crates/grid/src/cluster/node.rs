@@ -343,7 +343,10 @@ impl NodeAgent {
         self.lock()
             .insert(sid.to_string(), (w.id.clone(), w.pool.clone(), key.clone()));
         let answer = encode_answer(result);
-        retry_store("complete", || async {
+        // Set when an attempt's outcome is unknown (the store went away
+        // mid-call): the answer may have reached the hub already.
+        let unsure = AtomicBool::new(false);
+        let completion = retry_store("complete", || async {
             // The load is read and written under the heartbeats' turn, so an
             // older report never overwrites a newer one.
             let _one_at_a_time = self.beating.lock().await;
@@ -353,12 +356,22 @@ impl NodeAgent {
                 used: self.m.slots_in_use(),
                 ttl: self.cfg.heartbeat_ttl,
             };
-            self.cluster
+            let r = self
+                .cluster
                 .complete_started(w, &self.cfg.id, epoch, &answer, &started)
-                .await
+                .await;
+            if r.is_err() {
+                unsure.store(true, Ordering::SeqCst);
+            }
+            r
         })
         .await
-        .ok()
+        .ok()?;
+        let kept = kept_when_unsure(completion, unsure.load(Ordering::SeqCst));
+        if kept != completion {
+            info!(session = %sid, "the store lost the request while its answer was stored; keeping the session");
+        }
+        Some(kept)
     }
 
     /// Records why a request got no session and hands its hub the error.
@@ -551,5 +564,38 @@ impl NodeAgent {
         let _ = self.m.metrics.flush(self.cluster.as_ref()).await;
         self.event(NewEvent::now(events::NODE_DOWN)).await;
         info!(node = %self.cfg.id, "node left the grid");
+    }
+}
+
+/// What a started session's completion means for it. A store that lost its
+/// data while the answer was being stored says nobody waits, but the client
+/// may hold the answer already: such a session is kept (its idle timeout
+/// ends it if nobody comes), never killed under a client that has it.
+fn kept_when_unsure(completion: Completion, unsure: bool) -> Completion {
+    match completion {
+        Completion::Gone if unsure => Completion::Delivered,
+        c => c,
+    }
+}
+
+#[cfg(test)]
+mod completion_tests {
+    use super::*;
+
+    #[test]
+    fn a_session_whose_answer_may_have_reached_its_client_is_kept() {
+        assert_eq!(
+            kept_when_unsure(Completion::Gone, true),
+            Completion::Delivered
+        );
+        assert_eq!(kept_when_unsure(Completion::Gone, false), Completion::Gone);
+        assert_eq!(
+            kept_when_unsure(Completion::Fenced, true),
+            Completion::Fenced
+        );
+        assert_eq!(
+            kept_when_unsure(Completion::Delivered, true),
+            Completion::Delivered
+        );
     }
 }
