@@ -73,6 +73,26 @@ def test_the_console_log_holds_what_the_page_logged_and_its_uncaught_error(grid,
     assert "gridiron-console-marker 42" in kept and "gridiron-uncaught-marker" in kept
 
 
+def test_a_firefox_sessions_console_log_holds_what_the_page_logged(grid, pages, drivers):
+    d = grid.remote(browser_name="firefox")
+    drivers.append(d)
+    sid = d.session_id
+    before = time.time() * 1000
+    d.get(pages.url("/devtools.html"))
+    d.quit()
+    drivers.remove(d)
+    after = time.time() * 1000
+    lines = [json.loads(x) for x in artifact(grid, sid, "console.log").decode().splitlines()]
+    log = next((x for x in lines if "gridiron-console-marker" in x["text"]), None)
+    assert log is not None, lines
+    assert log["level"] == "log" and log["source"] == "console", log
+    assert before - 1000 <= log["timestamp"] <= after + 1000, (before, log, after)
+    warning = next(x for x in lines if "gridiron-warning-marker" in x["text"])
+    assert warning["level"] == "warning", warning
+    error = next(x for x in lines if "gridiron-uncaught-marker" in x["text"])
+    assert error["level"] == "error", error
+
+
 def test_the_console_log_holds_what_a_frame_of_another_site_logged(grid, pages, drivers):
     d = grid.remote()
     drivers.append(d)

@@ -89,6 +89,12 @@ pub fn driver_capabilities(
                 "args".into(),
                 Value::Array(args.into_iter().map(Value::String).collect()),
             );
+            // The page's console calls are printed with the browser's output,
+            // where the grid keeps them as the session's console log.
+            set_prefs(
+                opts,
+                &[("devtools.console.stdout.content", Value::Bool(true))],
+            );
             if let Some(dir) = &defaults.download_dir {
                 set_prefs(opts, &firefox_download_prefs(dir));
             }

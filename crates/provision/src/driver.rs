@@ -117,6 +117,7 @@ impl DriverProcess {
             args: &args,
             env,
             is_browser: false,
+            console_in_output: install.stereotype.kind == BrowserKind::Firefox,
             session_id,
             dir,
             data_dir,
@@ -145,6 +146,7 @@ impl DriverProcess {
             args,
             env: &[],
             is_browser: true,
+            console_in_output: false,
             session_id,
             dir,
             data_dir,
@@ -201,6 +203,9 @@ struct Spawn<'a> {
     args: &'a [String],
     env: &'a [(OsString, OsString)],
     is_browser: bool,
+    /// Whether the page console calls printed among the output go to the
+    /// session's console log too (Firefox's driver carries its browser's output).
+    console_in_output: bool,
     session_id: &'a str,
     dir: &'a Path,
     data_dir: &'a Path,
@@ -218,6 +223,7 @@ impl Spawn<'_> {
             args,
             env,
             is_browser,
+            console_in_output,
             session_id,
             dir,
             data_dir,
@@ -276,7 +282,9 @@ impl Spawn<'_> {
             })?;
         let output = Arc::new(Mutex::new(VecDeque::with_capacity(KEEP_LINES)));
         let (lines_tx, mut lines_rx) = mpsc::unbounded_channel();
-        let log = crate::driver_log::DriverLog::create(dir).map(Arc::new);
+        // Firefox prints its pages' console calls among its output (the grid's
+        // `devtools.console.stdout.content`); Chromium's come through DevTools.
+        let log = crate::driver_log::DriverLog::create(dir, console_in_output).map(Arc::new);
         if let Some(out) = child.stdout.take() {
             tokio::spawn(drain(out, output.clone(), lines_tx.clone(), log.clone()));
         }

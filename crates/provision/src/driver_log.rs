@@ -20,24 +20,69 @@ pub struct DriverLog {
     file: File,
     /// Bytes written so far.
     written: AtomicU64,
+    /// `console.log` of a browser that prints its pages' console calls to
+    /// its output (Firefox, with the grid's `devtools.console.stdout.content`
+    /// preference): one JSON object a line, like Chromium's.
+    console: Option<File>,
+    /// Bytes written to `console` so far.
+    console_written: AtomicU64,
+}
+
+/// One console call of a page as Firefox prints it (`console.warn: text`,
+/// `JavaScript error: URL, line N: message`), as a `console.log` entry
+/// without its time; `None` for any other line.
+pub fn firefox_console_entry(line: &str) -> Option<serde_json::Value> {
+    if let Some(rest) = line.strip_prefix("console.") {
+        let (kind, text) = rest.split_once(": ")?;
+        if kind.is_empty() || !kind.bytes().all(|b| b.is_ascii_alphabetic()) {
+            return None;
+        }
+        let level = match kind {
+            "error" | "assert" => "error",
+            "warn" => "warning",
+            "debug" | "trace" => "debug",
+            "info" => "info",
+            _ => "log",
+        };
+        let text = text
+            .strip_prefix('"')
+            .and_then(|t| t.strip_suffix('"'))
+            .unwrap_or(text);
+        return Some(serde_json::json!({
+            "level": level, "source": "console", "type": kind, "text": text,
+        }));
+    }
+    let rest = line.strip_prefix("JavaScript error: ")?;
+    let (url, text) = match rest.split_once(", line ") {
+        Some((url, more)) => (url, more.split_once(": ").map_or(more, |(_, t)| t)),
+        None => ("", rest),
+    };
+    Some(serde_json::json!({
+        "level": "error", "source": "javascript", "type": "exception", "text": text, "url": url,
+    }))
 }
 
 impl DriverLog {
     /// Creates `artifacts/driver.log` under `session_dir`; `None` (logged) if
     /// it cannot: the session runs without its log rather than not at all.
-    pub fn create(session_dir: &Path) -> Option<DriverLog> {
+    /// With `console`, the page console calls among the lines also go to
+    /// `artifacts/console.log`.
+    pub fn create(session_dir: &Path, console: bool) -> Option<DriverLog> {
         let outbox = session_dir.join("artifacts");
-        let opened = std::fs::create_dir_all(&outbox).and_then(|()| {
+        let open = |name: &str| {
             std::fs::OpenOptions::new()
                 .append(true)
                 .create(true)
                 .custom_flags(libc::O_NOFOLLOW)
-                .open(outbox.join("driver.log"))
-        });
+                .open(outbox.join(name))
+        };
+        let opened = std::fs::create_dir_all(&outbox).and_then(|()| open("driver.log"));
         match opened {
             Ok(file) => Some(DriverLog {
                 file,
                 written: AtomicU64::new(0),
+                console: console.then(|| open("console.log").ok()).flatten(),
+                console_written: AtomicU64::new(0),
             }),
             Err(e) => {
                 tracing::warn!(dir = %session_dir.display(), error = %e, "no driver log for this session");
@@ -48,6 +93,21 @@ impl DriverLog {
 
     /// Appends one line of output, until the log is full.
     pub fn line(&self, line: &str) {
+        if let Some(console) = &self.console {
+            if let Some(mut entry) = firefox_console_entry(line) {
+                let at = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| d.as_millis() as u64);
+                entry["timestamp"] = at.into();
+                let mut buf = entry.to_string().into_bytes();
+                buf.push(b'\n');
+                let n = buf.len() as u64;
+                if self.console_written.fetch_add(n, Ordering::Relaxed) + n <= MAX_DRIVER_LOG_BYTES
+                {
+                    let _ = (&*console).write_all(&buf);
+                }
+            }
+        }
         let n = line.len() as u64 + 1;
         let before = self.written.fetch_add(n, Ordering::Relaxed);
         if before + n <= MAX_DRIVER_LOG_BYTES {
@@ -67,9 +127,47 @@ mod tests {
     use super::*;
 
     #[test]
+    fn firefox_console_lines_become_entries_and_nothing_else_does() {
+        let e = firefox_console_entry(r#"console.warn: "careful""#).unwrap();
+        assert_eq!(
+            (e["level"].as_str(), e["text"].as_str()),
+            (Some("warning"), Some("careful"))
+        );
+        let e = firefox_console_entry("console.log: 42 true").unwrap();
+        assert_eq!(
+            (e["level"].as_str(), e["text"].as_str()),
+            (Some("log"), Some("42 true"))
+        );
+        let e = firefox_console_entry(
+            "JavaScript error: http://127.0.0.1:9/p.html, line 3: Error: boom",
+        )
+        .unwrap();
+        assert_eq!(e["level"], "error");
+        assert_eq!(e["url"], "http://127.0.0.1:9/p.html");
+        assert_eq!(e["text"], "Error: boom");
+        assert!(firefox_console_entry("1700000000000\tgeckodriver\tINFO\tListening").is_none());
+        assert!(firefox_console_entry("console.: x").is_none());
+        assert!(firefox_console_entry("console.a b: x").is_none());
+    }
+
+    #[test]
+    fn a_firefox_log_keeps_the_console_calls_apart() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = DriverLog::create(dir.path(), true).unwrap();
+        log.line("geckodriver INFO Listening");
+        log.line(r#"console.error: "it broke""#);
+        let console = std::fs::read_to_string(dir.path().join("artifacts/console.log")).unwrap();
+        let entry: serde_json::Value = serde_json::from_str(console.trim()).unwrap();
+        assert_eq!(entry["text"], "it broke");
+        assert!(entry["timestamp"].as_u64().unwrap() > 0);
+        let all = std::fs::read_to_string(dir.path().join("artifacts/driver.log")).unwrap();
+        assert!(all.contains("geckodriver INFO") && all.contains("it broke"));
+    }
+
+    #[test]
     fn lines_land_in_the_outbox_until_the_log_is_full() {
         let dir = tempfile::tempdir().unwrap();
-        let log = DriverLog::create(dir.path()).unwrap();
+        let log = DriverLog::create(dir.path(), false).unwrap();
         log.line("Starting ChromeDriver");
         log.line("[INFO]: COMMAND InitSession");
         let text = std::fs::read_to_string(dir.path().join("artifacts/driver.log")).unwrap();
@@ -90,6 +188,6 @@ mod tests {
         let target = dir.path().join("elsewhere");
         std::fs::write(&target, "").unwrap();
         std::os::unix::fs::symlink(&target, dir.path().join("artifacts/driver.log")).unwrap();
-        assert!(DriverLog::create(dir.path()).is_none());
+        assert!(DriverLog::create(dir.path(), false).is_none());
     }
 }
