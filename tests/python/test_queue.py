@@ -111,6 +111,9 @@ def test_disconnected_client_does_not_get_an_orphan_session(make_grid, drivers):
         return s["sessions"] == 0 and s["queue"] == 0
 
     wait_until(idle, 5, what="grid to have no sessions and an empty queue")
+    # The holder's processes go right after its end is recorded (the sweep
+    # of its crash handler, which leaves the process group, follows the answer).
+    wait_until(lambda: not g.busy_processes(), 10, what="the holder's processes to be gone")
     # ... and it stays that way: nothing is started for the gone client.
     deadline = time.monotonic() + 2
     while time.monotonic() < deadline:
