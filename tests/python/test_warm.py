@@ -24,7 +24,9 @@ def started_event(grid, session_id):
     def find():
         r = grid.request("GET", f"/api/v1/sessions/{session_id}")
         assert r.status == 200, r
-        found = [e for e in r.json()["timeline"] if e["kind"] == "session.started"]
+        # The event itself (it names the browser), not the entry the API
+        # rebuilds from the record while the event is still on its way.
+        found = [e for e in r.json()["timeline"] if e["kind"] == "session.started" and "browser" in e["fields"]]
         return found[0] if found else None
 
     return wait_until(find, 5.0, what=f"session.started of {session_id}")
