@@ -567,7 +567,7 @@ class Grid:
         except OSError:
             return 0
 
-    def log_text(self, offset=0, limit=40000):
+    def log_text(self, offset=0, limit=int(os.environ.get("GRIDIRON_TEST_LOG_LIMIT", "40000"))):
         try:
             with open(self.log_path, "rb") as f:
                 f.seek(offset)

@@ -200,6 +200,19 @@ pub fn next_timeout(
     }
 }
 
+/// Whether a session nobody may have heard of must end now: its start's
+/// answer may have been lost with the store's data, so it is kept until
+/// `claim_by` (its age by then) for a client that has it, and ended then if
+/// nothing used it. `None`: no doubt its client has it.
+pub fn unclaimed_due(claim_by: Option<Duration>, age: Duration, used: bool) -> bool {
+    claim_by.is_some_and(|g| !used && age >= g)
+}
+
+/// How long until [`unclaimed_due`] would end the session if nothing uses it.
+pub fn unclaimed_in(claim_by: Option<Duration>, age: Duration, used: bool) -> Option<Duration> {
+    claim_by.filter(|_| !used).map(|g| g.saturating_sub(age))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -238,6 +251,24 @@ mod tests {
             assert_eq!(EndReason::parse(r.as_str()), Some(r));
         }
         assert_eq!(EndReason::parse("nope"), None);
+    }
+
+    #[test]
+    fn an_unconfirmed_session_ends_after_its_grace_unless_used() {
+        let s = Duration::from_secs;
+        assert!(
+            !unclaimed_due(None, s(100), false),
+            "a delivered session is never unclaimed"
+        );
+        assert!(!unclaimed_due(Some(s(10)), s(5), false));
+        assert!(unclaimed_due(Some(s(10)), s(10), false));
+        assert!(
+            !unclaimed_due(Some(s(10)), s(60), true),
+            "a used session was claimed"
+        );
+        assert_eq!(unclaimed_in(Some(s(10)), s(4), false), Some(s(6)));
+        assert_eq!(unclaimed_in(Some(s(10)), s(4), true), None);
+        assert_eq!(unclaimed_in(None, s(4), false), None);
     }
 
     #[test]

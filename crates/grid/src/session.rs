@@ -4,7 +4,7 @@ use crate::slots::SlotPermit;
 use gridiron_domain::lifecycle::{transition, SessionEvent, Timeouts};
 use gridiron_domain::{EndReason, GridOptions, SessionState};
 use gridiron_provision::SessionHandle;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 use tokio::sync::Notify;
@@ -122,6 +122,11 @@ pub struct Session {
     commands_running: AtomicUsize,
     /// Commands proxied so far.
     commands: AtomicU64,
+    /// Something (a command, a tunnel) used it since its start.
+    used: AtomicBool,
+    /// Ms after `started` by which an unconfirmed session must be used (0: no
+    /// doubt its client has it; see [`Session::expect_claim`]).
+    claim_by_ms: AtomicU64,
     /// When the last activity event was due (ms since the start, plus one; 0: never).
     activity_reported_ms: AtomicU64,
     /// Websockets (CDP, BiDi) open right now, held under the grid's cap.
@@ -214,6 +219,8 @@ impl Session {
             in_flight: AtomicUsize::new(0),
             commands_running: AtomicUsize::new(0),
             commands: AtomicU64::new(0),
+            used: AtomicBool::new(false),
+            claim_by_ms: AtomicU64::new(0),
             activity_reported_ms: AtomicU64::new(0),
             websockets: AtomicUsize::new(0),
             alarm: OnceLock::new(),
@@ -229,6 +236,38 @@ impl Session {
     pub fn touch(&self) {
         let ms = self.started.elapsed().as_millis() as u64;
         self.last_activity_ms.store(ms, Ordering::Relaxed);
+        self.used.store(true, Ordering::Relaxed);
+    }
+
+    /// The answer of this session's start may not have reached its client:
+    /// unless something uses it within `grace` from now, it ends
+    /// ([`EndReason::ClientGone`]) long before its idle timeout would.
+    pub fn expect_claim(&self, grace: Duration) {
+        let by = self.started.elapsed() + grace;
+        let ms = (by.as_millis() as u64).max(1);
+        // An earlier deadline stands.
+        let _ = self
+            .claim_by_ms
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |old| {
+                (old == 0 || ms < old).then_some(ms)
+            });
+        if let Some(alarm) = self.alarm.get() {
+            alarm.deadline_in(grace);
+        }
+    }
+
+    /// Whether a command or tunnel has used this session since its start.
+    pub fn used(&self) -> bool {
+        self.used.load(Ordering::Relaxed)
+    }
+
+    /// The age by which [`Session::expect_claim`] wants it used, and whether it was.
+    fn claim(&self) -> (Option<Duration>, bool) {
+        let ms = self.claim_by_ms.load(Ordering::Relaxed);
+        (
+            (ms > 0).then(|| Duration::from_millis(ms)),
+            self.used.load(Ordering::Relaxed),
+        )
     }
 
     /// A command starts: counts it and marks activity. Ends with [`Session::command_done`].
@@ -310,6 +349,10 @@ impl Session {
     /// Whether a timeout says this session must end now.
     pub fn timeout_due(&self) -> Option<EndReason> {
         let (age, since_activity, in_flight) = self.clocks();
+        let (grace, used) = self.claim();
+        if gridiron_domain::lifecycle::unclaimed_due(grace, age, used || in_flight) {
+            return Some(EndReason::ClientGone);
+        }
         gridiron_domain::lifecycle::timeout_due(self.timeouts, age, since_activity, in_flight)
     }
 
@@ -317,7 +360,14 @@ impl Session {
     /// (`None`: none can while a command runs and there is no maximum).
     pub fn next_timeout(&self) -> Option<Duration> {
         let (age, since_activity, in_flight) = self.clocks();
-        gridiron_domain::lifecycle::next_timeout(self.timeouts, age, since_activity, in_flight)
+        let (grace, used) = self.claim();
+        let unclaimed = gridiron_domain::lifecycle::unclaimed_in(grace, age, used || in_flight);
+        let timeout =
+            gridiron_domain::lifecycle::next_timeout(self.timeouts, age, since_activity, in_flight);
+        match (unclaimed, timeout) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
     }
 
     /// The session's age, the time since its last activity, and whether a

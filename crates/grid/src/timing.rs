@@ -83,3 +83,7 @@ pub const METRICS_FLUSH: Duration = Duration::from_secs(1);
 /// How long a hub's published gauges (tunnels open) count without being
 /// published again: a hub that died drops out of the sum within it.
 pub const METRICS_GAUGE_TTL: Duration = Duration::from_secs(5);
+/// How long a session whose start's answer may not have reached its client
+/// (the store lost it while it was stored) waits to be used before it ends:
+/// a client that got the answer sends its first command at once.
+pub const CLAIM_GRACE: Duration = Duration::from_secs(10);

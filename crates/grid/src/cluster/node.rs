@@ -369,7 +369,10 @@ impl NodeAgent {
         .ok()?;
         let kept = kept_when_unsure(completion, unsure.load(Ordering::SeqCst));
         if kept != completion {
-            info!(session = %sid, "the store lost the request while its answer was stored; keeping the session");
+            info!(session = %sid, "the store lost the request while its answer was stored; keeping the session until its client uses it");
+            if let Some(s) = self.m.session(sid) {
+                s.expect_claim(crate::timing::CLAIM_GRACE);
+            }
         }
         Some(kept)
     }
@@ -487,6 +490,14 @@ impl NodeAgent {
                 }
                 Ok(Beat::Unknown) => {
                     warn!("the store no longer knows this node; registering again");
+                    // A session whose answer went with the store's data may
+                    // never reach its client (its hub queues the request
+                    // again): one not used yet must be used soon, or it ends.
+                    for sid in self.m.session_ids() {
+                        if let Some(s) = self.m.session(&sid).filter(|s| !s.used()) {
+                            s.expect_claim(crate::timing::CLAIM_GRACE);
+                        }
+                    }
                     self.rejoin().await;
                     self.m.rewrite_records().await;
                     let sessions: Vec<_> = self
@@ -569,8 +580,9 @@ impl NodeAgent {
 
 /// What a started session's completion means for it. A store that lost its
 /// data while the answer was being stored says nobody waits, but the client
-/// may hold the answer already: such a session is kept (its idle timeout
-/// ends it if nobody comes), never killed under a client that has it.
+/// may hold the answer already: such a session is kept, never killed under a
+/// client that has it (it ends if nothing uses it within
+/// [`crate::timing::CLAIM_GRACE`]).
 fn kept_when_unsure(completion: Completion, unsure: bool) -> Completion {
     match completion {
         Completion::Gone if unsure => Completion::Delivered,

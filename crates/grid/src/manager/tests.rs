@@ -200,6 +200,25 @@ async fn an_idle_session_times_out() {
 }
 
 #[tokio::test]
+async fn a_session_its_client_may_not_have_ends_unless_used_in_time() {
+    let f = Fixture::new(2, |_| {});
+    let (unused, used) = (f.session().await, f.session().await);
+    for id in [&unused, &used] {
+        f.m.session(id)
+            .unwrap()
+            .expect_claim(Duration::from_millis(300));
+    }
+    f.m.session(&used).unwrap().touch();
+    eventually("the unused session ends", || async {
+        f.end_reason(&unused).await == Some(EndReason::ClientGone)
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(f.m.session(&used).is_some(), "a used session was claimed");
+    assert_eq!((f.standin.alive(), f.m.free_slots()), (1, 1));
+}
+
+#[tokio::test]
 async fn a_crashed_browser_ends_its_session() {
     let f = Fixture::new(1, |_| {});
     let id = f.session().await;
