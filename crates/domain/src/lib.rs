@@ -11,6 +11,7 @@ pub mod capabilities;
 pub mod cdp;
 pub mod civil;
 pub mod cross_site;
+pub mod dashboard;
 pub mod error;
 pub mod events;
 pub mod files;

@@ -18,6 +18,7 @@ use crate::http;
 use axum::body::Body;
 use axum::http::{header, HeaderValue, Request, Response, StatusCode, Uri};
 use gridiron_domain::auth::{credential, find_key, strip_token, ApiKey, RateBucket, Role};
+use gridiron_domain::dashboard::KEY_COOKIE;
 use gridiron_domain::{ErrorCode, GridError, Origin};
 use gridiron_store::Store;
 use std::collections::HashMap;
@@ -180,9 +181,19 @@ pub async fn identify(ring: &Keyring, req: &mut Request<Body>) -> Option<Respons
         // A hub's request to its node, already vouched for.
         return None;
     }
+    let dashboard = gridiron_domain::dashboard::is_dashboard(req.uri().path());
     let given = {
         let h = |name: &str| req.headers().get(name).and_then(|v| v.to_str().ok());
-        credential(h("authorization"), h("x-api-key"), req.uri().query())
+        match credential(h("authorization"), h("x-api-key"), req.uri().query()) {
+            // A signed-in browser presents its key in the dashboard's cookie.
+            Ok(None) if dashboard => Ok(h("cookie")
+                .and_then(|c| gridiron_domain::dashboard::cookie(c, KEY_COOKIE))
+                .map(|token| gridiron_domain::auth::Credential {
+                    name: None,
+                    token: token.to_string(),
+                })),
+            other => other,
+        }
     };
     strip_credentials(req);
     let api = crate::api::is_api(req.uri().path());
@@ -202,6 +213,11 @@ pub async fn identify(ring: &Keyring, req: &mut Request<Body>) -> Option<Respons
         })
     };
     let caller = match given {
+        // The dashboard of an open grid is open; it answers a stranger to a
+        // grid with keys with its sign-in page.
+        _ if dashboard && keys.is_empty() && !ring.require => Caller::open(),
+        Err(_) | Ok(None) if dashboard => Caller::anonymous(),
+        Ok(Some(c)) if dashboard && find_key(&keys, &c).is_none() => Caller::anonymous(),
         Err(why) => return refuse(&format!("the API key could not be read: {why}")),
         Ok(Some(c)) => match find_key(&keys, &c) {
             Some(key) => {

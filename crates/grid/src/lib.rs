@@ -33,6 +33,7 @@ mod timeline;
 pub mod timing;
 pub mod tls;
 mod tunnel;
+mod ui;
 pub mod webhooks;
 
 pub use backend::Backend;

@@ -46,6 +46,9 @@ pub fn router(backend: Arc<dyn Backend>) -> Router {
         .merge(crate::metrics::routes::router())
         .nest("/wd/hub", w3c)
         .merge(crate::api::router())
+        .merge(crate::ui::router(
+            crate::api::router().with_state(backend.clone()),
+        ))
         .fallback(unknown_command)
         .with_state(backend.clone())
         // One layer, not two: every request pays for each layer it passes.
@@ -86,7 +89,12 @@ async fn front_door(
 /// Who sent `req`, as the authentication layer found; without its mark
 /// (which cannot happen behind [`router`]), the least trusted caller.
 pub(crate) fn caller<B>(req: &Request<B>) -> Caller {
-    req.extensions()
+    caller_of(req.extensions())
+}
+
+/// [`caller`], from a request's extensions.
+pub(crate) fn caller_of(extensions: &axum::http::Extensions) -> Caller {
+    extensions
         .get::<Caller>()
         .cloned()
         .unwrap_or_else(Caller::anonymous)

@@ -1,0 +1,13 @@
+//! Placeholder of the nodes pages (being built).
+
+use super::Viewer;
+use axum::body::Body;
+use axum::http::{Response, StatusCode};
+
+pub(crate) async fn page(v: Viewer) -> Response<Body> {
+    super::layout::refusal(&v, StatusCode::NOT_IMPLEMENTED, "not built yet")
+}
+
+pub(crate) async fn drain(v: Viewer) -> Response<Body> {
+    super::layout::refusal(&v, StatusCode::NOT_IMPLEMENTED, "not built yet")
+}
