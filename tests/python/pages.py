@@ -7,7 +7,7 @@ comes from here.
 import html
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from urllib.parse import urlsplit
+from urllib.parse import parse_qs, urlsplit
 
 INDEX = """<!doctype html>
 <html><head><title>Gridiron Index</title></head>
@@ -218,6 +218,22 @@ class _Handler(BaseHTTPRequestHandler):
             # Shows the Cookie header without setting anything.
             cookie_header = html.escape(self.headers.get("Cookie", ""))
             self._send(200, COOKIES.format(cookie_header=cookie_header))
+            return
+        if path == "/cross-site-form.html":
+            # Another site's page that posts a form to `action` as soon as it
+            # loads, with the given fields (the dashboard must refuse it).
+            query = parse_qs(urlsplit(self.path).query)
+            action = html.escape(query.get("action", [""])[0])
+            fields = "".join(
+                f'<input type="hidden" name="{html.escape(k)}" value="{html.escape(v[0])}">'
+                for k, v in query.items()
+                if k != "action"
+            )
+            self._send(
+                200,
+                f'<!doctype html><title>Another site</title><form id="f" method="post" action="{action}">'
+                f"{fields}</form><script>document.getElementById('f').submit()</script>",
+            )
             return
         if path == "/download.txt":
             # A file the browser saves instead of showing.

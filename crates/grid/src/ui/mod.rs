@@ -18,6 +18,8 @@ mod nodes;
 mod overview;
 mod queue;
 mod sessions;
+#[cfg(test)]
+pub(crate) mod tests;
 
 use crate::auth::Caller;
 use crate::backend::Backend;
@@ -277,7 +279,7 @@ impl Viewer {
         h.insert(
             "content-security-policy",
             HeaderValue::from_static(
-                "default-src 'self'; img-src 'self' data: blob:; media-src 'self'; style-src 'self'; script-src 'self'; frame-ancestors 'none'; form-action 'self'",
+                "default-src 'self'; img-src 'self' data: blob:; media-src 'self'; style-src 'self' 'unsafe-inline'; script-src 'self'; frame-ancestors 'none'; form-action 'self'",
             ),
         );
         r

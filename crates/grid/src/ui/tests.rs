@@ -1,0 +1,285 @@
+//! The dashboard through the one front end of a standalone grid on the
+//! stand-in provisioner: signing in and out, the cookies, form tokens and
+//! who sees what. Pages are requested as a browser would (cookies, forms).
+
+use crate::config::GridConfig;
+use crate::manager::Manager;
+use crate::testing::StandinProvisioner;
+use axum::body::Body;
+use axum::http::{header, Method, Request, StatusCode};
+use axum::Router;
+use gridiron_domain::auth::{hash_token, ApiKey, Role};
+use gridiron_store::{MemoryStore, Store};
+use http_body_util::BodyExt;
+use std::sync::Arc;
+use std::time::Duration;
+use tower::ServiceExt;
+
+/// A standalone grid's router, its store and manager.
+pub(crate) struct Dash {
+    pub router: Router,
+    pub store: Arc<MemoryStore>,
+    pub m: Arc<Manager>,
+    _dir: tempfile::TempDir,
+}
+
+/// A page as the browser got it.
+#[derive(Debug)]
+pub(crate) struct Seen {
+    pub status: StatusCode,
+    pub headers: axum::http::HeaderMap,
+    pub text: String,
+}
+
+impl Seen {
+    /// Where a redirect goes.
+    pub fn location(&self) -> &str {
+        self.headers
+            .get(header::LOCATION)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+    }
+
+    /// The `Set-Cookie` values.
+    pub fn cookies(&self) -> Vec<String> {
+        self.headers
+            .get_all(header::SET_COOKIE)
+            .iter()
+            .filter_map(|v| v.to_str().ok().map(str::to_string))
+            .collect()
+    }
+}
+
+/// The form token the test browser holds.
+pub(crate) const CSRF: &str = "0123456789abcdef0123456789abcdef";
+
+impl Dash {
+    /// A grid of `slots` on the stand-in provisioner, with `public_url` if given.
+    pub async fn start(slots: usize, public_url: Option<&str>) -> Dash {
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = GridConfig::with_defaults(slots, dir.path().to_path_buf());
+        config.prewarm = false;
+        config.queue_timeout = Duration::from_secs(10);
+        config.public_url = public_url.map(str::to_string);
+        let store = Arc::new(MemoryStore::new());
+        let m = Manager::start(config, store.clone(), StandinProvisioner::new());
+        Dash {
+            router: crate::router(m.clone()),
+            store,
+            m,
+            _dir: dir,
+        }
+    }
+
+    /// Makes a key; returns its token.
+    pub async fn key(&self, name: &str, role: Role) -> String {
+        let token = format!("token-{name}-{}", uuid::Uuid::new_v4().simple());
+        let key = ApiKey {
+            name: name.into(),
+            role,
+            token_hash: hash_token(&token),
+            max_sessions: None,
+            rate: None,
+            created_at: 0,
+        };
+        assert!(self.store.create_key(key).await.unwrap());
+        token
+    }
+
+    /// Sends `req` with the browser's cookies (the key's, if signed in, and the form token).
+    pub async fn send(
+        &self,
+        req: axum::http::request::Builder,
+        token: Option<&str>,
+        body: Body,
+    ) -> Seen {
+        let mut cookie = format!("gridiron_csrf={CSRF}");
+        if let Some(t) = token {
+            cookie.push_str(&format!("; gridiron_key={t}"));
+        }
+        let req = req
+            .header(header::HOST, "grid.test:4444")
+            .header(header::COOKIE, cookie)
+            .body(body)
+            .unwrap();
+        let resp = self.router.clone().oneshot(req).await.unwrap();
+        let status = resp.status();
+        let headers = resp.headers().clone();
+        let bytes = resp.into_body().collect().await.unwrap().to_bytes();
+        Seen {
+            status,
+            headers,
+            text: String::from_utf8_lossy(&bytes).into_owned(),
+        }
+    }
+
+    /// `GET path` as a browser signed in with `token` (or none).
+    pub async fn get(&self, path: &str, token: Option<&str>) -> Seen {
+        self.send(Request::builder().uri(path), token, Body::empty())
+            .await
+    }
+
+    /// Posts a form as a browser signed in with `token`; the form token is
+    /// added unless `fields` has one.
+    pub async fn post(&self, path: &str, token: Option<&str>, fields: &[(&str, &str)]) -> Seen {
+        let mut all: Vec<(&str, &str)> = fields.to_vec();
+        if !fields.iter().any(|(k, _)| *k == "csrf") {
+            all.push(("csrf", CSRF));
+        }
+        let body = serde_urlencoded::to_string(&all).unwrap();
+        let req = Request::builder()
+            .method(Method::POST)
+            .uri(path)
+            .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded");
+        self.send(req, token, Body::from(body)).await
+    }
+
+    /// Starts a session for `token`'s key through the W3C route; its id.
+    pub async fn session(&self, token: Option<&str>, name: &str) -> String {
+        let caps = serde_json::json!({"capabilities": {"alwaysMatch": {"gridiron:options": {"name": name}}}});
+        let mut req = Request::builder()
+            .method(Method::POST)
+            .uri("/session")
+            .header(header::CONTENT_TYPE, "application/json");
+        if let Some(t) = token {
+            req = req.header(header::AUTHORIZATION, format!("Bearer {t}"));
+        }
+        let resp = self
+            .router
+            .clone()
+            .oneshot(req.body(Body::from(caps.to_string())).unwrap())
+            .await
+            .unwrap();
+        let bytes = resp.into_body().collect().await.unwrap().to_bytes();
+        let v: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+        v["value"]["sessionId"]
+            .as_str()
+            .expect("a session")
+            .to_string()
+    }
+}
+
+#[tokio::test]
+async fn an_open_grid_needs_no_sign_in() {
+    let d = Dash::start(1, None).await;
+    let page = d.get("/ui/login", None).await;
+    assert_eq!(page.status, StatusCode::SEE_OTHER, "{page:?}");
+    assert_eq!(page.location(), "/ui/");
+    let css = d.get("/ui/assets/gridiron.css", None).await;
+    assert_eq!(css.status, StatusCode::OK);
+    assert!(css.text.contains("prefers-color-scheme: dark"));
+}
+
+#[tokio::test]
+async fn a_stranger_is_sent_to_sign_in_and_a_valid_key_signs_in() {
+    let d = Dash::start(1, None).await;
+    let token = d.key("root", Role::Admin).await;
+    let page = d.get("/ui/sessions?state=running", None).await;
+    assert_eq!(page.status, StatusCode::SEE_OTHER);
+    assert_eq!(
+        page.location(),
+        "/ui/login?next=%2Fui%2Fsessions%3Fstate%3Drunning"
+    );
+    let stale = d.get("/ui/sessions", Some("not-a-key")).await;
+    assert!(stale.location().starts_with("/ui/login"), "{stale:?}");
+
+    let form = d.get("/ui/login", None).await;
+    assert_eq!(form.status, StatusCode::OK);
+    assert!(form.text.contains(r#"name="token""#) && form.text.contains(r#"name="csrf""#));
+    assert!(
+        !form.text.contains("Sessions</a>"),
+        "no navigation for strangers"
+    );
+
+    let wrong = d.post("/ui/login", None, &[("token", "nope")]).await;
+    assert_eq!(wrong.status, StatusCode::UNAUTHORIZED);
+    assert!(wrong.text.contains("not valid"));
+    assert!(wrong
+        .cookies()
+        .iter()
+        .all(|c| !c.starts_with("gridiron_key=")));
+
+    let ok = d
+        .post(
+            "/ui/login",
+            None,
+            &[("token", &token), ("next", "/ui/sessions?state=running")],
+        )
+        .await;
+    assert_eq!(ok.status, StatusCode::SEE_OTHER);
+    assert_eq!(ok.location(), "/ui/sessions?state=running");
+    let cookie = ok
+        .cookies()
+        .into_iter()
+        .find(|c| c.starts_with("gridiron_key="))
+        .expect("the key's cookie");
+    assert_eq!(
+        cookie,
+        format!("gridiron_key={token}; Path=/ui; HttpOnly; SameSite=Strict")
+    );
+    // Elsewhere than the dashboard, the cookie is no credential.
+    let api = d.get("/api/v1/sessions", Some(&token)).await;
+    assert_eq!(api.status, StatusCode::UNAUTHORIZED);
+}
+
+#[tokio::test]
+async fn a_sign_in_form_from_elsewhere_is_refused() {
+    let d = Dash::start(1, None).await;
+    let token = d.key("root", Role::Admin).await;
+    for csrf in ["", "guessed"] {
+        let r = d
+            .post("/ui/login", None, &[("token", &token), ("csrf", csrf)])
+            .await;
+        assert_eq!(r.status, StatusCode::FORBIDDEN, "csrf {csrf:?}");
+        assert!(r.cookies().iter().all(|c| !c.starts_with("gridiron_key=")));
+    }
+    let from_elsewhere = d
+        .send(
+            Request::builder()
+                .method(Method::POST)
+                .uri("/ui/logout")
+                .header(header::ORIGIN, "http://evil.example")
+                .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded"),
+            Some(&token),
+            Body::from(format!("csrf={CSRF}")),
+        )
+        .await;
+    assert_eq!(from_elsewhere.status, StatusCode::FORBIDDEN);
+}
+
+#[tokio::test]
+async fn signing_out_forgets_the_key() {
+    let d = Dash::start(1, None).await;
+    let token = d.key("root", Role::Admin).await;
+    let out = d.post("/ui/logout", Some(&token), &[]).await;
+    assert_eq!(out.status, StatusCode::SEE_OTHER);
+    assert_eq!(out.location(), "/ui/login");
+    assert!(out
+        .cookies()
+        .iter()
+        .any(|c| c.starts_with("gridiron_key=;") && c.contains("Max-Age=0")));
+}
+
+#[tokio::test]
+async fn pages_live_under_the_public_urls_prefix() {
+    let d = Dash::start(1, Some("https://ci.example/grid/")).await;
+    let token = d.key("root", Role::Admin).await;
+    let page = d.get("/ui/queue", None).await;
+    assert!(
+        page.location().starts_with("/grid/ui/login?next="),
+        "{page:?}"
+    );
+    let ok = d
+        .post(
+            "/ui/login",
+            None,
+            &[("token", &token), ("next", "/grid/ui/queue")],
+        )
+        .await;
+    assert_eq!(ok.location(), "/grid/ui/queue");
+    let cookie = ok.cookies().join("\n");
+    assert!(
+        cookie.contains("Path=/grid/ui; HttpOnly; SameSite=Strict; Secure"),
+        "{cookie}"
+    );
+}
