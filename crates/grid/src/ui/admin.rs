@@ -368,7 +368,7 @@ fn key_row(v: &Viewer, k: &Value) -> Markup {
             td.mono { (name) @if own { " " span.badge { "you" } } }
             td { @if role == "admin" { span.badge.admin { "admin" } } @else { (role) } }
             td { (limits(k["max_sessions"].as_u64(), k["rate"].as_f64())) }
-            td { @if let Some(t) = k["created_at"].as_i64().filter(|t| *t > 0) { (layout::time(t)) } @else { span.muted { "—" } } }
+            td.nowrap { @if let Some(t) = k["created_at"].as_i64().filter(|t| *t > 0) { (layout::time(t)) } @else { span.muted { "—" } } }
             td.actions { (layout::action(v, &format!("/keys/{}/revoke", segment(name)), "Revoke", &confirm)) }
         }
     }
@@ -446,22 +446,23 @@ fn hook_state(w: &Value) -> Markup {
             0 => layout::state("active"),
             n => html! {
                 (layout::state("active")) " "
-                span.warn title="failed delivery attempts in a row" { (n) " failing" }
+                span.warn.nowrap title="failed delivery attempts in a row" { (n) " failed in a row" }
             },
         },
     }
 }
 
+/// A subscription's event types for people (`*` says what it means).
 fn event_list(w: &Value) -> String {
-    w["events"]
+    let types: Vec<&str> = w["events"]
         .as_array()
-        .map(|a| {
-            a.iter()
-                .filter_map(Value::as_str)
-                .collect::<Vec<_>>()
-                .join(", ")
-        })
-        .unwrap_or_default()
+        .map(|a| a.iter().filter_map(Value::as_str).collect())
+        .unwrap_or_default();
+    if types == ["*"] {
+        "* (every event)".into()
+    } else {
+        types.join(", ")
+    }
 }
 
 /// What the webhooks page shows besides the list.
@@ -551,7 +552,7 @@ async fn hooks_page(
                             td { (event_list(w)) }
                             td { (hook_state(w)) }
                             td { (w["owner"].as_str().unwrap_or("—")) }
-                            td { @if let Some(t) = w["created_at"].as_i64() { (layout::time(t)) } }
+                            td.nowrap { @if let Some(t) = w["created_at"].as_i64() { (layout::time(t)) } }
                         }
                     }
                 }
@@ -647,24 +648,25 @@ pub(crate) async fn webhook(
     let lines = log["items"].as_array().cloned().unwrap_or_default();
     let head = html! {
         p.muted { a href=(v.url("/webhooks")) { "← All webhooks" } }
-        div.actions-bar {
-            (layout::action(&v, &format!("{path}/delete"), "Delete webhook",
-                "Delete this webhook? Its pending deliveries and its log are deleted with it."))
-        }
     };
     let live = html! {
-        dl.facts #webhook-facts {
-            dt { "Id" } dd.mono { (hook["id"].as_str().unwrap_or(&id)) }
-            dt { "URL" } dd.mono { (hook["url"].as_str().unwrap_or("")) }
-            dt { "Event types" } dd { (event_list(&hook)) }
-            dt { "Scope" } dd {
-                @if hook["all_events"].as_bool().unwrap_or(false) { "every event on the grid" }
-                @else { "only events about its owner's sessions and requests" }
+        div.card.hook-card {
+            dl.facts #webhook-facts {
+                dt { "URL" } dd.mono { (hook["url"].as_str().unwrap_or("")) }
+                dt { "Event types" } dd { (event_list(&hook)) }
+                dt { "Scope" } dd {
+                    @if hook["all_events"].as_bool().unwrap_or(false) { "every event on the grid" }
+                    @else { "only events about its owner's sessions and requests" }
+                }
+                dt { "Owner" } dd { (hook["owner"].as_str().unwrap_or("— (made on an open grid)")) }
+                dt { "State" } dd #webhook-state { (hook_state(&hook)) }
+                @if let Some(t) = hook["disabled_at"].as_i64() { dt { "Disabled" } dd { (layout::time(t)) } }
+                dt { "Created" } dd { @if let Some(t) = hook["created_at"].as_i64() { (layout::time(t)) } }
             }
-            dt { "Owner" } dd { (hook["owner"].as_str().unwrap_or("— (made on an open grid)")) }
-            dt { "State" } dd #webhook-state { (hook_state(&hook)) }
-            @if let Some(t) = hook["disabled_at"].as_i64() { dt { "Disabled" } dd { (layout::time(t)) } }
-            dt { "Created" } dd { @if let Some(t) = hook["created_at"].as_i64() { (layout::time(t)) } }
+            div #delete-webhook {
+                (layout::action(&v, &format!("{path}/delete"), "Delete webhook",
+                    "Delete this webhook? Its pending deliveries and its log are deleted with it."))
+            }
         }
         h2 { "Deliveries" }
         table #deliveries {
@@ -681,10 +683,11 @@ pub(crate) async fn webhook(
         }
         (pager(&v, &format!("/webhooks/{}", segment(&id)), cursor.as_deref(), log["next_cursor"].as_str()))
     };
+    let title = format!("Webhook {}", hook["id"].as_str().unwrap_or(&id));
     layout::render(
         &v,
         Page {
-            title: "Webhook",
+            title: &title,
             nav: Nav::Webhooks,
             head,
             live,
@@ -700,14 +703,17 @@ fn delivery_row(d: &Value) -> Markup {
     let attempt = d["attempt"].as_u64().unwrap_or(0);
     html! {
         tr data-delivery=(d["delivery"].as_str().unwrap_or("")) {
-            td { @if let Some(t) = d["at"].as_i64() { (layout::time(t)) } }
-            td { code title=(format!("event {}", d["event_id"].as_str().unwrap_or(""))) { (d["event_type"].as_str().unwrap_or("")) } }
-            td.num { @if attempt == 0 { "—" } @else { (attempt) } }
+            td.nowrap { @if let Some(t) = d["at"].as_i64() { (layout::time(t)) } }
             td {
+                code { (d["event_type"].as_str().unwrap_or("")) }
+                " " span.muted.mono title="the event's id" { (d["event_id"].as_str().unwrap_or("")) }
+            }
+            td.num { @if attempt == 0 { "—" } @else { (attempt) } }
+            td.nowrap {
                 (layout::state(result))
                 @if let Some(s) = d["status"].as_u64() { " " span.mono { "HTTP " (s) } }
             }
-            td.num { @if attempt > 0 { (duration(d["duration_ms"].as_i64().unwrap_or(0))) } }
+            td.num.nowrap { @if attempt > 0 { (duration(d["duration_ms"].as_i64().unwrap_or(0))) } }
             td.wrap { @if let Some(e) = d["error"].as_str() { span.error-text { (e) } } }
         }
     }

@@ -492,3 +492,71 @@ async fn a_webhook_is_made_listed_and_shown_with_its_deliveries() {
         .await;
     assert_eq!(page.status, StatusCode::NOT_FOUND);
 }
+
+#[tokio::test]
+async fn the_delivery_log_is_read_a_page_at_a_time() {
+    let g = Grid::start().await;
+    let admin = g.key("root", Role::Admin).await;
+    let made = g
+        .post(
+            "/ui/webhooks",
+            Some(&admin),
+            &[
+                ("csrf", CSRF),
+                ("url", "https://ci.example/hook"),
+                ("events", "*"),
+            ],
+        )
+        .await;
+    assert_eq!(made.status, StatusCode::OK, "{}", made.body);
+    assert!(made.has("* (every event)"));
+    let id = g.store.webhooks().await.unwrap()[0].id.clone();
+    let s: &dyn Store = g.store.as_ref();
+    let total = super::PAGE_SIZE + 5;
+    for n in 0..total {
+        let event_id = format!("{}-0", 1000 + n);
+        let d = NewDelivery {
+            webhook: id.clone(),
+            event_id: event_id.clone(),
+            event_type: "node.up".into(),
+            body: "{}".into(),
+        };
+        s.enqueue_deliveries(&[d], 1_000).await.unwrap();
+        let taken = s.take_due(1_000, 1, 60_000, "t").await.unwrap();
+        let e = LogEntry {
+            seq: 0,
+            delivery: taken[0].id.clone(),
+            event_id,
+            event_type: "node.up".into(),
+            attempt: 1,
+            at: 1_700_000_000_000 + n as i64,
+            duration_ms: 3,
+            status: Some(200),
+            error: None,
+            result: "delivered".into(),
+        };
+        s.record_attempt(&taken[0], Next::Delivered, &e)
+            .await
+            .unwrap();
+    }
+    let rows = |body: &str| body.matches("<tr data-delivery=").count();
+    let first = g.get(&format!("/ui/webhooks/{id}"), Some(&admin)).await;
+    assert_eq!(rows(&first.body), super::PAGE_SIZE);
+    assert!(
+        first.has(&format!("{}-0", 1000 + total - 1)),
+        "newest first"
+    );
+    let needle = "rel=\"next\" href=\"";
+    let at = first.body.find(needle).expect("a next page") + needle.len();
+    let next = first.body[at..]
+        .split('"')
+        .next()
+        .unwrap()
+        .replace("&amp;", "&");
+    let second = g.get(&next, Some(&admin)).await;
+    assert_eq!(second.status, StatusCode::OK, "{}", second.body);
+    assert_eq!(rows(&second.body), 5);
+    assert!(second.has("1000-0"), "the oldest line");
+    assert!(second.has("rel=\"first\""));
+    assert!(!second.has("rel=\"next\""));
+}
