@@ -249,6 +249,11 @@ async fn keys_page(v: &Viewer, view: KeysView, status: StatusCode) -> Response<B
     let items = list["items"].as_array().cloned().unwrap_or_default();
     // Still open: no key existed when this request came in, nor does one now.
     let first = v.open && items.is_empty();
+    let admins = items.iter().filter(|k| k["role"] == "admin").count();
+    let others = |k: &Value| Others {
+        keys: items.len() - 1,
+        admins: admins - usize::from(k["role"] == "admin"),
+    };
     let head = html! {
         @if let Some(k) = &view.created { (new_token(v, k)) }
         @if first {
@@ -267,7 +272,7 @@ async fn keys_page(v: &Viewer, view: KeysView, status: StatusCode) -> Response<B
             table #keys {
                 thead { tr { th { "Name" } th { "Role" } th { "Limits" } th { "Created" } th {} } }
                 tbody {
-                    @for k in &items { (key_row(v, k)) }
+                    @for k in &items { (key_row(v, k, others(k))) }
                 }
             }
         }
@@ -354,15 +359,34 @@ fn key_form(v: &Viewer, f: &KeyForm, error: Option<&str>, first: bool) -> Markup
     }
 }
 
-fn key_row(v: &Viewer, k: &Value) -> Markup {
-    let name = k["name"].as_str().unwrap_or("");
-    let role = k["role"].as_str().unwrap_or("");
-    let own = v.caller.key.as_deref() == Some(name);
-    let confirm = if own {
+/// The keys besides one: how many, and how many of them are admin keys.
+#[derive(Debug, Clone, Copy)]
+struct Others {
+    keys: usize,
+    admins: usize,
+}
+
+/// What the revoke button asks first: what revoking `name` does, including
+/// to this browser (`own`) and to the grid when it is the last (admin) key.
+fn revoke_question(name: &str, own: bool, admin: bool, others: Others) -> String {
+    let mut q = if own {
         format!("Revoke {name}, the key this browser is signed in with? Its clients and this browser will be refused from now on.")
     } else {
         format!("Revoke the key {name}? Its clients will be refused from now on.")
     };
+    if others.keys == 0 {
+        q.push_str(" It is the last key: the grid becomes open to anyone, without a key.");
+    } else if admin && others.admins == 0 {
+        q.push_str(" It is the last admin key: nobody could manage keys or webhooks here any more (only `gridiron keys` on the grid's host).");
+    }
+    q
+}
+
+fn key_row(v: &Viewer, k: &Value, others: Others) -> Markup {
+    let name = k["name"].as_str().unwrap_or("");
+    let role = k["role"].as_str().unwrap_or("");
+    let own = v.caller.key.as_deref() == Some(name);
+    let confirm = revoke_question(name, own, role == "admin", others);
     html! {
         tr data-key=(name) {
             td.mono { (name) @if own { " " span.badge { "you" } } }
@@ -706,7 +730,7 @@ fn delivery_row(d: &Value) -> Markup {
             td.nowrap { @if let Some(t) = d["at"].as_i64() { (layout::time(t)) } }
             td {
                 code { (d["event_type"].as_str().unwrap_or("")) }
-                " " span.muted.mono title="the event's id" { (d["event_id"].as_str().unwrap_or("")) }
+                " " span.muted.mono title="the event's id" { "#" (d["event_id"].as_str().unwrap_or("")) }
             }
             td.num { @if attempt == 0 { "—" } @else { (attempt) } }
             td.nowrap {
@@ -795,6 +819,22 @@ mod tests {
         assert!(none.body(true).is_err(), "the default role is user");
         let admin = KeyForm::read(&fields(&[("name", "a"), ("role", "admin")]));
         assert!(admin.body(true).is_ok());
+    }
+
+    #[test]
+    fn revoking_the_last_key_or_admin_key_is_spelled_out() {
+        let many = Others { keys: 3, admins: 1 };
+        let q = revoke_question("ci", false, false, many);
+        assert_eq!(
+            q,
+            "Revoke the key ci? Its clients will be refused from now on."
+        );
+        assert!(revoke_question("me", true, true, many).contains("this browser"));
+        let last_admin = revoke_question("root", false, true, Others { keys: 2, admins: 0 });
+        assert!(last_admin.contains("last admin key"));
+        let last = revoke_question("root", true, true, Others { keys: 0, admins: 0 });
+        assert!(last.contains("becomes open"));
+        assert!(!last.contains("last admin key"));
     }
 
     #[test]
