@@ -2,119 +2,15 @@
 //! cookie, form tokens, the API called in process) on a standalone grid
 //! with the stand-in provisioner.
 
-use crate::config::GridConfig;
-use crate::manager::Manager;
-use crate::testing::StandinProvisioner;
-use axum::body::Body;
-use axum::http::{header, Method, Request, StatusCode};
-use axum::Router;
-use gridiron_domain::auth::{hash_token, ApiKey, Role};
+use crate::ui::tests::{Dash, CSRF};
+use axum::http::StatusCode;
+use gridiron_domain::auth::{hash_token, Role};
 use gridiron_domain::webhooks::Next;
 use gridiron_store::webhooks::{LogEntry, NewDelivery};
-use gridiron_store::{MemoryStore, Store, WebhookStore};
-use http_body_util::BodyExt;
-use std::sync::Arc;
-use tower::ServiceExt;
+use gridiron_store::{Store, WebhookStore};
 
-/// The form token the test browser holds (cookie and field).
-const CSRF: &str = "0123456789abcdef0123456789abcdef";
-
-struct Grid {
-    router: Router,
-    store: Arc<MemoryStore>,
-    _dir: tempfile::TempDir,
-}
-
-/// A page as the browser got it.
-struct Got {
-    status: StatusCode,
-    location: Option<String>,
-    body: String,
-}
-
-impl Got {
-    /// Whether the page's markup holds `needle`.
-    fn has(&self, needle: &str) -> bool {
-        self.body.contains(needle)
-    }
-}
-
-impl Grid {
-    async fn start() -> Grid {
-        let dir = tempfile::tempdir().unwrap();
-        let mut config = GridConfig::with_defaults(1, dir.path().to_path_buf());
-        config.prewarm = false;
-        let store = Arc::new(MemoryStore::new());
-        let m = Manager::start(config, store.clone(), StandinProvisioner::new());
-        Grid {
-            router: crate::router(m),
-            store,
-            _dir: dir,
-        }
-    }
-
-    /// Makes a key in the store; returns its token.
-    async fn key(&self, name: &str, role: Role) -> String {
-        let token = format!("token-{name}-{}", uuid::Uuid::new_v4().simple());
-        let key = ApiKey {
-            name: name.into(),
-            role,
-            token_hash: hash_token(&token),
-            max_sessions: None,
-            rate: None,
-            created_at: 1_700_000_000_000,
-        };
-        assert!(self.store.create_key(key).await.unwrap());
-        token
-    }
-
-    /// Asks for `path` as the browser signed in with `token` (none: not
-    /// signed in); `form` is posted as is (add `csrf` to pass the check).
-    async fn ask(
-        &self,
-        method: Method,
-        path: &str,
-        token: Option<&str>,
-        form: Option<&[(&str, &str)]>,
-    ) -> Got {
-        let mut cookie = format!("gridiron_csrf={CSRF}");
-        if let Some(t) = token {
-            cookie.push_str(&format!("; gridiron_key={t}"));
-        }
-        let req = Request::builder()
-            .method(method)
-            .uri(path)
-            .header(header::HOST, "grid.test")
-            .header(header::COOKIE, cookie);
-        let req = match form {
-            Some(f) => req
-                .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
-                .body(Body::from(serde_urlencoded::to_string(f).unwrap())),
-            None => req.body(Body::empty()),
-        }
-        .unwrap();
-        let r = self.router.clone().oneshot(req).await.unwrap();
-        let status = r.status();
-        let location = r
-            .headers()
-            .get(header::LOCATION)
-            .map(|l| l.to_str().unwrap().to_string());
-        let bytes = r.into_body().collect().await.unwrap().to_bytes();
-        Got {
-            status,
-            location,
-            body: String::from_utf8_lossy(&bytes).into_owned(),
-        }
-    }
-
-    async fn get(&self, path: &str, token: Option<&str>) -> Got {
-        self.ask(Method::GET, path, token, None).await
-    }
-
-    async fn post(&self, path: &str, token: Option<&str>, form: &[(&str, &str)]) -> Got {
-        self.ask(Method::POST, path, token, Some(form)).await
-    }
-
+/// What the admin tests ask of a grid beyond pages.
+impl Dash {
     async fn key_names(&self) -> Vec<String> {
         let mut names: Vec<String> = self
             .store
@@ -142,7 +38,7 @@ fn pre_text(body: &str, id: &str) -> String {
 
 #[tokio::test]
 async fn an_admin_makes_a_key_and_sees_its_token_once() {
-    let g = Grid::start().await;
+    let g = Dash::start(1, None).await;
     let admin = g.key("root", Role::Admin).await;
 
     let page = g.get("/ui/keys", Some(&admin)).await;
@@ -199,7 +95,7 @@ async fn an_admin_makes_a_key_and_sees_its_token_once() {
 
 #[tokio::test]
 async fn a_refused_key_form_keeps_what_was_entered() {
-    let g = Grid::start().await;
+    let g = Dash::start(1, None).await;
     let admin = g.key("root", Role::Admin).await;
     let got = g
         .post(
@@ -233,7 +129,7 @@ async fn a_refused_key_form_keeps_what_was_entered() {
 
 #[tokio::test]
 async fn a_form_without_its_token_is_refused_and_makes_nothing() {
-    let g = Grid::start().await;
+    let g = Dash::start(1, None).await;
     let admin = g.key("root", Role::Admin).await;
     let got = g
         .post(
@@ -267,7 +163,7 @@ async fn a_form_without_its_token_is_refused_and_makes_nothing() {
 
 #[tokio::test]
 async fn a_user_key_is_refused_every_admin_page_and_form() {
-    let g = Grid::start().await;
+    let g = Dash::start(1, None).await;
     g.key("root", Role::Admin).await;
     let user = g.key("alice", Role::User).await;
 
@@ -307,7 +203,7 @@ async fn a_user_key_is_refused_every_admin_page_and_form() {
 
 #[tokio::test]
 async fn revoking_a_key_removes_its_row() {
-    let g = Grid::start().await;
+    let g = Dash::start(1, None).await;
     let admin = g.key("root", Role::Admin).await;
     g.key("old", Role::User).await;
     let page = g.get("/ui/keys", Some(&admin)).await;
@@ -333,7 +229,7 @@ async fn revoking_a_key_removes_its_row() {
 
 #[tokio::test]
 async fn the_first_key_of_an_open_grid_is_an_admin_key_and_closes_it() {
-    let g = Grid::start().await;
+    let g = Dash::start(1, None).await;
     let page = g.get("/ui/keys", None).await;
     assert_eq!(page.status, StatusCode::OK, "{}", page.body);
     assert!(page.has("id=\"open-grid\""));
@@ -379,7 +275,7 @@ async fn the_first_key_of_an_open_grid_is_an_admin_key_and_closes_it() {
 
 #[tokio::test]
 async fn a_webhook_is_made_listed_and_shown_with_its_deliveries() {
-    let g = Grid::start().await;
+    let g = Dash::start(1, None).await;
     let admin = g.key("root", Role::Admin).await;
 
     let empty = g.get("/ui/webhooks", Some(&admin)).await;
@@ -495,7 +391,7 @@ async fn a_webhook_is_made_listed_and_shown_with_its_deliveries() {
 
 #[tokio::test]
 async fn the_delivery_log_is_read_a_page_at_a_time() {
-    let g = Grid::start().await;
+    let g = Dash::start(1, None).await;
     let admin = g.key("root", Role::Admin).await;
     let made = g
         .post(

@@ -36,8 +36,6 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use tower::ServiceExt;
 
-pub(crate) use layout::Nav;
-
 /// The shared state of every handler: the role serving the routes.
 type Role = Arc<dyn Backend>;
 
@@ -126,7 +124,9 @@ impl Viewer {
         if viewer.signed_in() {
             Ok(viewer)
         } else {
-            let next = parts.uri.path_and_query().map_or("/ui/", |p| p.as_str());
+            // The browser's address: under the proxy's prefix.
+            let here = parts.uri.path_and_query().map_or("/ui/", |p| p.as_str());
+            let next = format!("{}{here}", viewer.prefix);
             let next: String = serde_urlencoded::to_string([("next", next)]).unwrap_or_default();
             Err(Redirect::to(&format!("{}/ui/login?{next}", viewer.prefix)))
         }

@@ -27,26 +27,22 @@ pub(crate) struct Dash {
 #[derive(Debug)]
 pub(crate) struct Seen {
     pub status: StatusCode,
-    pub headers: axum::http::HeaderMap,
-    pub text: String,
+    /// Where a redirect goes.
+    pub location: Option<String>,
+    /// The `Set-Cookie` values.
+    pub cookies: Vec<String>,
+    pub body: String,
 }
 
 impl Seen {
-    /// Where a redirect goes.
-    pub fn location(&self) -> &str {
-        self.headers
-            .get(header::LOCATION)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("")
+    /// Whether the page's markup holds `needle`.
+    pub fn has(&self, needle: &str) -> bool {
+        self.body.contains(needle)
     }
 
-    /// The `Set-Cookie` values.
-    pub fn cookies(&self) -> Vec<String> {
-        self.headers
-            .get_all(header::SET_COOKIE)
-            .iter()
-            .filter_map(|v| v.to_str().ok().map(str::to_string))
-            .collect()
+    /// Where a redirect goes (`""`: nowhere).
+    pub fn location(&self) -> &str {
+        self.location.as_deref().unwrap_or("")
     }
 }
 
@@ -104,12 +100,22 @@ impl Dash {
             .unwrap();
         let resp = self.router.clone().oneshot(req).await.unwrap();
         let status = resp.status();
-        let headers = resp.headers().clone();
+        let h = resp.headers();
+        let location = h
+            .get(header::LOCATION)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
+        let cookies = h
+            .get_all(header::SET_COOKIE)
+            .iter()
+            .filter_map(|v| v.to_str().ok().map(str::to_string))
+            .collect();
         let bytes = resp.into_body().collect().await.unwrap().to_bytes();
         Seen {
             status,
-            headers,
-            text: String::from_utf8_lossy(&bytes).into_owned(),
+            location,
+            cookies,
+            body: String::from_utf8_lossy(&bytes).into_owned(),
         }
     }
 
@@ -119,14 +125,10 @@ impl Dash {
             .await
     }
 
-    /// Posts a form as a browser signed in with `token`; the form token is
-    /// added unless `fields` has one.
+    /// Posts `fields` as a form, as is, as a browser signed in with `token`
+    /// (add `("csrf", CSRF)` to pass the form check).
     pub async fn post(&self, path: &str, token: Option<&str>, fields: &[(&str, &str)]) -> Seen {
-        let mut all: Vec<(&str, &str)> = fields.to_vec();
-        if !fields.iter().any(|(k, _)| *k == "csrf") {
-            all.push(("csrf", CSRF));
-        }
-        let body = serde_urlencoded::to_string(&all).unwrap();
+        let body = serde_urlencoded::to_string(fields).unwrap();
         let req = Request::builder()
             .method(Method::POST)
             .uri(path)
@@ -167,7 +169,7 @@ async fn an_open_grid_needs_no_sign_in() {
     assert_eq!(page.location(), "/ui/");
     let css = d.get("/ui/assets/gridiron.css", None).await;
     assert_eq!(css.status, StatusCode::OK);
-    assert!(css.text.contains("prefers-color-scheme: dark"));
+    assert!(css.has("prefers-color-scheme: dark"));
 }
 
 #[tokio::test]
@@ -185,17 +187,16 @@ async fn a_stranger_is_sent_to_sign_in_and_a_valid_key_signs_in() {
 
     let form = d.get("/ui/login", None).await;
     assert_eq!(form.status, StatusCode::OK);
-    assert!(form.text.contains(r#"name="token""#) && form.text.contains(r#"name="csrf""#));
-    assert!(
-        !form.text.contains("Sessions</a>"),
-        "no navigation for strangers"
-    );
+    assert!(form.has(r#"name="token""#) && form.has(r#"name="csrf""#));
+    assert!(!form.has("Sessions</a>"), "no navigation for strangers");
 
-    let wrong = d.post("/ui/login", None, &[("token", "nope")]).await;
+    let wrong = d
+        .post("/ui/login", None, &[("csrf", CSRF), ("token", "nope")])
+        .await;
     assert_eq!(wrong.status, StatusCode::UNAUTHORIZED);
-    assert!(wrong.text.contains("not valid"));
+    assert!(wrong.has("not valid"));
     assert!(wrong
-        .cookies()
+        .cookies
         .iter()
         .all(|c| !c.starts_with("gridiron_key=")));
 
@@ -203,13 +204,17 @@ async fn a_stranger_is_sent_to_sign_in_and_a_valid_key_signs_in() {
         .post(
             "/ui/login",
             None,
-            &[("token", &token), ("next", "/ui/sessions?state=running")],
+            &[
+                ("csrf", CSRF),
+                ("token", &token),
+                ("next", "/ui/sessions?state=running"),
+            ],
         )
         .await;
     assert_eq!(ok.status, StatusCode::SEE_OTHER);
     assert_eq!(ok.location(), "/ui/sessions?state=running");
     let cookie = ok
-        .cookies()
+        .cookies
         .into_iter()
         .find(|c| c.starts_with("gridiron_key="))
         .expect("the key's cookie");
@@ -231,7 +236,7 @@ async fn a_sign_in_form_from_elsewhere_is_refused() {
             .post("/ui/login", None, &[("token", &token), ("csrf", csrf)])
             .await;
         assert_eq!(r.status, StatusCode::FORBIDDEN, "csrf {csrf:?}");
-        assert!(r.cookies().iter().all(|c| !c.starts_with("gridiron_key=")));
+        assert!(r.cookies.iter().all(|c| !c.starts_with("gridiron_key=")));
     }
     let from_elsewhere = d
         .send(
@@ -251,11 +256,11 @@ async fn a_sign_in_form_from_elsewhere_is_refused() {
 async fn signing_out_forgets_the_key() {
     let d = Dash::start(1, None).await;
     let token = d.key("root", Role::Admin).await;
-    let out = d.post("/ui/logout", Some(&token), &[]).await;
+    let out = d.post("/ui/logout", Some(&token), &[("csrf", CSRF)]).await;
     assert_eq!(out.status, StatusCode::SEE_OTHER);
     assert_eq!(out.location(), "/ui/login");
     assert!(out
-        .cookies()
+        .cookies
         .iter()
         .any(|c| c.starts_with("gridiron_key=;") && c.contains("Max-Age=0")));
 }
@@ -266,18 +271,22 @@ async fn pages_live_under_the_public_urls_prefix() {
     let token = d.key("root", Role::Admin).await;
     let page = d.get("/ui/queue", None).await;
     assert!(
-        page.location().starts_with("/grid/ui/login?next="),
+        page.location() == "/grid/ui/login?next=%2Fgrid%2Fui%2Fqueue",
         "{page:?}"
     );
     let ok = d
         .post(
             "/ui/login",
             None,
-            &[("token", &token), ("next", "/grid/ui/queue")],
+            &[
+                ("csrf", CSRF),
+                ("token", &token),
+                ("next", "/grid/ui/queue"),
+            ],
         )
         .await;
     assert_eq!(ok.location(), "/grid/ui/queue");
-    let cookie = ok.cookies().join("\n");
+    let cookie = ok.cookies.join("\n");
     assert!(
         cookie.contains("Path=/grid/ui; HttpOnly; SameSite=Strict; Secure"),
         "{cookie}"
