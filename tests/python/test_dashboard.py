@@ -430,3 +430,36 @@ def test_every_page_is_saved_for_people_to_look_at(keyed, drivers):
     for d in holders[1:] + waiting:
         d.quit()
     viewer.quit()
+
+
+@pytest.mark.deadline(180)
+def test_a_hub_serves_the_dashboard_of_its_nodes_sessions(grid_binary, drivers):
+    from harness import Cluster
+
+    c = Cluster(grid_binary, heartbeat_ttl=3)
+    try:
+        node = c.node()
+        hub = c.hub()
+        c.capacity(hub, 1)
+        d = hub.remote(grid_options={"name": "on-a-node"})
+        drivers.append(d)
+        sid = d.session_id
+        listed = hub.request("GET", "/ui/sessions")
+        assert listed.status == 200, listed
+        page = listed.body.decode()
+        assert f'data-session="{sid}"' in page and "on-a-node" in page
+        detail = hub.request("GET", f"/ui/sessions/{sid}").body.decode()
+        assert 'id="session-state"' in detail and ">running<" in detail, detail[:2000]
+        nodes = hub.request("GET", "/ui/nodes").body.decode()
+        assert f'data-node="{node.node_id()}"' in nodes, nodes[:2000]
+        d.quit()
+        wait_until(
+            lambda: hub.request("GET", f"/ui/sessions/{sid}/artifacts/driver.log").status == 200,
+            30,
+            what="the node's driver log through the hub's dashboard",
+        )
+        overview = hub.request("GET", "/ui/").body.decode()
+        assert 'id="ended-by-reason"' in overview and "quit" in overview, overview[:3000]
+        assert node.running()
+    finally:
+        c.stop()
