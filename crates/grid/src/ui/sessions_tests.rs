@@ -1,0 +1,428 @@
+//! The sessions pages through the real router of a standalone grid with
+//! API keys, on the stand-in provisioner: what each key sees, search,
+//! paging, a session's page while it runs and once it ended.
+
+use super::*;
+use crate::config::GridConfig;
+use crate::manager::Manager;
+use crate::testing::StandinProvisioner;
+use axum::http::Request;
+use axum::Router;
+use gridiron_domain::auth::{hash_token, ApiKey, Role};
+use gridiron_store::{MemoryStore, NewSession, Store};
+use http_body_util::BodyExt;
+use serde_json::json;
+use std::sync::Arc;
+use tower::ServiceExt;
+
+/// A standalone grid with keys, called in process.
+struct Grid {
+    router: Router,
+    store: Arc<MemoryStore>,
+    standin: Arc<StandinProvisioner>,
+    _dir: tempfile::TempDir,
+}
+
+/// An answer: status, headers, body as text.
+struct Answer {
+    status: u16,
+    headers: axum::http::HeaderMap,
+    text: String,
+}
+
+impl Grid {
+    async fn start() -> Grid {
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = GridConfig::with_defaults(2, dir.path().to_path_buf());
+        config.prewarm = false;
+        let store = Arc::new(MemoryStore::new());
+        let standin = StandinProvisioner::new();
+        let m = Manager::start(config, store.clone(), standin.clone());
+        Grid {
+            router: crate::router(m),
+            store,
+            standin,
+            _dir: dir,
+        }
+    }
+
+    async fn key(&self, name: &str, role: Role) -> String {
+        let token = format!("token-{name}-{}", uuid::Uuid::new_v4().simple());
+        let key = ApiKey {
+            name: name.into(),
+            role,
+            token_hash: hash_token(&token),
+            max_sessions: None,
+            rate: None,
+            created_at: 0,
+        };
+        assert!(self.store.create_key(key).await.unwrap());
+        token
+    }
+
+    async fn send(&self, req: Request<Body>) -> Answer {
+        let r = self.router.clone().oneshot(req).await.unwrap();
+        let status = r.status().as_u16();
+        let headers = r.headers().clone();
+        let bytes = r.into_body().collect().await.unwrap().to_bytes();
+        Answer {
+            status,
+            headers,
+            text: String::from_utf8_lossy(&bytes).into_owned(),
+        }
+    }
+
+    /// A dashboard page as the browser signed in with `token` reads it.
+    async fn page(&self, path: &str, token: &str) -> Answer {
+        let req = Request::get(path)
+            .header(
+                "cookie",
+                format!("gridiron_key={token}; gridiron_csrf=form-token"),
+            )
+            .body(Body::empty())
+            .unwrap();
+        self.send(req).await
+    }
+
+    /// Posts a dashboard form (with the form token).
+    async fn post(&self, path: &str, token: &str) -> Answer {
+        let req = Request::post(path)
+            .header(
+                "cookie",
+                format!("gridiron_key={token}; gridiron_csrf=form-token"),
+            )
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(Body::from("csrf=form-token"))
+            .unwrap();
+        self.send(req).await
+    }
+
+    /// A WebDriver session of `token` with grid options `options`.
+    async fn session(&self, token: &str, options: Value) -> String {
+        let body = json!({"capabilities": {"alwaysMatch": {"gridiron:options": options}}});
+        let req = Request::post("/session")
+            .header("authorization", format!("Bearer {token}"))
+            .header("content-type", "application/json")
+            .body(Body::from(body.to_string()))
+            .unwrap();
+        let a = self.send(req).await;
+        assert_eq!(a.status, 200, "{}", a.text);
+        let v: Value = serde_json::from_str(&a.text).unwrap();
+        v["value"]["sessionId"].as_str().unwrap().to_string()
+    }
+}
+
+fn rows(html: &str) -> usize {
+    html.matches("data-session=\"").count()
+}
+
+#[tokio::test]
+async fn a_user_key_sees_only_its_own_sessions() {
+    let g = Grid::start().await;
+    let alice = g.key("alice", Role::User).await;
+    let bob = g.key("bob", Role::User).await;
+    let admin = g.key("root", Role::Admin).await;
+    let a = g.session(&alice, json!({"name": "checkout flow"})).await;
+    let b = g
+        .session(&bob, json!({"name": "bob's", "labels": {"team": "api"}}))
+        .await;
+
+    let list = g.page("/ui/sessions", &alice).await;
+    assert_eq!(list.status, 200, "{}", list.text);
+    assert!(
+        list.text.contains(&format!("data-session=\"{a}\"")),
+        "{}",
+        list.text
+    );
+    assert!(
+        !list.text.contains(&b),
+        "bob's session is not alice's business"
+    );
+    assert!(list.text.contains("id=\"session-filters\""));
+    assert!(
+        !list.text.contains("name=\"owner\""),
+        "a user has no owner filter"
+    );
+    assert!(list.text.contains("checkout flow"));
+
+    let theirs = g.page(&format!("/ui/sessions/{b}"), &alice).await;
+    assert_eq!(theirs.status, 404);
+    assert!(!theirs.text.contains("bob's"));
+    let file = g
+        .page(&format!("/ui/sessions/{b}/artifacts/console.log"), &alice)
+        .await;
+    assert_eq!(file.status, 404);
+    let live = g.page(&format!("/ui/sessions/{b}/live"), &alice).await;
+    assert_eq!(live.status, 404);
+    assert_eq!(
+        g.post(&format!("/ui/sessions/{b}/end"), &alice)
+            .await
+            .status,
+        404
+    );
+
+    let all = g.page("/ui/sessions", &admin).await;
+    assert_eq!(rows(&all.text), 2, "{}", all.text);
+    assert!(all.text.contains("name=\"owner\""));
+    let bobs = g.page("/ui/sessions?owner=bob", &admin).await;
+    assert_eq!(rows(&bobs.text), 1);
+    assert!(bobs.text.contains(&format!("data-session=\"{b}\"")));
+    // A user's owner field is ignored, not an error.
+    let own = g.page("/ui/sessions?owner=bob", &alice).await;
+    assert_eq!(rows(&own.text), 1);
+    assert!(own.text.contains(&a));
+}
+
+#[tokio::test]
+async fn search_and_filters_find_sessions_and_bad_input_is_explained() {
+    let g = Grid::start().await;
+    let admin = g.key("root", Role::Admin).await;
+    let a = g
+        .session(
+            &admin,
+            json!({"name": "Checkout flow", "labels": {"team": "web"}}),
+        )
+        .await;
+    let b = g.session(&admin, json!({"name": "login"})).await;
+
+    let found = g.page("/ui/sessions?q=CHECKOUT", &admin).await;
+    assert_eq!(rows(&found.text), 1, "{}", found.text);
+    assert!(found.text.contains(&format!("data-session=\"{a}\"")));
+    // The form keeps what was asked.
+    assert!(found.text.contains("value=\"CHECKOUT\""));
+    let by_label_value = g.page("/ui/sessions?q=web", &admin).await;
+    assert_eq!(rows(&by_label_value.text), 1);
+    let by_id = g.page(&format!("/ui/sessions?q={}", &b[..8]), &admin).await;
+    assert!(by_id.text.contains(&format!("data-session=\"{b}\"")));
+    let label = g
+        .page("/ui/sessions?label=team%3Dweb&state=running", &admin)
+        .await;
+    assert_eq!(rows(&label.text), 1);
+    let none = g.page("/ui/sessions?q=nothing-like-it", &admin).await;
+    assert_eq!(rows(&none.text), 0);
+    assert!(none.text.contains("No session matches"));
+    let recent = g.page("/ui/sessions?since=1h&q=", &admin).await;
+    assert_eq!(rows(&recent.text), 2);
+
+    let bad = g.page("/ui/sessions?label=novalue", &admin).await;
+    assert_eq!(bad.status, 200);
+    assert!(bad.text.contains("label must be KEY=VALUE"), "{}", bad.text);
+    assert!(bad.text.contains("id=\"session-filters\""));
+    let since = g.page("/ui/sessions?since=forever", &admin).await;
+    assert!(since.text.contains("since must be one of"));
+}
+
+#[tokio::test]
+async fn pages_follow_the_cursor() {
+    let g = Grid::start().await;
+    let alice = g.key("alice", Role::User).await;
+    let now = gridiron_store::now_ms();
+    for i in 0..57 {
+        let id = format!("s{i:03}");
+        g.store
+            .insert(
+                NewSession {
+                    id: id.clone(),
+                    browser: "chrome".into(),
+                    requested_caps: json!({}),
+                    grid_options: json!({"name": format!("run {i}")}),
+                    created_at: now - 60_000 + i,
+                    owner: Some("alice".into()),
+                },
+                false,
+            )
+            .await
+            .unwrap();
+        g.store
+            .mark_running(&id, json!({}), now - 50_000 + i)
+            .await
+            .unwrap();
+        g.store
+            .mark_ended(&id, gridiron_domain::EndReason::Quit, now - 1000, 3)
+            .await
+            .unwrap();
+    }
+    let first = g.page("/ui/sessions?state=ended", &alice).await;
+    assert_eq!(rows(&first.text), 50, "{}", first.text);
+    assert!(first.text.contains("data-session=\"s056\""), "newest first");
+    assert!(!first.text.contains("data-session=\"s006\""));
+    let next = first
+        .text
+        .split("rel=\"next\" href=\"")
+        .nth(1)
+        .and_then(|s| s.split('"').next())
+        .expect("a link to the next page")
+        .replace("&amp;", "&");
+    assert!(
+        next.contains("state=ended") && next.contains("cursor="),
+        "{next}"
+    );
+    assert!(first.text.contains("rel=\"first\""));
+    let second = g.page(&next, &alice).await;
+    assert_eq!(rows(&second.text), 7, "{}", second.text);
+    assert!(second.text.contains("data-session=\"s006\""));
+    assert!(second.text.contains("data-session=\"s000\""));
+    assert!(!second.text.contains("rel=\"next\""), "the last page");
+}
+
+#[tokio::test]
+async fn a_sessions_page_while_it_runs_and_once_it_ended() {
+    let g = Grid::start().await;
+    let alice = g.key("alice", Role::User).await;
+    let id = g
+        .session(&alice, json!({"name": "report", "labels": {"team": "web"}}))
+        .await;
+
+    let running = g.page(&format!("/ui/sessions/{id}"), &alice).await;
+    assert_eq!(running.status, 200, "{}", running.text);
+    let t = &running.text;
+    assert!(t.contains("id=\"session-state\""), "{t}");
+    assert!(t.contains(">running<"));
+    assert!(t.contains("id=\"session-facts\""));
+    assert!(t.contains("id=\"capabilities\"") && t.contains("id=\"grid-options\""));
+    assert!(t.contains("id=\"timeline\"") && t.contains("session.started"));
+    assert!(t.contains("id=\"end-session\""));
+    // The stand-in browser has neither DevTools nor a display: the page
+    // says so instead of showing a broken image.
+    assert!(t.contains("has no live view"), "{t}");
+    assert!(!t.contains("id=\"live-view\""));
+    assert!(!t.contains("id=\"video\""));
+    // The live region alone: no live view in it (it would restart).
+    let req = Request::get(format!("/ui/sessions/{id}"))
+        .header("cookie", format!("gridiron_key={alice}"))
+        .header("x-gridiron-fragment", "1")
+        .body(Body::empty())
+        .unwrap();
+    let fragment = g.send(req).await;
+    assert!(fragment.text.contains("id=\"session-facts\""));
+    assert!(!fragment.text.contains("live-view") && !fragment.text.contains("<html"));
+
+    // The files it leaves, then the end through the page's form.
+    let outbox = crate::artifacts::outbox(&g.standin.session_dir(&id));
+    std::fs::create_dir_all(outbox.join("downloads")).unwrap();
+    std::fs::write(
+        outbox.join("console.log"),
+        "page loaded\nERROR: <b>boom</b> happened\nall fine\nanother error\n",
+    )
+    .unwrap();
+    std::fs::write(outbox.join("video.mp4"), vec![7u8; 4096]).unwrap();
+    std::fs::write(outbox.join("downloads/report 1.csv"), "a,b\n1,2\n").unwrap();
+    let ended = g.post(&format!("/ui/sessions/{id}/end"), &alice).await;
+    assert_eq!(ended.status, 303, "{}", ended.text);
+    assert_eq!(
+        ended.headers["location"].to_str().unwrap(),
+        format!("/ui/sessions/{id}")
+    );
+    let again = g.post(&format!("/ui/sessions/{id}/end"), &alice).await;
+    assert_eq!(again.status, 409, "the API's refusal is shown");
+    assert!(again.text.contains("already ended"));
+
+    let page = g.page(&format!("/ui/sessions/{id}"), &alice).await;
+    let t = &page.text;
+    assert!(t.contains(">ended<"), "{t}");
+    assert!(t.contains("deleted_by_api"));
+    assert!(!t.contains("id=\"end-session\"") && !t.contains("id=\"live-view\""));
+    assert!(t.contains(&format!(
+        "id=\"video\" src=\"/ui/sessions/{id}/artifacts/video.mp4\""
+    )));
+    assert!(t.contains("id=\"downloads\""));
+    assert!(t.contains(&format!(
+        "/ui/sessions/{id}/artifacts/downloads/report%201.csv"
+    )));
+    assert!(t.contains("id=\"console-log\"") && t.contains("all fine"));
+    assert!(t.contains("&lt;b&gt;boom&lt;/b&gt;"), "log text is escaped");
+    assert!(t.contains("id=\"driver-log\""));
+    assert!(t.contains("id=\"log-search\""));
+
+    let searched = g
+        .page(&format!("/ui/sessions/{id}?log_q=error"), &alice)
+        .await;
+    let t = &searched.text;
+    assert!(t.contains("<mark>ERROR</mark>: &lt;b&gt;boom"), "{t}");
+    assert!(t.contains("another <mark>error</mark>"));
+    assert!(!t.contains("all fine"));
+    assert!(t.contains("2 matching lines"));
+
+    // The video, whole and in part.
+    let video = g
+        .page(&format!("/ui/sessions/{id}/artifacts/video.mp4"), &alice)
+        .await;
+    assert_eq!(video.status, 200);
+    assert_eq!(video.headers["content-type"], "video/mp4");
+    let req = Request::get(format!("/ui/sessions/{id}/artifacts/video.mp4"))
+        .header("cookie", format!("gridiron_key={alice}"))
+        .header("range", "bytes=100-199")
+        .body(Body::empty())
+        .unwrap();
+    let part = g.send(req).await;
+    assert_eq!(part.status, 206);
+    assert_eq!(part.headers["content-range"], "bytes 100-199/4096");
+    let csv = g
+        .page(
+            &format!("/ui/sessions/{id}/artifacts/downloads/report%201.csv"),
+            &alice,
+        )
+        .await;
+    assert_eq!((csv.status, csv.text.as_str()), (200, "a,b\n1,2\n"));
+    let missing = g
+        .page(&format!("/ui/sessions/{id}/artifacts/nothing.txt"), &alice)
+        .await;
+    assert_eq!(missing.status, 404);
+    assert!(missing.text.contains("nothing.txt") && !missing.text.contains('{'));
+    let live = g.page(&format!("/ui/sessions/{id}/live"), &alice).await;
+    assert_eq!(live.status, 409);
+}
+
+#[test]
+fn the_list_form_becomes_the_apis_query() {
+    let f = ListForm::parse(
+        Some("q=+login+&state=&owner=bob&label=team%3Dweb&since=1h&cursor=abc&x=1"),
+        false,
+    );
+    assert_eq!(
+        f.filters,
+        vec![("label", "team=web".into()), ("q", "login".into())]
+    );
+    assert_eq!(
+        f.api_query(10_000_000).unwrap(),
+        "?label=team%3Dweb&q=login&created_after=6400000&limit=50&cursor=abc"
+    );
+    let admin = ListForm::parse(Some("owner=bob"), true);
+    assert_eq!(admin.get("owner"), "bob");
+    assert_eq!(admin.api_query(5).unwrap(), "?owner=bob&limit=50");
+    assert!(ListForm::parse(Some("since=2y"), true)
+        .api_query(0)
+        .is_err());
+    assert_eq!(ListForm::parse(None, true).since, "all");
+}
+
+#[test]
+fn log_lines_are_filtered_and_marked_ignoring_case() {
+    assert_eq!(
+        split_matches("Error: an error", "ERROR"),
+        vec![("Error", true), (": an ", false), ("error", true)]
+    );
+    assert_eq!(split_matches("fine", "x"), vec![("fine", false)]);
+    assert_eq!(split_matches("Ünï ünï", "ÜNÏ").len(), 3);
+    let (m, n) = filter_log("a <x>\nb\nA\n", "a");
+    assert_eq!(n, 2);
+    assert_eq!(
+        m.into_string(),
+        "<mark>a</mark> &lt;x&gt;\n<mark>A</mark>\n"
+    );
+    let (m, n) = filter_log("one\ntwo\n", "");
+    assert_eq!((m.into_string().as_str(), n), ("one\ntwo\n", 2));
+}
+
+#[test]
+fn small_helpers() {
+    assert_eq!(short("0123456789"), "01234567");
+    assert_eq!(short("abc"), "abc");
+    assert_eq!(encode_path("a b/c", true), "a%20b/c");
+    assert_eq!(encode_path("a/b", false), "a%2Fb");
+    assert_eq!(size(10), "10 B");
+    assert_eq!(size(2048), "2.0 KB");
+    let s = json!({"started_at": 1000, "ended_at": 4000});
+    assert_eq!(ran_for(&s, 0).as_deref(), Some("3 s"));
+    assert_eq!(ran_for(&json!({}), 0), None);
+}
