@@ -191,7 +191,7 @@ fn filters(v: &Viewer, form: &ListForm) -> Markup {
     html! {
         form #session-filters .filters method="get" action=(v.url("/sessions")) {
             label { "Search"
-                input type="search" name="q" value=(form.get("q")) placeholder="id, name, label, owner…";
+                input type="search" name="q" value=(form.get("q")) placeholder="id, name, label, owner…" size="28";
             }
             label { "State"
                 select name="state" {
@@ -265,7 +265,12 @@ fn session_table(v: &Viewer, form: &ListForm, page: &Value, now: i64) -> Markup 
                             td { (s["node"].as_str().unwrap_or("")) }
                             td.nowrap { @if let Some(at) = s["created_at"].as_i64() { (time(at)) } }
                             td.num { (ran_for(s, now).unwrap_or_default()) }
-                            td.num { (s["command_count"].as_u64().unwrap_or(0)) }
+                            @if s["end_reason"].is_null() {
+                                // The record counts commands when the session ends.
+                                td.num.muted title="counted when it ends; its page shows the count so far" { "—" }
+                            } @else {
+                                td.num { (s["command_count"].as_u64().unwrap_or(0)) }
+                            }
                             td { (s["end_reason"].as_str().unwrap_or("")) }
                         }
                     }
@@ -445,6 +450,7 @@ async fn live_view(v: &Viewer, id: &str, path: &str, s: &Value) -> Markup {
     };
     html! {
         section.media {
+            h2 { "Live view" }
             @match note {
                 None => img #live-view .live-view src=(v.url(&format!("{path}/live"))) alt=(format!("Live view of session {id}"));
                 Some(n) => p.notice { (n) }
@@ -475,7 +481,8 @@ async fn ended_parts(v: &Viewer, path: &str, log_q: &str) -> (Markup, Markup) {
             section {
                 h2 { "Recording" }
                 @if has("video.mp4") {
-                    video #video src=(link("video.mp4")) controls preload="metadata" {}
+                    video #video src=(link("video.mp4")) controls preload="metadata"
+                        poster=[has("thumbnail.jpg").then(|| link("thumbnail.jpg"))] {}
                 } @else {
                     p.muted { "No video was recorded." }
                 }
