@@ -168,11 +168,15 @@ pub(crate) async fn list(v: Viewer, RawQuery(query): RawQuery) -> Response<Body>
             message,
         }),
     };
-    let live = match answer {
-        Ok(page) => session_table(&v, &form, &page, now),
-        Err(e) => html! { p.error { "The sessions could not be listed: " (e.message) } },
+    // A failure is shown with the form, so bad input can be corrected.
+    let (live, status) = match answer {
+        Ok(page) => (session_table(&v, &form, &page, now), StatusCode::OK),
+        Err(e) => (
+            html! { p.error { "The sessions could not be listed: " (e.message) } },
+            e.status,
+        ),
     };
-    render(
+    let mut r = render(
         &v,
         Page {
             title: "Sessions",
@@ -182,7 +186,11 @@ pub(crate) async fn list(v: Viewer, RawQuery(query): RawQuery) -> Response<Body>
             events: SESSION_EVENTS,
             every: 15,
         },
-    )
+    );
+    if status.is_client_error() || status.is_server_error() {
+        *r.status_mut() = status;
+    }
+    r
 }
 
 /// The list's filter form (a GET: the address keeps the filters).

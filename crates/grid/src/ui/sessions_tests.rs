@@ -205,11 +205,15 @@ async fn search_and_filters_find_sessions_and_bad_input_is_explained() {
     assert_eq!(rows(&recent.text), 2);
 
     let bad = g.page("/ui/sessions?label=novalue", &admin).await;
-    assert_eq!(bad.status, 200);
+    assert_eq!(bad.status, 400);
     assert!(bad.text.contains("label must be KEY=VALUE"), "{}", bad.text);
     assert!(bad.text.contains("id=\"session-filters\""));
     let since = g.page("/ui/sessions?since=forever", &admin).await;
+    assert_eq!(since.status, 400);
     assert!(since.text.contains("since must be one of"));
+    let cursor = g.page("/ui/sessions?cursor=garbage", &admin).await;
+    assert_eq!(cursor.status, 400);
+    assert!(cursor.text.contains("class=\"error\""));
 }
 
 #[tokio::test]
@@ -371,6 +375,41 @@ async fn a_sessions_page_while_it_runs_and_once_it_ended() {
     assert!(missing.text.contains("nothing.txt") && !missing.text.contains('{'));
     let live = g.page(&format!("/ui/sessions/{id}/live"), &alice).await;
     assert_eq!(live.status, 409);
+}
+
+#[tokio::test]
+async fn a_long_log_shows_its_end() {
+    let g = Grid::start().await;
+    let alice = g.key("alice", Role::User).await;
+    let id = g.session(&alice, json!({})).await;
+    let outbox = crate::artifacts::outbox(&g.standin.session_dir(&id));
+    std::fs::create_dir_all(&outbox).unwrap();
+    let text: String = (0..20_000).map(|i| format!("console line {i}\n")).collect();
+    assert!(text.len() as u64 > LOG_TAIL);
+    std::fs::write(outbox.join("console.log"), &text).unwrap();
+    assert_eq!(
+        g.post(&format!("/ui/sessions/{id}/end"), &alice)
+            .await
+            .status,
+        303
+    );
+    let page = g.page(&format!("/ui/sessions/{id}"), &alice).await;
+    let t = &page.text;
+    assert!(
+        t.contains("The last 200 KB of it"),
+        "{}",
+        &t[..t.len().min(3000)]
+    );
+    assert!(t.contains("console line 19999\n"));
+    assert!(!t.contains("console line 0\n"));
+    // The first line of the tail is whole.
+    let shown = t.split("id=\"console-log\">").nth(1).unwrap();
+    assert!(shown.starts_with("console line "), "{}", &shown[..40]);
+    let found = g
+        .page(&format!("/ui/sessions/{id}?log_q=LINE+19998"), &alice)
+        .await;
+    assert!(found.text.contains("console <mark>line 19998</mark>"));
+    assert!(found.text.contains("1 matching line."));
 }
 
 #[test]
