@@ -411,27 +411,25 @@ fn facts(s: &Value, now: i64) -> Markup {
     }
 }
 
-/// The session's timeline, oldest first.
+/// The session's timeline, oldest first (the list is there even when
+/// empty, so that it is always found by its id).
 fn timeline(s: &Value) -> Markup {
     let entries = s["timeline"].as_array().map(Vec::as_slice).unwrap_or(&[]);
     html! {
-        @if entries.is_empty() {
-            (empty("Nothing recorded yet."))
-        } @else {
-            ol #timeline .timeline {
-                @for e in entries {
-                    li {
-                        @if let Some(at) = e["at"].as_i64() { (time(at)) " " }
-                        strong { (e["kind"].as_str().unwrap_or("")) }
-                        @if let Some(f) = e["fields"].as_object() {
-                            @for (k, val) in f {
-                                " " span.muted { (k) "=" (val.as_str().map_or_else(|| val.to_string(), str::to_string)) }
-                            }
+        ol #timeline .timeline {
+            @for e in entries {
+                li {
+                    @if let Some(at) = e["at"].as_i64() { (time(at)) " " }
+                    strong { (e["kind"].as_str().unwrap_or("")) }
+                    @if let Some(f) = e["fields"].as_object() {
+                        @for (k, val) in f {
+                            " " span.muted { (k) "=" (val.as_str().map_or_else(|| val.to_string(), str::to_string)) }
                         }
                     }
                 }
             }
         }
+        @if entries.is_empty() { (empty("Nothing recorded yet.")) }
     }
 }
 
