@@ -96,6 +96,9 @@ pub struct SessionFilter {
     pub label: Option<(String, String)>,
     /// The session's name, exactly.
     pub name: Option<String>,
+    /// Free text found, ignoring case, in the session's id, name, owner,
+    /// browser, or a label's key or value.
+    pub q: Option<String>,
     /// Created at or after this Unix ms.
     pub created_after: Option<i64>,
     /// Created before this Unix ms.
@@ -140,6 +143,8 @@ impl SessionFilter {
                 "browser" => f.browser = Some(v.clone()),
                 "owner" => f.owner = Some(v.clone()),
                 "name" => f.name = Some(v.clone()),
+                // An empty search keeps everything (a form's blank field).
+                "q" => f.q = Some(v.trim().to_string()).filter(|q| !q.is_empty()),
                 "label" => {
                     let (lk, lv) = v
                         .split_once('=')
@@ -183,6 +188,7 @@ impl SessionFilter {
             && eq(&self.owner, s.owner.unwrap_or(""))
             && (self.name.is_none() || eq(&self.name, name))
             && label_ok
+            && self.q.as_deref().is_none_or(|q| found(q, s))
             && self.created_after.is_none_or(|t| s.created_at >= t)
             && self.created_before.is_none_or(|t| s.created_at < t)
             && self
@@ -190,6 +196,20 @@ impl SessionFilter {
                 .as_ref()
                 .is_none_or(|c| c.before(s.created_at, s.id))
     }
+}
+
+/// Whether `q` occurs, ignoring case, in the id, name, owner, browser, or
+/// a label's key or value of session `s`.
+fn found(q: &str, s: &SessionFacts<'_>) -> bool {
+    let q = q.to_lowercase();
+    let has = |text: &str| text.to_lowercase().contains(&q);
+    let options = s.grid_options;
+    let labels = options.get("labels").and_then(Value::as_object);
+    has(s.id)
+        || has(s.browser)
+        || s.owner.is_some_and(has)
+        || options.get("name").and_then(Value::as_str).is_some_and(has)
+        || labels.is_some_and(|l| l.iter().any(|(k, v)| has(k) || v.as_str().is_some_and(has)))
 }
 
 fn unix_ms(name: &str, v: &str) -> Result<i64, GridError> {
@@ -396,6 +416,13 @@ mod tests {
         assert_eq!(f.state.as_deref(), Some("running"));
         assert_eq!(f.label, Some(("team".into(), "web=x".into())));
         assert_eq!(f.created_after, Some(5));
+        assert_eq!(f.q, None);
+        let f = SessionFilter::from_query(&q(&[("q", "  Login ")])).unwrap();
+        assert_eq!(f.q.as_deref(), Some("Login"));
+        assert_eq!(
+            SessionFilter::from_query(&q(&[("q", " ")])).unwrap().q,
+            None
+        );
         for bad in [
             ("state", "sleeping"),
             ("label", "novalue"),
@@ -468,6 +495,17 @@ mod tests {
             label: Some(("team".into(), "api".into())),
             ..d()
         });
+        let search = |q: &str| SessionFilter {
+            q: Some(q.into()),
+            ..d()
+        };
+        // Id, name, owner, browser, label key and value, in any case.
+        for q in ["S1", "LOG", "gin", "Alice", "chrom", "TEAM", "web"] {
+            yes(search(q));
+        }
+        for q in ["firefox", "bob", "team=web", "s2"] {
+            no(search(q));
+        }
         no(SessionFilter {
             label: Some(("zone".into(), "web".into())),
             ..d()

@@ -484,6 +484,17 @@ async fn queries_filter_and_page(s: &dyn Store) {
         ..base()
     };
     assert_eq!(ids(f, 10).await, ["qa"]);
+    // Search: a label's value, a name, an owner, in any case.
+    let f = SessionFilter {
+        q: Some("API".into()),
+        ..base()
+    };
+    assert_eq!(ids(f, 10).await, ["qb"]);
+    let f = SessionFilter {
+        q: Some("ALI".into()),
+        ..base()
+    };
+    assert_eq!(ids(f, 10).await, ["qd", "qa"]);
     let f = SessionFilter {
         created_before: Some(T + 3),
         ..base()

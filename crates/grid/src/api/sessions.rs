@@ -168,6 +168,7 @@ pub async fn create(State(b): State<Role>, req: Request<Body>) -> ApiResult<Resp
         ("owner" = Option<String>, Query, description = "API key name (admin; a user key may only name itself)"),
         ("label" = Option<String>, Query, description = "A label as KEY=VALUE"),
         ("name" = Option<String>, Query, description = "The session's name, exactly"),
+        ("q" = Option<String>, Query, description = "Search: text found, ignoring case, in the session's id, name, owner, browser, or a label's key or value"),
         ("created_after" = Option<i64>, Query, minimum = 0, description = "Created at or after this Unix ms"),
         ("created_before" = Option<i64>, Query, minimum = 0, description = "Created before this Unix ms"),
         ("limit" = Option<usize>, Query, minimum = 1, maximum = 500, description = "Page size (default 50)"),

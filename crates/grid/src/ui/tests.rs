@@ -19,7 +19,8 @@ use tower::ServiceExt;
 pub(crate) struct Dash {
     pub router: Router,
     pub store: Arc<MemoryStore>,
-    pub m: Arc<Manager>,
+    /// Its sessions' processes (and their directories).
+    pub standin: Arc<StandinProvisioner>,
     _dir: tempfile::TempDir,
 }
 
@@ -27,6 +28,7 @@ pub(crate) struct Dash {
 #[derive(Debug)]
 pub(crate) struct Seen {
     pub status: StatusCode,
+    pub headers: axum::http::HeaderMap,
     /// Where a redirect goes.
     pub location: Option<String>,
     /// The `Set-Cookie` values.
@@ -58,11 +60,12 @@ impl Dash {
         config.queue_timeout = Duration::from_secs(10);
         config.public_url = public_url.map(str::to_string);
         let store = Arc::new(MemoryStore::new());
-        let m = Manager::start(config, store.clone(), StandinProvisioner::new());
+        let standin = StandinProvisioner::new();
+        let m = Manager::start(config, store.clone(), standin.clone());
         Dash {
-            router: crate::router(m.clone()),
+            router: crate::router(m),
             store,
-            m,
+            standin,
             _dir: dir,
         }
     }
@@ -100,7 +103,8 @@ impl Dash {
             .unwrap();
         let resp = self.router.clone().oneshot(req).await.unwrap();
         let status = resp.status();
-        let h = resp.headers();
+        let headers = resp.headers().clone();
+        let h = &headers;
         let location = h
             .get(header::LOCATION)
             .and_then(|v| v.to_str().ok())
@@ -113,6 +117,7 @@ impl Dash {
         let bytes = resp.into_body().collect().await.unwrap().to_bytes();
         Seen {
             status,
+            headers,
             location,
             cookies,
             body: String::from_utf8_lossy(&bytes).into_owned(),
@@ -136,28 +141,23 @@ impl Dash {
         self.send(req, token, Body::from(body)).await
     }
 
-    /// Starts a session for `token`'s key through the W3C route; its id.
-    pub async fn session(&self, token: Option<&str>, name: &str) -> String {
-        let caps = serde_json::json!({"capabilities": {"alwaysMatch": {"gridiron:options": {"name": name}}}});
-        let mut req = Request::builder()
+    /// Starts a session for `token`'s key through the W3C route, with grid
+    /// options `options`; its id.
+    pub async fn session(&self, token: &str, options: serde_json::Value) -> String {
+        let caps =
+            serde_json::json!({"capabilities": {"alwaysMatch": {"gridiron:options": options}}});
+        let req = Request::builder()
             .method(Method::POST)
             .uri("/session")
-            .header(header::CONTENT_TYPE, "application/json");
-        if let Some(t) = token {
-            req = req.header(header::AUTHORIZATION, format!("Bearer {t}"));
-        }
-        let resp = self
-            .router
-            .clone()
-            .oneshot(req.body(Body::from(caps.to_string())).unwrap())
-            .await
+            .header(header::CONTENT_TYPE, "application/json")
+            .header(header::AUTHORIZATION, format!("Bearer {token}"))
+            .body(Body::from(caps.to_string()))
             .unwrap();
+        let resp = self.router.clone().oneshot(req).await.unwrap();
         let bytes = resp.into_body().collect().await.unwrap().to_bytes();
         let v: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
-        v["value"]["sessionId"]
-            .as_str()
-            .expect("a session")
-            .to_string()
+        let id = v["value"]["sessionId"].as_str();
+        id.unwrap_or_else(|| panic!("no session: {v}")).to_string()
     }
 }
 
