@@ -264,6 +264,7 @@ def test_cross_site_form_posts_are_refused(keyed, pages, drivers):
         query = urllib.parse.urlencode({"action": f"{g.url}/ui/sessions/{sid}/end", **fields})
         viewer.get(pages.url(f"/cross-site-form.html?{query}"))
         wait_until(lambda: "Another site" not in viewer.title, LIVE, what="the form to be posted")
+        assert viewer.title.startswith("Refused"), viewer.title
         assert session_state(g, tokens["root"], sid) == "running", "a cross-site post ended the session"
         assert "/ui/sessions/" not in viewer.current_url or "ended" not in text_of(viewer, "#session-state")
     shot(viewer, "cross-site-refused")

@@ -76,9 +76,11 @@ async fn front_door(
         return refusal;
     }
     if let Some(refusal) = refuse_cross_site(&front.backend, &req) {
-        let api = crate::api::is_api(req.uri().path());
-        return if api {
+        let path = req.uri().path();
+        return if crate::api::is_api(path) {
             crate::api::problem::from_w3c(refusal).await
+        } else if gridiron_domain::dashboard::is_dashboard(path) {
+            crate::ui::cross_site_refusal()
         } else {
             refusal
         };

@@ -362,6 +362,27 @@ async fn events(v: Viewer, req: Request<Body>) -> Response<Body> {
         .await
 }
 
+/// The page a browser gets for a dashboard request another site's page
+/// made (the front door refuses it before any handler): a page, not JSON.
+pub(crate) fn cross_site_refusal() -> Response<Body> {
+    let page = maud::html! {
+        (maud::DOCTYPE)
+        html lang="en" {
+            head {
+                meta charset="utf-8";
+                meta name="color-scheme" content="light dark";
+                title { "Refused · Gridiron" }
+            }
+            body style="font-family: system-ui, sans-serif; margin: 2rem; max-width: 40rem" {
+                h1 { "Refused" }
+                p { "A page of another site tried to send this request to the Gridiron dashboard, and the grid refused it. Nothing was changed." }
+                p { "If you meant to do this, open the dashboard itself and try again there." }
+            }
+        }
+    };
+    layout::html_response(StatusCode::FORBIDDEN, page)
+}
+
 async fn not_found(v: Viewer) -> Response<Body> {
     layout::refusal(
         &v,

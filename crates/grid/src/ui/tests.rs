@@ -250,6 +250,7 @@ async fn a_sign_in_form_from_elsewhere_is_refused() {
         )
         .await;
     assert_eq!(from_elsewhere.status, StatusCode::FORBIDDEN);
+    assert!(from_elsewhere.has("another site"), "a page, not JSON");
 }
 
 #[tokio::test]
