@@ -28,8 +28,9 @@ pub struct SessionStatsView {
     pub ended: BTreeMap<String, u64>,
 }
 
-/// Count the sessions created since a time, by what became of them. A user
-/// key counts only its own.
+/// Count the sessions created since a time, by what became of them.
+///
+/// A user key counts only its own sessions.
 #[utoipa::path(
     operation_id = "session_stats",
     get, path = "/api/v1/sessions/stats", tag = "sessions",

@@ -4,7 +4,7 @@
 //! API's admin resources: a user key is told so instead.
 
 use super::layout::{action, empty, render, state, time, Page, NODE_EVENTS};
-use super::queue::{segment, short_id};
+use super::queue::segment;
 use super::{Nav, Viewer};
 use axum::body::Body;
 use axum::extract::Path;
@@ -119,6 +119,12 @@ fn fill_step(used: usize, total: usize) -> usize {
     (pct.div_ceil(5) * 5).min(100)
 }
 
+/// A node's id, whole (ids are short, `node-1a2b3c4d`, and people tell
+/// nodes apart by them).
+pub(super) fn node_id(id: &str) -> Markup {
+    html! { span.mono.node-id { (id) } }
+}
+
 /// Labels as `key=value` badges.
 pub(super) fn labels(l: &BTreeMap<String, String>) -> Markup {
     html! {
@@ -203,14 +209,14 @@ fn node_table(v: &Viewer, nodes: &[NodeInfo]) -> Markup {
         table #nodes {
             thead { tr {
                 th { "Node" } th { "State" } th { "Labels" } th { "Pools" }
-                th.num { "Slots" } th { "Use" } th { "Browsers" } th { "Heartbeat" }
+                th { "Slots" } th { "Browsers" } th { "Heartbeat" }
                 th { "Up since" } th { "" }
             } }
             tbody {
                 @for n in nodes {
                     tr data-node=(n.id) {
                         td {
-                            (short_id(&n.id))
+                            (node_id(&n.id))
                             @if let Some(url) = &n.url { br; span.muted.mono { (url) } }
                         }
                         td { (state(n.state())) }
@@ -219,8 +225,9 @@ fn node_table(v: &Viewer, nodes: &[NodeInfo]) -> Markup {
                             @if n.pools.is_empty() { span.muted { "—" } }
                             @for p in &n.pools { span.badge { (p) } " " }
                         }
-                        td.num.slots { (n.used) " / " (n.slots) }
-                        td { (bar(n.used, n.slots)) }
+                        td {
+                            span.mono.slots { (n.used) " / " (n.slots) } " " (bar(n.used, n.slots))
+                        }
                         td {
                             @for b in &n.browsers { div.mono { (b) } }
                         }
@@ -246,7 +253,7 @@ fn pool_table(pools: &[PoolInfo]) -> Markup {
         table #pools {
             thead { tr {
                 th { "Pool" } th { "Browser" } th { "Labels" } th.num { "Running" }
-                th.num { "Limit" } th { "Use" } th { "Warm" } th { "Switches" }
+                th.num { "Limit" } th { "Load" } th { "Warm" } th { "Switches" }
             } }
             tbody {
                 @for p in pools {
@@ -366,7 +373,7 @@ mod tests {
         let (status, html) = g.page("/ui/nodes", "root").await;
         assert_eq!(status, StatusCode::OK, "{html}");
         let r = row(&html, "data-node", "local").expect("the node's row");
-        assert!(r.contains("<td class=\"num slots\">1 / 2</td>"), "{r}");
+        assert!(r.contains("<span class=\"mono slots\">1 / 2</span>"), "{r}");
         assert!(r.contains("state-up") && r.contains("this process"), "{r}");
         assert!(r.contains("fill-50"), "{r}");
         assert!(r.contains("stop to drain") && !r.contains("<form"), "{r}");

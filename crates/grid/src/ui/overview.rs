@@ -5,8 +5,8 @@
 //! nodes are the API's admin resources.
 
 use super::layout::{empty, render, state, time, Page, NODE_EVENTS, SESSION_EVENTS};
-use super::nodes::{bar, nodes_of, NodeInfo};
-use super::queue::{oldest_wait, short_id, waiting_of, Waiting, QUEUE_LIMIT};
+use super::nodes::{bar, node_id, nodes_of, NodeInfo};
+use super::queue::{oldest_wait, waiting_of, Waiting, QUEUE_LIMIT};
 use super::{Nav, Shown, Viewer};
 use axum::body::Body;
 use axum::http::Response;
@@ -255,7 +255,11 @@ fn cards(
         div.cards {
             div.card {
                 div.value #running-count { (running_count) }
-                div.label { @if own { "Your running sessions" } @else { "Running sessions" } }
+                div.label {
+                    a href=(v.url("/sessions?state=running")) {
+                        @if own { "Your running sessions" } @else { "Running sessions" }
+                    }
+                }
             }
             div.card {
                 div.value #free-slots { @match free { Some(f) => (f), None => "—" } }
@@ -266,13 +270,17 @@ fn cards(
             }
             div.card {
                 div.value #queue-depth { (queued) }
-                div.label { @if own { "Your queued requests" } @else { "Queued requests" } }
+                div.label {
+                    a href=(v.url("/queue")) {
+                        @if own { "Your queued requests" } @else { "Queued requests" }
+                    }
+                }
             }
             div.card {
                 div.value #oldest-wait {
                     @match oldest_wait(queue) { Some(w) => (duration(w)), None => "—" }
                 }
-                div.label { "Longest wait" }
+                div.label { @if own { "Your longest wait" } @else { "Longest wait" } }
             }
         }
     }
@@ -292,7 +300,7 @@ fn slot_table(rows: &[SlotRow]) -> Markup {
                     @let span = r.browsers.len().max(1);
                     @let first = r.browsers.first();
                     tr data-node=(r.node) {
-                        td rowspan=(span) { (short_id(&r.node)) " " (state(r.state)) }
+                        td rowspan=(span) { (node_id(&r.node)) " " (state(r.state)) }
                         (browser_cells(first))
                         td.num.free rowspan=(span) { (r.free) }
                         td rowspan=(span) title=(format!("{} of {} slots in use", r.used, r.total)) {
@@ -331,7 +339,7 @@ fn grid_slots(scaling: &Result<Value, Shown>) -> Markup {
                 table #slots {
                     thead { tr { th { "Nodes" } th.num { "In use" } th.num { "Free" } th { "Slots" } } }
                     tbody { tr {
-                        td { "all, together" }
+                        td { "All nodes" }
                         td.num.used { (used) }
                         td.num.free { (free) }
                         td { span.mono { (used) "/" (total) } " " (bar(used, total)) }
@@ -351,7 +359,7 @@ fn last_hour(stats: &Value, since: i64) -> Markup {
     let ended = ended_of(stats);
     html! {
         table #ended-by-reason {
-            thead { tr { th { "Sessions created since " (time(since)) } th.num { "Count" } } }
+            thead { tr { th { "Sessions" } th.num { "Count" } } }
             tbody {
                 tr.started { td { strong { "Created" } } td.num { strong { (started) } } }
                 tr.running { td { "Running now" } td.num { (running) } }
@@ -366,6 +374,7 @@ fn last_hour(stats: &Value, since: i64) -> Markup {
                 }
             }
         }
+        p.muted { "Sessions created since " (time(since)) " UTC." }
     }
 }
 
@@ -379,7 +388,7 @@ fn node_health(nodes: &[NodeInfo]) -> Markup {
             tbody {
                 @for n in nodes {
                     tr data-node=(n.id) {
-                        td { (short_id(&n.id)) }
+                        td { (node_id(&n.id)) }
                         td { (state(n.state())) }
                         td.heartbeat { (n.heartbeat()) }
                         td { (time(n.started_at)) }
@@ -707,7 +716,10 @@ mod tests {
         crate::testing::eventually_within(
             std::time::Duration::from_secs(5),
             "the records are written",
-            || async { stats("root").await["started"] == 2 },
+            || async {
+                let s = stats("root").await;
+                s["started"] == 2 && s["running"] == 1 && s["ended"] == json!({"deleted_by_api": 1})
+            },
         )
         .await;
         let all = stats("root").await;
@@ -799,12 +811,19 @@ mod tests {
         crate::testing::eventually_within(
             std::time::Duration::from_secs(5),
             "the cancelled request is recorded",
-            || async { stats("bob").await["started"] == 1 },
+            || async {
+                stats("bob").await["ended"]
+                    .as_object()
+                    .is_some_and(|e| e.len() == 1)
+            },
         )
         .await;
         let bob = stats("bob").await;
-        assert_eq!(bob["running"], 0);
-        assert_eq!(bob["ended"].as_object().map(|e| e.len()), Some(1), "{bob}");
+        assert_eq!(
+            (&bob["started"], &bob["running"]),
+            (&json!(1), &json!(0)),
+            "{bob}"
+        );
         let (_, html) = g.page("/ui/", "bob").await;
         assert_eq!(text_of(&html, "queue-depth"), "0");
         assert!(

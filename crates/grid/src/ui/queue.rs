@@ -60,7 +60,7 @@ pub(super) fn segment(s: &str) -> String {
 
 /// An id short enough for a table cell: its first 8 characters, the whole
 /// id in the title (and copied with the text).
-pub(super) fn short_id(id: &str) -> Markup {
+fn short_id(id: &str) -> Markup {
     let short: String = id.chars().take(8).collect();
     html! {
         @if short.len() < id.len() {
