@@ -322,7 +322,11 @@ fn slot_table(rows: &[SlotRow]) -> Markup {
 fn browser_cells(b: Option<&(String, usize)>) -> Markup {
     html! {
         @match b {
-            Some((name, n)) => { td.mono { (name) } td.num.used { (n) } }
+            // The name; the version (on the nodes page) in the title.
+            Some((offer, n)) => {
+                td title=(offer) { (offer.split_whitespace().next().unwrap_or(offer)) }
+                td.num.used { (n) }
+            }
             None => { td.muted { "none" } td.num.used { "0" } }
         }
     }
