@@ -32,6 +32,7 @@ pub async fn run_all(store: &dyn Store) {
     queries_filter_and_page(store).await;
     event_log(store).await;
     artifact_index(store).await;
+    stats_count_by_outcome(store).await;
 }
 
 fn artifact(session: &str, name: &str, size: u64, at: i64) -> crate::ArtifactRecord {
@@ -517,4 +518,69 @@ async fn queries_filter_and_page(s: &dyn Store) {
     assert_eq!(ids(after("qd", 3), 10).await, ["qc", "qb", "qa"]);
     assert_eq!(ids(after("qc", 3), 1).await, ["qb"]);
     assert_eq!(ids(after("qa", 1), 10).await, Vec::<String>::new());
+}
+
+/// Stats count the sessions created since a time by what became of them,
+/// everyone's or one owner's, and no others.
+pub async fn stats_count_by_outcome(s: &dyn Store) {
+    const T: i64 = 20_000_000;
+    let rec = |id: &str, at: i64, owner: Option<&str>| NewSession {
+        owner: owner.map(str::to_string),
+        ..new(id, T + at)
+    };
+    let run = |id: &'static str, at: i64| async move {
+        s.mark_running(id, json!({}), T + at).await.unwrap();
+    };
+    // Created before the window: not counted, though still running.
+    s.insert(rec("st-before", -1, Some("alice")), false)
+        .await
+        .unwrap();
+    run("st-before", 0).await;
+    s.insert(rec("st-run", 0, Some("alice")), false)
+        .await
+        .unwrap();
+    run("st-run", 1).await;
+    s.insert(rec("st-quit", 1, Some("alice")), false)
+        .await
+        .unwrap();
+    run("st-quit", 2).await;
+    s.mark_ended("st-quit", EndReason::Quit, T + 3, 4)
+        .await
+        .unwrap();
+    s.insert(rec("st-idle", 2, Some("bob")), false)
+        .await
+        .unwrap();
+    run("st-idle", 3).await;
+    s.mark_ended("st-idle", EndReason::IdleTimeout, T + 4, 0)
+        .await
+        .unwrap();
+    s.insert(rec("st-gave-up", 3, Some("bob")), true)
+        .await
+        .unwrap();
+    s.mark_ended("st-gave-up", EndReason::QueueTimeout, T + 5, 0)
+        .await
+        .unwrap();
+    s.insert(rec("st-waits", 4, None), true).await.unwrap();
+
+    let all = s.session_stats(T, None).await.unwrap();
+    assert_eq!(all.started, 5, "{all:?}");
+    assert_eq!(all.running, 1, "{all:?}");
+    let ended: Vec<(&str, u64)> = all.ended.iter().map(|(k, n)| (k.as_str(), *n)).collect();
+    assert_eq!(
+        ended,
+        [("idle_timeout", 1), ("queue_timeout", 1), ("quit", 1)]
+    );
+    let alice = s.session_stats(T, Some("alice")).await.unwrap();
+    assert_eq!((alice.started, alice.running), (2, 1), "{alice:?}");
+    assert_eq!(alice.ended.get("quit"), Some(&1));
+    assert_eq!(alice.ended.len(), 1, "{alice:?}");
+    let keyless = s.session_stats(T, Some("")).await.unwrap();
+    assert_eq!((keyless.started, keyless.running), (1, 0), "{keyless:?}");
+    assert!(keyless.ended.is_empty(), "{keyless:?}");
+    assert_eq!(
+        s.session_stats(T, Some("carol")).await.unwrap(),
+        crate::SessionStats::default()
+    );
+    let later = s.session_stats(T + 2, None).await.unwrap();
+    assert_eq!((later.started, later.running), (3, 0), "{later:?}");
 }

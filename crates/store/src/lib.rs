@@ -39,6 +39,7 @@ pub use gridiron_domain::api::SessionFilter;
 pub use gridiron_domain::auth::{ApiKey, Role};
 use gridiron_domain::EndReason;
 use serde_json::Value;
+use std::collections::BTreeMap;
 use std::fmt;
 
 /// What kind of failure a [`StoreError`] is, which says whether trying again can help.
@@ -156,6 +157,36 @@ impl SessionRecord {
     }
 }
 
+/// What became of the sessions created since a time (see
+/// [`Store::session_stats`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SessionStats {
+    /// Sessions created at or after the time, whatever became of them
+    /// (every record: the grid records a request still waiting in its queue
+    /// once it gets a slot or leaves the queue).
+    pub started: u64,
+    /// Of those, the ones running now.
+    pub running: u64,
+    /// Of those, the ones that ended, by end reason (`quit`, `idle_timeout`, ...).
+    pub ended: BTreeMap<String, u64>,
+}
+
+impl SessionStats {
+    /// Counts one record in.
+    pub fn count(&mut self, r: &SessionRecord) {
+        self.started += 1;
+        match (r.state.as_str(), r.end_reason) {
+            (_, Some(reason)) => *self.ended.entry(reason.as_str().to_string()).or_default() += 1,
+            ("ended", None) => *self.ended.entry("unknown".to_string()).or_default() += 1,
+            ("running", None) => self.running += 1,
+            _ => {}
+        }
+    }
+}
+
+/// Records [`Store::session_stats`]'s default reads per query.
+const STATS_PAGE: usize = 500;
+
 /// Persistence for session records and the grid's events. Implementations
 /// must keep the order of writes made by one caller, so that a read sees
 /// every write issued before it.
@@ -193,6 +224,31 @@ pub trait Store: EventLog + WebhookStore + ArtifactIndex + Send + Sync + 'static
     /// ms), so the store does not grow without bound (`--retention`); records
     /// not yet ended are kept whatever their age. Returns how many went.
     async fn prune(&self, older_than: i64) -> StoreResult<usize>;
+    /// What became of the sessions created at or after `since` (Unix ms),
+    /// only `owner`'s if given (`Some("")`: those made without a key). The
+    /// default reads the records through [`Store::query`], a page at a time;
+    /// a store that can count where the records are should.
+    async fn session_stats(&self, since: i64, owner: Option<&str>) -> StoreResult<SessionStats> {
+        let mut filter = SessionFilter {
+            created_after: Some(since),
+            owner: owner.map(str::to_string),
+            ..SessionFilter::default()
+        };
+        let mut stats = SessionStats::default();
+        loop {
+            let page = self.query(&filter, STATS_PAGE).await?;
+            page.iter().for_each(|r| stats.count(r));
+            match page.last() {
+                Some(last) if page.len() == STATS_PAGE => {
+                    filter.cursor = Some(gridiron_domain::api::Cursor {
+                        at: last.created_at,
+                        id: last.id.clone(),
+                    })
+                }
+                _ => return Ok(stats),
+            }
+        }
+    }
 
     /// Adds an API key; `false` (and nothing changes) if one with its name exists.
     async fn create_key(&self, key: ApiKey) -> StoreResult<bool>;

@@ -208,4 +208,25 @@ mod tests {
         crate::webhook_conformance::run_all(&super::MemoryStore::new()).await;
         crate::webhook_conformance::fan_out(&super::MemoryStore::new()).await;
     }
+
+    /// The default stats read page after page: more records than one page
+    /// holds, some on the same millisecond, are each counted once.
+    #[tokio::test]
+    async fn default_stats_count_every_page() {
+        use crate::{NewSession, Store};
+        let s = super::MemoryStore::new();
+        for i in 0..1203 {
+            let new = NewSession {
+                id: format!("s{i:05}"),
+                browser: "chrome".into(),
+                requested_caps: serde_json::json!({}),
+                grid_options: serde_json::json!({}),
+                created_at: 1_000 + i / 3,
+                owner: None,
+            };
+            s.insert(new, false).await.unwrap();
+        }
+        let stats = s.session_stats(1_000, None).await.unwrap();
+        assert_eq!(stats.started, 1203);
+    }
 }

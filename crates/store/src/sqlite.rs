@@ -5,8 +5,8 @@
 //! the async runtime free and gives the write ordering the trait promises.
 
 use crate::{
-    ApiKey, ErrorKind, NewSession, Role, SessionFilter, SessionRecord, Store, StoreError,
-    StoreResult,
+    ApiKey, ErrorKind, NewSession, Role, SessionFilter, SessionRecord, SessionStats, Store,
+    StoreError, StoreResult,
 };
 use async_trait::async_trait;
 use gridiron_domain::EndReason;
@@ -185,6 +185,17 @@ fn record(row: &Row) -> rusqlite::Result<SessionRecord> {
     })
 }
 
+/// The counts of [`Store::session_stats`]: sessions created since `?1`,
+/// narrowed by `owner`, by state and end reason. The index is named: left to
+/// itself, SQLite prefers the state index (it saves the grouping's sort) and
+/// reads every record ever kept.
+fn stats_sql(owner: &str) -> String {
+    format!(
+        "SELECT state, end_reason, COUNT(*) FROM sessions INDEXED BY sessions_created
+         WHERE created_at >= ?1{owner} GROUP BY state, end_reason"
+    )
+}
+
 fn api_key(row: &Row) -> rusqlite::Result<ApiKey> {
     let role: String = row.get(1)?;
     let max: Option<i64> = row.get(3)?;
@@ -358,6 +369,40 @@ impl Store for SqliteStore {
         .await
     }
 
+    async fn session_stats(&self, since: i64, owner: Option<&str>) -> StoreResult<SessionStats> {
+        let owner = owner.map(str::to_string);
+        self.run("session_stats", move |c| {
+            // Counted in place: the range on `created_at` reads its index,
+            // and only one row per state and reason comes back.
+            let mut args: Vec<rusqlite::types::Value> = vec![since.into()];
+            let who = match owner {
+                None => "",
+                Some(o) if o.is_empty() => " AND owner IS NULL",
+                Some(o) => {
+                    args.push(o.into());
+                    " AND owner = ?2"
+                }
+            };
+            let mut stmt = c.prepare(&stats_sql(who))?;
+            let mut rows = stmt.query(rusqlite::params_from_iter(args))?;
+            let mut stats = SessionStats::default();
+            while let Some(row) = rows.next()? {
+                let state: String = row.get(0)?;
+                let reason: Option<String> = row.get(1)?;
+                let n = row.get::<_, i64>(2)?.max(0) as u64;
+                stats.started += n;
+                match (state.as_str(), reason) {
+                    (_, Some(r)) => *stats.ended.entry(r).or_default() += n,
+                    ("ended", None) => *stats.ended.entry("unknown".into()).or_default() += n,
+                    ("running", None) => stats.running += n,
+                    _ => {}
+                }
+            }
+            Ok(stats)
+        })
+        .await
+    }
+
     async fn unfinished_ids(&self) -> StoreResult<Vec<String>> {
         self.run("unfinished_ids", |c| {
             let mut stmt = c.prepare("SELECT id FROM sessions WHERE state != 'ended'")?;
@@ -417,6 +462,25 @@ mod tests {
         crate::conformance::run_all(&s).await;
         crate::webhook_conformance::run_all(&s).await;
         crate::webhook_conformance::fan_out(&s).await;
+    }
+
+    /// Stats read the creation-time index, not the whole table.
+    #[tokio::test]
+    async fn stats_read_the_creation_index() {
+        let s = SqliteStore::in_memory().unwrap();
+        let plan = s
+            .run("plan", |c| {
+                let sql = format!("EXPLAIN QUERY PLAN {}", stats_sql(" AND owner = ?2"));
+                let mut stmt = c.prepare(&sql)?;
+                let rows = stmt.query_map(params![0, "a"], |r| r.get::<_, String>(3))?;
+                rows.collect::<rusqlite::Result<Vec<_>>>()
+            })
+            .await
+            .unwrap();
+        assert!(
+            plan.iter().any(|p| p.contains("sessions_created")),
+            "{plan:?}"
+        );
     }
 
     #[tokio::test]

@@ -13,6 +13,7 @@ pub mod pools;
 pub mod problem;
 pub mod queue;
 pub mod sessions;
+pub mod stats;
 pub mod webhooks;
 
 use crate::auth::Caller;
@@ -59,6 +60,7 @@ pub const DOCS_PATH: &str = "/api/docs";
         sessions::list,
         sessions::get_one,
         sessions::delete,
+        stats::sessions,
         live::watch,
         artifacts::list,
         artifacts::fetch,
@@ -127,6 +129,7 @@ pub fn router() -> Router<Role> {
             "/sessions",
             only(get(sessions::list).post(sessions::create)),
         )
+        .route("/sessions/stats", only(get(stats::sessions)))
         .route(
             "/sessions/{id}",
             only(get(sessions::get_one).delete(sessions::delete)),

@@ -16,8 +16,8 @@ use gridiron_store::cluster::{
 };
 use gridiron_store::webhooks::{Leased, LogEntry, NewDelivery, Recorded, Webhook};
 use gridiron_store::{
-    ApiKey, Cluster, Event, EventLog, NewEvent, NewSession, SessionFilter, SessionRecord, Store,
-    StoreResult, WebhookStore,
+    ApiKey, Cluster, Event, EventLog, NewEvent, NewSession, SessionFilter, SessionRecord,
+    SessionStats, Store, StoreResult, WebhookStore,
 };
 use serde_json::Value;
 use std::collections::BTreeMap;
@@ -131,6 +131,13 @@ impl Store for TimedStore {
     }
     async fn prune(&self, older_than: i64) -> StoreResult<usize> {
         timed!(self, "prune", self.inner.prune(older_than))
+    }
+    async fn session_stats(&self, since: i64, owner: Option<&str>) -> StoreResult<SessionStats> {
+        timed!(
+            self,
+            "session_stats",
+            self.inner.session_stats(since, owner)
+        )
     }
     async fn create_key(&self, key: ApiKey) -> StoreResult<bool> {
         timed!(self, "create_key", self.inner.create_key(key))

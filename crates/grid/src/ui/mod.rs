@@ -36,6 +36,8 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use tower::ServiceExt;
 
+pub(crate) use layout::Nav;
+
 /// The shared state of every handler: the role serving the routes.
 type Role = Arc<dyn Backend>;
 

@@ -6,6 +6,7 @@ mod api;
 mod bounds;
 mod claiming;
 mod client_gone;
+mod dashboard;
 mod drain;
 mod fixture;
 mod hub_loss;
