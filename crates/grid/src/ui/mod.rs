@@ -281,7 +281,7 @@ impl Viewer {
         h.insert(
             "content-security-policy",
             HeaderValue::from_static(
-                "default-src 'self'; img-src 'self' data: blob:; media-src 'self'; style-src 'self' 'unsafe-inline'; script-src 'self'; frame-ancestors 'none'; form-action 'self'",
+                "default-src 'self'; img-src 'self' data: blob:; media-src 'self'; style-src 'self'; script-src 'self'; frame-ancestors 'none'; form-action 'self'",
             ),
         );
         r
