@@ -408,6 +408,7 @@ def test_every_page_is_saved_for_people_to_look_at(keyed, drivers):
 
     # Admin: a key created from the page shows its token once.
     viewer.get(g.url + "/ui/keys")
+    viewer.find_element(By.CSS_SELECTOR, "details.create summary").click()  # "New key"
     form = viewer.find_element(By.ID, "create-key")
     form.find_element(By.NAME, "name").send_keys("carol")
     form.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
@@ -420,8 +421,10 @@ def test_every_page_is_saved_for_people_to_look_at(keyed, drivers):
     assert present(viewer, '#keys tr[data-key="carol"]')
     shot(viewer, "keys")
     viewer.get(g.url + "/ui/webhooks")
+    viewer.find_element(By.CSS_SELECTOR, "details.create summary").click()  # "New webhook"
     form = viewer.find_element(By.ID, "create-webhook")
     form.find_element(By.NAME, "url").send_keys("http://127.0.0.1:9/hook")
+    form.find_element(By.NAME, "type:session.ended").click()
     form.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
     wait_until(lambda: present(viewer, "#webhooks tr[data-webhook]"), LIVE, what="the new webhook")
     shot(viewer, "webhooks")

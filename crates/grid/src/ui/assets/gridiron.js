@@ -31,7 +31,9 @@
         var sel = window.getSelection && window.getSelection();
         var reading = sel && !sel.isCollapsed && live.contains(sel.anchorNode);
         if (html !== null && html !== undefined && !reading && live.innerHTML !== html) {
-          live.innerHTML = html;
+          var next = document.createElement("div");
+          next.innerHTML = html;
+          patch(live, next);
           live.dispatchEvent(new CustomEvent("gridiron:refreshed", { bubbles: true }));
         }
       })
@@ -40,6 +42,44 @@
         busy = false;
         if (again) { again = false; schedule(); }
       });
+  }
+
+  // Brings `old`'s children in line with `next`'s, replacing only what
+  // differs: an element that did not change (a button under the pointer, a
+  // focused field, a row being read) stays the same element.
+  function patch(old, next) {
+    var a = old.childNodes, b = next.childNodes;
+    if (a.length !== b.length) {
+      while (old.firstChild) old.removeChild(old.firstChild);
+      while (next.firstChild) old.appendChild(next.firstChild);
+      return;
+    }
+    for (var i = a.length - 1; i >= 0; i--) {
+      var x = a[i], y = b[i];
+      if (x.nodeType === 1 && y.nodeType === 1 && x.tagName === y.tagName && sameAttributes(x, y)) {
+        if (x.innerHTML !== y.innerHTML) patch(x, y);
+      } else if (x.nodeType === 3 && y.nodeType === 3) {
+        if (x.nodeValue !== y.nodeValue) x.nodeValue = y.nodeValue;
+      } else if (!x.isEqualNode(y)) {
+        old.replaceChild(y, x);
+      }
+    }
+  }
+
+  // Equal attributes, but for a <details> element's `open`, which is the
+  // reader's to set.
+  function sameAttributes(x, y) {
+    var names = function (e) {
+      var out = [];
+      for (var i = 0; i < e.attributes.length; i++) if (e.attributes[i].name !== "open") out.push(e.attributes[i].name);
+      return out;
+    };
+    var nx = names(x);
+    if (nx.length !== names(y).length) return false;
+    for (var i = 0; i < nx.length; i++) {
+      if (y.getAttribute(nx[i]) !== x.getAttribute(nx[i])) return false;
+    }
+    return true;
   }
 
   function schedule() {
