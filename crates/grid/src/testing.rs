@@ -273,3 +273,23 @@ where
         tokio::time::sleep(std::time::Duration::from_millis(10)).await;
     }
 }
+
+/// Stores API key `name` with `role` whose token is `token` (no limits), for
+/// tests that call the grid as that key; returns the token.
+pub async fn make_key(
+    store: &dyn gridiron_store::Store,
+    name: &str,
+    role: gridiron_domain::auth::Role,
+    token: String,
+) -> String {
+    let key = gridiron_domain::auth::ApiKey {
+        name: name.into(),
+        role,
+        token_hash: gridiron_domain::auth::hash_token(&token),
+        max_sessions: None,
+        rate: None,
+        created_at: 0,
+    };
+    assert!(store.create_key(key).await.unwrap(), "key {name} exists");
+    token
+}

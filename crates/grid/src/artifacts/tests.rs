@@ -9,8 +9,8 @@ use crate::manager::Manager;
 use crate::testing::StandinProvisioner;
 use axum::body::Body;
 use axum::http::{Method, Request};
-use gridiron_domain::auth::{hash_token, ApiKey, Role};
-use gridiron_store::{ArtifactIndex, MemoryStore, Store};
+use gridiron_domain::auth::Role;
+use gridiron_store::{ArtifactIndex, MemoryStore};
 use http_body_util::BodyExt;
 use serde_json::{json, Value};
 use std::path::PathBuf;
@@ -71,16 +71,7 @@ impl Grid {
 
     async fn key(&self, name: &str, role: Role) -> String {
         let token = format!("token-{name}-{}", uuid::Uuid::new_v4().simple());
-        let key = ApiKey {
-            name: name.into(),
-            role,
-            token_hash: hash_token(&token),
-            max_sessions: None,
-            rate: None,
-            created_at: 0,
-        };
-        assert!(self.store.create_key(key).await.unwrap());
-        token
+        crate::testing::make_key(self.store.as_ref(), name, role, token).await
     }
 
     async fn call(&self, method: Method, path: &str, token: &str, range: Option<&str>) -> Answer {

@@ -301,6 +301,19 @@ impl FromRequestParts<Role> for Viewer {
     }
 }
 
+/// The items of an API list answer (`{"items": [...]}`) that read as `T`;
+/// malformed ones are skipped.
+pub(crate) fn items<T: serde::de::DeserializeOwned>(answer: &Value) -> Vec<T> {
+    answer["items"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|i| serde_json::from_value(i.clone()).ok())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
 /// A random token (128 bits, hex).
 fn new_token() -> String {
     let mut b = [0u8; 16];

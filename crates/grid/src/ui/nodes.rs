@@ -15,24 +15,8 @@ use serde::Deserialize;
 use serde_json::Value;
 use std::collections::BTreeMap;
 
-/// A node as `GET /api/v1/nodes` describes it (the fields pages show).
-#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
-#[serde(default)]
-pub(super) struct NodeInfo {
-    pub id: String,
-    /// `None` on a standalone grid (the grid is its own node).
-    pub url: Option<String>,
-    pub slots: usize,
-    pub used: usize,
-    /// `chrome 131.0.6778.85`, ...
-    pub browsers: Vec<String>,
-    pub labels: BTreeMap<String, String>,
-    pub pools: Vec<String>,
-    pub heartbeat_age_ms: Option<i64>,
-    pub alive: bool,
-    pub draining: bool,
-    pub started_at: i64,
-}
+/// A node as `GET /api/v1/nodes` describes it.
+pub(super) use crate::api::nodes::NodeView as NodeInfo;
 
 impl NodeInfo {
     /// The node's state as a word: `up`, `draining`, `lost` (a scaled-out
@@ -69,19 +53,7 @@ impl NodeInfo {
 
 /// The nodes of an API answer (`{"items": [...]}`); malformed items are skipped.
 pub(super) fn nodes_of(answer: &Value) -> Vec<NodeInfo> {
-    items(answer)
-}
-
-/// The items of a list answer that read as `T`.
-fn items<T: serde::de::DeserializeOwned>(answer: &Value) -> Vec<T> {
-    answer["items"]
-        .as_array()
-        .map(|a| {
-            a.iter()
-                .filter_map(|i| serde_json::from_value(i.clone()).ok())
-                .collect()
-        })
-        .unwrap_or_default()
+    super::items(answer)
 }
 
 /// A pool as `GET /api/v1/pools` describes it.
@@ -166,7 +138,7 @@ pub(crate) async fn page(v: Viewer) -> Response<Body> {
         Err(e) => return super::layout::failed(&v, e),
     };
     let pools = match pools {
-        Ok(p) => Ok(items::<PoolInfo>(&p)),
+        Ok(p) => Ok(super::items::<PoolInfo>(&p)),
         Err(e) => Err(e),
     };
     let live = html! {
@@ -352,7 +324,7 @@ mod tests {
     fn node_lists_skip_what_they_cannot_read() {
         let answer = json!({"items": [
             {"id": "local", "url": null, "slots": 2, "used": 1, "browsers": ["chrome 131"],
-             "labels": {}, "pools": [], "heartbeat_age_ms": null, "alive": true,
+             "sessions": ["s1"], "labels": {}, "pools": [], "heartbeat_age_ms": null, "alive": true,
              "draining": false, "started_at": 5},
             "garbage"
         ]});

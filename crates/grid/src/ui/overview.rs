@@ -411,8 +411,7 @@ pub(super) mod fixture {
     use crate::ui::tests::{Dash, CSRF};
     use axum::body::Body;
     use axum::http::{header, Method, Request, StatusCode};
-    use gridiron_domain::auth::{hash_token, ApiKey, Role};
-    use gridiron_store::Store;
+    use gridiron_domain::auth::Role;
     use serde_json::{json, Value};
     use std::time::Duration;
     use tower::ServiceExt;
@@ -434,15 +433,7 @@ pub(super) mod fixture {
                 ("alice", Role::User),
                 ("bob", Role::User),
             ] {
-                let key = ApiKey {
-                    name: name.into(),
-                    role,
-                    token_hash: hash_token(&token(name)),
-                    max_sessions: None,
-                    rate: None,
-                    created_at: 0,
-                };
-                assert!(d.store.create_key(key).await.unwrap());
+                crate::testing::make_key(d.store.as_ref(), name, role, token(name)).await;
             }
             TestGrid(d)
         }

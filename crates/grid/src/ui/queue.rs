@@ -9,34 +9,17 @@ use axum::extract::Path;
 use axum::http::{Method, Response, StatusCode};
 use gridiron_domain::dashboard::duration;
 use maud::{html, Markup};
-use serde::Deserialize;
 use serde_json::Value;
 
 /// Requests the page lists at most (the API's largest page).
 pub(super) const QUEUE_LIMIT: usize = 500;
 
 /// A waiting request as `GET /api/v1/queue` describes it.
-#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
-#[serde(default)]
-pub(super) struct Waiting {
-    pub id: String,
-    pub position: usize,
-    pub waited_ms: i64,
-    pub browser: String,
-    pub owner: Option<String>,
-    pub pool: Option<String>,
-}
+pub(super) use crate::api::queue::QueueEntry as Waiting;
 
 /// The requests of an API answer; malformed items are skipped.
 pub(super) fn waiting_of(answer: &Value) -> Vec<Waiting> {
-    answer["items"]
-        .as_array()
-        .map(|a| {
-            a.iter()
-                .filter_map(|i| serde_json::from_value(i.clone()).ok())
-                .collect()
-        })
-        .unwrap_or_default()
+    super::items(answer)
 }
 
 /// The longest any of `queue` has waited.

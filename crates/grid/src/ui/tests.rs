@@ -8,8 +8,8 @@ use crate::testing::StandinProvisioner;
 use axum::body::Body;
 use axum::http::{header, Method, Request, StatusCode};
 use axum::Router;
-use gridiron_domain::auth::{hash_token, ApiKey, Role};
-use gridiron_store::{MemoryStore, Store};
+use gridiron_domain::auth::Role;
+use gridiron_store::MemoryStore;
 use http_body_util::BodyExt;
 use std::sync::Arc;
 use std::time::Duration;
@@ -73,16 +73,7 @@ impl Dash {
     /// Makes a key; returns its token.
     pub async fn key(&self, name: &str, role: Role) -> String {
         let token = format!("token-{name}-{}", uuid::Uuid::new_v4().simple());
-        let key = ApiKey {
-            name: name.into(),
-            role,
-            token_hash: hash_token(&token),
-            max_sessions: None,
-            rate: None,
-            created_at: 0,
-        };
-        assert!(self.store.create_key(key).await.unwrap());
-        token
+        crate::testing::make_key(self.store.as_ref(), name, role, token).await
     }
 
     /// Sends `req` with the browser's cookies (the key's, if signed in, and the form token).

@@ -6,24 +6,14 @@ use crate::config::GridConfig;
 use crate::manager::Manager;
 use crate::testing::StandinProvisioner;
 use axum::http::Method;
-use gridiron_domain::auth::{hash_token, ApiKey, Role};
+use gridiron_domain::auth::Role;
 use gridiron_domain::EndReason;
 use gridiron_store::{Cluster, MemoryStore, Store};
 use serde_json::{json, Value};
 use std::sync::Arc;
 
 async fn key(store: &dyn Store, name: &str, role: Role) -> String {
-    let token = format!("token-of-{name}");
-    let key = ApiKey {
-        name: name.into(),
-        role,
-        token_hash: hash_token(&token),
-        max_sessions: None,
-        rate: None,
-        created_at: 0,
-    };
-    assert!(store.create_key(key).await.unwrap());
-    token
+    crate::testing::make_key(store, name, role, format!("token-of-{name}")).await
 }
 
 /// Calls the API at `base` as `token`.
