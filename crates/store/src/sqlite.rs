@@ -320,6 +320,17 @@ impl Store for SqliteStore {
             if let Some(cur) = &f.cursor {
                 arg(&mut sql, " AND created_at <= ?", cur.at.into());
             }
+            if let Some(pattern) = f.q.as_deref().and_then(search_pattern) {
+                // Narrows a search to the rows whose text holds it (LIKE
+                // ignores ASCII case, as the search does); `matches` below
+                // decides on each.
+                arg(
+                    &mut sql,
+                    " AND (id LIKE ? ESCAPE '\\' OR grid_options LIKE ? ESCAPE '\\' \
+                     OR owner LIKE ? ESCAPE '\\' OR browser LIKE ? ESCAPE '\\')",
+                    pattern.into(),
+                );
+            }
             sql.push_str(" ORDER BY created_at DESC, id DESC");
             let mut stmt = c.prepare(&sql)?;
             let mut rows = stmt.query(rusqlite::params_from_iter(args))?;
@@ -452,9 +463,28 @@ impl Store for SqliteStore {
     }
 }
 
+/// The `LIKE` pattern that finds rows holding search `q` as text: only for
+/// a printable ASCII search without `"` or `\` (what JSON writes as is and
+/// `LIKE` folds as the search does); `None` scans every row.
+fn search_pattern(q: &str) -> Option<String> {
+    let plain = q.chars().all(|c| c.is_ascii_graphic() || c == ' ') && !q.contains(['"', '\\']);
+    plain.then(|| {
+        let escaped = q.replace('%', "\\%").replace('_', "\\_");
+        format!("%{escaped}%")
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn searches_narrow_in_sql_only_where_like_agrees_with_them() {
+        assert_eq!(search_pattern("Checkout").as_deref(), Some("%Checkout%"));
+        assert_eq!(search_pattern("50%_off").as_deref(), Some("%50\\%\\_off%"));
+        assert_eq!(search_pattern("say \"hi\""), None, "JSON escapes quotes");
+        assert_eq!(search_pattern("caf\u{e9}"), None, "LIKE folds ASCII only");
+    }
 
     #[tokio::test]
     async fn in_memory_store_conforms() {
