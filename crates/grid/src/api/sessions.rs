@@ -208,7 +208,14 @@ pub async fn list(State(b): State<Role>, req: Request<Body>) -> ApiResult<Respon
             None => b.session_node(&r.id).await?,
             Some(_) => None,
         };
-        items.push(view(r, node));
+        let count = match (&r.end_reason, b.own_node()) {
+            (None, Some(_)) => running_count(&b, &r).await,
+            _ => r.command_count,
+        };
+        items.push(SessionView {
+            command_count: count,
+            ..view(r, node)
+        });
     }
     Ok(json(StatusCode::OK, &SessionPage { items, next_cursor }))
 }
@@ -230,10 +237,7 @@ pub async fn get_one(State(b): State<Role>, Id(id): Id, req: Request<Body>) -> A
     let mut node = None;
     if rec.end_reason.is_none() {
         node = b.session_node(&id).await?;
-        // A session running here counts its commands in memory until it ends.
-        if let Ok(Located::Local { session, .. }) = b.locate(&id).await {
-            count = count.max(session.command_count());
-        }
+        count = running_count(&b, &rec).await;
     }
     let detail = SessionDetail {
         requested_capabilities: rec.requested_caps.clone(),
@@ -281,6 +285,15 @@ pub async fn delete(State(b): State<Role>, Id(id): Id, req: Request<Body>) -> Ap
     }
     b.end_session(&id, EndReason::DeletedByApi).await;
     Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+/// The commands of a session that has not ended: a session running in this
+/// process counts them in memory until it ends (its record has them then).
+async fn running_count(b: &Role, rec: &SessionRecord) -> u64 {
+    match b.locate(&rec.id).await {
+        Ok(Located::Local { session, .. }) => rec.command_count.max(session.command_count()),
+        _ => rec.command_count,
+    }
 }
 
 /// The record of session `id` if `who` may see it; 404 otherwise.

@@ -274,11 +274,10 @@ fn session_table(v: &Viewer, form: &ListForm, page: &Value, now: i64) -> Markup 
                             td { (s["node"].as_str().unwrap_or("")) }
                             td.nowrap { @if let Some(at) = s["created_at"].as_i64() { (time(at)) } }
                             td.num { (ran_for(s, now).unwrap_or_default()) }
-                            @if s["end_reason"].is_null() {
-                                // The record counts commands when the session ends.
-                                td.num.muted title="counted when it ends; its page shows the count so far" { "—" }
-                            } @else {
-                                td.num { (s["command_count"].as_u64().unwrap_or(0)) }
+                            @match (s["end_reason"].is_null(), s["command_count"].as_u64().unwrap_or(0)) {
+                                // A hub learns a running session's count when it ends.
+                                (true, 0) => td.num.muted title="counted as it runs where the grid runs it, else when it ends; its page shows the count so far" { "—" },
+                                (_, n) => td.num { (n) },
                             }
                             td { (s["end_reason"].as_str().unwrap_or("")) }
                         }

@@ -370,3 +370,19 @@ fn small_helpers() {
     assert_eq!(ran_for(&s, 0).as_deref(), Some("3 s"));
     assert_eq!(ran_for(&json!({}), 0), None);
 }
+
+#[tokio::test]
+async fn the_list_counts_a_running_sessions_commands_as_they_come() {
+    let g = Dash::start(1, None).await;
+    let alice = g.key("alice", Role::User).await;
+    let id = g.session(&alice, json!({"name": "counted"})).await;
+    for _ in 0..3 {
+        let req = Request::get(format!("/session/{id}/title"))
+            .header("authorization", format!("Bearer {alice}"));
+        assert_eq!(g.send(req, None, Body::empty()).await.status, 200);
+    }
+    let list = g.page("/ui/sessions", &alice).await;
+    let row = crate::ui::overview::fixture::row(&list.body, "data-session", &id)
+        .unwrap_or_else(|| panic!("no row in {}", list.body));
+    assert!(row.contains("<td class=\"num\">3</td>"), "{row}");
+}
