@@ -218,6 +218,17 @@ fn unix_ms(name: &str, v: &str) -> Result<i64, GridError> {
     })
 }
 
+/// A session's state as the API shows it: what its record says, except that
+/// a session some node (or this process) runs is `running` even while the
+/// record of its start is still being written (its client may hold it already).
+pub fn session_state<'a>(recorded: &'a str, runs: bool, ended: bool) -> &'a str {
+    if runs && !ended {
+        "running"
+    } else {
+        recorded
+    }
+}
+
 /// Window size of a browser made through the API.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
@@ -348,6 +359,14 @@ impl CreateSession {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_session_that_runs_is_running_whatever_its_record_says_yet() {
+        assert_eq!(session_state("provisioning", true, false), "running");
+        assert_eq!(session_state("provisioning", false, false), "provisioning");
+        assert_eq!(session_state("ended", true, true), "ended");
+        assert_eq!(session_state("running", false, false), "running");
+    }
 
     fn q(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
         pairs

@@ -273,7 +273,7 @@ pub async fn delete(State(b): State<Role>, Id(id): Id, req: Request<Body>) -> Ap
             format!("session {id} has already ended ({})", reason.as_str()),
         ));
     }
-    if rec.state != "running" {
+    if rec.state != "running" && b.session_node(&id).await?.is_none() {
         // Its browser is still being started: there is nothing to end yet.
         return Err(Problem::new(
             "conflict",
@@ -322,10 +322,15 @@ fn view(r: SessionRecord, node: Option<String>) -> SessionView {
     SessionView {
         name: r.grid_options["name"].as_str().map(str::to_string),
         labels,
+        state: gridiron_domain::api::session_state(
+            &r.state,
+            node.is_some(),
+            r.end_reason.is_some(),
+        )
+        .to_string(),
         node: node.filter(|_| r.end_reason.is_none()),
         end_reason: r.end_reason.map(|e| e.as_str().to_string()),
         id: r.id,
-        state: r.state,
         browser: r.browser,
         owner: r.owner,
         created_at: r.created_at,
