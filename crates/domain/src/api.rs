@@ -221,7 +221,7 @@ fn unix_ms(name: &str, v: &str) -> Result<i64, GridError> {
 /// A session's state as the API shows it: what its record says, except that
 /// a session some node (or this process) runs is `running` even while the
 /// record of its start is still being written (its client may hold it already).
-pub fn session_state<'a>(recorded: &'a str, runs: bool, ended: bool) -> &'a str {
+pub fn session_state(recorded: &str, runs: bool, ended: bool) -> &str {
     if runs && !ended {
         "running"
     } else {

@@ -531,56 +531,70 @@ pub async fn stats_count_by_outcome(s: &dyn Store) {
     let run = |id: &'static str, at: i64| async move {
         s.mark_running(id, json!({}), T + at).await.unwrap();
     };
-    // Created before the window: not counted, though still running.
-    s.insert(rec("st-before", -1, Some("alice")), false)
+    let end = |id: &'static str, reason: EndReason, at: i64| async move {
+        s.mark_ended(id, reason, T + at, 0).await.unwrap();
+    };
+    // Started and ended before the window, or started before it and still
+    // running: not counted.
+    s.insert(rec("st-before", -50, Some("alice")), false)
         .await
         .unwrap();
-    run("st-before", 0).await;
+    run("st-before", -49).await;
+    end("st-before", EndReason::Quit, -10).await;
+    s.insert(rec("st-old", -100, Some("alice")), false)
+        .await
+        .unwrap();
+    run("st-old", -99).await;
+    // Started before the window, ended in it: counted as ended.
+    s.insert(rec("st-long", -100, Some("alice")), false)
+        .await
+        .unwrap();
+    run("st-long", -99).await;
+    end("st-long", EndReason::Quit, 3).await;
+    // Started in it and running.
     s.insert(rec("st-run", 0, Some("alice")), false)
         .await
         .unwrap();
     run("st-run", 1).await;
-    s.insert(rec("st-quit", 1, Some("alice")), false)
-        .await
-        .unwrap();
-    run("st-quit", 2).await;
-    s.mark_ended("st-quit", EndReason::Quit, T + 3, 4)
-        .await
-        .unwrap();
+    // Started and ended in it.
     s.insert(rec("st-idle", 2, Some("bob")), false)
         .await
         .unwrap();
     run("st-idle", 3).await;
-    s.mark_ended("st-idle", EndReason::IdleTimeout, T + 4, 0)
-        .await
-        .unwrap();
+    end("st-idle", EndReason::IdleTimeout, 4).await;
+    // Never started: ended in the queue.
     s.insert(rec("st-gave-up", 3, Some("bob")), true)
         .await
         .unwrap();
-    s.mark_ended("st-gave-up", EndReason::QueueTimeout, T + 5, 0)
-        .await
-        .unwrap();
+    end("st-gave-up", EndReason::QueueTimeout, 5).await;
+    // Still waiting: neither.
     s.insert(rec("st-waits", 4, None), true).await.unwrap();
 
+    let ended = |st: &crate::SessionStats| -> Vec<(String, u64)> {
+        st.ended.iter().map(|(k, n)| (k.clone(), *n)).collect()
+    };
+    let pairs = |p: &[(&str, u64)]| -> Vec<(String, u64)> {
+        p.iter().map(|(k, n)| (k.to_string(), *n)).collect()
+    };
     let all = s.session_stats(T, None).await.unwrap();
-    assert_eq!(all.started, 5, "{all:?}");
-    assert_eq!(all.running, 1, "{all:?}");
-    let ended: Vec<(&str, u64)> = all.ended.iter().map(|(k, n)| (k.as_str(), *n)).collect();
+    assert_eq!((all.started, all.running), (2, 1), "{all:?}");
     assert_eq!(
-        ended,
-        [("idle_timeout", 1), ("queue_timeout", 1), ("quit", 1)]
+        ended(&all),
+        pairs(&[("idle_timeout", 1), ("queue_timeout", 1), ("quit", 1)])
     );
     let alice = s.session_stats(T, Some("alice")).await.unwrap();
-    assert_eq!((alice.started, alice.running), (2, 1), "{alice:?}");
-    assert_eq!(alice.ended.get("quit"), Some(&1));
-    assert_eq!(alice.ended.len(), 1, "{alice:?}");
+    assert_eq!((alice.started, alice.running), (1, 1), "{alice:?}");
+    assert_eq!(ended(&alice), pairs(&[("quit", 1)]));
     let keyless = s.session_stats(T, Some("")).await.unwrap();
-    assert_eq!((keyless.started, keyless.running), (1, 0), "{keyless:?}");
-    assert!(keyless.ended.is_empty(), "{keyless:?}");
+    assert_eq!(keyless, crate::SessionStats::default(), "{keyless:?}");
     assert_eq!(
         s.session_stats(T, Some("carol")).await.unwrap(),
         crate::SessionStats::default()
     );
-    let later = s.session_stats(T + 2, None).await.unwrap();
-    assert_eq!((later.started, later.running), (3, 0), "{later:?}");
+    let later = s.session_stats(T + 4, None).await.unwrap();
+    assert_eq!((later.started, later.running), (0, 0), "{later:?}");
+    assert_eq!(
+        ended(&later),
+        pairs(&[("idle_timeout", 1), ("queue_timeout", 1)])
+    );
 }

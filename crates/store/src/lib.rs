@@ -157,32 +157,37 @@ impl SessionRecord {
     }
 }
 
-/// What became of the sessions created since a time (see
-/// [`Store::session_stats`]).
+/// What happened to sessions since a time (see [`Store::session_stats`]).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct SessionStats {
-    /// Sessions created at or after the time, whatever became of them
-    /// (every record: the grid records a request still waiting in its queue
-    /// once it gets a slot or leaves the queue).
+    /// Sessions whose browser started at or after the time.
     pub started: u64,
     /// Of those, the ones running now.
     pub running: u64,
-    /// Of those, the ones that ended, by end reason (`quit`, `idle_timeout`, ...).
+    /// Sessions that ended at or after the time (whenever they started, or
+    /// never: a request that timed out in the queue), by end reason (`quit`,
+    /// `idle_timeout`, ...).
     pub ended: BTreeMap<String, u64>,
 }
 
 impl SessionStats {
-    /// Counts one record in.
-    pub fn count(&mut self, r: &SessionRecord) {
-        self.started += 1;
-        match (r.state.as_str(), r.end_reason) {
-            (_, Some(reason)) => *self.ended.entry(reason.as_str().to_string()).or_default() += 1,
-            ("ended", None) => *self.ended.entry("unknown".to_string()).or_default() += 1,
-            ("running", None) => self.running += 1,
-            _ => {}
+    /// Counts record `r` in, for the window from `since` (Unix ms).
+    pub fn count(&mut self, r: &SessionRecord, since: i64) {
+        if r.started_at.is_some_and(|t| t >= since) {
+            self.started += 1;
+            self.running += u64::from(r.ended_at.is_none());
+        }
+        if r.ended_at.is_some_and(|t| t >= since) {
+            let reason = r.end_reason.map_or("unknown", |e| e.as_str());
+            *self.ended.entry(reason.to_string()).or_default() += 1;
         }
     }
 }
+
+/// How far before a window [`Store::session_stats`]'s default looks for
+/// sessions that started or ended in it: sessions created longer before are
+/// not counted by stores that count by reading records.
+pub const STATS_LOOKBACK_MS: i64 = 24 * 3_600_000;
 
 /// Records [`Store::session_stats`]'s default reads per query.
 const STATS_PAGE: usize = 500;
@@ -224,20 +229,21 @@ pub trait Store: EventLog + WebhookStore + ArtifactIndex + Send + Sync + 'static
     /// ms), so the store does not grow without bound (`--retention`); records
     /// not yet ended are kept whatever their age. Returns how many went.
     async fn prune(&self, older_than: i64) -> StoreResult<usize>;
-    /// What became of the sessions created at or after `since` (Unix ms),
-    /// only `owner`'s if given (`Some("")`: those made without a key). The
-    /// default reads the records through [`Store::query`], a page at a time;
-    /// a store that can count where the records are should.
+    /// The sessions that started, and those that ended, at or after `since`
+    /// (Unix ms), only `owner`'s if given (`Some("")`: those made without a
+    /// key). The default reads the records created from
+    /// [`STATS_LOOKBACK_MS`] before `since` through [`Store::query`], a page
+    /// at a time; a store that can count where the records are should.
     async fn session_stats(&self, since: i64, owner: Option<&str>) -> StoreResult<SessionStats> {
         let mut filter = SessionFilter {
-            created_after: Some(since),
+            created_after: Some(since.saturating_sub(STATS_LOOKBACK_MS)),
             owner: owner.map(str::to_string),
             ..SessionFilter::default()
         };
         let mut stats = SessionStats::default();
         loop {
             let page = self.query(&filter, STATS_PAGE).await?;
-            page.iter().for_each(|r| stats.count(r));
+            page.iter().for_each(|r| stats.count(r, since));
             match page.last() {
                 Some(last) if page.len() == STATS_PAGE => {
                     filter.cursor = Some(gridiron_domain::api::Cursor {

@@ -225,8 +225,11 @@ mod tests {
                 owner: None,
             };
             s.insert(new, false).await.unwrap();
+            s.mark_running(&format!("s{i:05}"), serde_json::json!({}), 1_000 + i / 3)
+                .await
+                .unwrap();
         }
         let stats = s.session_stats(1_000, None).await.unwrap();
-        assert_eq!(stats.started, 1203);
+        assert_eq!((stats.started, stats.running), (1203, 1203));
     }
 }

@@ -43,6 +43,8 @@ CREATE TABLE IF NOT EXISTS sessions (
     command_count  INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX IF NOT EXISTS sessions_created ON sessions(created_at);
+CREATE INDEX IF NOT EXISTS sessions_started ON sessions(started_at);
+CREATE INDEX IF NOT EXISTS sessions_ended ON sessions(ended_at);
 CREATE INDEX IF NOT EXISTS sessions_state ON sessions(state);
 CREATE TABLE IF NOT EXISTS api_keys (
     name         TEXT PRIMARY KEY,
@@ -185,15 +187,21 @@ fn record(row: &Row) -> rusqlite::Result<SessionRecord> {
     })
 }
 
-/// The counts of [`Store::session_stats`]: sessions created since `?1`,
-/// narrowed by `owner`, by state and end reason. The index is named: left to
-/// itself, SQLite prefers the state index (it saves the grouping's sort) and
-/// reads every record ever kept.
-fn stats_sql(owner: &str) -> String {
-    format!(
-        "SELECT state, end_reason, COUNT(*) FROM sessions INDEXED BY sessions_created
-         WHERE created_at >= ?1{owner} GROUP BY state, end_reason"
-    )
+/// The counts of [`Store::session_stats`], narrowed by `owner`: sessions
+/// started since `?1` and how many of them run (one row), then sessions
+/// ended since `?1` by end reason. The indexes are named: left to itself,
+/// SQLite may prefer another one and read every record ever kept.
+fn stats_sql(owner: &str) -> [String; 2] {
+    [
+        format!(
+            "SELECT COUNT(*), COALESCE(SUM(ended_at IS NULL), 0) FROM sessions
+             INDEXED BY sessions_started WHERE started_at >= ?1{owner}"
+        ),
+        format!(
+            "SELECT end_reason, COUNT(*) FROM sessions INDEXED BY sessions_ended
+             WHERE ended_at >= ?1{owner} GROUP BY end_reason"
+        ),
+    ]
 }
 
 fn api_key(row: &Row) -> rusqlite::Result<ApiKey> {
@@ -383,8 +391,8 @@ impl Store for SqliteStore {
     async fn session_stats(&self, since: i64, owner: Option<&str>) -> StoreResult<SessionStats> {
         let owner = owner.map(str::to_string);
         self.run("session_stats", move |c| {
-            // Counted in place: the range on `created_at` reads its index,
-            // and only one row per state and reason comes back.
+            // Counted in place: each range reads its index, and only one row
+            // per end reason comes back.
             let mut args: Vec<rusqlite::types::Value> = vec![since.into()];
             let who = match owner {
                 None => "",
@@ -394,20 +402,20 @@ impl Store for SqliteStore {
                     " AND owner = ?2"
                 }
             };
-            let mut stmt = c.prepare(&stats_sql(who))?;
-            let mut rows = stmt.query(rusqlite::params_from_iter(args))?;
+            let [started, ended] = stats_sql(who);
+            let count = |v: i64| v.max(0) as u64;
             let mut stats = SessionStats::default();
+            let (n, running): (i64, i64) =
+                c.query_row(&started, rusqlite::params_from_iter(args.iter()), |r| {
+                    Ok((r.get(0)?, r.get(1)?))
+                })?;
+            (stats.started, stats.running) = (count(n), count(running));
+            let mut stmt = c.prepare(&ended)?;
+            let mut rows = stmt.query(rusqlite::params_from_iter(args.iter()))?;
             while let Some(row) = rows.next()? {
-                let state: String = row.get(0)?;
-                let reason: Option<String> = row.get(1)?;
-                let n = row.get::<_, i64>(2)?.max(0) as u64;
-                stats.started += n;
-                match (state.as_str(), reason) {
-                    (_, Some(r)) => *stats.ended.entry(r).or_default() += n,
-                    ("ended", None) => *stats.ended.entry("unknown".into()).or_default() += n,
-                    ("running", None) => stats.running += n,
-                    _ => {}
-                }
+                let reason: Option<String> = row.get(0)?;
+                let reason = reason.unwrap_or_else(|| "unknown".into());
+                *stats.ended.entry(reason).or_default() += count(row.get(1)?);
             }
             Ok(stats)
         })
@@ -494,23 +502,24 @@ mod tests {
         crate::webhook_conformance::fan_out(&s).await;
     }
 
-    /// Stats read the creation-time index, not the whole table.
+    /// Stats read the start and end time indexes, not the whole table.
     #[tokio::test]
-    async fn stats_read_the_creation_index() {
+    async fn stats_read_the_time_indexes() {
         let s = SqliteStore::in_memory().unwrap();
-        let plan = s
+        let plans = s
             .run("plan", |c| {
-                let sql = format!("EXPLAIN QUERY PLAN {}", stats_sql(" AND owner = ?2"));
-                let mut stmt = c.prepare(&sql)?;
-                let rows = stmt.query_map(params![0, "a"], |r| r.get::<_, String>(3))?;
-                rows.collect::<rusqlite::Result<Vec<_>>>()
+                let mut plans = Vec::new();
+                for sql in stats_sql(" AND owner = ?2") {
+                    let mut stmt = c.prepare(&format!("EXPLAIN QUERY PLAN {sql}"))?;
+                    let rows = stmt.query_map(params![0, "a"], |r| r.get::<_, String>(3))?;
+                    plans.push(rows.collect::<rusqlite::Result<Vec<_>>>()?.join("; "));
+                }
+                Ok(plans)
             })
             .await
             .unwrap();
-        assert!(
-            plan.iter().any(|p| p.contains("sessions_created")),
-            "{plan:?}"
-        );
+        assert!(plans[0].contains("sessions_started"), "{plans:?}");
+        assert!(plans[1].contains("sessions_ended"), "{plans:?}");
     }
 
     #[tokio::test]

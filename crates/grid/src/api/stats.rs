@@ -1,6 +1,6 @@
-//! `/api/v1/sessions/stats`: what became of the sessions created since a
-//! time, counted by the store (a dashboard refreshing every few seconds
-//! does not page through the records). A user key counts only its own.
+//! `/api/v1/sessions/stats`: the sessions that started and those that ended
+//! since a time, counted by the store (a dashboard refreshing every few
+//! seconds does not page through the records). A user key counts only its own.
 
 use super::{caller, json, only_params, param, query_pairs, ApiResult, Problem, Role};
 use axum::body::Body;
@@ -14,27 +14,28 @@ use utoipa::ToSchema;
 /// The window counted when `since` is not given: the last hour.
 const DEFAULT_WINDOW_MS: i64 = 3_600_000;
 
-/// Counts of the sessions created since a time.
+/// Counts of the sessions that started and ended since a time.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct SessionStatsView {
-    /// Unix ms: sessions created at or after it are counted.
+    /// Unix ms: the start of the window counted.
     pub since: i64,
-    /// Sessions created since then, whatever became of them (a request still
-    /// waiting in the queue counts once it gets a slot or leaves the queue).
+    /// Sessions whose browser started since then.
     pub started: u64,
     /// Of those, the ones running now.
     pub running: u64,
-    /// Of those, the ones that ended, by end reason (`quit`, `idle_timeout`, ...).
+    /// Sessions that ended since then (whenever they started, or never: a
+    /// request that left the queue unserved), by end reason (`quit`,
+    /// `idle_timeout`, ...).
     pub ended: BTreeMap<String, u64>,
 }
 
-/// Count the sessions created since a time, by what became of them.
+/// Count the sessions that started, and those that ended (by end reason), since a time.
 ///
 /// A user key counts only its own sessions.
 #[utoipa::path(
     operation_id = "session_stats",
     get, path = "/api/v1/sessions/stats", tag = "sessions",
-    params(("since" = Option<i64>, Query, minimum = 0, description = "Count sessions created at or after this Unix ms (default: an hour ago)")),
+    params(("since" = Option<i64>, Query, minimum = 0, description = "The window's start, Unix ms (default: an hour ago)")),
     responses(
         (status = 200, description = "The counts", body = SessionStatsView),
         (status = 400, description = "Bad parameter", body = Problem, content_type = "application/problem+json"),

@@ -356,7 +356,8 @@ fn grid_slots(scaling: &Result<Value, Shown>) -> Markup {
     }
 }
 
-/// Sessions created since `since`: how many, how many run, how the rest ended.
+/// Sessions since `since`: how many started, how many of those run, and
+/// how the sessions that ended meanwhile ended.
 fn last_hour(stats: &Value, since: i64) -> Markup {
     let started = stats["started"].as_u64().unwrap_or(0);
     let running = stats["running"].as_u64().unwrap_or(0);
@@ -365,8 +366,8 @@ fn last_hour(stats: &Value, since: i64) -> Markup {
         table #ended-by-reason {
             thead { tr { th { "Sessions" } th.num { "Count" } } }
             tbody {
-                tr.started { td { strong { "Created" } } td.num { strong { (started) } } }
-                tr.running { td { "Running now" } td.num { (running) } }
+                tr.started { td { strong { "Started" } } td.num { strong { (started) } } }
+                tr.running { td { "Of those, running now" } td.num { (running) } }
                 @if ended.is_empty() {
                     tr { td.muted { "Ended" } td.num { "0" } }
                 }
@@ -378,7 +379,7 @@ fn last_hour(stats: &Value, since: i64) -> Markup {
                 }
             }
         }
-        p.muted { "Sessions created since " (time(since)) " UTC." }
+        p.muted { "Sessions that started or ended since " (time(since)) " UTC." }
     }
 }
 
@@ -717,8 +718,8 @@ mod tests {
         assert!(slots.contains("1/1"), "{slots}");
         assert!(text_of(&html, "slots").contains("chrome"), "{html}");
         let hour = text_of(&html, "ended-by-reason");
-        assert!(hour.contains("Created 2"), "{hour}");
-        assert!(hour.contains("Running now 1"), "{hour}");
+        assert!(hour.contains("Started 2"), "{hour}");
+        assert!(hour.contains("Of those, running now 1"), "{hour}");
         assert!(hour.contains("deleted_by_api 1"), "{hour}");
         let health = text_of(&html, "node-health");
         assert!(health.contains("local up this process"), "{health}");
@@ -735,7 +736,7 @@ mod tests {
         assert_eq!(text_of(&html, "oldest-wait"), "—");
         assert_eq!(text_of(&html, "free-slots"), "0");
         assert!(html.contains("Free slots of 1"), "{html}");
-        assert!(text_of(&html, "ended-by-reason").contains("Created 2"));
+        assert!(text_of(&html, "ended-by-reason").contains("Started 2"));
         assert!(html.contains("id=\"node-health-admin-only\""));
         assert!(!html.contains("data-node="), "no node rows for a user key");
         let (_, html) = g.page("/ui/", "bob").await;
@@ -752,7 +753,7 @@ mod tests {
             .await;
         assert_eq!(status, StatusCode::NO_CONTENT);
         waiting.await.unwrap();
-        // A request that left the queue unserved is counted as it ended.
+        // A request that left the queue unserved is counted as ended, not started.
         crate::testing::eventually_within(
             std::time::Duration::from_secs(5),
             "the cancelled request is recorded",
@@ -766,13 +767,13 @@ mod tests {
         let bob = stats("bob").await;
         assert_eq!(
             (&bob["started"], &bob["running"]),
-            (&json!(1), &json!(0)),
+            (&json!(0), &json!(0)),
             "{bob}"
         );
         let (_, html) = g.page("/ui/", "bob").await;
         assert_eq!(text_of(&html, "queue-depth"), "0");
         assert!(
-            text_of(&html, "ended-by-reason").contains("Created 1"),
+            text_of(&html, "ended-by-reason").contains("Started 0"),
             "{html}"
         );
         let (_, html) = g.page("/ui/", "root").await;
@@ -781,7 +782,7 @@ mod tests {
             .await;
         assert_eq!(rec["state"], "running");
         assert!(
-            text_of(&html, "ended-by-reason").contains("Created 3"),
+            text_of(&html, "ended-by-reason").contains("Started 2"),
             "{html}"
         );
     }
