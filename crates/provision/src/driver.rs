@@ -259,16 +259,7 @@ impl Spawn<'_> {
             // Also drops root's supplementary groups (std calls setgroups).
             cmd.uid(u).gid(u);
         }
-        // Runs after the user id changed (a change of ids clears the parent-death signal).
-        // SAFETY: prctl is async-signal-safe; nothing else runs between fork and exec.
-        unsafe {
-            cmd.pre_exec(|| {
-                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
-                Ok(())
-            });
-        }
+        crate::guard::die_with_parent(&mut cmd);
         let mut child = cmd.spawn().map_err(|source| ProvisionError::Spawn {
             program: program.to_path_buf(),
             source,

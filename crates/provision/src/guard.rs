@@ -13,6 +13,22 @@ use std::io::{self, Read};
 use std::path::Path;
 use std::process::{Child, ChildStdin, Command, Stdio};
 
+/// Gives the process `cmd` starts a parent-death signal: it is killed
+/// when the thread that started it ends (a tokio worker, which lives as long
+/// as the grid). Set in `pre_exec`, so after any change of user id (which
+/// clears the signal).
+pub fn die_with_parent(cmd: &mut tokio::process::Command) {
+    // SAFETY: prctl is async-signal-safe; nothing else runs between fork and exec.
+    unsafe {
+        cmd.pre_exec(|| {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+}
+
 /// The running watchdog of this grid; the grid keeps it for as long as it runs.
 pub struct Watchdog {
     child: Child,

@@ -22,7 +22,7 @@ pub mod video;
 pub use discovery::{discover, BrowserInstall, Discovery};
 pub use driver::{DriverExit, DriverProcess};
 pub use error::ProvisionError;
-pub use guard::{run_watchdog, Watchdog};
+pub use guard::{die_with_parent, run_watchdog, Watchdog};
 pub use isolation::{Isolation, IsolationSettings};
 pub use local::LocalProvisioner;
 pub use process::{Provisioner, SessionHandle, SessionProcess, X11Display};

@@ -42,15 +42,7 @@ impl X11Grab {
             .stderr(Stdio::null())
             .process_group(0)
             .kill_on_drop(true);
-        // SAFETY: prctl is async-signal-safe; nothing else runs between fork and exec.
-        unsafe {
-            cmd.pre_exec(|| {
-                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
-                Ok(())
-            });
-        }
+        gridiron_provision::die_with_parent(&mut cmd);
         let mut child = cmd.spawn()?;
         let pgid = child.id().map_or(0, |p| p as i32);
         let mut out = child

@@ -82,17 +82,8 @@ impl Helper<'_> {
         if let Some(u) = self.uid {
             cmd.uid(u).gid(u);
         }
-        // As for drivers: the helper dies with the thread that started it
-        // (a tokio worker, which lives as long as the grid).
-        // SAFETY: prctl is async-signal-safe; nothing else runs between fork and exec.
-        unsafe {
-            cmd.pre_exec(|| {
-                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
-                Ok(())
-            });
-        }
+        // As for drivers: the helper dies with the grid.
+        crate::guard::die_with_parent(&mut cmd);
         cmd.spawn().map_err(|source| ProvisionError::Spawn {
             program: path,
             source,
