@@ -15,7 +15,6 @@ import shutil
 import signal
 import sqlite3
 import subprocess
-import time
 
 import pytest
 
@@ -29,7 +28,7 @@ from harness import (
     list_artifacts,
     wait_until,
 )
-from test_keys import KEY_DELAY, bearer, create_key, new_session
+from test_keys import bearer, make_keys, new_session
 
 
 # What the grid keeps of every session itself (its driver's log, its
@@ -184,11 +183,7 @@ def test_names_that_leave_the_sessions_storage_are_refused(make_grid, drivers):
 @pytest.mark.deadline(180)
 def test_a_user_key_cannot_reach_another_keys_artifacts(make_grid, grid_binary):
     grid = make_grid(max_sessions=2)
-    where = ["--data-dir", grid.data_dir]
-    a = create_key(grid_binary, "a", where=where)
-    b = create_key(grid_binary, "b", where=where)
-    root = create_key(grid_binary, "root", "--role", "admin", where=where)
-    time.sleep(KEY_DELAY)
+    a, b, root = make_keys(grid_binary, grid, "a", "b").values()
     sid = new_session(grid, a)["sessionId"]
     write(os.path.join(grid.outbox(sid), "mine.txt"), b"mine")
     r = grid.request("DELETE", f"/session/{sid}", headers=bearer(a))
@@ -312,7 +307,7 @@ def test_the_s3_backend_against_a_local_s3_server(drivers, moto, grid_binary):
     grid = Grid(grid_binary, env=env, max_sessions=1, artifacts_url="s3://grid-artifacts/runs/ci")
     try:
         grid.start()
-    except AssertionError as e:
+    except AssertionError:
         if "no S3 support" in grid.log_text():
             pytest.fail("the Python suite's binary must be built with --features s3 (scripts/test does)")
         raise

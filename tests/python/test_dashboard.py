@@ -20,7 +20,7 @@ from selenium.common.exceptions import NoSuchElementException, WebDriverExceptio
 from selenium.webdriver.common.by import By
 
 from harness import http_request, wait_until
-from test_keys import KEY_DELAY, create_key
+from test_keys import make_keys
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 OUTPUT = os.path.join(os.environ.get("GRIDIRON_TEST_OUTPUT") or os.path.join(REPO, "target", "test-output"), "dashboard")
@@ -108,13 +108,7 @@ def session_state(g, token, sid):
 def keyed(make_grid, grid_binary):
     """A standalone grid with keys: root (admin), alice and bob (users)."""
     g = make_grid(max_sessions=4, queue_timeout=60)
-    where = ["--data-dir", g.data_dir]
-    tokens = {
-        "root": create_key(grid_binary, "root", "--role", "admin", where=where),
-        "alice": create_key(grid_binary, "alice", where=where),
-        "bob": create_key(grid_binary, "bob", where=where),
-    }
-    time.sleep(KEY_DELAY)
+    tokens = make_keys(grid_binary, g, "alice", "bob")
     return g, tokens
 
 
@@ -347,8 +341,7 @@ def test_the_dashboard_works_behind_a_proxy_under_a_path_prefix(make_grid, grid_
     proxy_port = proxy.port
     g = make_grid(max_sessions=3, public_url=f"http://127.0.0.1:{proxy_port}/grid")
     proxy.upstream = g.port
-    token = create_key(grid_binary, "root", "--role", "admin", where=["--data-dir", g.data_dir])
-    time.sleep(KEY_DELAY)
+    token = make_keys(grid_binary, g)["root"]
     try:
         base = f"http://127.0.0.1:{proxy_port}/grid"
         viewer = client(g.port, "root", token, {"name": "proxied-viewer"})

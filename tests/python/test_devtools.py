@@ -17,7 +17,7 @@ import pytest
 
 import harness
 from harness import chrome_caps, fetch_artifact, list_artifacts, wait_until
-from test_keys import KEY_DELAY, bearer, create_key
+from test_keys import bearer, make_keys
 
 GRID_OPTIONS = {"max_sessions": 2, "queue_timeout": 60}
 
@@ -299,10 +299,7 @@ def test_no_live_view_of_unknown_sessions_or_headless_firefox(grid, drivers):
 @pytest.mark.deadline(180)
 def test_a_user_key_cannot_watch_another_keys_session(make_grid, grid_binary, pages):
     g = make_grid(max_sessions=2, queue_timeout=60)
-    where = ["--data-dir", g.data_dir]
-    a, b = (create_key(grid_binary, n, where=where) for n in ("a", "b"))
-    root = create_key(grid_binary, "root", "--role", "admin", where=where)
-    time.sleep(KEY_DELAY)
+    a, b, root = make_keys(grid_binary, g, "a", "b").values()
     resp = g.request("POST", "/session", body=chrome_caps(), headers=bearer(a), timeout=90)
     assert resp.status == 200, resp
     sid = resp.value["sessionId"]

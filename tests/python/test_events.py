@@ -5,13 +5,12 @@ hub of a scaled-out grid), and show users their own sessions only.
 """
 
 import json
-import time
 
 import pytest
 import websocket
 
 from harness import EventStream, chrome_caps, event_socket, in_background, socket_events, wait_until
-from test_keys import KEY_DELAY, bearer, create_key
+from test_keys import bearer, make_keys
 
 # The lifecycle of requests and sessions, without activity samples.
 LIFECYCLE = "type=request.queued,request.cancelled,session.started,session.ended"
@@ -167,11 +166,7 @@ def test_two_hubs_serve_one_feed_and_a_client_resumes_on_the_other_hub(make_clus
 @pytest.mark.deadline(180)
 def test_users_see_their_own_sessions_events_and_admins_see_all(make_grid, grid_binary):
     g = make_grid(max_sessions=2)
-    where = ["--data-dir", g.data_dir]
-    alice = create_key(grid_binary, "alice", where=where)
-    bob = create_key(grid_binary, "bob", where=where)
-    root = create_key(grid_binary, "root", "--role", "admin", where=where)
-    time.sleep(KEY_DELAY)
+    alice, bob, root = make_keys(grid_binary, g, "alice", "bob").values()
 
     anonymous = EventStream(g.port)
     assert anonymous.status == 401 and anonymous.content_type == "application/problem+json"

@@ -28,6 +28,16 @@ def create_key(binary, name, *args, where):
     return token
 
 
+def make_keys(binary, grid, *users, admin="root"):
+    """User keys `users` and the admin key `admin` on standalone grid `grid`,
+    in use once this returns; their tokens by name."""
+    where = ["--data-dir", grid.data_dir]
+    tokens = {name: create_key(binary, name, where=where) for name in users}
+    tokens[admin] = create_key(binary, admin, "--role", "admin", where=where)
+    time.sleep(KEY_DELAY)
+    return tokens
+
+
 def keys_cli(binary, *args, where):
     return subprocess.run([binary, "keys", *args, *where], capture_output=True, text=True, timeout=30)
 
