@@ -217,7 +217,6 @@ pub async fn identify(ring: &Keyring, req: &mut Request<Body>) -> Option<Respons
         // grid with keys with its sign-in page.
         _ if dashboard && keys.is_empty() && !ring.require => Caller::open(),
         Err(_) | Ok(None) if dashboard => Caller::anonymous(),
-        Ok(Some(c)) if dashboard && find_key(&keys, &c).is_none() => Caller::anonymous(),
         Err(why) => return refuse(&format!("the API key could not be read: {why}")),
         Ok(Some(c)) => match find_key(&keys, &c) {
             Some(key) => {
@@ -227,6 +226,8 @@ pub async fn identify(ring: &Keyring, req: &mut Request<Body>) -> Option<Respons
                 }
                 Caller::of(key)
             }
+            // A stale or wrong cookie: the dashboard's sign-in page.
+            None if dashboard => Caller::anonymous(),
             None => return refuse("the API key is not valid (unknown, or revoked)"),
         },
         Ok(None) if keys.is_empty() && !ring.require => Caller::open(),

@@ -28,6 +28,8 @@ type Role = Arc<dyn Backend>;
 /// request authenticated first (see [`crate::auth`]).
 pub fn router(backend: Arc<dyn Backend>) -> Router {
     let keyring = backend.keyring();
+    // Built once (its OpenAPI document too): served, and called by the dashboard.
+    let api = crate::api::router();
     let w3c = Router::new()
         .route("/status", get(status).fallback(unknown_method))
         .route("/session", post(new_session).fallback(unknown_method))
@@ -45,10 +47,8 @@ pub fn router(backend: Arc<dyn Backend>) -> Router {
         .merge(cdp)
         .merge(crate::metrics::routes::router())
         .nest("/wd/hub", w3c)
-        .merge(crate::api::router())
-        .merge(crate::ui::router(
-            crate::api::router().with_state(backend.clone()),
-        ))
+        .merge(api.clone())
+        .merge(crate::ui::router(api.with_state(backend.clone())))
         .fallback(unknown_command)
         .with_state(backend.clone())
         // One layer, not two: every request pays for each layer it passes.
