@@ -20,6 +20,7 @@ pub mod launch_policy;
 pub mod lifecycle;
 pub mod metrics;
 pub mod options;
+pub mod percent;
 pub mod pool;
 pub mod public_url;
 pub mod queue;

@@ -13,6 +13,7 @@ use axum::http::{header, HeaderValue, Request, StatusCode};
 use axum::response::{IntoResponse, Response};
 use gridiron_domain::artifacts::{check_name, content_type, range, shown_inline, RangeAnswer};
 use gridiron_domain::events;
+use gridiron_domain::percent;
 use gridiron_store::artifacts::IN_BUCKET;
 use gridiron_store::{ArtifactRecord, NewEvent};
 use serde::Serialize;
@@ -120,7 +121,11 @@ async fn forward(
     name: &str,
     mut req: Request<Body>,
 ) -> ApiResult<Response> {
-    let path = format!("/api/v1/sessions/{}/artifacts/{}", encode(id), encode(name));
+    let path = format!(
+        "/api/v1/sessions/{}/artifacts/{}",
+        percent::path(id),
+        percent::path(name)
+    );
     *req.uri_mut() = path
         .parse()
         .map_err(|e| Problem::new("internal", format!("bad artifact path: {e}")))?;
@@ -292,19 +297,6 @@ fn deleted(r: &ArtifactRecord, reason: &str) -> NewEvent {
         .with("reason", reason)
 }
 
-/// Percent-encodes all but unreserved characters and `/` of a path.
-fn encode(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || b"-._~/".contains(&b) {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
-}
-
 fn not_found(id: &str, name: &str) -> Problem {
     Problem::not_found(format!("artifact {name:?} of session {id}"))
 }
@@ -362,16 +354,4 @@ fn serve(
         }
     }
     r
-}
-
-#[cfg(test)]
-mod tests {
-    use super::encode;
-
-    #[test]
-    fn forwarded_paths_keep_slashes_and_escape_the_rest() {
-        assert_eq!(encode("downloads/report 1.csv"), "downloads/report%201.csv");
-        assert_eq!(encode("a%2Fb?c#d"), "a%252Fb%3Fc%23d");
-        assert_eq!(encode("Ünï.txt"), "%C3%9Cn%C3%AF.txt");
-    }
 }

@@ -4,12 +4,12 @@
 //! API's admin resources: a user key is told so instead.
 
 use super::layout::{action, empty, render, state, time, Page, NODE_EVENTS};
-use super::queue::segment;
 use super::{Nav, Viewer};
 use axum::body::Body;
 use axum::extract::Path;
 use axum::http::{Method, Response, StatusCode};
 use gridiron_domain::dashboard::duration;
+use gridiron_domain::percent;
 use maud::{html, Markup};
 use serde::Deserialize;
 use serde_json::Value;
@@ -209,7 +209,7 @@ fn node_table(v: &Viewer, nodes: &[NodeInfo]) -> Markup {
                             @if n.url.is_none() {
                                 span.muted title="A standalone grid drains by stopping (SIGTERM): running sessions finish first." { "stop to drain" }
                             } @else if n.state() == "up" {
-                                (action(v, &format!("/nodes/{}/drain", segment(&n.id)), "Drain",
+                                (action(v, &format!("/nodes/{}/drain", percent::segment(&n.id)), "Drain",
                                     &format!("Drain node {}? It takes no new sessions; its running sessions finish.", n.id)))
                             }
                         }
@@ -258,7 +258,7 @@ pub(crate) async fn drain(v: Viewer, Path(id): Path<String>, body: Body) -> Resp
     if let Err(refused) = v.form(body).await {
         return refused;
     }
-    let path = format!("/nodes/{}/drain", segment(&id));
+    let path = format!("/nodes/{}/drain", percent::segment(&id));
     match v.send(Method::POST, &path, None).await {
         Ok(_) => v.back_to("/nodes"),
         Err(e) => super::layout::failed(&v, e),

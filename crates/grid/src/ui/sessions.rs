@@ -11,6 +11,7 @@ use axum::extract::{Path, RawQuery};
 use axum::http::{header, HeaderMap, HeaderValue, Method, Response, StatusCode};
 use axum::response::IntoResponse;
 use gridiron_domain::dashboard::duration;
+use gridiron_domain::percent;
 use maud::{html, Markup};
 use serde_json::Value;
 
@@ -118,19 +119,6 @@ impl ListForm {
 
 fn encode_query(pairs: &[(&str, String)]) -> String {
     serde_urlencoded::to_string(pairs).unwrap_or_default()
-}
-
-/// Percent-encodes a path segment (or, `slashes`, a path of segments).
-fn encode_path(s: &str, slashes: bool) -> String {
-    let mut out = String::with_capacity(s.len());
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) || (slashes && b == b'/') {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
 }
 
 /// The first 8 characters of an id, for tables.
@@ -265,7 +253,7 @@ fn session_table(v: &Viewer, form: &ListForm, page: &Value, now: i64) -> Markup 
                     @for s in items {
                         @let id = s["id"].as_str().unwrap_or("");
                         tr data-session=(id) {
-                            td.mono { a href=(v.url(&format!("/sessions/{}", encode_path(id, false)))) title=(id) { (short(id)) } }
+                            td.mono { a href=(v.url(&format!("/sessions/{}", percent::segment(id)))) title=(id) { (short(id)) } }
                             td { (state(s["state"].as_str().unwrap_or("?"))) }
                             td { (s["browser"].as_str().unwrap_or("")) }
                             td.wrap { (s["name"].as_str().unwrap_or("")) }
@@ -301,7 +289,7 @@ pub(crate) async fn page(
     Path(id): Path<String>,
     RawQuery(query): RawQuery,
 ) -> Response<Body> {
-    let path = format!("/sessions/{}", encode_path(&id, false));
+    let path = format!("/sessions/{}", percent::segment(&id));
     let s = match v.get(&path).await {
         Ok(s) => s,
         Err(e) => return failed(&v, e),
@@ -481,7 +469,7 @@ async fn ended_parts(v: &Viewer, path: &str, log_q: &str) -> (Markup, Markup) {
             .iter()
             .any(|a| a["name"] == name && a["state"] != "lost")
     };
-    let link = |name: &str| v.url(&format!("{path}/artifacts/{}", encode_path(name, true)));
+    let link = |name: &str| v.url(&format!("{path}/artifacts/{}", percent::path(name)));
     let head = html! {
         div.grid2.media {
             section {
@@ -664,7 +652,7 @@ pub(crate) async fn end(v: Viewer, Path(id): Path<String>, body: Body) -> Respon
     if let Err(refused) = v.form(body).await {
         return refused;
     }
-    let path = format!("/sessions/{}", encode_path(&id, false));
+    let path = format!("/sessions/{}", percent::segment(&id));
     match v.send(Method::DELETE, &path, None).await {
         Ok(_) => v.back_to(&path),
         Err(e) => failed(&v, e),
@@ -673,7 +661,7 @@ pub(crate) async fn end(v: Viewer, Path(id): Path<String>, body: Body) -> Respon
 
 /// `GET /ui/sessions/{id}/live`: the API's live view (MJPEG), streamed through.
 pub(crate) async fn live(v: Viewer, Path(id): Path<String>) -> Response<Body> {
-    let path = format!("/sessions/{}/live", encode_path(&id, false));
+    let path = format!("/sessions/{}/live", percent::segment(&id));
     let r = v.call(Method::GET, &path, None, &[]).await;
     pass(&v, r).await
 }
@@ -687,8 +675,8 @@ pub(crate) async fn artifact(
 ) -> Response<Body> {
     let path = format!(
         "/sessions/{}/artifacts/{}",
-        encode_path(&id, false),
-        encode_path(&name, true)
+        percent::segment(&id),
+        percent::path(&name)
     );
     let pass_on: Vec<_> = [header::RANGE, header::IF_RANGE]
         .into_iter()

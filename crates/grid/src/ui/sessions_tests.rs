@@ -362,8 +362,6 @@ fn log_lines_are_filtered_and_marked_ignoring_case() {
 fn small_helpers() {
     assert_eq!(short("0123456789"), "01234567");
     assert_eq!(short("abc"), "abc");
-    assert_eq!(encode_path("a b/c", true), "a%20b/c");
-    assert_eq!(encode_path("a/b", false), "a%2Fb");
     assert_eq!(size(10), "10 B");
     assert_eq!(size(2048), "2.0 KB");
     let s = json!({"started_at": 1000, "ended_at": 4000});
