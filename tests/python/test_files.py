@@ -49,10 +49,11 @@ def zipped(entries, method=zipfile.ZIP_DEFLATED):
 
 def driver_session_id(grid, sid):
     """The driver's own id for grid session `sid`, read from its driver log
-    (chromedriver prefixes each command with it)."""
+    (chromedriver prefixes each command with it). A running session's log
+    is written in batches, a few tens of milliseconds behind the driver."""
     log = os.path.join(grid.sessions_dir, sid, "artifacts", "driver.log")
-    found = re.search(r"\[([0-9a-f]{32})\] COMMAND", open(log, errors="replace").read())
-    assert found, "no command in the driver log"
+    found = wait_until(lambda: re.search(r"\[([0-9a-f]{32})\] COMMAND", open(log, errors="replace").read()),
+                       5, what="a command in the driver log")
     return found.group(1)
 
 

@@ -7,6 +7,7 @@
 use crate::discovery::BrowserInstall;
 use crate::error::ProvisionError;
 use crate::isolation::{give_dirs, Isolation, UidLease};
+use crate::output::{Pump, Sink, KEEP_LINES};
 use crate::process::SessionProcess;
 use crate::procfs::{browser_pid, process_alive};
 use crate::ENV_SESSION;
@@ -17,10 +18,9 @@ use std::collections::VecDeque;
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
 use tokio::process::Command;
 use tokio::sync::{mpsc, watch};
 
@@ -43,7 +43,6 @@ impl std::fmt::Display for DriverExit {
     }
 }
 
-const KEEP_LINES: usize = 40;
 const START_TIMEOUT: Duration = Duration::from_secs(30);
 /// How often a browser is checked when the kernel cannot tell us it exited (no pidfd).
 const POLL_BROWSER: Duration = Duration::from_millis(250);
@@ -63,6 +62,13 @@ pub struct DriverProcess {
     tmp: PathBuf,
     exit: watch::Receiver<Option<DriverExit>>,
     output: Arc<Mutex<VecDeque<String>>>,
+    /// Turned true once the session runs: its output is read by the
+    /// [`Pump`] from then on (see [`crate::output`]).
+    steady: watch::Sender<bool>,
+    /// The tasks reading the output while the process starts.
+    drains: Mutex<Vec<tokio::task::JoinHandle<()>>>,
+    /// This process's output under the [`Pump`].
+    output_key: u64,
     /// The process is the browser itself (CDP), not a driver that starts one.
     is_browser: bool,
     /// Set once the browser the driver started has exited.
@@ -163,6 +169,18 @@ impl DriverProcess {
     /// Kills the whole process group at once, without waiting for it.
     pub fn kill(&self) {
         let _ = killpg(Pid::from_raw(self.pid), Signal::SIGKILL);
+    }
+
+    /// Writes what the process printed so far to its log (after a kill:
+    /// all it ever printed), handing its output to the pump first if it
+    /// was still being read as at its start.
+    pub async fn flush_output(&self) {
+        self.steady.send_replace(true);
+        let drains = std::mem::take(&mut *lock(&self.drains));
+        for d in drains {
+            let _ = tokio::time::timeout(Duration::from_secs(2), d).await;
+        }
+        Pump::shared().flush(self.output_key).await;
     }
 
     /// Kills the process group, waits for the driver to be reaped and removes
@@ -275,13 +293,31 @@ impl Spawn<'_> {
         let (lines_tx, mut lines_rx) = mpsc::unbounded_channel();
         // Firefox prints its pages' console calls among its output (the grid's
         // `devtools.console.stdout.content`); Chromium's come through DevTools.
-        let log = crate::driver_log::DriverLog::create(dir, console_in_output).map(Arc::new);
-        if let Some(out) = child.stdout.take() {
-            tokio::spawn(drain(out, output.clone(), lines_tx.clone(), log.clone()));
-        }
-        if let Some(err) = child.stderr.take() {
-            tokio::spawn(drain(err, output.clone(), lines_tx, log));
-        }
+        let sink = Sink {
+            log: crate::driver_log::DriverLog::create(dir, console_in_output).map(Arc::new),
+            keep: output.clone(),
+        };
+        static KEYS: AtomicU64 = AtomicU64::new(1);
+        let output_key = KEYS.fetch_add(1, Ordering::Relaxed);
+        let (steady, steady_rx) = watch::channel(false);
+        let pipes = [
+            child.stdout.take().and_then(|p| p.into_owned_fd().ok()),
+            child.stderr.take().and_then(|p| p.into_owned_fd().ok()),
+        ];
+        let drains = pipes
+            .into_iter()
+            .flatten()
+            .map(|fd| {
+                tokio::spawn(crate::output::drain(
+                    fd,
+                    sink.clone(),
+                    lines_tx.clone(),
+                    steady_rx.clone(),
+                    output_key,
+                ))
+            })
+            .collect();
+        drop(lines_tx);
         let (exit_tx, exit_rx) = watch::channel(None);
         tokio::spawn(async move {
             let status = child.wait().await;
@@ -308,6 +344,9 @@ impl Spawn<'_> {
             tmp: tmp.clone(),
             exit: exit_rx,
             output,
+            steady,
+            drains: Mutex::new(drains),
+            output_key,
             is_browser,
             browser_exited: Arc::default(),
             browser_watch: Mutex::default(),
@@ -385,6 +424,8 @@ impl SessionProcess for DriverProcess {
     }
 
     async fn browser_started(&self) {
+        // The session runs: its output is the pump's from now on.
+        self.steady.send_replace(true);
         // A CDP-only process is the browser: its exit watch covers it.
         if self.is_browser || lock(&self.browser_watch).is_some() {
             return;
@@ -408,6 +449,10 @@ impl SessionProcess for DriverProcess {
 
     fn kill(&self) {
         DriverProcess::kill(self);
+    }
+
+    async fn finish_outputs(&self) {
+        self.flush_output().await;
     }
 
     async fn shutdown(&self) {
@@ -479,30 +524,6 @@ fn pidfd_open(pid: i32) -> std::io::Result<std::os::fd::OwnedFd> {
     }
     // SAFETY: the descriptor was just created and nothing else owns it.
     Ok(unsafe { std::os::fd::OwnedFd::from_raw_fd(fd as i32) })
-}
-
-async fn drain(
-    r: impl AsyncRead + Unpin,
-    keep: Arc<Mutex<VecDeque<String>>>,
-    lines: mpsc::UnboundedSender<String>,
-    log: Option<Arc<crate::driver_log::DriverLog>>,
-) {
-    let mut reader = BufReader::new(r).lines();
-    while let Ok(Some(line)) = reader.next_line().await {
-        tracing::trace!(target: "gridiron::driver", "{line}");
-        if let Some(log) = &log {
-            log.line(&line);
-        }
-        // Only the start-up waits for lines; a copy afterwards goes nowhere.
-        if !lines.is_closed() {
-            let _ = lines.send(line.clone());
-        }
-        let mut k = keep.lock().unwrap_or_else(|e| e.into_inner());
-        if k.len() == KEEP_LINES {
-            k.pop_front();
-        }
-        k.push_back(line);
-    }
 }
 
 /// The port in a driver's "listening" line: chromedriver's

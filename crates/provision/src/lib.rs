@@ -14,6 +14,7 @@ pub mod error;
 pub mod guard;
 pub mod isolation;
 pub mod local;
+mod output;
 pub mod process;
 mod procfs;
 pub mod sweep;

@@ -57,6 +57,7 @@ impl SessionProcess for RecordedSession {
     async fn finish_outputs(&self) {
         // Whatever ended the session, the browser is gone before the video ends.
         DriverProcess::kill(&self.driver);
+        self.driver.flush_output().await;
         self.video
             .finish(&self.driver.dir().join(crate::OUTBOX))
             .await;

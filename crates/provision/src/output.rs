@@ -1,0 +1,422 @@
+//! Reading what drivers and browsers print.
+//!
+//! While a process starts, its output is read at once by a task of its own:
+//! the start waits for a line naming its port, and a failed start quotes the
+//! last lines. Once its session runs, the pipes go to [`Pump`], one thread
+//! for every session's output. chromedriver prints several lines per
+//! command; read as they come, each would wake the grid (a context switch)
+//! on the command's path. The pump reads whatever is waiting at most every
+//! [`COALESCE`] while output flows, and sleeps in `poll` while none does.
+
+use crate::driver_log::DriverLog;
+use std::collections::VecDeque;
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
+use tokio::sync::{mpsc, oneshot, watch};
+
+/// How long the pump lets output gather after it read some.
+const COALESCE: Duration = Duration::from_millis(50);
+/// Bytes read per call.
+const CHUNK: usize = 64 * 1024;
+/// What a pump-read pipe may hold, so a chatty driver rarely waits for the
+/// pump to wake (the kernel may grant less; the pump reads at once after a
+/// full read anyway).
+const PIPE_BYTES: libc::c_int = 1024 * 1024;
+/// How many of the last lines of a process are kept for error messages.
+pub(crate) const KEEP_LINES: usize = 40;
+/// How long [`Pump::flush`] waits for the pump (it answers at once unless
+/// its thread is starved).
+const FLUSH_WAIT: Duration = Duration::from_secs(2);
+
+/// Where the lines of one process go: its session's driver log and the last
+/// [`KEEP_LINES`] lines.
+#[derive(Clone)]
+pub(crate) struct Sink {
+    /// The session's driver log, if it could be created.
+    pub log: Option<Arc<DriverLog>>,
+    /// The last lines, for error messages.
+    pub keep: Arc<Mutex<VecDeque<String>>>,
+}
+
+impl Sink {
+    fn line(&self, line: &str) {
+        tracing::trace!(target: "gridiron::driver", "{line}");
+        if let Some(log) = &self.log {
+            log.line(line);
+        }
+        let mut k = self.keep.lock().unwrap_or_else(|e| e.into_inner());
+        if k.len() == KEEP_LINES {
+            k.pop_front();
+        }
+        k.push_back(line.to_string());
+    }
+}
+
+/// Splits a byte stream into lines, keeping an unfinished one for later.
+#[derive(Default)]
+pub(crate) struct Lines {
+    partial: Vec<u8>,
+}
+
+impl Lines {
+    /// Passes every line `bytes` completes to `each` (without its newline).
+    pub fn push(&mut self, bytes: &[u8], mut each: impl FnMut(&str)) {
+        let mut rest = bytes;
+        while let Some(i) = rest.iter().position(|b| *b == b'\n') {
+            let (line, after) = rest.split_at(i);
+            if self.partial.is_empty() {
+                each(&String::from_utf8_lossy(line));
+            } else {
+                self.partial.extend_from_slice(line);
+                each(&String::from_utf8_lossy(&self.partial));
+                self.partial.clear();
+            }
+            rest = &after[1..];
+        }
+        self.partial.extend_from_slice(rest);
+    }
+
+    /// At the end of the stream: the unfinished line, if any, is a line.
+    pub fn finish(&mut self, each: impl FnOnce(&str)) {
+        if !self.partial.is_empty() {
+            each(&String::from_utf8_lossy(&self.partial));
+            self.partial.clear();
+        }
+    }
+}
+
+/// One `read` of a non-blocking descriptor.
+fn read(fd: RawFd, buf: &mut [u8]) -> std::io::Result<usize> {
+    // SAFETY: `buf` is valid for `buf.len()` bytes for the whole call.
+    let n = unsafe { libc::read(fd, buf.as_mut_ptr().cast(), buf.len()) };
+    if n < 0 {
+        Err(std::io::Error::last_os_error())
+    } else {
+        Ok(n as usize)
+    }
+}
+
+fn set_nonblocking(fd: RawFd) -> std::io::Result<()> {
+    // SAFETY: plain fcntl calls on a descriptor the caller owns.
+    unsafe {
+        let flags = libc::fcntl(fd, libc::F_GETFL);
+        if flags < 0 || libc::fcntl(fd, libc::F_SETFL, flags | libc::O_NONBLOCK) < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+    }
+    Ok(())
+}
+
+/// Reads one process's output (`fd`, a pipe) while it starts: every line
+/// goes to `sink` and, while anyone listens, to `lines`. Once `steady` turns
+/// true (the session runs), the pipe goes to the [`Pump`] under `key`.
+pub(crate) async fn drain(
+    fd: OwnedFd,
+    sink: Sink,
+    lines: mpsc::UnboundedSender<String>,
+    mut steady: watch::Receiver<bool>,
+    key: u64,
+) {
+    if set_nonblocking(fd.as_raw_fd()).is_err() {
+        return;
+    }
+    // SAFETY: the AsyncFd owns the OwnedFd, which stays open (and the same
+    // descriptor) until the AsyncFd gives it back or is dropped.
+    let Ok(fd) = (unsafe { tokio::io::unix::AsyncFd::register(fd) }) else {
+        return;
+    };
+    let mut split = Lines::default();
+    let mut buf = vec![0u8; CHUNK];
+    let handover = async {
+        // A process dropped before its session ran is read here to its end.
+        if steady.wait_for(|s| *s).await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    };
+    tokio::pin!(handover);
+    loop {
+        tokio::select! {
+            ready = fd.readable() => {
+                let Ok(mut guard) = ready else { return };
+                match guard.try_io(|fd| read(fd.as_raw_fd(), &mut buf)) {
+                    Ok(Ok(0)) | Ok(Err(_)) => {
+                        split.finish(|l| sink.line(l));
+                        return;
+                    }
+                    Ok(Ok(n)) => split.push(&buf[..n], |l| {
+                        sink.line(l);
+                        if !lines.is_closed() {
+                            let _ = lines.send(l.to_string());
+                        }
+                    }),
+                    // Not ready after all; readiness is cleared, wait again.
+                    Err(_) => {}
+                }
+            }
+            () = &mut handover => break,
+        }
+    }
+    Pump::shared().add(Source {
+        key,
+        fd: fd.into_inner(),
+        sink,
+        split,
+    });
+}
+
+/// A pipe the pump reads.
+struct Source {
+    /// Whose (see [`Pump::flush`]).
+    key: u64,
+    fd: OwnedFd,
+    sink: Sink,
+    split: Lines,
+}
+
+impl Source {
+    /// Reads everything waiting; returns (bytes read, whether the pipe ended).
+    fn read_waiting(&mut self, buf: &mut [u8]) -> (usize, bool) {
+        let mut total = 0;
+        loop {
+            match read(self.fd.as_raw_fd(), buf) {
+                Ok(0) => {
+                    let sink = &self.sink;
+                    self.split.finish(|l| sink.line(l));
+                    return (total, true);
+                }
+                Ok(n) => {
+                    total += n;
+                    let sink = &self.sink;
+                    self.split.push(&buf[..n], |l| sink.line(l));
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return (total, false),
+                Err(_) => return (total, true),
+            }
+        }
+    }
+}
+
+enum Request {
+    Add(Source),
+    /// Read everything waiting in the pipes of `key`, then answer.
+    Flush(u64, oneshot::Sender<()>),
+}
+
+/// The thread that reads the output of running sessions (see the module).
+pub(crate) struct Pump {
+    requests: Mutex<Vec<Request>>,
+    /// An eventfd that wakes the thread for new requests.
+    wake: OwnedFd,
+}
+
+impl Pump {
+    /// The pump of this process (its thread starts on first use).
+    pub fn shared() -> &'static Pump {
+        static SHARED: OnceLock<&'static Pump> = OnceLock::new();
+        SHARED.get_or_init(|| {
+            // SAFETY: eventfd returns a new descriptor (or -1), owned from here.
+            let fd = unsafe { libc::eventfd(0, libc::EFD_CLOEXEC | libc::EFD_NONBLOCK) };
+            assert!(fd >= 0, "eventfd: {}", std::io::Error::last_os_error());
+            let pump: &'static Pump = Box::leak(Box::new(Pump {
+                requests: Mutex::default(),
+                // SAFETY: the descriptor was just created and nothing else owns it.
+                wake: unsafe { std::os::fd::FromRawFd::from_raw_fd(fd) },
+            }));
+            std::thread::Builder::new()
+                .name("gridiron-output".into())
+                .spawn(move || pump.run())
+                .expect("start the output thread");
+            pump
+        })
+    }
+
+    fn add(&self, source: Source) {
+        // Room for a burst, so the driver seldom waits for the pump.
+        // SAFETY: fcntl on a pipe the source owns.
+        unsafe { libc::fcntl(source.fd.as_raw_fd(), libc::F_SETPIPE_SZ, PIPE_BYTES) };
+        self.request(Request::Add(source));
+    }
+
+    /// Returns once everything the processes of `key` printed so far is
+    /// written to their log (what a session's end awaits before its
+    /// artifacts are collected).
+    pub async fn flush(&self, key: u64) {
+        let (tx, rx) = oneshot::channel();
+        self.request(Request::Flush(key, tx));
+        let _ = tokio::time::timeout(FLUSH_WAIT, rx).await;
+    }
+
+    fn request(&self, r: Request) {
+        self.requests
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(r);
+        let one: u64 = 1;
+        // SAFETY: writes 8 bytes from a valid u64 to the eventfd.
+        unsafe { libc::write(self.wake.as_raw_fd(), (&one as *const u64).cast(), 8) };
+    }
+
+    fn run(&self) {
+        let mut sources: Vec<Source> = Vec::new();
+        let mut buf = vec![0u8; CHUNK];
+        // Until then, output is left to gather (requests are still served).
+        let mut gather_until: Option<Instant> = None;
+        loop {
+            let now = Instant::now();
+            let wait = gather_until.and_then(|t| t.checked_duration_since(now));
+            let watch_output = wait.is_none();
+            let mut fds = vec![libc::pollfd {
+                fd: self.wake.as_raw_fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            }];
+            if watch_output {
+                fds.extend(sources.iter().map(|s| libc::pollfd {
+                    fd: s.fd.as_raw_fd(),
+                    events: libc::POLLIN,
+                    revents: 0,
+                }));
+            }
+            let timeout = wait.map_or(-1, |w| w.as_millis().max(1) as libc::c_int);
+            // SAFETY: `fds` is a valid array of `fds.len()` pollfd structs.
+            let n = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, timeout) };
+            if n < 0 {
+                continue; // EINTR
+            }
+            if fds[0].revents != 0 {
+                let mut count = [0u8; 8];
+                let _ = read(self.wake.as_raw_fd(), &mut count);
+            }
+            let requests =
+                std::mem::take(&mut *self.requests.lock().unwrap_or_else(|e| e.into_inner()));
+            let mut ended = vec![false; sources.len()];
+            let mut read_bytes = 0;
+            if watch_output {
+                for (i, s) in sources.iter_mut().enumerate() {
+                    if fds[i + 1].revents != 0 {
+                        let (n, end) = s.read_waiting(&mut buf);
+                        read_bytes += n;
+                        ended[i] |= end;
+                    }
+                }
+            }
+            let mut acks = Vec::new();
+            for r in requests {
+                match r {
+                    Request::Add(s) => {
+                        sources.push(s);
+                        ended.push(false);
+                    }
+                    Request::Flush(key, ack) => {
+                        for (i, s) in sources.iter_mut().enumerate() {
+                            if s.key == key {
+                                ended[i] |= s.read_waiting(&mut buf).1;
+                            }
+                        }
+                        acks.push(ack);
+                    }
+                }
+            }
+            let mut i = 0;
+            sources.retain(|_| {
+                i += 1;
+                !ended[i - 1]
+            });
+            for ack in acks {
+                let _ = ack.send(());
+            }
+            if watch_output {
+                // A lot at once means more is coming fast: no pause then.
+                gather_until =
+                    (read_bytes > 0 && read_bytes < CHUNK).then(|| Instant::now() + COALESCE);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn collect(chunks: &[&[u8]]) -> Vec<String> {
+        let mut out = Vec::new();
+        let mut split = Lines::default();
+        for c in chunks {
+            split.push(c, |l| out.push(l.to_string()));
+        }
+        split.finish(|l| out.push(l.to_string()));
+        out
+    }
+
+    #[test]
+    fn lines_are_split_across_reads() {
+        assert_eq!(collect(&[b"a\nb", b"c\n", b"\nd"]), ["a", "bc", "", "d"]);
+        assert_eq!(collect(&[b"one\n"]), ["one"]);
+        assert!(collect(&[b""]).is_empty());
+    }
+
+    fn sink(dir: &std::path::Path) -> Sink {
+        Sink {
+            log: DriverLog::create(dir, false).map(Arc::new),
+            keep: Arc::default(),
+        }
+    }
+
+    fn pipe() -> (OwnedFd, std::io::PipeWriter) {
+        let (r, w) = std::io::pipe().unwrap();
+        (OwnedFd::from(r), w)
+    }
+
+    #[tokio::test]
+    async fn a_flush_writes_what_was_printed_and_the_rest_follows_unasked() {
+        use std::io::Write;
+        let dir = tempfile::tempdir().unwrap();
+        let sink = sink(dir.path());
+        let (r, mut w) = pipe();
+        let (lines_tx, mut lines_rx) = mpsc::unbounded_channel();
+        let (steady_tx, steady) = watch::channel(false);
+        let key = 0xfeed_0001;
+        let task = tokio::spawn(drain(r, sink.clone(), lines_tx, steady, key));
+        w.write_all(b"Starting\nlistening on 1").unwrap();
+        assert_eq!(lines_rx.recv().await.as_deref(), Some("Starting"));
+        steady_tx.send_replace(true);
+        task.await.unwrap();
+        // The unfinished line travelled with the pipe.
+        w.write_all(b"234\nCOMMAND x\n").unwrap();
+        Pump::shared().flush(key).await;
+        let log = || std::fs::read_to_string(dir.path().join("artifacts/driver.log")).unwrap();
+        assert_eq!(log(), "Starting\nlistening on 1234\nCOMMAND x\n");
+        w.write_all(b"later\n").unwrap();
+        drop(w);
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while !log().ends_with("later\n") {
+            assert!(
+                Instant::now() < deadline,
+                "unflushed output never arrived: {}",
+                log()
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let kept = sink.keep.lock().unwrap().clone();
+        assert_eq!(kept.back().map(String::as_str), Some("later"));
+    }
+
+    #[tokio::test]
+    async fn output_of_a_process_that_never_ran_is_read_to_its_end() {
+        use std::io::Write;
+        let dir = tempfile::tempdir().unwrap();
+        let sink = sink(dir.path());
+        let (r, mut w) = pipe();
+        let (lines_tx, _lines_rx) = mpsc::unbounded_channel();
+        let (steady_tx, steady) = watch::channel(false);
+        let task = tokio::spawn(drain(r, sink.clone(), lines_tx, steady, 0xfeed_0002));
+        drop(steady_tx);
+        w.write_all(b"crashed\nno newline").unwrap();
+        drop(w);
+        task.await.unwrap();
+        let kept: Vec<String> = sink.keep.lock().unwrap().iter().cloned().collect();
+        assert_eq!(kept, ["crashed", "no newline"]);
+    }
+}
