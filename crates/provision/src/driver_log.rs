@@ -15,8 +15,8 @@ pub const MAX_DRIVER_LOG_BYTES: u64 = 32 * 1024 * 1024;
 
 /// The open driver log of one session.
 pub struct DriverLog {
-    /// Written one line per call, unbuffered: whatever reads the file after
-    /// the driver is killed finds every line the grid has received.
+    /// Written once per read of the output, unbuffered: whatever reads the
+    /// file after the output is flushed finds every line the grid has read.
     file: File,
     /// Bytes written so far.
     written: AtomicU64,
@@ -93,31 +93,48 @@ impl DriverLog {
 
     /// Appends one line of output, until the log is full.
     pub fn line(&self, line: &str) {
-        if let Some(console) = &self.console {
-            if let Some(mut entry) = firefox_console_entry(line) {
-                let at = std::time::SystemTime::now()
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .map_or(0, |d| d.as_millis() as u64);
-                entry["timestamp"] = at.into();
-                let mut buf = entry.to_string().into_bytes();
-                buf.push(b'\n');
-                let n = buf.len() as u64;
-                if self.console_written.fetch_add(n, Ordering::Relaxed) + n <= MAX_DRIVER_LOG_BYTES
-                {
-                    let _ = (&*console).write_all(&buf);
+        self.lines(&[line]);
+    }
+
+    /// Appends lines of output, until the log is full: one write for them
+    /// all (and one to the console log).
+    pub fn lines(&self, lines: &[impl AsRef<str>]) {
+        let mut out = Vec::new();
+        let mut console_out = Vec::new();
+        for line in lines {
+            let line = line.as_ref();
+            if self.console.is_some() {
+                if let Some(mut entry) = firefox_console_entry(line) {
+                    let at = std::time::SystemTime::now()
+                        .duration_since(std::time::UNIX_EPOCH)
+                        .map_or(0, |d| d.as_millis() as u64);
+                    entry["timestamp"] = at.into();
+                    let mut buf = entry.to_string().into_bytes();
+                    buf.push(b'\n');
+                    let n = buf.len() as u64;
+                    if self.console_written.fetch_add(n, Ordering::Relaxed) + n
+                        <= MAX_DRIVER_LOG_BYTES
+                    {
+                        console_out.extend_from_slice(&buf);
+                    }
                 }
             }
+            let n = line.len() as u64 + 1;
+            let before = self.written.fetch_add(n, Ordering::Relaxed);
+            if before + n <= MAX_DRIVER_LOG_BYTES {
+                out.extend_from_slice(line.as_bytes());
+                out.push(b'\n');
+            } else if before <= MAX_DRIVER_LOG_BYTES {
+                let note =
+                    format!("[gridiron] driver log truncated at {MAX_DRIVER_LOG_BYTES} bytes\n");
+                out.extend_from_slice(note.as_bytes());
+            }
         }
-        let n = line.len() as u64 + 1;
-        let before = self.written.fetch_add(n, Ordering::Relaxed);
-        if before + n <= MAX_DRIVER_LOG_BYTES {
-            let mut buf = Vec::with_capacity(line.len() + 1);
-            buf.extend_from_slice(line.as_bytes());
-            buf.push(b'\n');
-            let _ = (&self.file).write_all(&buf);
-        } else if before <= MAX_DRIVER_LOG_BYTES {
-            let note = format!("[gridiron] driver log truncated at {MAX_DRIVER_LOG_BYTES} bytes\n");
-            let _ = (&self.file).write_all(note.as_bytes());
+        if let (Some(console), false) = (&self.console, console_out.is_empty()) {
+            let _ = (&*console).write_all(&console_out);
+        }
+        if !out.is_empty() {
+            let _ = (&self.file).write_all(&out);
         }
     }
 }

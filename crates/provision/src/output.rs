@@ -40,16 +40,37 @@ pub(crate) struct Sink {
 }
 
 impl Sink {
-    fn line(&self, line: &str) {
-        tracing::trace!(target: "gridiron::driver", "{line}");
+    /// Takes the lines one read of `bytes` completes (one write to the log
+    /// for them all); each also goes to `each`.
+    fn take(&self, split: &mut Lines, bytes: &[u8], mut each: impl FnMut(&str)) {
+        let mut lines = Vec::new();
+        split.push(bytes, |l| lines.push(l.to_string()));
+        self.keep(lines, &mut each);
+    }
+
+    /// At the end of the output: its unfinished line, if any.
+    fn finish(&self, split: &mut Lines) {
+        let mut lines = Vec::new();
+        split.finish(|l| lines.push(l.to_string()));
+        self.keep(lines, |_| {});
+    }
+
+    fn keep(&self, lines: Vec<String>, mut each: impl FnMut(&str)) {
+        if lines.is_empty() {
+            return;
+        }
         if let Some(log) = &self.log {
-            log.line(line);
+            log.lines(&lines);
         }
         let mut k = self.keep.lock().unwrap_or_else(|e| e.into_inner());
-        if k.len() == KEEP_LINES {
-            k.pop_front();
+        for line in lines {
+            tracing::trace!(target: "gridiron::driver", "{line}");
+            each(&line);
+            if k.len() == KEEP_LINES {
+                k.pop_front();
+            }
+            k.push_back(line);
         }
-        k.push_back(line.to_string());
     }
 }
 
@@ -141,11 +162,10 @@ pub(crate) async fn drain(
                 let Ok(mut guard) = ready else { return };
                 match guard.try_io(|fd| read(fd.as_raw_fd(), &mut buf)) {
                     Ok(Ok(0)) | Ok(Err(_)) => {
-                        split.finish(|l| sink.line(l));
+                        sink.finish(&mut split);
                         return;
                     }
-                    Ok(Ok(n)) => split.push(&buf[..n], |l| {
-                        sink.line(l);
+                    Ok(Ok(n)) => sink.take(&mut split, &buf[..n], |l| {
                         if !lines.is_closed() {
                             let _ = lines.send(l.to_string());
                         }
@@ -181,14 +201,12 @@ impl Source {
         loop {
             match read(self.fd.as_raw_fd(), buf) {
                 Ok(0) => {
-                    let sink = &self.sink;
-                    self.split.finish(|l| sink.line(l));
+                    self.sink.finish(&mut self.split);
                     return (total, true);
                 }
                 Ok(n) => {
                     total += n;
-                    let sink = &self.sink;
-                    self.split.push(&buf[..n], |l| sink.line(l));
+                    self.sink.take(&mut self.split, &buf[..n], |_| {});
                 }
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return (total, false),
