@@ -394,6 +394,7 @@ pub fn run_node(mut args: NodeArgs) -> Result<(), String> {
     let s = crate::cli::resolve(args.grid)?;
     init_logs(s.json_logs);
     let _lock = lock_data_dir(&s.grid.data_dir)?;
+    let probing = crate::cli::start_discovery();
     let mut grid = s.grid;
     // A node never queues: it only takes requests it has a free slot for.
     grid.max_queue = grid.max_sessions;
@@ -425,7 +426,8 @@ pub fn run_node(mut args: NodeArgs) -> Result<(), String> {
         }
         profile.labels.extend(own_labels);
         gridiron_grid::recover_processes(&grid.data_dir).await;
-        let (found, isolation) = crate::cli::discover_guarded(&grid.data_dir, &s.isolation)?;
+        let (found, isolation) =
+            crate::cli::discover_guarded(probing, &grid.data_dir, &s.isolation)?;
         if found.installs.is_empty() {
             tracing::warn!("no browser with its driver was found; run `gridiron doctor`");
         }

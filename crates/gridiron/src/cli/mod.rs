@@ -150,6 +150,7 @@ pub fn run_standalone(args: StandaloneArgs) -> Result<(), String> {
     let s = resolve(args)?;
     init_logs(s.json_logs);
     let _lock = lock_data_dir(&s.grid.data_dir)?;
+    let probing = start_discovery();
     let rt = runtime()?;
     rt.block_on(async move {
         let store = gridiron_store::SqliteStore::open(&s.grid.data_dir.join("gridiron.db"))
@@ -157,7 +158,7 @@ pub fn run_standalone(args: StandaloneArgs) -> Result<(), String> {
         let store: Arc<dyn gridiron_store::Store> = Arc::new(store);
         gridiron_grid::recover(&s.grid.data_dir, store.as_ref()).await;
         crate::keys::warn_if_open(store.as_ref(), s.grid.require_auth, s.addr).await;
-        let (found, isolation) = discover_guarded(&s.grid.data_dir, &s.isolation)?;
+        let (found, isolation) = discover_guarded(probing, &s.grid.data_dir, &s.isolation)?;
         if found.installs.is_empty() {
             tracing::warn!("no browser with its driver was found; run `gridiron doctor`");
         }
@@ -212,14 +213,23 @@ pub(crate) fn release_watchdog() {
     }
 }
 
-/// The browsers and drivers of this host, and how their sessions are
+/// Starts looking for the browsers and drivers of this host. Their
+/// `--version`s take most of a start, so they run while the store opens.
+pub(crate) fn start_discovery() -> std::thread::JoinHandle<gridiron_provision::Discovery> {
+    std::thread::spawn(gridiron_provision::discover)
+}
+
+/// The browsers and drivers `probing` found, and how their sessions are
 /// isolated (logged: a weaker isolation is a warning); starts the watchdog
 /// that ends every browser with this process (see `gridiron_provision::guard`).
 pub(crate) fn discover_guarded(
+    probing: std::thread::JoinHandle<gridiron_provision::Discovery>,
     data_dir: &Path,
     settings: &gridiron_provision::IsolationSettings,
 ) -> Result<(gridiron_provision::Discovery, gridiron_provision::Isolation), String> {
-    let mut found = gridiron_provision::discover();
+    let mut found = probing
+        .join()
+        .map_err(|_| "looking for browsers failed".to_string())?;
     let me = std::env::current_exe().map_err(|e| format!("cannot find this executable: {e}"))?;
     let isolation = gridiron_provision::Isolation::decide(settings, data_dir, &mut found.installs);
     let watchdog = gridiron_provision::Watchdog::start(&me, data_dir)
