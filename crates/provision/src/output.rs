@@ -19,10 +19,10 @@ use tokio::sync::{mpsc, oneshot, watch};
 const COALESCE: Duration = Duration::from_millis(50);
 /// Bytes read per call.
 const CHUNK: usize = 64 * 1024;
-/// What a pump-read pipe may hold, so a chatty driver rarely waits for the
-/// pump to wake (the kernel may grant less; the pump reads at once after a
-/// full read anyway).
-const PIPE_BYTES: libc::c_int = 1024 * 1024;
+/// Output of more than this in one round is a burst: the pump reads on
+/// without a pause until it ends, so a chatty process (a page logging in a
+/// loop) waits for a full pipe at most once, for at most [`COALESCE`].
+const BURST: usize = 16 * 1024;
 /// How many of the last lines of a process are kept for error messages.
 pub(crate) const KEEP_LINES: usize = 40;
 /// How long [`Pump::flush`] waits for the pump (it answers at once unless
@@ -251,9 +251,6 @@ impl Pump {
     }
 
     fn add(&self, source: Source) {
-        // Room for a burst, so the driver seldom waits for the pump.
-        // SAFETY: fcntl on a pipe the source owns.
-        unsafe { libc::fcntl(source.fd.as_raw_fd(), libc::F_SETPIPE_SZ, PIPE_BYTES) };
         self.request(Request::Add(source));
     }
 
@@ -301,7 +298,11 @@ impl Pump {
             // SAFETY: `fds` is a valid array of `fds.len()` pollfd structs.
             let n = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, timeout) };
             if n < 0 {
-                continue; // EINTR
+                if std::io::Error::last_os_error().kind() != std::io::ErrorKind::Interrupted {
+                    // Out of memory, say: try again soon rather than spin.
+                    std::thread::sleep(COALESCE);
+                }
+                continue;
             }
             if fds[0].revents != 0 {
                 let mut count = [0u8; 8];
@@ -346,9 +347,8 @@ impl Pump {
                 let _ = ack.send(());
             }
             if watch_output {
-                // A lot at once means more is coming fast: no pause then.
                 gather_until =
-                    (read_bytes > 0 && read_bytes < CHUNK).then(|| Instant::now() + COALESCE);
+                    (read_bytes > 0 && read_bytes < BURST).then(|| Instant::now() + COALESCE);
             }
         }
     }
@@ -419,6 +419,37 @@ mod tests {
         }
         let kept = sink.keep.lock().unwrap().clone();
         assert_eq!(kept.back().map(String::as_str), Some("later"));
+    }
+
+    #[tokio::test]
+    async fn a_burst_larger_than_the_pipe_arrives_whole_and_in_order() {
+        use std::io::Write;
+        let dir = tempfile::tempdir().unwrap();
+        let sink = sink(dir.path());
+        let (r, mut w) = pipe();
+        let (lines_tx, _lines_rx) = mpsc::unbounded_channel();
+        let (steady_tx, steady) = watch::channel(true);
+        let key = 0xfeed_0003;
+        tokio::spawn(drain(r, sink, lines_tx, steady, key))
+            .await
+            .unwrap();
+        let writer = std::thread::spawn(move || {
+            for i in 0..40_000 {
+                writeln!(w, "line {i:06} of a burst").unwrap();
+            }
+        });
+        tokio::task::spawn_blocking(move || writer.join().unwrap())
+            .await
+            .unwrap();
+        Pump::shared().flush(key).await;
+        drop(steady_tx);
+        let log = std::fs::read_to_string(dir.path().join("artifacts/driver.log")).unwrap();
+        let lines: Vec<&str> = log.lines().collect();
+        assert_eq!(lines.len(), 40_000);
+        assert!(lines
+            .iter()
+            .enumerate()
+            .all(|(i, l)| *l == format!("line {i:06} of a burst")));
     }
 
     #[tokio::test]
