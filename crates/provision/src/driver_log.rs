@@ -137,6 +137,24 @@ impl DriverLog {
             let _ = (&self.file).write_all(&out);
         }
     }
+
+    /// Whether console calls are picked from the lines (see [`DriverLog::create`]).
+    pub fn has_console(&self) -> bool {
+        self.console.is_some()
+    }
+
+    /// Appends complete lines of output as they came, until the log is full
+    /// (what does not fit is dropped whole, as by [`DriverLog::lines`]).
+    pub fn append(&self, complete: &[u8]) {
+        let n = complete.len() as u64;
+        let before = self.written.fetch_add(n, Ordering::Relaxed);
+        if before + n <= MAX_DRIVER_LOG_BYTES {
+            let _ = (&self.file).write_all(complete);
+        } else if before <= MAX_DRIVER_LOG_BYTES {
+            let note = format!("[gridiron] driver log truncated at {MAX_DRIVER_LOG_BYTES} bytes\n");
+            let _ = (&self.file).write_all(note.as_bytes());
+        }
+    }
 }
 
 #[cfg(test)]
@@ -193,6 +211,7 @@ mod tests {
             .store(MAX_DRIVER_LOG_BYTES - 2, Ordering::Relaxed);
         log.line("too long for the rest");
         log.line("and more");
+        log.append(b"nor this\n");
         let text = std::fs::read_to_string(dir.path().join("artifacts/driver.log")).unwrap();
         assert!(text.ends_with("truncated at 33554432 bytes\n"), "{text}");
         assert_eq!(text.matches("truncated").count(), 1);

@@ -29,8 +29,8 @@ pub(crate) const KEEP_LINES: usize = 40;
 /// its thread is starved).
 const FLUSH_WAIT: Duration = Duration::from_secs(2);
 
-/// Where the lines of one process go: its session's driver log and the last
-/// [`KEEP_LINES`] lines.
+/// Where the lines of one process go: its session's driver log and, while
+/// it starts, the last [`KEEP_LINES`] lines.
 #[derive(Clone)]
 pub(crate) struct Sink {
     /// The session's driver log, if it could be created.
@@ -46,6 +46,19 @@ impl Sink {
         let mut lines = Vec::new();
         split.push(bytes, |l| lines.push(l.to_string()));
         self.keep(lines, &mut each);
+    }
+
+    /// Takes one read of a running session's output. Only the log wants it
+    /// now (no start waits for a line, no error quotes the last ones), so
+    /// unless lines need reading (a browser's console calls among them, or
+    /// trace logging), its complete lines go to the log as they came.
+    fn take_running(&self, split: &mut Lines, bytes: &[u8]) {
+        let Some(log) = &self.log else { return };
+        if log.has_console() || tracing::enabled!(target: "gridiron::driver", tracing::Level::TRACE)
+        {
+            return self.take(split, bytes, |_| {});
+        }
+        split.push_raw(bytes, |complete| log.append(complete));
     }
 
     /// At the end of the output: its unfinished line, if any.
@@ -94,6 +107,24 @@ impl Lines {
                 self.partial.clear();
             }
             rest = &after[1..];
+        }
+        self.partial.extend_from_slice(rest);
+    }
+
+    /// Passes the complete lines `bytes` ends (newlines included, as one
+    /// slice when it can) to `each`, keeping an unfinished one for later.
+    pub fn push_raw(&mut self, bytes: &[u8], mut each: impl FnMut(&[u8])) {
+        let Some(last) = bytes.iter().rposition(|b| *b == b'\n') else {
+            self.partial.extend_from_slice(bytes);
+            return;
+        };
+        let (complete, rest) = bytes.split_at(last + 1);
+        if self.partial.is_empty() {
+            each(complete);
+        } else {
+            self.partial.extend_from_slice(complete);
+            each(&self.partial);
+            self.partial.clear();
         }
         self.partial.extend_from_slice(rest);
     }
@@ -206,7 +237,7 @@ impl Source {
                 }
                 Ok(n) => {
                     total += n;
-                    self.sink.take(&mut self.split, &buf[..n], |_| {});
+                    self.sink.take_running(&mut self.split, &buf[..n]);
                 }
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return (total, false),
@@ -375,6 +406,16 @@ mod tests {
         assert!(collect(&[b""]).is_empty());
     }
 
+    #[test]
+    fn raw_pushes_pass_complete_lines_only() {
+        let mut split = Lines::default();
+        let mut out = Vec::new();
+        for chunk in [&b"a\nb"[..], b"c", b"d\ne\nf", b"\n"] {
+            split.push_raw(chunk, |c| out.push(String::from_utf8(c.to_vec()).unwrap()));
+        }
+        assert_eq!(out, ["a\n", "bcd\ne\n", "f\n"]);
+    }
+
     fn sink(dir: &std::path::Path) -> Sink {
         Sink {
             log: DriverLog::create(dir, false).map(Arc::new),
@@ -417,8 +458,9 @@ mod tests {
             );
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
-        let kept = sink.keep.lock().unwrap().clone();
-        assert_eq!(kept.back().map(String::as_str), Some("later"));
+        // Only a start quotes the last lines: they are kept until it is over.
+        let kept: Vec<String> = sink.keep.lock().unwrap().iter().cloned().collect();
+        assert_eq!(kept, ["Starting"]);
     }
 
     #[tokio::test]

@@ -25,7 +25,7 @@ pub trait SessionProcess: Send + Sync {
     fn pid(&self) -> Option<i32>;
     /// Turns `Some` when the main process exits.
     fn exit_watch(&self) -> watch::Receiver<Option<DriverExit>>;
-    /// The last lines of output, for error messages.
+    /// The last lines of output while it started, for error messages.
     fn recent_output(&self) -> String;
     /// Called once the driver has started its browser (after the
     /// new-session exchange), so crashes of the browser can be noticed.
