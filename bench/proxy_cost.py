@@ -6,6 +6,8 @@ session, warms the path up, then sends N cheap commands (GET title, GET url,
 POST execute/sync in turn) over one keep-alive connection and prints:
 
   * grid CPU per command: utime+stime of the grid process over the N commands / N;
+  * grid context switches per command, voluntary (a thread waited) and
+    involuntary, summed over the grid's threads;
   * with --callgrind: instructions per command, from valgrind's callgrind tool
     run on the grid with collection switched on only around the N commands
     (instruction counts are stable on a busy machine, unlike times). The
@@ -21,6 +23,7 @@ Only the Python standard library is used.
 from __future__ import annotations
 
 import argparse
+import glob
 import http.client
 import json
 import os
@@ -43,6 +46,22 @@ def cpu_s(pid: int) -> tuple[float, float]:
     with open(f"/proc/{pid}/stat") as f:
         fields = f.read().rsplit(")", 1)[1].split()
     return int(fields[11]) / TICKS, int(fields[12]) / TICKS
+
+
+def context_switches(pid: int) -> tuple[int, int]:
+    """(voluntary, involuntary) context switches of all threads of `pid` so far."""
+    voluntary = involuntary = 0
+    for status in glob.glob(f"/proc/{pid}/task/*/status"):
+        try:
+            with open(status) as f:
+                for line in f:
+                    if line.startswith("voluntary_ctxt_switches:"):
+                        voluntary += int(line.split()[1])
+                    elif line.startswith("nonvoluntary_ctxt_switches:"):
+                        involuntary += int(line.split()[1])
+        except OSError:
+            pass  # a thread that ended meanwhile
+    return voluntary, involuntary
 
 
 class Client:
@@ -123,10 +142,10 @@ def main() -> int:
         ctl_env = dict(os.environ, TMPDIR=root)
         if args.callgrind:
             subprocess.run(["callgrind_control", "-i", "on", str(proc.pid)], check=True, capture_output=True, env=ctl_env)
-        cpu0, t0 = cpu_s(proc.pid), time.monotonic()
+        cpu0, switches0, t0 = cpu_s(proc.pid), context_switches(proc.pid), time.monotonic()
         for i in range(args.commands):
             c.call(*cmds[i % 3])
-        cpu1, t1 = cpu_s(proc.pid), time.monotonic()
+        cpu1, switches1, t1 = cpu_s(proc.pid), context_switches(proc.pid), time.monotonic()
         if args.callgrind:
             subprocess.run(["callgrind_control", "-i", "off", str(proc.pid)], check=True, capture_output=True, env=ctl_env)
             subprocess.run(["callgrind_control", "-d", str(proc.pid)], check=True, capture_output=True, env=ctl_env)
@@ -143,6 +162,8 @@ def main() -> int:
         print(f"grid CPU per command: {(user + system) / n * 1e6:.1f} us "
               f"(user {user / n * 1e6:.1f}, system {system / n * 1e6:.1f})"
               + (" (under valgrind: not comparable)" if args.callgrind else ""))
+        print(f"grid context switches per command: {(switches1[0] - switches0[0]) / n:.2f} voluntary "
+              f"(waits), {(switches1[1] - switches0[1]) / n:.2f} involuntary")
         if args.callgrind:
             busy, idle = totals(f"{out}.1"), totals(f"{out}.2")
             print(f"instructions per command: {(busy - idle) / n:,.0f}  (with commands {busy:,}, "
