@@ -364,10 +364,7 @@ impl Session {
         let unclaimed = gridiron_domain::lifecycle::unclaimed_in(grace, age, used || in_flight);
         let timeout =
             gridiron_domain::lifecycle::next_timeout(self.timeouts, age, since_activity, in_flight);
-        match (unclaimed, timeout) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+        unclaimed.into_iter().chain(timeout).min()
     }
 
     /// The session's age, the time since its last activity, and whether a

@@ -7,7 +7,7 @@
 use crate::discovery::BrowserInstall;
 use crate::error::ProvisionError;
 use crate::isolation::{give_dirs, Isolation, UidLease};
-use crate::output::{Pump, Sink, KEEP_LINES};
+use crate::output::{Pump, Sink, FLUSH_WAIT, KEEP_LINES};
 use crate::process::SessionProcess;
 use crate::procfs::{browser_pid, process_alive};
 use crate::ENV_SESSION;
@@ -178,7 +178,7 @@ impl DriverProcess {
         self.steady.send_replace(true);
         let drains = std::mem::take(&mut *lock(&self.drains));
         for d in drains {
-            let _ = tokio::time::timeout(Duration::from_secs(2), d).await;
+            let _ = tokio::time::timeout(FLUSH_WAIT, d).await;
         }
         Pump::shared().flush(self.output_key).await;
     }

@@ -25,9 +25,9 @@ const CHUNK: usize = 64 * 1024;
 const BURST: usize = 16 * 1024;
 /// How many of the last lines of a process are kept for error messages.
 pub(crate) const KEEP_LINES: usize = 40;
-/// How long [`Pump::flush`] waits for the pump (it answers at once unless
-/// its thread is starved).
-const FLUSH_WAIT: Duration = Duration::from_secs(2);
+/// How long a flush waits for each step: a start-up reader to hand its pipe
+/// over, then the pump (each answers at once unless its thread is starved).
+pub(crate) const FLUSH_WAIT: Duration = Duration::from_secs(2);
 
 /// Where the lines of one process go: its session's driver log and, while
 /// it starts, the last [`KEEP_LINES`] lines.
@@ -45,7 +45,7 @@ impl Sink {
     fn take(&self, split: &mut Lines, bytes: &[u8], mut each: impl FnMut(&str)) {
         let mut lines = Vec::new();
         split.push(bytes, |l| lines.push(l.to_string()));
-        self.keep(lines, &mut each);
+        self.deliver(lines, &mut each);
     }
 
     /// Takes one read of a running session's output. Only the log wants it
@@ -65,10 +65,10 @@ impl Sink {
     fn finish(&self, split: &mut Lines) {
         let mut lines = Vec::new();
         split.finish(|l| lines.push(l.to_string()));
-        self.keep(lines, |_| {});
+        self.deliver(lines, |_| {});
     }
 
-    fn keep(&self, lines: Vec<String>, mut each: impl FnMut(&str)) {
+    fn deliver(&self, lines: Vec<String>, mut each: impl FnMut(&str)) {
         if lines.is_empty() {
             return;
         }
