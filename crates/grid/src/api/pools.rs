@@ -83,7 +83,7 @@ impl NewPool {
 }
 
 /// A pool and its load.
-#[derive(Debug, Clone, Serialize, ToSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct PoolView {
     /// Its name.
     pub name: String,

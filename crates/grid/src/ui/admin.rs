@@ -216,20 +216,11 @@ pub(crate) async fn revoke_key(v: Viewer, Path(name): Path<String>, body: Body) 
     if let Some(r) = admin_only(&v) {
         return r;
     }
-    if let Err(refused) = v.form(body).await {
-        return refused;
-    }
-    match v
-        .send(
-            Method::DELETE,
-            &format!("/keys/{}", percent::segment(&name)),
-            None,
-        )
-        .await
-    {
-        Ok(_) => v.back_to("/keys"),
-        Err(e) => layout::failed(&v, e),
-    }
+    let path = format!("/keys/{}", percent::segment(&name));
+    v.press(body, (Method::DELETE, &path), "/keys", |e| {
+        layout::failed(&v, e)
+    })
+    .await
 }
 
 async fn keys_page(v: &Viewer, view: KeysView, status: StatusCode) -> Response<Body> {
@@ -743,20 +734,11 @@ pub(crate) async fn delete_webhook(
     if let Some(r) = admin_only(&v) {
         return r;
     }
-    if let Err(refused) = v.form(body).await {
-        return refused;
-    }
-    match v
-        .send(
-            Method::DELETE,
-            &format!("/webhooks/{}", percent::segment(&id)),
-            None,
-        )
-        .await
-    {
-        Ok(_) => v.back_to("/webhooks"),
-        Err(e) => layout::failed(&v, e),
-    }
+    let path = format!("/webhooks/{}", percent::segment(&id));
+    v.press(body, (Method::DELETE, &path), "/webhooks", |e| {
+        layout::failed(&v, e)
+    })
+    .await
 }
 
 #[cfg(test)]

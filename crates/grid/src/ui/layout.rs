@@ -195,3 +195,8 @@ pub(crate) fn json_block(v: &serde_json::Value) -> Markup {
     let text = serde_json::to_string_pretty(v).unwrap_or_default();
     html! { pre.json { (text) } }
 }
+
+/// The first 8 characters of an id, for tables.
+pub(crate) fn short(id: &str) -> &str {
+    id.char_indices().nth(8).map_or(id, |(i, _)| &id[..i])
+}

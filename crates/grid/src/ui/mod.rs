@@ -291,6 +291,25 @@ impl Viewer {
     pub fn back_to(&self, path: &str) -> Response<Body> {
         self.finish(Redirect::to(&self.url(path)).into_response())
     }
+
+    /// Carries out a one-button form: checks its form token, makes the API
+    /// call, then sends the browser `back`; an API failure gets the page
+    /// `failed` makes of it.
+    pub async fn press(
+        &self,
+        body: Body,
+        (method, api_path): (Method, &str),
+        back: &str,
+        failed: impl FnOnce(Shown) -> Response<Body>,
+    ) -> Response<Body> {
+        if let Err(refused) = self.form(body).await {
+            return refused;
+        }
+        match self.send(method, api_path, None).await {
+            Ok(_) => self.back_to(back),
+            Err(e) => failed(e),
+        }
+    }
 }
 
 impl FromRequestParts<Role> for Viewer {

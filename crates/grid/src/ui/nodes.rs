@@ -8,15 +8,16 @@ use super::{Nav, Viewer};
 use axum::body::Body;
 use axum::extract::Path;
 use axum::http::{Method, Response, StatusCode};
-use gridiron_domain::dashboard::duration;
+use gridiron_domain::dashboard::ago;
 use gridiron_domain::percent;
 use maud::{html, Markup};
-use serde::Deserialize;
 use serde_json::Value;
 use std::collections::BTreeMap;
 
 /// A node as `GET /api/v1/nodes` describes it.
 pub(super) use crate::api::nodes::NodeView as NodeInfo;
+/// A pool as `GET /api/v1/pools` describes it.
+use crate::api::pools::PoolView as PoolInfo;
 
 impl NodeInfo {
     /// The node's state as a word: `up`, `draining`, `lost` (a scaled-out
@@ -42,8 +43,7 @@ impl NodeInfo {
     /// How old its heartbeat is, as people read it.
     pub fn heartbeat(&self) -> String {
         match self.heartbeat_age_ms {
-            Some(ms) if ms < 1000 => "just now".to_string(),
-            Some(ms) => format!("{} ago", duration(ms)),
+            Some(ms) => ago(0, ms),
             // A standalone grid is this process: it has no heartbeat.
             None if self.url.is_none() => "this process".to_string(),
             None => "expired".to_string(),
@@ -54,20 +54,6 @@ impl NodeInfo {
 /// The nodes of an API answer (`{"items": [...]}`); malformed items are skipped.
 pub(super) fn nodes_of(answer: &Value) -> Vec<NodeInfo> {
     super::items(answer)
-}
-
-/// A pool as `GET /api/v1/pools` describes it.
-#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
-#[serde(default)]
-struct PoolInfo {
-    name: String,
-    browser: Option<String>,
-    version: Option<String>,
-    args: Vec<String>,
-    labels: BTreeMap<String, String>,
-    max_concurrency: Option<u32>,
-    warm: Option<String>,
-    running: usize,
 }
 
 /// A filled bar of `used` out of `total`, with the numbers as its title.
@@ -137,10 +123,7 @@ pub(crate) async fn page(v: Viewer) -> Response<Body> {
         Ok(n) => nodes_of(&n),
         Err(e) => return super::layout::failed(&v, e),
     };
-    let pools = match pools {
-        Ok(p) => Ok(super::items::<PoolInfo>(&p)),
-        Err(e) => Err(e),
-    };
+    let pools = pools.map(|p| super::items::<PoolInfo>(&p));
     let live = html! {
         (node_table(&v, &nodes))
         h2 { "Pools" }
@@ -255,14 +238,11 @@ fn pool_table(pools: &[PoolInfo]) -> Markup {
 
 /// `POST /ui/nodes/{id}/drain`: drains the node through the API.
 pub(crate) async fn drain(v: Viewer, Path(id): Path<String>, body: Body) -> Response<Body> {
-    if let Err(refused) = v.form(body).await {
-        return refused;
-    }
     let path = format!("/nodes/{}/drain", percent::segment(&id));
-    match v.send(Method::POST, &path, None).await {
-        Ok(_) => v.back_to("/nodes"),
-        Err(e) => super::layout::failed(&v, e),
-    }
+    v.press(body, (Method::POST, &path), "/nodes", |e| {
+        super::layout::failed(&v, e)
+    })
+    .await
 }
 
 #[cfg(test)]

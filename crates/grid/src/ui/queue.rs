@@ -31,7 +31,7 @@ pub(super) fn oldest_wait(queue: &[Waiting]) -> Option<i64> {
 /// An id short enough for a table cell: its first 8 characters, the whole
 /// id in the title (and copied with the text).
 fn short_id(id: &str) -> Markup {
-    let short: String = id.chars().take(8).collect();
+    let short = super::layout::short(id);
     html! {
         @if short.len() < id.len() {
             span.mono title=(id) { (short) "…" }
@@ -112,36 +112,27 @@ fn queue_table(v: &Viewer, queue: &[Waiting]) -> Markup {
 
 /// `POST /ui/queue/{id}/cancel`: cancels the request through the API.
 pub(crate) async fn cancel(v: Viewer, Path(id): Path<String>, body: Body) -> Response<Body> {
-    if let Err(refused) = v.form(body).await {
-        return refused;
-    }
-    match v
-        .send(
-            Method::DELETE,
-            &format!("/queue/{}", percent::segment(&id)),
-            None,
-        )
-        .await
-    {
-        Ok(_) => v.back_to("/queue"),
-        Err(e) if e.status == StatusCode::NOT_FOUND => super::layout::refusal(
-            &v,
-            StatusCode::NOT_FOUND,
-            &format!(
-                "Request {id} is no longer waiting: it was given a slot, cancelled, or gave up."
-            ),
-        ),
-        Err(e) => super::layout::failed(&v, e),
-    }
+    let path = format!("/queue/{}", percent::segment(&id));
+    v.press(body, (Method::DELETE, &path), "/queue", |e| {
+        if e.status == StatusCode::NOT_FOUND {
+            super::layout::refusal(
+                &v,
+                StatusCode::NOT_FOUND,
+                &format!(
+                    "Request {id} is no longer waiting: it was given a slot, cancelled, or gave up."
+                ),
+            )
+        } else {
+            super::layout::failed(&v, e)
+        }
+    })
+    .await
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use serde_json::json;
-
-    #[test]
-    fn ids_become_safe_path_segments() {}
 
     #[test]
     fn long_ids_are_shortened_with_the_whole_in_the_title() {

@@ -4,7 +4,9 @@
 //! session, and the live view and artifacts streamed through from the API.
 
 use super::layout::Nav;
-use super::layout::{self, empty, failed, json_block, render, state, time, Page, SESSION_EVENTS};
+use super::layout::{
+    self, empty, failed, json_block, render, short, state, time, Page, SESSION_EVENTS,
+};
 use super::{Shown, Viewer};
 use axum::body::Body;
 use axum::extract::{Path, RawQuery};
@@ -119,11 +121,6 @@ impl ListForm {
 
 fn encode_query(pairs: &[(&str, String)]) -> String {
     serde_urlencoded::to_string(pairs).unwrap_or_default()
-}
-
-/// The first 8 characters of an id, for tables.
-fn short(id: &str) -> &str {
-    id.char_indices().nth(8).map_or(id, |(i, _)| &id[..i])
 }
 
 /// How long a session ran (or has been running at `now`); `None` before
@@ -649,14 +646,9 @@ fn size(n: u64) -> String {
 /// `POST /ui/sessions/{id}/end`: ends the session through the API (which
 /// decides whether the viewer may), then shows its page again.
 pub(crate) async fn end(v: Viewer, Path(id): Path<String>, body: Body) -> Response<Body> {
-    if let Err(refused) = v.form(body).await {
-        return refused;
-    }
     let path = format!("/sessions/{}", percent::segment(&id));
-    match v.send(Method::DELETE, &path, None).await {
-        Ok(_) => v.back_to(&path),
-        Err(e) => failed(&v, e),
-    }
+    v.press(body, (Method::DELETE, &path), &path, |e| failed(&v, e))
+        .await
 }
 
 /// `GET /ui/sessions/{id}/live`: the API's live view (MJPEG), streamed through.
