@@ -6,11 +6,11 @@ use super::layout::{self, csrf, Nav, Page};
 use super::Viewer;
 use crate::backend::Backend;
 use axum::body::Body;
-use axum::extract::{FromRequestParts, State};
-use axum::http::{header, HeaderValue, Request, Response, StatusCode};
+use axum::extract::State;
+use axum::http::{Request, Response, StatusCode};
 use axum::response::{IntoResponse, Redirect};
 use gridiron_domain::auth::{find_key, Credential};
-use gridiron_domain::dashboard::{self as rules, KEY_COOKIE};
+use gridiron_domain::dashboard::KEY_COOKIE;
 use maud::html;
 use std::sync::Arc;
 
@@ -28,21 +28,20 @@ fn next_page(prefix: &str, next: Option<&str>) -> String {
 
 /// `GET /ui/login`: the sign-in form (a signed-in browser goes on).
 pub(crate) async fn form(State(role): State<Role>, req: Request<Body>) -> Response<Body> {
-    let (mut parts, _) = req.into_parts();
+    let (parts, _) = req.into_parts();
     let next = query_next(parts.uri.query());
-    match Viewer::from_request_parts(&mut parts, &role).await {
-        Ok(v) => v.finish(Redirect::to(&next_page(&v.prefix, next.as_deref())).into_response()),
-        Err(_) => {
-            let v = stranger(&parts, &role);
-            sign_in_page(&v, next.as_deref(), None, StatusCode::OK)
-        }
+    let v = Viewer::unchecked(&parts, &role);
+    if v.signed_in() {
+        v.finish(Redirect::to(&next_page(&v.prefix, next.as_deref())).into_response())
+    } else {
+        sign_in_page(&v, next.as_deref(), None, StatusCode::OK)
     }
 }
 
 /// `POST /ui/login`: checks the pasted key; on success keeps it in the cookie.
 pub(crate) async fn sign_in(State(role): State<Role>, req: Request<Body>) -> Response<Body> {
     let (parts, body) = req.into_parts();
-    let v = stranger(&parts, &role);
+    let v = Viewer::unchecked(&parts, &role);
     let fields = match v.form(body).await {
         Ok(f) => f,
         Err(refused) => return refused,
@@ -67,10 +66,7 @@ pub(crate) async fn sign_in(State(role): State<Role>, req: Request<Body>) -> Res
         );
     }
     let mut r = Redirect::to(&next_page(&v.prefix, next)).into_response();
-    let cookie = rules::set_cookie(KEY_COOKIE, token, &v.url(""), v.secure, None);
-    if let Ok(c) = HeaderValue::from_str(&cookie) {
-        r.headers_mut().append(header::SET_COOKIE, c);
-    }
+    v.set_cookie(&mut r, KEY_COOKIE, token, None);
     v.finish(r)
 }
 
@@ -80,19 +76,8 @@ pub(crate) async fn sign_out(v: Viewer, req: Request<Body>) -> Response<Body> {
         return refused;
     }
     let mut r = Redirect::to(&v.url("/login")).into_response();
-    let gone = rules::set_cookie(KEY_COOKIE, "", &v.url(""), v.secure, Some(0));
-    if let Ok(c) = HeaderValue::from_str(&gone) {
-        r.headers_mut().append(header::SET_COOKIE, c);
-    }
+    v.set_cookie(&mut r, KEY_COOKIE, "", Some(0));
     v.finish(r)
-}
-
-/// A viewer for the sign-in page, whoever asks.
-fn stranger(parts: &axum::http::request::Parts, role: &Role) -> Viewer {
-    match Viewer::of(parts, role) {
-        Ok(v) => v,
-        Err(_) => Viewer::unchecked(parts, role),
-    }
 }
 
 fn query_next(query: Option<&str>) -> Option<String> {

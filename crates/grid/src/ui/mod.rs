@@ -226,8 +226,7 @@ impl Viewer {
 
     /// `GET` of an API resource as JSON.
     pub async fn get(&self, path_and_query: &str) -> Result<Value, Shown> {
-        let r = self.call(Method::GET, path_and_query, None, &[]).await;
-        read_json(r).await
+        self.send(Method::GET, path_and_query, None).await
     }
 
     /// A state-changing API call; its JSON answer (`null` for none).
@@ -269,13 +268,10 @@ impl Viewer {
     /// Adds what every answer to this viewer carries: the form token cookie
     /// if the browser had none, and no caching of pages that show a key's data.
     pub fn finish(&self, mut r: Response<Body>) -> Response<Body> {
-        let h = r.headers_mut();
         if self.new_csrf {
-            let c = rules::set_cookie(CSRF_COOKIE, &self.csrf, &self.url(""), self.secure, None);
-            if let Ok(v) = HeaderValue::from_str(&c) {
-                h.append(header::SET_COOKIE, v);
-            }
+            self.set_cookie(&mut r, CSRF_COOKIE, &self.csrf, None);
         }
+        let h = r.headers_mut();
         h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
         h.insert("x-frame-options", HeaderValue::from_static("DENY"));
         h.insert(
@@ -285,6 +281,20 @@ impl Viewer {
             ),
         );
         r
+    }
+
+    /// Adds a dashboard cookie (`max_age` 0 forgets it) to answer `r`.
+    pub fn set_cookie(
+        &self,
+        r: &mut Response<Body>,
+        name: &str,
+        value: &str,
+        max_age: Option<u64>,
+    ) {
+        let c = rules::set_cookie(name, value, &self.url(""), self.secure, max_age);
+        if let Ok(v) = HeaderValue::from_str(&c) {
+            r.headers_mut().append(header::SET_COOKIE, v);
+        }
     }
 
     /// A redirect after a form, to dashboard page `path`.
@@ -343,38 +353,58 @@ fn new_token() -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()
 }
 
-/// The JSON of an API answer, or what the page shows of its problem.
+/// The JSON of an API answer (`null` for none), or what the page shows of
+/// its problem.
 async fn read_json(r: Response<Body>) -> Result<Value, Shown> {
+    if !r.status().is_success() {
+        return Err(problem(r).await);
+    }
+    let bytes = read_body(r).await?;
+    if bytes.is_empty() {
+        return Ok(Value::Null);
+    }
+    serde_json::from_slice(&bytes).map_err(not_json)
+}
+
+/// What the page shows of a failed API answer: the problem's text, else its status.
+pub(crate) async fn problem(r: Response<Body>) -> Shown {
     let status = r.status();
-    let bytes = axum::body::to_bytes(r.into_body(), MAX_API_BYTES)
+    let bytes = match read_body(r).await {
+        Ok(b) => b,
+        Err(e) => return e,
+    };
+    if bytes.is_empty() {
+        return Shown {
+            status,
+            message: status.canonical_reason().unwrap_or("error").to_string(),
+        };
+    }
+    match serde_json::from_slice::<Value>(&bytes) {
+        Ok(value) => Shown {
+            status,
+            message: value["detail"]
+                .as_str()
+                .or(value["title"].as_str())
+                .unwrap_or("the API refused")
+                .to_string(),
+        },
+        Err(e) => not_json(e),
+    }
+}
+
+async fn read_body(r: Response<Body>) -> Result<bytes::Bytes, Shown> {
+    axum::body::to_bytes(r.into_body(), MAX_API_BYTES)
         .await
         .map_err(|e| Shown {
             status: StatusCode::BAD_GATEWAY,
             message: format!("the API's answer could not be read: {e}"),
-        })?;
-    if bytes.is_empty() {
-        return if status.is_success() {
-            Ok(Value::Null)
-        } else {
-            Err(Shown {
-                status,
-                message: status.canonical_reason().unwrap_or("error").to_string(),
-            })
-        };
-    }
-    let value: Value = serde_json::from_slice(&bytes).map_err(|e| Shown {
+        })
+}
+
+fn not_json(e: serde_json::Error) -> Shown {
+    Shown {
         status: StatusCode::BAD_GATEWAY,
         message: format!("the API answered something else than JSON: {e}"),
-    })?;
-    if status.is_success() {
-        Ok(value)
-    } else {
-        let message = value["detail"]
-            .as_str()
-            .or(value["title"].as_str())
-            .unwrap_or("the API refused")
-            .to_string();
-        Err(Shown { status, message })
     }
 }
 

@@ -433,10 +433,10 @@ async fn live_view(v: &Viewer, id: &str, path: &str, s: &Value) -> Markup {
         match r.status() {
             s if s.is_success() => None,
             StatusCode::BAD_REQUEST => Some("This session has no live view: its browser is not Chromium and has no display of its own.".to_string()),
-            _ => Some(match super::read_json(r).await {
-                Err(e) => format!("The live view is not available: {}", e.message),
-                Ok(_) => "The live view is not available.".to_string(),
-            }),
+            _ => Some(format!(
+                "The live view is not available: {}",
+                super::problem(r).await.message
+            )),
         }
     };
     html! {
@@ -546,15 +546,8 @@ async fn log_tail(v: &Viewer, path: &str) -> Result<(String, bool), Shown> {
     let r = v
         .call(Method::GET, path, None, &[(header::RANGE, range)])
         .await;
-    let status = r.status();
-    if !status.is_success() {
-        return match super::read_json(r).await {
-            Err(e) => Err(e),
-            Ok(_) => Err(Shown {
-                status,
-                message: status.to_string(),
-            }),
-        };
+    if !r.status().is_success() {
+        return Err(super::problem(r).await);
     }
     let cut = r
         .headers()
@@ -693,10 +686,7 @@ async fn pass(v: &Viewer, r: Response<Body>) -> Response<Body> {
         return r;
     }
     let keep = r.headers().get(header::CONTENT_RANGE).cloned();
-    let message = match super::read_json(r).await {
-        Err(e) => e.message,
-        Ok(_) => status.canonical_reason().unwrap_or("error").to_string(),
-    };
+    let message = super::problem(r).await.message;
     let mut out = (status, message).into_response();
     if let Some(range) = keep {
         out.headers_mut().insert(header::CONTENT_RANGE, range);
