@@ -29,7 +29,7 @@ fn next_page(prefix: &str, next: Option<&str>) -> String {
 /// `GET /ui/login`: the sign-in form (a signed-in browser goes on).
 pub(crate) async fn form(State(role): State<Role>, req: Request<Body>) -> Response<Body> {
     let (parts, _) = req.into_parts();
-    let next = query_next(parts.uri.query());
+    let next = super::query_param(parts.uri.query(), "next");
     let v = Viewer::unchecked(&parts, &role);
     if v.signed_in() {
         v.finish(Redirect::to(&next_page(&v.prefix, next.as_deref())).into_response())
@@ -78,11 +78,6 @@ pub(crate) async fn sign_out(v: Viewer, req: Request<Body>) -> Response<Body> {
     let mut r = Redirect::to(&v.url("/login")).into_response();
     v.set_cookie(&mut r, KEY_COOKIE, "", Some(0));
     v.finish(r)
-}
-
-fn query_next(query: Option<&str>) -> Option<String> {
-    let pairs: Vec<(String, String)> = serde_urlencoded::from_str(query.unwrap_or("")).ok()?;
-    pairs.into_iter().find(|(k, _)| k == "next").map(|(_, v)| v)
 }
 
 fn sign_in_page(

@@ -228,7 +228,7 @@ async fn keys_page(v: &Viewer, view: KeysView, status: StatusCode) -> Response<B
         Ok(l) => l,
         Err(e) => return layout::failed(v, e),
     };
-    let items = list["items"].as_array().cloned().unwrap_or_default();
+    let items = list["items"].as_array().map(Vec::as_slice).unwrap_or(&[]);
     // Still open: no key existed when this request came in, nor does one now.
     let first = v.open && items.is_empty();
     let admins = items.iter().filter(|k| k["role"] == "admin").count();
@@ -254,7 +254,7 @@ async fn keys_page(v: &Viewer, view: KeysView, status: StatusCode) -> Response<B
             table #keys {
                 thead { tr { th { "Name" } th { "Role" } th { "Limits" } th { "Created" } th {} } }
                 tbody {
-                    @for k in &items { (key_row(v, k, others(k))) }
+                    @for k in items { (key_row(v, k, others(k))) }
                 }
             }
         }
@@ -536,7 +536,7 @@ async fn hooks_page(
         Ok(l) => l,
         Err(e) => return layout::failed(v, e),
     };
-    let items = list["items"].as_array().cloned().unwrap_or_default();
+    let items = list["items"].as_array().map(Vec::as_slice).unwrap_or(&[]);
     let next = list["next_cursor"].as_str();
     let head = html! {
         @if let Some(w) = &view.created { (new_secret(v, w)) }
@@ -550,10 +550,10 @@ async fn hooks_page(
             table #webhooks {
                 thead { tr { th { "Id" } th { "URL" } th { "Event types" } th { "State" } th { "Owner" } th { "Created" } } }
                 tbody {
-                    @for w in &items {
+                    @for w in items {
                         @let id = w["id"].as_str().unwrap_or("");
                         tr data-webhook=(id) {
-                            td.mono { a href=(v.url(&format!("/webhooks/{}", percent::segment(id)))) { (id) } }
+                            td.mono { a href=(v.url(&hook_path(id))) { (id) } }
                             td.mono.wrap { (w["url"].as_str().unwrap_or("")) }
                             td { (event_list(w)) }
                             td { (hook_state(w)) }
@@ -586,7 +586,7 @@ fn new_secret(v: &Viewer, w: &Value) -> Markup {
     let id = w["id"].as_str().unwrap_or("");
     html! {
         section.notice.shown-once #new-webhook {
-            h2 { "Webhook " a.mono href=(v.url(&format!("/webhooks/{}", percent::segment(id)))) { (id) } " created" }
+            h2 { "Webhook " a.mono href=(v.url(&hook_path(id))) { (id) } " created" }
             p { "Its signing secret is shown " strong { "only now" } ": copy it to the receiver. The grid cannot show it again; if it is lost, delete the webhook and make another." }
             pre.secret #new-secret { (w["secret"].as_str().unwrap_or("")) }
             p.muted {
@@ -636,7 +636,7 @@ pub(crate) async fn webhook(
         return r;
     }
     let cursor = cursor_of(query.as_deref());
-    let path = format!("/webhooks/{}", percent::segment(&id));
+    let path = hook_path(&id);
     let hook = match v.get(&path).await {
         Ok(w) => w,
         Err(e) => return layout::failed(&v, e),
@@ -651,7 +651,7 @@ pub(crate) async fn webhook(
         Ok(l) => l,
         Err(e) => return layout::failed(&v, e),
     };
-    let lines = log["items"].as_array().cloned().unwrap_or_default();
+    let lines = log["items"].as_array().map(Vec::as_slice).unwrap_or(&[]);
     let head = html! {
         p.muted { a href=(v.url("/webhooks")) { "← All webhooks" } }
     };
@@ -678,7 +678,7 @@ pub(crate) async fn webhook(
         table #deliveries {
             thead { tr { th { "Time" } th { "Event" } th.num { "Attempt" } th { "Outcome" } th.num { "Took" } th { "Error" } } }
             tbody {
-                @for d in &lines { (delivery_row(d)) }
+                @for d in lines { (delivery_row(d)) }
                 @if lines.is_empty() {
                     tr.none { td.muted colspan="6" {
                         @if cursor.is_some() { "No older deliveries." }
@@ -687,7 +687,7 @@ pub(crate) async fn webhook(
                 }
             }
         }
-        (pager(&v, &format!("/webhooks/{}", percent::segment(&id)), cursor.as_deref(), log["next_cursor"].as_str()))
+        (pager(&v, &path, cursor.as_deref(), log["next_cursor"].as_str()))
     };
     let title = format!("Webhook {}", hook["id"].as_str().unwrap_or(&id));
     layout::render(
@@ -725,6 +725,11 @@ fn delivery_row(d: &Value) -> Markup {
     }
 }
 
+/// The page (and API path) of webhook `id`.
+fn hook_path(id: &str) -> String {
+    format!("/webhooks/{}", percent::segment(id))
+}
+
 /// `POST /ui/webhooks/ID/delete`: deletes a subscription and its log.
 pub(crate) async fn delete_webhook(
     v: Viewer,
@@ -734,7 +739,7 @@ pub(crate) async fn delete_webhook(
     if let Some(r) = admin_only(&v) {
         return r;
     }
-    let path = format!("/webhooks/{}", percent::segment(&id));
+    let path = hook_path(&id);
     v.press(body, (Method::DELETE, &path), "/webhooks", |e| {
         layout::failed(&v, e)
     })

@@ -330,6 +330,12 @@ impl FromRequestParts<Role> for Viewer {
     }
 }
 
+/// The first value of parameter `name` in a page's query, if any.
+pub(crate) fn query_param(query: Option<&str>, name: &str) -> Option<String> {
+    let pairs: Vec<(String, String)> = serde_urlencoded::from_str(query.unwrap_or("")).ok()?;
+    pairs.into_iter().find(|(k, _)| k == name).map(|(_, v)| v)
+}
+
 /// The items of an API list answer (`{"items": [...]}`) that read as `T`;
 /// malformed ones are skipped.
 pub(crate) fn items<T: serde::de::DeserializeOwned>(answer: &Value) -> Vec<T> {

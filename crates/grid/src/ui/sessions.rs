@@ -291,11 +291,8 @@ pub(crate) async fn page(
         Ok(s) => s,
         Err(e) => return failed(&v, e),
     };
-    let log_q = serde_urlencoded::from_str::<Vec<(String, String)>>(query.as_deref().unwrap_or(""))
-        .unwrap_or_default()
-        .into_iter()
-        .find(|(k, _)| k == "log_q")
-        .map(|(_, q)| q.trim().to_string())
+    let log_q = super::query_param(query.as_deref(), "log_q")
+        .map(|q| q.trim().to_string())
         .unwrap_or_default();
     let st = s["state"].as_str().unwrap_or("?").to_string();
     let ended = st == "ended";
@@ -460,7 +457,10 @@ async fn ended_parts(v: &Viewer, path: &str, log_q: &str) -> (Markup, Markup) {
             return (m, html! {});
         }
     };
-    let artifacts = listed["artifacts"].as_array().cloned().unwrap_or_default();
+    let artifacts = listed["artifacts"]
+        .as_array()
+        .map(Vec::as_slice)
+        .unwrap_or(&[]);
     let has = |name: &str| {
         artifacts
             .iter()
@@ -484,7 +484,7 @@ async fn ended_parts(v: &Viewer, path: &str, log_q: &str) -> (Markup, Markup) {
                     (empty(if listed["complete"] == false { "Its files are still being collected; reload in a moment." } else { "It left no files." }))
                 } @else {
                     ul #downloads .downloads {
-                        @for a in &artifacts {
+                        @for a in artifacts {
                             @let name = a["name"].as_str().unwrap_or("");
                             li {
                                 @if a["state"] == "lost" {
