@@ -238,29 +238,12 @@ fn cards(
         ),
         _ => (None, None, None),
     };
-    let running_count = running_count.unwrap_or_else(|| {
-        let n = running.len().to_string();
-        if running_cut {
-            format!("{n}+")
-        } else {
-            n
-        }
-    });
-    let queued = if queue.len() >= QUEUE_LIMIT {
-        format!("{}+", queue.len())
-    } else {
-        queue.len().to_string()
-    };
+    let running_count = running_count.unwrap_or_else(|| at_least(running.len(), running_cut));
+    let queued = at_least(queue.len(), queue.len() >= QUEUE_LIMIT);
     html! {
         div.cards {
-            div.card {
-                div.value #running-count { (running_count) }
-                div.label {
-                    a href=(v.url("/sessions?state=running")) {
-                        @if own { "Your running sessions" } @else { "Running sessions" }
-                    }
-                }
-            }
+            (link_card("running-count", &running_count, v.url("/sessions?state=running"),
+                if own { "Your running sessions" } else { "Running sessions" }))
             div.card {
                 div.value #free-slots { @match free { Some(f) => (f), None => "—" } }
                 div.label {
@@ -268,14 +251,8 @@ fn cards(
                     @if let Some(t) = total { " of " (t) }
                 }
             }
-            div.card {
-                div.value #queue-depth { (queued) }
-                div.label {
-                    a href=(v.url("/queue")) {
-                        @if own { "Your queued requests" } @else { "Queued requests" }
-                    }
-                }
-            }
+            (link_card("queue-depth", &queued, v.url("/queue"),
+                if own { "Your queued requests" } else { "Queued requests" }))
             div.card {
                 div.value #oldest-wait {
                     @match oldest_wait(queue) { Some(w) => (duration(w)), None => "—" }
@@ -407,6 +384,25 @@ fn node_health(nodes: &[NodeInfo]) -> Markup {
 /// A standalone grid on the stand-in driver, with keys, whose pages and API
 /// the tests of the overview, queue and nodes pages call through the real
 /// router (in process, no socket).
+/// `n`, with a `+` when there are `more` than were read.
+fn at_least(n: usize, more: bool) -> String {
+    if more {
+        format!("{n}+")
+    } else {
+        n.to_string()
+    }
+}
+
+/// A card of the overview: a figure with a label that links to its page.
+fn link_card(id: &str, value: &str, href: String, label: &str) -> Markup {
+    html! {
+        div.card {
+            div.value id=(id) { (value) }
+            div.label { a href=(href) { (label) } }
+        }
+    }
+}
+
 #[cfg(test)]
 pub(super) mod fixture {
     use crate::ui::tests::{Dash, CSRF};
