@@ -211,9 +211,7 @@ async fn revoking_a_key_removes_its_row() {
     assert!(page.has("action=\"/ui/keys/old/revoke\""));
     assert!(page.has("data-confirm=\"Revoke the key old?"));
 
-    let got = g
-        .post("/ui/keys/old/revoke", Some(&admin), &[("csrf", CSRF)])
-        .await;
+    let got = g.press("/ui/keys/old/revoke", &admin).await;
     assert!(got.status.is_redirection(), "{}", got.body);
     assert_eq!(got.location.as_deref(), Some("/ui/keys"));
     let page = g.get("/ui/keys", Some(&admin)).await;
@@ -221,9 +219,7 @@ async fn revoking_a_key_removes_its_row() {
     assert!(page.has("tr data-key=\"root\""));
     assert_eq!(g.key_names().await, ["root"]);
 
-    let missing = g
-        .post("/ui/keys/old/revoke", Some(&admin), &[("csrf", CSRF)])
-        .await;
+    let missing = g.press("/ui/keys/old/revoke", &admin).await;
     assert_eq!(missing.status, StatusCode::NOT_FOUND);
 }
 
@@ -375,11 +371,7 @@ async fn a_webhook_is_made_listed_and_shown_with_its_deliveries() {
     assert!(newest < oldest, "newest first");
 
     let gone = g
-        .post(
-            &format!("/ui/webhooks/{}/delete", hook.id),
-            Some(&admin),
-            &[("csrf", CSRF)],
-        )
+        .press(&format!("/ui/webhooks/{}/delete", hook.id), &admin)
         .await;
     assert_eq!(gone.location.as_deref(), Some("/ui/webhooks"));
     assert!(g.store.webhooks().await.unwrap().is_empty());

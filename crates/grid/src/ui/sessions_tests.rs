@@ -3,7 +3,7 @@
 //! paging, a session's page while it runs and once it ended.
 
 use super::*;
-use crate::ui::tests::{Dash, Seen, CSRF};
+use crate::ui::tests::{Dash, Seen};
 use axum::http::Request;
 use gridiron_domain::auth::Role;
 use gridiron_store::{NewSession, Store};
@@ -13,11 +13,6 @@ impl Dash {
     /// A dashboard page as the browser signed in with `token` reads it.
     async fn page(&self, path: &str, token: &str) -> Seen {
         self.get(path, Some(token)).await
-    }
-
-    /// Posts a one-button form (the form token only) as `token`'s browser.
-    async fn press(&self, path: &str, token: &str) -> Seen {
-        self.post(path, Some(token), &[("csrf", CSRF)]).await
     }
 }
 

@@ -132,6 +132,21 @@ impl Dash {
         self.send(req, token, Body::from(body)).await
     }
 
+    /// Posts a one-button form (the form token only) as `token`'s browser.
+    pub async fn press(&self, path: &str, token: &str) -> Seen {
+        self.post(path, Some(token), &[("csrf", CSRF)]).await
+    }
+
+    /// Signs in with `token` on the sign-in form, asking to go on to `next`.
+    pub async fn sign_in(&self, token: &str, next: &str) -> Seen {
+        self.post(
+            "/ui/login",
+            None,
+            &[("csrf", CSRF), ("token", token), ("next", next)],
+        )
+        .await
+    }
+
     /// Starts a session for `token`'s key through the W3C route, with grid
     /// options `options`; its id.
     pub async fn session(&self, token: &str, options: serde_json::Value) -> String {
@@ -191,17 +206,7 @@ async fn a_stranger_is_sent_to_sign_in_and_a_valid_key_signs_in() {
         .iter()
         .all(|c| !c.starts_with("gridiron_key=")));
 
-    let ok = d
-        .post(
-            "/ui/login",
-            None,
-            &[
-                ("csrf", CSRF),
-                ("token", &token),
-                ("next", "/ui/sessions?state=running"),
-            ],
-        )
-        .await;
+    let ok = d.sign_in(&token, "/ui/sessions?state=running").await;
     assert_eq!(ok.status, StatusCode::SEE_OTHER);
     assert_eq!(ok.location(), "/ui/sessions?state=running");
     let cookie = ok
@@ -248,7 +253,7 @@ async fn a_sign_in_form_from_elsewhere_is_refused() {
 async fn signing_out_forgets_the_key() {
     let d = Dash::start(1, None).await;
     let token = d.key("root", Role::Admin).await;
-    let out = d.post("/ui/logout", Some(&token), &[("csrf", CSRF)]).await;
+    let out = d.press("/ui/logout", &token).await;
     assert_eq!(out.status, StatusCode::SEE_OTHER);
     assert_eq!(out.location(), "/ui/login");
     assert!(out
@@ -266,17 +271,7 @@ async fn pages_live_under_the_public_urls_prefix() {
         page.location() == "/grid/ui/login?next=%2Fgrid%2Fui%2Fqueue",
         "{page:?}"
     );
-    let ok = d
-        .post(
-            "/ui/login",
-            None,
-            &[
-                ("csrf", CSRF),
-                ("token", &token),
-                ("next", "/grid/ui/queue"),
-            ],
-        )
-        .await;
+    let ok = d.sign_in(&token, "/grid/ui/queue").await;
     assert_eq!(ok.location(), "/grid/ui/queue");
     let cookie = ok.cookies.join("\n");
     assert!(
