@@ -97,7 +97,7 @@ fn sign_in_page(
             button type="submit" { "Sign in" }
         }
     };
-    let mut r = layout::render(
+    layout::render_status(
         v,
         Page {
             title: "Sign in",
@@ -107,9 +107,8 @@ fn sign_in_page(
             events: "",
             every: 0,
         },
-    );
-    *r.status_mut() = status;
-    r
+        status,
+    )
 }
 
 #[cfg(test)]

@@ -259,7 +259,7 @@ async fn keys_page(v: &Viewer, view: KeysView, status: StatusCode) -> Response<B
             }
         }
     };
-    let mut r = layout::render(
+    layout::render_status(
         v,
         Page {
             title: "API keys",
@@ -275,9 +275,8 @@ async fn keys_page(v: &Viewer, view: KeysView, status: StatusCode) -> Response<B
             },
             every: 0,
         },
-    );
-    *r.status_mut() = status;
-    r
+        status,
+    )
 }
 
 fn new_token(v: &Viewer, k: &Value) -> Markup {
@@ -566,7 +565,7 @@ async fn hooks_page(
         }
         (pager(v, "/webhooks", cursor, next))
     };
-    let mut r = layout::render(
+    layout::render_status(
         v,
         Page {
             title: "Webhooks",
@@ -577,9 +576,8 @@ async fn hooks_page(
             // A failing receiver's state changes without an event.
             every: if view.created.is_some() { 0 } else { 15 },
         },
-    );
-    *r.status_mut() = status;
-    r
+        status,
+    )
 }
 
 fn new_secret(v: &Viewer, w: &Value) -> Markup {

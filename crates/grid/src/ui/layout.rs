@@ -140,9 +140,16 @@ pub(crate) fn html_response(status: StatusCode, m: Markup) -> Response<Body> {
     r
 }
 
+/// [`render`], answered with `status`.
+pub(crate) fn render_status(v: &Viewer, page: Page<'_>, status: StatusCode) -> Response<Body> {
+    let mut r = render(v, page);
+    *r.status_mut() = status;
+    r
+}
+
 /// A page that says why something was refused or failed.
 pub(crate) fn refusal(v: &Viewer, status: StatusCode, message: &str) -> Response<Body> {
-    let mut r = render(
+    render_status(
         v,
         Page {
             title: status.canonical_reason().unwrap_or("Error"),
@@ -155,9 +162,8 @@ pub(crate) fn refusal(v: &Viewer, status: StatusCode, message: &str) -> Response
             events: "",
             every: 0,
         },
-    );
-    *r.status_mut() = status;
-    r
+        status,
+    )
 }
 
 /// The page of an API failure.

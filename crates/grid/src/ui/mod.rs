@@ -341,11 +341,7 @@ pub(crate) fn query_param(query: Option<&str>, name: &str) -> Option<String> {
 pub(crate) fn items<T: serde::de::DeserializeOwned>(answer: &Value) -> Vec<T> {
     answer["items"]
         .as_array()
-        .map(|a| {
-            a.iter()
-                .filter_map(|i| serde_json::from_value(i.clone()).ok())
-                .collect()
-        })
+        .map(|a| a.iter().filter_map(|i| T::deserialize(i).ok()).collect())
         .unwrap_or_default()
 }
 
