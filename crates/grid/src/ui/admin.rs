@@ -81,20 +81,31 @@ struct KeyForm {
     rate: String,
 }
 
+/// A posted form field, trimmed (empty when absent).
+fn field(fields: &HashMap<String, String>, name: &str) -> String {
+    fields
+        .get(name)
+        .map(|s| s.trim().to_string())
+        .unwrap_or_default()
+}
+
 impl KeyForm {
     /// The form's fields as posted.
     fn read(fields: &HashMap<String, String>) -> KeyForm {
-        let get = |k: &str| {
-            fields
-                .get(k)
-                .map(|s| s.trim().to_string())
-                .unwrap_or_default()
-        };
         KeyForm {
-            name: get("name"),
-            role: get("role"),
-            max_sessions: get("max_sessions"),
-            rate: get("rate"),
+            name: field(fields, "name"),
+            role: field(fields, "role"),
+            max_sessions: field(fields, "max_sessions"),
+            rate: field(fields, "rate"),
+        }
+    }
+
+    /// The role asked for (`user` when none was chosen).
+    fn role(&self) -> &str {
+        if self.role.is_empty() {
+            "user"
+        } else {
+            &self.role
         }
     }
 
@@ -106,11 +117,7 @@ impl KeyForm {
         if self.name.is_empty() {
             return Err("Give the key a name.".into());
         }
-        let role = if self.role.is_empty() {
-            "user"
-        } else {
-            &self.role
-        };
+        let role = self.role();
         if first && role != "admin" {
             return Err("The first key must be an admin key: it turns authentication on, and only an admin key can then manage keys.".into());
         }
@@ -300,13 +307,7 @@ fn new_token(v: &Viewer, k: &Value) -> Markup {
 }
 
 fn key_form(v: &Viewer, f: &KeyForm, error: Option<&str>, first: bool) -> Markup {
-    let role = if first {
-        "admin"
-    } else if f.role.is_empty() {
-        "user"
-    } else {
-        f.role.as_str()
-    };
+    let role = if first { "admin" } else { f.role() };
     html! {
         details.create open[first || error.is_some()] {
             summary { "New key" }
@@ -399,19 +400,13 @@ fn kind_field(kind: &str) -> String {
 impl HookForm {
     fn read(fields: &HashMap<String, String>) -> HookForm {
         HookForm {
-            url: fields
-                .get("url")
-                .map(|s| s.trim().to_string())
-                .unwrap_or_default(),
+            url: field(fields, "url"),
             ticked: ALL_KINDS
                 .iter()
                 .filter(|k| fields.contains_key(&kind_field(k)))
                 .map(|k| k.to_string())
                 .collect(),
-            more: fields
-                .get("events")
-                .map(|s| s.trim().to_string())
-                .unwrap_or_default(),
+            more: field(fields, "events"),
         }
     }
 
