@@ -163,13 +163,51 @@ fn limits(max_sessions: Option<u64>, rate: Option<f64>) -> String {
     }
 }
 
-/// What the keys page shows besides the list: the form as entered, its
-/// error, and the key just made (with its token).
+/// What a page with a creation form shows besides its list: the form as
+/// entered, its error, and what was just made (with its token or secret).
 #[derive(Default)]
-struct KeysView {
-    form: KeyForm,
+struct FormView<F> {
+    form: F,
     error: Option<String>,
     created: Option<Value>,
+}
+
+/// The keys page's [`FormView`].
+type KeysView = FormView<KeyForm>;
+/// The webhooks page's [`FormView`].
+type HooksView = FormView<HookForm>;
+
+/// Posts a creation form's `body` (or its error) to `api_path`: the view
+/// to show with its status, the form again with what was wrong when the
+/// API refused it, or the API's failure.
+async fn submit<F: Default>(
+    v: &Viewer,
+    form: F,
+    body: Result<Value, String>,
+    api_path: &str,
+) -> Result<(FormView<F>, StatusCode), Shown> {
+    let again = |form, error| FormView {
+        form,
+        error: Some(error),
+        created: None,
+    };
+    let body = match body {
+        Ok(b) => b,
+        Err(e) => return Ok((again(form, e), StatusCode::BAD_REQUEST)),
+    };
+    match v.send(Method::POST, api_path, Some(&body)).await {
+        Ok(created) => Ok((
+            FormView {
+                created: Some(created),
+                ..FormView::default()
+            },
+            StatusCode::OK,
+        )),
+        Err(Shown { status, message }) if status.is_client_error() => {
+            Ok((again(form, message), status))
+        }
+        Err(e) => Err(e),
+    }
 }
 
 /// `GET /ui/keys`: the keys, and the form that makes one.
@@ -190,29 +228,13 @@ pub(crate) async fn create_key(v: Viewer, body: Body) -> Response<Body> {
         Err(refused) => return refused,
     };
     let form = KeyForm::read(&fields);
-    let refused = |error: String, status| {
-        let view = KeysView {
-            form: form.clone(),
-            error: Some(error),
-            created: None,
-        };
-        keys_page(&v, view, status)
-    };
-    let body = match form.body(v.open) {
-        Ok(b) => b,
-        Err(e) => return refused(e, StatusCode::BAD_REQUEST).await,
-    };
-    match v.send(Method::POST, "/keys", Some(&body)).await {
-        Ok(created) => {
-            tracing::info!(key = %form.name, "a key was made on the dashboard");
-            let view = KeysView {
-                created: Some(created),
-                ..KeysView::default()
-            };
-            keys_page(&v, view, StatusCode::OK).await
-        }
-        Err(Shown { status, message }) if status.is_client_error() => {
-            refused(message, status).await
+    let (name, body) = (form.name.clone(), form.body(v.open));
+    match submit(&v, form, body, "/keys").await {
+        Ok((view, status)) => {
+            if view.created.is_some() {
+                tracing::info!(key = %name, "a key was made on the dashboard");
+            }
+            keys_page(&v, view, status).await
         }
         Err(e) => layout::failed(&v, e),
     }
@@ -465,14 +487,6 @@ fn event_list(w: &Value) -> String {
     }
 }
 
-/// What the webhooks page shows besides the list.
-#[derive(Default)]
-struct HooksView {
-    form: HookForm,
-    error: Option<String>,
-    created: Option<Value>,
-}
-
 /// `GET /ui/webhooks`: the subscriptions, newest first, and the form that
 /// makes one.
 pub(crate) async fn webhooks(v: Viewer, RawQuery(query): RawQuery) -> Response<Body> {
@@ -493,29 +507,9 @@ pub(crate) async fn create_webhook(v: Viewer, body: Body) -> Response<Body> {
         Err(refused) => return refused,
     };
     let form = HookForm::read(&fields);
-    let refused = |error: String, status| {
-        let view = HooksView {
-            form: form.clone(),
-            error: Some(error),
-            created: None,
-        };
-        hooks_page(&v, None, view, status)
-    };
-    let body = match form.body() {
-        Ok(b) => b,
-        Err(e) => return refused(e, StatusCode::BAD_REQUEST).await,
-    };
-    match v.send(Method::POST, "/webhooks", Some(&body)).await {
-        Ok(created) => {
-            let view = HooksView {
-                created: Some(created),
-                ..HooksView::default()
-            };
-            hooks_page(&v, None, view, StatusCode::OK).await
-        }
-        Err(Shown { status, message }) if status.is_client_error() => {
-            refused(message, status).await
-        }
+    let body = form.body();
+    match submit(&v, form, body, "/webhooks").await {
+        Ok((view, status)) => hooks_page(&v, None, view, status).await,
         Err(e) => layout::failed(&v, e),
     }
 }
