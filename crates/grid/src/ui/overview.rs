@@ -118,23 +118,21 @@ fn ended_of(stats: &Value) -> Vec<(String, u64)> {
     ended
 }
 
+/// Where the overview's slot figures come from: nodes need an admin key;
+/// anyone else reads the grid's slot totals (`/scaling`).
+enum Slots {
+    Nodes(Result<Vec<NodeInfo>, Shown>),
+    Totals(Result<Value, Shown>),
+}
+
 /// `GET /ui/`.
 pub(crate) async fn page(v: Viewer) -> Response<Body> {
     let since = gridiron_store::now_ms() - HOUR_MS;
-    let admin = v.admin();
-    let nodes = async {
-        if admin {
-            Some(v.get("/nodes").await)
+    let slots = async {
+        if v.admin() {
+            Slots::Nodes(v.get("/nodes").await.map(|n| nodes_of(&n)))
         } else {
-            None
-        }
-    };
-    // Nodes need an admin key; the grid's slot totals do not.
-    let scaling = async {
-        if admin {
-            None
-        } else {
-            Some(v.get("/scaling").await)
+            Slots::Totals(v.get("/scaling").await)
         }
     };
     let (running_q, queue_q, stats_q) = (
@@ -142,13 +140,8 @@ pub(crate) async fn page(v: Viewer) -> Response<Body> {
         format!("/queue?limit={QUEUE_LIMIT}"),
         format!("/sessions/stats?since={since}"),
     );
-    let (nodes, scaling, running, queue, stats) = tokio::join!(
-        nodes,
-        scaling,
-        v.get(&running_q),
-        v.get(&queue_q),
-        v.get(&stats_q),
-    );
+    let (slots, running, queue, stats) =
+        tokio::join!(slots, v.get(&running_q), v.get(&queue_q), v.get(&stats_q),);
     let (running, queue, stats) = match (running, queue, stats) {
         (Ok(r), Ok(q), Ok(s)) => (r, q, s),
         (Err(e), _, _) | (_, Err(e), _) | (_, _, Err(e)) => return super::layout::failed(&v, e),
@@ -156,31 +149,22 @@ pub(crate) async fn page(v: Viewer) -> Response<Body> {
     let running_cut = !running["next_cursor"].is_null();
     let running = running_of(&running);
     let queue = waiting_of(&queue);
-    let nodes = nodes.map(|r| r.map(|n| nodes_of(&n)));
 
-    let cards = cards(
-        &v,
-        nodes.as_ref(),
-        scaling.as_ref(),
-        &running,
-        running_cut,
-        &queue,
-    );
+    let cards = cards(&v, &slots, &running, running_cut, &queue);
     let live = html! {
         (cards)
         div.grid2 {
             section {
                 h2 { "Slots" }
-                @match (&nodes, &scaling) {
-                    (Some(Ok(nodes)), _) => {
+                @match &slots {
+                    Slots::Nodes(Ok(nodes)) => {
                         (slot_table(&slot_rows(nodes, &running)))
                         @if running_cut {
                             p.muted { "Browsers split the first " (RUNNING_LIMIT) " running sessions." }
                         }
                     }
-                    (Some(Err(e)), _) => p.error { "The nodes could not be read: " (e.message) },
-                    (None, Some(s)) => (grid_slots(s)),
-                    (None, None) => {}
+                    Slots::Nodes(Err(e)) => p.error { "The nodes could not be read: " (e.message) },
+                    Slots::Totals(s) => (grid_slots(s)),
                 }
             }
             section {
@@ -189,10 +173,10 @@ pub(crate) async fn page(v: Viewer) -> Response<Body> {
             }
         }
         h2 { "Node health" }
-        @match &nodes {
-            Some(Ok(nodes)) => (node_health(nodes)),
-            Some(Err(_)) => p.error { "The nodes could not be read." },
-            None => p.notice #node-health-admin-only { "Nodes are shown to admin keys only." },
+        @match &slots {
+            Slots::Nodes(Ok(nodes)) => (node_health(nodes)),
+            Slots::Nodes(Err(_)) => p.error { "The nodes could not be read." },
+            Slots::Totals(_) => p.notice #node-health-admin-only { "Nodes are shown to admin keys only." },
         }
     };
     let events = format!("{SESSION_EVENTS},{NODE_EVENTS}");
@@ -212,16 +196,15 @@ pub(crate) async fn page(v: Viewer) -> Response<Body> {
 /// The four cards: running sessions, free slots, queue depth, oldest wait.
 fn cards(
     v: &Viewer,
-    nodes: Option<&Result<Vec<NodeInfo>, Shown>>,
-    scaling: Option<&Result<Value, Shown>>,
+    slots: &Slots,
     running: &[(String, String)],
     running_cut: bool,
     queue: &[Waiting],
 ) -> Markup {
     let own = !v.admin();
     // An admin counts what the nodes report; a user key its own sessions.
-    let (running_count, free, total) = match (nodes, scaling) {
-        (Some(Ok(n)), _) => (
+    let (running_count, free, total) = match slots {
+        Slots::Nodes(Ok(n)) => (
             Some(n.iter().map(|n| n.used).sum::<usize>().to_string()),
             Some(n.iter().map(NodeInfo::free).sum::<usize>()),
             Some(
@@ -231,7 +214,7 @@ fn cards(
                     .sum::<usize>(),
             ),
         ),
-        (_, Some(Ok(s))) => (
+        Slots::Totals(Ok(s)) => (
             None,
             s["free_slots"].as_u64().map(|f| f as usize),
             s["total_slots"].as_u64().map(|t| t as usize),
