@@ -36,10 +36,16 @@ fn pre_text(body: &str, id: &str) -> String {
     rest[start..end].to_string()
 }
 
-#[tokio::test]
-async fn an_admin_makes_a_key_and_sees_its_token_once() {
+/// A grid with one admin key, `root`, and its token.
+async fn admin_grid() -> (Dash, String) {
     let g = Dash::start(1, None).await;
     let admin = g.key("root", Role::Admin).await;
+    (g, admin)
+}
+
+#[tokio::test]
+async fn an_admin_makes_a_key_and_sees_its_token_once() {
+    let (g, admin) = admin_grid().await;
 
     let page = g.get("/ui/keys", Some(&admin)).await;
     assert_eq!(page.status, StatusCode::OK, "{}", page.body);
@@ -95,8 +101,7 @@ async fn an_admin_makes_a_key_and_sees_its_token_once() {
 
 #[tokio::test]
 async fn a_refused_key_form_keeps_what_was_entered() {
-    let g = Dash::start(1, None).await;
-    let admin = g.key("root", Role::Admin).await;
+    let (g, admin) = admin_grid().await;
     let got = g
         .post(
             "/ui/keys",
@@ -129,8 +134,7 @@ async fn a_refused_key_form_keeps_what_was_entered() {
 
 #[tokio::test]
 async fn a_form_without_its_token_is_refused_and_makes_nothing() {
-    let g = Dash::start(1, None).await;
-    let admin = g.key("root", Role::Admin).await;
+    let (g, admin) = admin_grid().await;
     let got = g
         .post(
             "/ui/keys",
@@ -203,8 +207,7 @@ async fn a_user_key_is_refused_every_admin_page_and_form() {
 
 #[tokio::test]
 async fn revoking_a_key_removes_its_row() {
-    let g = Dash::start(1, None).await;
-    let admin = g.key("root", Role::Admin).await;
+    let (g, admin) = admin_grid().await;
     g.key("old", Role::User).await;
     let page = g.get("/ui/keys", Some(&admin)).await;
     assert!(page.has("tr data-key=\"old\""));
@@ -271,8 +274,7 @@ async fn the_first_key_of_an_open_grid_is_an_admin_key_and_closes_it() {
 
 #[tokio::test]
 async fn a_webhook_is_made_listed_and_shown_with_its_deliveries() {
-    let g = Dash::start(1, None).await;
-    let admin = g.key("root", Role::Admin).await;
+    let (g, admin) = admin_grid().await;
 
     let empty = g.get("/ui/webhooks", Some(&admin)).await;
     assert_eq!(empty.status, StatusCode::OK, "{}", empty.body);
@@ -383,8 +385,7 @@ async fn a_webhook_is_made_listed_and_shown_with_its_deliveries() {
 
 #[tokio::test]
 async fn the_delivery_log_is_read_a_page_at_a_time() {
-    let g = Dash::start(1, None).await;
-    let admin = g.key("root", Role::Admin).await;
+    let (g, admin) = admin_grid().await;
     let made = g
         .post(
             "/ui/webhooks",
